@@ -1,0 +1,379 @@
+"""The per-page engine: unmap_and_move() and everything below it.
+
+Mirrors mm/migrate.c of v5.0: ``unmap_and_move`` (:1163), ``__unmap_and_move``
+(:1003), ``move_to_new_page`` (:930), ``migrate_page`` (:681),
+``buffer_migrate_page[_norefs]`` (:741-848), ``fallback_migrate_page`` (:893),
+``writeout`` (:852), ``unmap_and_move_huge_page`` (:1279), and the non-LRU
+callbacks ``balloon_page_migrate`` and ``zs_page_migrate``.
+
+Every function returns the kernel's rc (0 or a negative errno) and records
+what it did in the ``Step`` it is given: counters and a human-readable note.
+State changes that persist across passes (a lock finally taken, writeback
+waited for, a dirty page written out) are applied to the ``PageRun``.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+from harness.model.constants import SUCCESS, Errno, MigrateMode
+from harness.model.kernels import ArchFacts, KernelRules
+from harness.model.page import Page, PageKind
+
+EAGAIN = -Errno.EAGAIN
+EBUSY = -Errno.EBUSY
+ENOMEM = -Errno.ENOMEM
+EINVAL = -Errno.EINVAL
+ENOSYS = -Errno.ENOSYS
+EIO = -Errno.EIO
+
+
+@dataclass
+class Target:
+    """What the target allocator can supply (None: as much as asked)."""
+
+    #: Order-0 pages the allocator can still hand out.
+    free_pages: Optional[int] = None
+    #: Order-9 blocks for THP targets.
+    thp_blocks: Optional[int] = None
+    #: Free hugetlb pages in the target node's pool.
+    hugetlb_pool: Optional[int] = None
+    #: A temporary surplus hugetlb page can come from the buddy allocator
+    #: when the pool is empty (alloc_migrate_huge_page).
+    hugetlb_buddy: bool = True
+
+    def take(self, page: Page, stats: Counter) -> Optional[str]:
+        """get_new_page(): reserve a target and say where it came from, or
+        return None (the kernel's NULL, i.e. -ENOMEM)."""
+        if page.kind.is_hugetlb:
+            if self.hugetlb_pool is None or self.hugetlb_pool > 0:
+                if self.hugetlb_pool is not None:
+                    self.hugetlb_pool -= 1
+                return "pool"
+            if page.kind is PageKind.HUGETLB_1G or not self.hugetlb_buddy:
+                return None
+            # alloc_migrate_huge_page(): a temporary surplus page; counted by
+            # alloc_buddy_huge_page() either way.
+            if not self._take_base(page.kind.nr_pages):
+                stats["htlb_buddy_alloc_fail"] += 1
+                return None
+            stats["htlb_buddy_alloc_success"] += 1
+            return "buddy"
+        if page.kind.is_thp:
+            if self.thp_blocks is not None:
+                if self.thp_blocks <= 0:
+                    return None
+                self.thp_blocks -= 1
+            if not self._take_base(page.kind.nr_pages):
+                if self.thp_blocks is not None:
+                    self.thp_blocks += 1
+                return None
+            return "buddy"
+        return "buddy" if self._take_base(1) else None
+
+    def give_back(self, page: Page, source: str) -> None:
+        """put_new_page()/put_page(newpage) after a failed attempt: a pool
+        page returns to the pool, anything else to the buddy allocator."""
+        if source == "pool":
+            if self.hugetlb_pool is not None:
+                self.hugetlb_pool += 1
+            return
+        if page.kind.is_thp and self.thp_blocks is not None:
+            self.thp_blocks += 1
+        if self.free_pages is not None:
+            self.free_pages += page.kind.nr_pages
+
+    def _take_base(self, nr: int) -> bool:
+        if self.free_pages is None:
+            return True
+        if self.free_pages < nr:
+            return False
+        self.free_pages -= nr
+        return True
+
+
+@dataclass
+class Env:
+    """One migrate_pages() call's fixed context."""
+
+    rules: KernelRules
+    arch: ArchFacts
+    mode: MigrateMode
+    reason: int
+    #: The caller runs with PF_MEMALLOC (direct compaction): never lock_page().
+    pf_memalloc: bool
+    #: Node the targets come from; None: the page's own node (compaction,
+    #: soft offline).
+    target_node: Optional[int]
+    target: Target
+
+
+@dataclass
+class PageRun:
+    """A list entry during a call: its current state and where it came from."""
+
+    page: Page
+    #: Index of the page in the caller's input.
+    origin: int
+    #: Subpage index once a THP was split (None for an unsplit entry).
+    sub: Optional[int] = None
+
+    @property
+    def label(self) -> str:
+        return f"page {self.origin}" + (f".{self.sub}" if self.sub is not None else "")
+
+
+@dataclass
+class Step:
+    """What one unmap_and_move() attempt did besides its rc."""
+
+    stats: Counter = field(default_factory=Counter)
+    note: str = ""
+    #: True when data would have been copied to the new page.
+    copied: bool = False
+
+
+def unmap_and_move(run: PageRun, force: bool, env: Env, step: Step) -> int:
+    """unmap_and_move() for an order-0 page, THP or non-LRU movable page."""
+    page = run.page
+    if page.kind.is_thp and not env.arch.thp_migration:
+        step.note = "THP and no ARCH_ENABLE_THP_MIGRATION: -ENOMEM before allocating"
+        return ENOMEM
+    freed_first = env.rules.freed_check_before_alloc
+    if freed_first and page.freed:
+        step.note = "freed after isolation (page_count == 1): success without a copy"
+        return SUCCESS
+    source = env.target.take(page, step.stats)
+    if source is None:
+        step.note = "get_new_page() found no target page: -ENOMEM"
+        return ENOMEM
+    if page.freed:
+        env.target.give_back(page, source)
+        step.note = "freed after isolation (page_count == 1): success without a copy"
+        return SUCCESS
+    rc = _unmap_and_move(run, force, env, step)
+    if rc != SUCCESS:
+        env.target.give_back(page, source)
+    return rc
+
+
+def _unmap_and_move(run: PageRun, force: bool, env: Env, step: Step) -> int:
+    """__unmap_and_move(): lock, writeback, unmap, move, remap."""
+    page = run.page
+    if page.locked:
+        if not force or env.mode == MigrateMode.MIGRATE_ASYNC:
+            step.note = "page locked by another task, trylock failed" + (
+                "" if force else " (no force before pass 3)"
+            )
+            return EAGAIN
+        if env.pf_memalloc:
+            step.note = "page locked and the caller has PF_MEMALLOC: never lock_page()"
+            return EAGAIN
+        page = run.page = page.with_(locked=False)
+        step.note = "blocked in lock_page() until the holder released it; "
+    if page.writeback:
+        if env.mode not in (MigrateMode.MIGRATE_SYNC, MigrateMode.MIGRATE_SYNC_NO_COPY):
+            step.note += f"under writeback in {env.mode.name}: -EBUSY"
+            return EBUSY
+        if not force:
+            step.note += "under writeback, no force before pass 3: -EAGAIN"
+            return EAGAIN
+        page = run.page = page.with_(writeback=False)
+        step.note += "waited for writeback; "
+    if not page.kind.is_lru:
+        return _move_to_new_page(run, env, step)
+    if page.orphan:
+        if page.private:
+            run.page = page.with_(private=False)
+            step.note += "no mapping and private data: try_to_free_buffers, -EAGAIN"
+            return EAGAIN
+        return _move_to_new_page(run, env, step)
+    was_mapped = page.mapped
+    if was_mapped:
+        _unmap(run, step)
+        if page.unmap_fails:
+            step.note += "a mapping survived try_to_unmap: -EAGAIN"
+            _remap(run, success=False, step=step)
+            return EAGAIN
+    rc = _move_to_new_page(run, env, step)
+    if was_mapped:
+        _remap(run, success=rc == SUCCESS, step=step)
+    return rc
+
+
+def _unmap(run: PageRun, step: Step) -> None:
+    """try_to_unmap(TTU_MIGRATION|TTU_IGNORE_MLOCK): mlock does not protect."""
+    if run.page.mlocked and not run.page.kind.is_thp:
+        # page_remove_rmap -> clear_page_mlock: the page is isolated, so it
+        # cannot be put back on an LRU and is counted as stranded.
+        step.stats["unevictable_pgs_cleared"] += 1
+        step.stats["unevictable_pgs_stranded"] += 1
+
+
+def _remap(run: PageRun, success: bool, step: Step) -> None:
+    """remove_migration_ptes(): mlock_vma_page() on the page now mapped."""
+    if run.page.mlocked and not run.page.kind.is_thp:
+        step.stats["unevictable_pgs_mlocked"] += 1
+
+
+def _move_to_new_page(run: PageRun, env: Env, step: Step) -> int:
+    """move_to_new_page(): pick the callback by mapping (mm/migrate.c:930)."""
+    page = run.page
+    kind = page.kind
+    if not kind.is_lru:
+        if page.released:
+            step.note += "driver released the page after isolation (!PageMovable): success"
+            return SUCCESS
+        if kind is PageKind.BALLOON:
+            return _balloon_migrate(page, env, step)
+        return _zs_migrate(page, env, step)
+    if kind in (PageKind.ANON, PageKind.THP) or page.orphan:
+        return _migrate_page(page, env, step)
+    if kind in (PageKind.ANON_SWAPCACHE, PageKind.SHMEM):
+        return _migrate_page(page, env, step)
+    if kind is PageKind.FILE:
+        return _buffer_migrate_page(page, env, step, norefs=False)
+    if kind is PageKind.BLOCKDEV:
+        return _buffer_migrate_page(page, env, step, norefs=True)
+    if kind is PageKind.FILE_NOMIGRATE:
+        return _fallback_migrate_page(run, env, step)
+    raise AssertionError(f"no move_to_new_page route for {kind}")  # pragma: no cover
+
+
+def _refs_ok(page: Page, step: Step) -> bool:
+    """migrate_page_move_mapping()'s count check (and page_ref_freeze)."""
+    if page.pins:
+        expected = page.expected_refs
+        step.note += (
+            f"page count {expected + page.pins} != expected {expected} "
+            f"({page.pins} extra reference{'s' if page.pins > 1 else ''}): -EAGAIN"
+        )
+        return False
+    return True
+
+
+def _migrate_page(page: Page, env: Env, step: Step) -> int:
+    """migrate_page(): move the mapping, then copy (or only states in NO_COPY)."""
+    if not _refs_ok(page, step):
+        return EAGAIN
+    step.copied = env.mode != MigrateMode.MIGRATE_SYNC_NO_COPY
+    step.note += "migrate_page: success" + ("" if step.copied else " (NO_COPY: states only)")
+    return SUCCESS
+
+
+def _buffer_migrate_page(page: Page, env: Env, step: Step, norefs: bool) -> int:
+    """__buffer_migrate_page() (mm/migrate.c:741)."""
+    if not page.private:
+        return _migrate_page(page, env, step)
+    if not _refs_ok(page, step):
+        return EAGAIN
+    if page.buffer_locked and env.mode == MigrateMode.MIGRATE_ASYNC:
+        step.note += "a buffer head is locked and ASYNC only trylocks: -EAGAIN"
+        return EAGAIN
+    if norefs and page.buffer_busy:
+        step.note += "a buffer head is still referenced after invalidate_bh_lrus: -EAGAIN"
+        return EAGAIN
+    step.copied = env.mode != MigrateMode.MIGRATE_SYNC_NO_COPY
+    step.note += "buffer_migrate_page: buffers moved, success"
+    return SUCCESS
+
+
+def _fallback_migrate_page(run: PageRun, env: Env, step: Step) -> int:
+    """fallback_migrate_page() and writeout() (mm/migrate.c:852-917)."""
+    page = run.page
+    if page.dirty:
+        if env.mode not in (MigrateMode.MIGRATE_SYNC, MigrateMode.MIGRATE_SYNC_NO_COPY):
+            step.note += f"dirty, no ->migratepage, {env.mode.name}: -EBUSY"
+            return EBUSY
+        if not page.writepage:
+            step.note += "dirty and the mapping has no ->writepage (ramfs): writeout -EINVAL"
+            return EINVAL
+        if page.writepage_error:
+            step.note += "writeout: ->writepage failed: -EIO"
+            return EIO
+        # ->writepage started I/O; the model treats it as complete by the
+        # next attempt (the result is the same, only the pass differs).
+        run.page = page.with_(dirty=False)
+        step.note += "dirty: writeout() started ->writepage, -EAGAIN"
+        return EAGAIN
+    if page.private:
+        if page.release_fails:
+            step.note += "private data that try_to_release_page cannot drop: -EAGAIN"
+            return EAGAIN
+        run.page = page = page.with_(private=False)
+    return _migrate_page(page, env, step)
+
+
+def _balloon_migrate(page: Page, env: Env, step: Step) -> int:
+    """balloon_page_migrate() -> virtballoon_migratepage()."""
+    if env.mode == MigrateMode.MIGRATE_SYNC_NO_COPY:
+        step.note += "balloon page in MIGRATE_SYNC_NO_COPY: -EINVAL"
+        return EINVAL
+    if page.balloon_lock_held:
+        step.note += "balloon_lock held by a fill or leak: -EAGAIN"
+        return EAGAIN
+    step.stats["balloon_migrate"] += 1
+    step.note += "balloon page moved (no data copy): success"
+    return SUCCESS
+
+
+def _zs_migrate(page: Page, env: Env, step: Step) -> int:
+    """zs_page_migrate() (mm/zsmalloc.c)."""
+    if env.mode == MigrateMode.MIGRATE_SYNC_NO_COPY:
+        step.note += "zsmalloc page in MIGRATE_SYNC_NO_COPY: -EINVAL"
+        return EINVAL
+    if page.zs_mapped:
+        step.note += "an object on the page is mapped (zs_map_object): -EAGAIN"
+        return EAGAIN
+    step.copied = True
+    step.note += "zspage subpage copied, handles re-pointed: success"
+    return SUCCESS
+
+
+def unmap_and_move_huge_page(run: PageRun, force: bool, env: Env, step: Step) -> int:
+    """unmap_and_move_huge_page() (mm/migrate.c:1279)."""
+    page = run.page
+    supported = env.arch.hugetlb_migration and page.kind is PageKind.HUGETLB
+    if not supported:
+        why = "1 GiB pages" if page.kind is PageKind.HUGETLB_1G else "this arch"
+        step.note = f"hugepage_migration_supported() is false for {why}: -ENOSYS"
+        return ENOSYS
+    source = env.target.take(page, step.stats)
+    if source is None:
+        step.note = "no target huge page (pool empty, no surplus): -ENOMEM"
+        return ENOMEM
+    rc = _huge_page_move(run, force, env, step)
+    if rc != SUCCESS:
+        env.target.give_back(page, source)
+    return rc
+
+
+def _huge_page_move(run: PageRun, force: bool, env: Env, step: Step) -> int:
+    page = run.page
+    if page.locked:
+        sync = env.mode in (MigrateMode.MIGRATE_SYNC, MigrateMode.MIGRATE_SYNC_NO_COPY)
+        if not force or not sync:
+            step.note = "huge page locked by another task: -EAGAIN"
+            return EAGAIN
+        page = run.page = page.with_(locked=False)
+        step.note = "blocked in lock_page(); "
+    if page.orphan and page.private:
+        step.note += "private set without a mapping (being freed): -EBUSY"
+        return EBUSY
+    if page.unmap_fails:
+        step.note += "a mapping survived try_to_unmap: -EAGAIN"
+        return EAGAIN
+    return _migrate_page(page, env, step)
+
+
+def can_split_huge_page(page: Page) -> tuple[bool, str]:
+    """split_huge_page_to_list()'s refusal conditions (mm/huge_memory.c:2611)."""
+    if page.writeback:
+        return False, "under writeback"
+    if page.pins:
+        return False, (
+            f"total_mapcount != page_count - 1: {page.pins} extra reference"
+            f"{'s' if page.pins > 1 else ''} (a pin)"
+        )
+    return True, ""

@@ -1,0 +1,189 @@
+"""Kernel versions and architectures as data.
+
+Everything that differs between the kernels the model knows lives in the
+``KERNELS`` table below; the engine consults one field per difference, in one
+place.  Each field names the upstream change behind it.
+
+Sources: a pristine v5.0 tree (mm/migrate.c, include/trace/events/migrate.h,
+arch/*/Kconfig) and Debian's linux-source-5.10 (5.10.223).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple
+
+from harness.errors import one_of
+from harness.model.constants import MigrateMode, MigrateReason
+
+
+@dataclass(frozen=True)
+class ArchFacts:
+    """What an architecture's Kconfig selects, for one kernel version."""
+
+    #: ARCH_ENABLE_THP_MIGRATION: a THP is migrated whole (else -ENOMEM -> split).
+    thp_migration: bool
+    #: ARCH_ENABLE_HUGEPAGE_MIGRATION: PMD-sized hugetlb pages can migrate.
+    hugetlb_migration: bool
+    #: The arch can have NUMA at all (32-bit arm cannot).
+    numa: bool
+    #: CONFIG_TRANSPARENT_HUGEPAGE is possible (arm: only with LPAE).
+    thp: bool = True
+    page_size: int = 4096
+
+
+@dataclass(frozen=True)
+class KernelRules:
+    """The observable behaviour of one kernel version's migration code."""
+
+    name: str
+    version: Tuple[int, int]
+    description: str
+    arches: Mapping[str, ArchFacts]
+    #: __print_symbolic table for the mode field (missing modes print as hex).
+    mode_names: Mapping[int, str]
+    #: __print_symbolic table for the reason field.
+    reason_names: Mapping[int, str]
+    #: The TP_printk of migrate:mm_migrate_pages, as a str.format template.
+    trace_format: str
+    #: 5.9 ("mm/vmstat: add events for THP migration without
+    #: split"): a THP migrated whole, or failing whole, counts its subpages
+    #: in nr_succeeded/nr_failed and once in nr_thp_*; -EAGAIN THPs are
+    #: retried through a separate thp_retry count (one per THP).
+    thp_counts_subpages: bool
+    #: Same change: thp_migration_success/_fail/_split vmstat events exist.
+    thp_vm_events: bool
+    #: Between 5.0 and 5.10 unmap_and_move() moved its page_count()==1
+    #: (freed under us) check before get_new_page(): a freed page succeeds
+    #: even when no target page could be allocated.
+    freed_check_before_alloc: bool
+    #: move_pages(2) implementation: "v4.17" (the 4.17 rework of
+    #: do_pages_move, batching by node, with the artefacts of MODEL-SPEC 4.2)
+    #: or "v5.6" (5.5: already-placed pages get their status and end the
+    #: batch; 5.6: a positive return adds the entries never attempted).
+    move_pages_variant: str
+    #: Compaction batches are capped at COMPACT_CLUSTER_MAX (v5.0); 5.10 keeps
+    #: isolating past it when a pageblock is rescanned (cc->rescan).
+    compaction_batch_cap: Optional[int]
+    #: compact_node() reuses one compact_control for all zones of a node
+    #: without resetting its scanned totals (v5.0), so compact_migrate_scanned
+    #: adds the running sum per zone.
+    compact_node_cumulative_scanned: bool
+    #: vmstat events the migration paths can change on this kernel.
+    migration_vm_events: Tuple[str, ...] = field(default=())
+
+    def arch(self, name: str) -> ArchFacts:
+        try:
+            return self.arches[name]
+        except KeyError:
+            raise one_of("arch", name, sorted(self.arches)) from None
+
+    def mode_name(self, mode: int) -> str:
+        return self.mode_names.get(int(mode), hex(int(mode)))
+
+    def reason_name(self, reason: int) -> str:
+        return self.reason_names.get(int(reason), hex(int(reason)))
+
+
+_MODE_NAMES = {
+    MigrateMode.MIGRATE_ASYNC: "MIGRATE_ASYNC",
+    MigrateMode.MIGRATE_SYNC_LIGHT: "MIGRATE_SYNC_LIGHT",
+    MigrateMode.MIGRATE_SYNC: "MIGRATE_SYNC",
+    # MIGRATE_SYNC_NO_COPY is missing from the table: it prints as 0x3.
+}
+
+_REASON_NAMES = {
+    MigrateReason.MR_COMPACTION: "compaction",
+    MigrateReason.MR_MEMORY_FAILURE: "memory_failure",
+    MigrateReason.MR_MEMORY_HOTPLUG: "memory_hotplug",
+    MigrateReason.MR_SYSCALL: "syscall_or_cpuset",
+    MigrateReason.MR_MEMPOLICY_MBIND: "mempolicy_mbind",
+    MigrateReason.MR_NUMA_MISPLACED: "numa_misplaced",
+    MigrateReason.MR_CONTIG_RANGE: "contig_range",
+}
+
+_BASE_EVENTS = (
+    "pgmigrate_success",
+    "pgmigrate_fail",
+    "thp_split_page",
+    "thp_split_page_failed",
+    "thp_split_pmd",
+    "unevictable_pgs_mlocked",
+    "unevictable_pgs_cleared",
+    "unevictable_pgs_stranded",
+    "balloon_migrate",
+    "numa_pages_migrated",
+)
+
+V5_0 = KernelRules(
+    name="v5.0",
+    version=(5, 0),
+    description="Linux v5.0 (the reference)",
+    arches={
+        # arch/x86/Kconfig:2424-2430: both migrations, X86_64 only.
+        "x86_64": ArchFacts(thp_migration=True, hugetlb_migration=True, numa=True),
+        # arch/arm64/Kconfig of v5.0 selects neither.
+        "arm64": ArchFacts(thp_migration=False, hugetlb_migration=False, numa=True),
+        # 32-bit arm: THP only with LPAE, no NUMA, no migration support.
+        "arm": ArchFacts(thp_migration=False, hugetlb_migration=False, numa=False),
+    },
+    mode_names=_MODE_NAMES,
+    reason_names=_REASON_NAMES,
+    trace_format="nr_succeeded={succeeded} nr_failed={failed} mode={mode} reason={reason}",
+    thp_counts_subpages=False,
+    thp_vm_events=False,
+    freed_check_before_alloc=False,
+    move_pages_variant="v4.17",
+    compaction_batch_cap=32,
+    compact_node_cumulative_scanned=True,
+    migration_vm_events=_BASE_EVENTS,
+)
+
+V5_10 = KernelRules(
+    name="5.10",
+    version=(5, 10),
+    description="Linux 5.10.y (Debian linux-source-5.10)",
+    arches={
+        "x86_64": ArchFacts(thp_migration=True, hugetlb_migration=True, numa=True),
+        # arch/arm64/Kconfig (5.10): ARCH_ENABLE_HUGEPAGE_MIGRATION and
+        # ARCH_ENABLE_THP_MIGRATION are def_bool y.
+        "arm64": ArchFacts(thp_migration=True, hugetlb_migration=True, numa=True),
+        "arm": ArchFacts(thp_migration=False, hugetlb_migration=False, numa=False),
+    },
+    mode_names=_MODE_NAMES,
+    reason_names=_REASON_NAMES,
+    trace_format=(
+        "nr_succeeded={succeeded} nr_failed={failed} nr_thp_succeeded={thp_succeeded} "
+        "nr_thp_failed={thp_failed} nr_thp_split={thp_split} mode={mode} reason={reason}"
+    ),
+    thp_counts_subpages=True,
+    thp_vm_events=True,
+    freed_check_before_alloc=True,
+    move_pages_variant="v5.6",
+    compaction_batch_cap=None,
+    compact_node_cumulative_scanned=True,
+    migration_vm_events=_BASE_EVENTS
+    + ("thp_migration_success", "thp_migration_fail", "thp_migration_split"),
+)
+
+KERNELS: Mapping[str, KernelRules] = {k.name: k for k in (V5_0, V5_10)}
+
+_ALIASES = {"5.0": "v5.0", "v5.0.0": "v5.0", "5.0.0": "v5.0", "v5.10": "5.10", "debian-5.10": "5.10"}
+
+
+def kernel(name: str) -> KernelRules:
+    """The rules for a version name (``v5.0``, ``5.10``, ``debian-5.10``...)."""
+    key = _ALIASES.get(name, name)
+    if key not in KERNELS:
+        raise one_of("kernel version", name, sorted(KERNELS))
+    return KERNELS[key]
+
+
+def kernel_for_version(major: int, minor: int) -> KernelRules:
+    """The closest known rules at or below a kernel version (for real trees)."""
+    best = None
+    for rules in KERNELS.values():
+        if rules.version <= (major, minor) and (best is None or rules.version > best.version):
+            best = rules
+    if best is None:
+        raise one_of("kernel version", f"{major}.{minor}", sorted(KERNELS))
+    return best

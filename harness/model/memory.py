@@ -1,0 +1,103 @@
+"""The guest memory the callers see: page objects, where they are, and
+whether a THP has been split.  Callers turn objects into list entries
+(``PageRun``) and fold migrate_pages() outcomes back in."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+from harness.model.constants import HPAGE_PMD_NR
+from harness.model.engine import PageRun
+from harness.model.migrate import CallResult
+from harness.model.page import Page, PageKind
+
+
+@dataclass
+class MemObject:
+    """One page as the workload allocated it: an order-0 page, a THP, a
+    hugetlb page or a driver's movable page."""
+
+    page: Page
+    node: int
+    #: Per-subpage nodes once a THP has been split (None while whole).
+    sub_nodes: Optional[list[int]] = None
+    #: Isolated in the batch being built (whole object, or subpages once split).
+    isolated: bool = False
+    isolated_subs: set = field(default_factory=set)
+
+    @property
+    def split(self) -> bool:
+        return self.sub_nodes is not None
+
+    def node_of(self, sub: int = 0) -> int:
+        if self.sub_nodes is not None:
+            return self.sub_nodes[sub]
+        return self.node
+
+    def entry(self, origin: int, sub: Optional[int] = None) -> PageRun:
+        """The list entry isolating this object (or one subpage once split)."""
+        if self.sub_nodes is not None:
+            sub = 0 if sub is None else sub
+            base = self.page.with_(kind=PageKind.ANON, node=self.sub_nodes[sub])
+            return PageRun(base, origin, sub)
+        return PageRun(self.page.with_(node=self.node), origin, None)
+
+    def is_isolated(self, sub: int) -> bool:
+        return sub in self.isolated_subs if self.split else self.isolated
+
+    def mark_isolated(self, sub: int) -> None:
+        if self.split:
+            self.isolated_subs.add(sub)
+        else:
+            self.isolated = True
+
+
+class Memory:
+    """All page objects of a scenario, in address order."""
+
+    def __init__(self, pages: list[Page]) -> None:
+        self.objects = [MemObject(page, page.node) for page in pages]
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def __getitem__(self, index: int) -> MemObject:
+        return self.objects[index]
+
+    def apply(self, result: CallResult) -> None:
+        """Fold one migrate_pages() call's outcomes back into memory."""
+        for outcome in result.outcomes:
+            obj = self.objects[outcome.origin]
+            if outcome.split and obj.sub_nodes is None:
+                obj.sub_nodes = [obj.node] * HPAGE_PMD_NR
+                obj.page = obj.page.with_(kind=PageKind.ANON)
+            if outcome.result != "migrated":
+                continue
+            if obj.sub_nodes is not None and outcome.sub is not None:
+                obj.sub_nodes[outcome.sub] = outcome.node
+            else:
+                obj.node = outcome.node
+        self.release_isolation()
+
+    def release_isolation(self) -> None:
+        for obj in self.objects:
+            obj.isolated = False
+            obj.isolated_subs.clear()
+
+    def set_state(self, indices: list[int], **state) -> None:
+        for index in indices:
+            obj = self.objects[index]
+            obj.page = obj.page.with_(**state)
+
+    def placement(self) -> list[dict]:
+        out = []
+        for index, obj in enumerate(self.objects):
+            item = {"page": index, "kind": obj.page.kind.value}
+            if obj.split:
+                item["split"] = True
+                item["nodes"] = dict(sorted(Counter(obj.sub_nodes).items()))
+            else:
+                item["node"] = obj.node
+            out.append(item)
+        return out
