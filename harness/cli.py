@@ -94,17 +94,9 @@ def _cmd_model_callers(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_kernels(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     from harness.model.kernels import KERNELS
 
-    docs = {}
-    for name, rules in KERNELS.items():
-        doc = asdict(rules)
-        doc["mode_names"] = {int(k): v for k, v in rules.mode_names.items()}
-        doc["reason_names"] = {int(k): v for k, v in rules.reason_names.items()}
-        docs[name] = doc
-    print(json.dumps(docs, indent=2, default=str))
+    print(json.dumps({name: rules.as_dict() for name, rules in KERNELS.items()}, indent=2))
     return 0
 
 

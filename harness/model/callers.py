@@ -7,6 +7,7 @@ prints this table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Mapping, Optional
 
 from harness.errors import one_of
@@ -172,7 +173,7 @@ _CALLERS = (
     ),
 )
 
-CALLERS: Mapping[str, Caller] = {c.name: c for c in _CALLERS}
+CALLERS: Mapping[str, Caller] = MappingProxyType({c.name: c for c in _CALLERS})
 
 
 def caller(name: str) -> Caller:

@@ -299,6 +299,9 @@ def _fallback_migrate_page(run: PageRun, env: Env, step: Step) -> int:
         return EAGAIN
     if page.private:
         if page.release_fails:
+            if env.rules.fallback_release_busy_outside_sync and env.mode != MigrateMode.MIGRATE_SYNC:
+                step.note += f"private data that try_to_release_page cannot drop, {env.mode.name}: -EBUSY"
+                return EBUSY
             step.note += "private data that try_to_release_page cannot drop: -EAGAIN"
             return EAGAIN
         run.page = page = page.with_(private=False)
@@ -334,7 +337,9 @@ def _zs_migrate(page: Page, env: Env, step: Step) -> int:
 def unmap_and_move_huge_page(run: PageRun, force: bool, env: Env, step: Step) -> int:
     """unmap_and_move_huge_page() (mm/migrate.c:1279)."""
     page = run.page
-    supported = env.arch.hugetlb_migration and page.kind is PageKind.HUGETLB
+    supported = env.arch.hugetlb_migration and (
+        page.kind is PageKind.HUGETLB or env.arch.gigantic_hugetlb_migration
+    )
     if not supported:
         why = "1 GiB pages" if page.kind is PageKind.HUGETLB_1G else "this arch"
         step.note = f"hugepage_migration_supported() is false for {why}: -ENOSYS"

@@ -9,11 +9,12 @@ arch/*/Kconfig) and Debian's linux-source-5.10 (5.10.223).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
 from typing import Mapping, Optional, Tuple
 
 from harness.errors import one_of
-from harness.model.constants import MigrateMode, MigrateReason
+from harness.model.constants import Errno, MigrateMode, MigrateReason
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class ArchFacts:
     hugetlb_migration: bool
     #: The arch can have NUMA at all (32-bit arm cannot).
     numa: bool
+    #: PUD-sized (1 GiB) hugetlb pages can migrate (5.10's
+    #: hugepage_migration_supported() accepts PUD_SHIFT; v5.0's does not).
+    gigantic_hugetlb_migration: bool = False
     #: CONFIG_TRANSPARENT_HUGEPAGE is possible (arm: only with LPAE).
     thp: bool = True
     page_size: int = 4096
@@ -62,14 +66,43 @@ class KernelRules:
     #: batch; 5.6: a positive return adds the entries never attempted).
     move_pages_variant: str
     #: Compaction batches are capped at COMPACT_CLUSTER_MAX (v5.0); 5.10 keeps
-    #: isolating past it when a pageblock is rescanned (cc->rescan).
+    #: isolating past it when a pageblock is rescanned (cc->rescan), so a
+    #: pageblock typically goes as 32 pages, then the rest (None here).
     compaction_batch_cap: Optional[int]
     #: compact_node() reuses one compact_control for all zones of a node
     #: without resetting its scanned totals (v5.0), so compact_migrate_scanned
     #: adds the running sum per zone.
     compact_node_cumulative_scanned: bool
+    #: fallback_migrate_page() when try_to_release_page() fails: v5.0
+    #: returns -EAGAIN in every mode; 5.10 returns -EBUSY (no retry) outside
+    #: MIGRATE_SYNC.
+    fallback_release_busy_outside_sync: bool
+    #: mbind(MPOL_MF_STRICT): v5.0 returns -EIO only when migrate_pages()
+    #: failed; 5.10 also when a misplaced page could not be isolated, and
+    #: with STRICT alone fails a misplaced range without applying the policy.
+    mbind_strict_reports_unmovable: bool
+    #: What madvise(MADV_SOFT_OFFLINE) returns when migration fails.
+    soft_offline_failure: int
     #: vmstat events the migration paths can change on this kernel.
     migration_vm_events: Tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # Frozen all the way down: the tables are read-only views.
+        for name in ("arches", "mode_names", "reason_names"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def as_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "arches":
+                value = {name: asdict(facts) for name, facts in value.items()}
+            elif isinstance(value, Mapping):
+                value = {int(k): v for k, v in value.items()}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
 
     def arch(self, name: str) -> ArchFacts:
         try:
@@ -135,6 +168,9 @@ V5_0 = KernelRules(
     move_pages_variant="v4.17",
     compaction_batch_cap=32,
     compact_node_cumulative_scanned=True,
+    fallback_release_busy_outside_sync=False,
+    mbind_strict_reports_unmovable=False,
+    soft_offline_failure=-Errno.EIO,
     migration_vm_events=_BASE_EVENTS,
 )
 
@@ -143,10 +179,10 @@ V5_10 = KernelRules(
     version=(5, 10),
     description="Linux 5.10.y (Debian linux-source-5.10)",
     arches={
-        "x86_64": ArchFacts(thp_migration=True, hugetlb_migration=True, numa=True),
+        "x86_64": ArchFacts(thp_migration=True, hugetlb_migration=True, numa=True, gigantic_hugetlb_migration=True),
         # arch/arm64/Kconfig (5.10): ARCH_ENABLE_HUGEPAGE_MIGRATION and
         # ARCH_ENABLE_THP_MIGRATION are def_bool y.
-        "arm64": ArchFacts(thp_migration=True, hugetlb_migration=True, numa=True),
+        "arm64": ArchFacts(thp_migration=True, hugetlb_migration=True, numa=True, gigantic_hugetlb_migration=True),
         "arm": ArchFacts(thp_migration=False, hugetlb_migration=False, numa=False),
     },
     mode_names=_MODE_NAMES,
@@ -160,12 +196,16 @@ V5_10 = KernelRules(
     freed_check_before_alloc=True,
     move_pages_variant="v5.6",
     compaction_batch_cap=None,
-    compact_node_cumulative_scanned=True,
+    # compact_zone() zeroes cc->total_*_scanned itself (mm/compaction.c:2205).
+    compact_node_cumulative_scanned=False,
+    fallback_release_busy_outside_sync=True,
+    mbind_strict_reports_unmovable=True,
+    soft_offline_failure=-Errno.EBUSY,
     migration_vm_events=_BASE_EVENTS
     + ("thp_migration_success", "thp_migration_fail", "thp_migration_split"),
 )
 
-KERNELS: Mapping[str, KernelRules] = {k.name: k for k in (V5_0, V5_10)}
+KERNELS: Mapping[str, KernelRules] = MappingProxyType({k.name: k for k in (V5_0, V5_10)})
 
 _ALIASES = {"5.0": "v5.0", "v5.0.0": "v5.0", "5.0.0": "v5.0", "v5.10": "5.10", "debian-5.10": "5.10"}
 

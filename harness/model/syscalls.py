@@ -282,27 +282,30 @@ def move_pages(ctx: Context, entries: Sequence[Entry], flags: int = MPOL_MF_MOVE
 # mbind(2) and migrate_pages(2)
 
 
-def _queue_pages(ctx: Context, wanted: Callable[[int], bool], move_all: bool, indices: Sequence[int]) -> list[PageRun]:
+def _queue_pages(
+    ctx: Context, wanted: Callable[[int], bool], move_all: bool, indices: Sequence[int]
+) -> tuple[list[PageRun], int]:
     """queue_pages_range(): isolate every page (or THP head) whose node is
-    not wanted; shared pages only with MPOL_MF_MOVE_ALL."""
+    wanted; shared pages only with MPOL_MF_MOVE_ALL.  Also returns how many
+    wanted pages sit where they cannot be migrated (a VMA that is not
+    vma_migratable)."""
     runs: list[PageRun] = []
+    unmovable = 0
     for index in indices:
         obj = ctx.memory[index]
         kind = obj.page.kind
         if not kind.is_lru:
             continue
         if kind.is_hugetlb and not ctx.arch.hugetlb_migration:
+            unmovable += 1 if wanted(obj.node) else 0
             continue  # queue_pages_test_walk skips !vma_migratable VMAs
-        shared = obj.page.mapcount > 1
-        if shared and not move_all:
-            continue
+        if obj.page.mapcount > 1 and not move_all:
+            continue  # migrate_page_add() skips shared pages silently
         if obj.split:
-            for sub, node in enumerate(obj.sub_nodes):
-                if wanted(node):
-                    runs.append(obj.entry(index, sub))
+            runs.extend(obj.entry(index, sub) for sub, node in enumerate(obj.sub_nodes) if wanted(node))
         elif wanted(obj.node):
             runs.append(obj.entry(index))
-    return runs
+    return runs, unmovable
 
 
 def mbind(ctx: Context, nodes: Sequence[int], flags: int, indices: Optional[Sequence[int]] = None) -> Prediction:
@@ -310,15 +313,28 @@ def mbind(ctx: Context, nodes: Sequence[int], flags: int, indices: Optional[Sequ
     pred = ctx.prediction("mbind")
     allowed = set(nodes)
     indices = range(len(ctx.memory)) if indices is None else indices
-    runs = []
-    if flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
-        runs = _queue_pages(ctx, lambda node: node not in allowed, bool(flags & MPOL_MF_MOVE_ALL), indices)
+    strict = bool(flags & MPOL_MF_STRICT)
+    moving = bool(flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL))
+    misplaced = lambda node: node not in allowed  # noqa: E731
+    runs, unmovable = _queue_pages(ctx, misplaced, bool(flags & MPOL_MF_MOVE_ALL), indices)
+    reports = ctx.rules.mbind_strict_reports_unmovable
+    if not moving:
+        if strict and reports and (runs or unmovable):
+            pred.ret = -Errno.EIO
+            pred.notes.append("MPOL_MF_STRICT without MOVE and a misplaced page: -EIO, policy not applied")
+        else:
+            pred.ret = 0
+            if strict and (runs or unmovable):
+                pred.notes.append("v5.0: MPOL_MF_STRICT without MOVE does not inspect the pages (fixed in 5.2)")
+        pred.placement = ctx.memory.placement()
+        return pred
     nr_failed = 0
     if runs:
         # new_page() allocates by the new policy: the first node of the mask.
         nr_failed = ctx.run(runs, caller("mbind"), min(allowed), pred).rc
-    pred.ret = -Errno.EIO if (nr_failed and flags & MPOL_MF_STRICT) else 0
-    if nr_failed and not flags & MPOL_MF_STRICT:
+    unisolated = unmovable if reports else 0
+    pred.ret = -Errno.EIO if strict and (nr_failed or unisolated) else 0
+    if nr_failed and not strict:
         pred.notes.append(f"{nr_failed} pages not migrated; mbind still returns 0 without MPOL_MF_STRICT")
     pred.placement = ctx.memory.placement()
     return pred
@@ -356,7 +372,7 @@ def migrate_pages_syscall(ctx: Context, from_nodes: Sequence[int], to_nodes: Seq
         if source is None:
             break
         tmp.remove(source)
-        runs = _queue_pages(ctx, lambda node, s=source: node == s, move_all, range(len(ctx.memory)))
+        runs, _ = _queue_pages(ctx, lambda node, s=source: node == s, move_all, range(len(ctx.memory)))
         err = 0
         if runs:
             err = ctx.run(runs, caller("migrate_pages"), dest, pred).rc
@@ -395,49 +411,60 @@ def _compaction_isolable(obj, mode: MigrateMode, unevictable_allowed: bool) -> O
     return None
 
 
+PAGEBLOCK_PAGES = 512  # pageblock_order 9 (HUGETLB_PAGE, 4K pages)
+
+
+def _pageblocks(ctx: Context) -> list[list[int]]:
+    """Object indices grouped by pageblock, objects laid out from pfn 0 in
+    list order, each taking its base-page count of pfns."""
+    blocks: dict[int, list[int]] = {}
+    pfn = 0
+    for index, obj in enumerate(ctx.memory.objects):
+        blocks.setdefault(pfn // PAGEBLOCK_PAGES, []).append(index)
+        pfn += obj.page.kind.nr_pages
+    return [blocks[key] for key in sorted(blocks)]
+
+
 def compaction(
     ctx: Context,
     who: str = "compact-memory",
     unevictable_allowed: bool = True,
 ) -> Prediction:
-    """One pass of a compaction migrate scanner over the pages (in pfn order):
-    isolate by the scanner's rules, migrate in batches, target in the same zone."""
+    """One sweep of a compaction migrate scanner over the pages (in pfn
+    order): isolate by the scanner's rules one pageblock at a time, migrate
+    each batch, targets from the same zone.
+
+    v5.0 ends a batch at 32 isolated pages or at the pageblock's end; 5.10
+    isolates 32, then (cc->rescan) the rest of the same pageblock."""
     who_caller = caller(who)
     if who_caller.reason != caller("compact-memory").reason:
         raise UserError(f"{who!r} is not a compaction caller", hint="use compact-memory, kcompactd or compaction-direct-*")
     pred = ctx.prediction(who_caller.name)
-    cap = ctx.rules.compaction_batch_cap or COMPACT_CLUSTER_MAX
-    if ctx.rules.compaction_batch_cap is None:
-        pred.notes.append("this kernel may isolate more than 32 pages per batch when it rescans a pageblock")
-    batch: list[PageRun] = []
+    cap = ctx.rules.compaction_batch_cap
     ret = 0
-
-    def flush() -> int:
-        runs = list(batch)
-        batch.clear()
-        result = ctx.run(runs, who_caller, None, pred)
-        nr_failed = result.rc if result.rc >= 0 else len(result.leftovers)
-        pred.compaction_events.append((len(runs) - nr_failed, nr_failed))
-        return result.rc
-
-    for index, obj in enumerate(ctx.memory.objects):
-        why = _compaction_isolable(obj, who_caller.mode, unevictable_allowed)
-        if why:
-            pred.log.append(f"isolate: page {index} ({obj.page.kind.value}) not isolated: {why}")
-            continue
-        subs = range(HPAGE_PMD_NR) if obj.split else [None]
-        for sub in subs:
-            batch.append(obj.entry(index, sub))
-            if len(batch) >= cap:
-                rc = flush()
-                ret = rc if rc < 0 else ret + rc
-                if rc < 0:
-                    break
-        if ret < 0:
-            break
-    if batch and ret >= 0:
-        rc = flush()
-        ret = rc if rc < 0 else ret + rc
+    for block in _pageblocks(ctx):
+        isolated: list[PageRun] = []
+        for index in block:
+            obj = ctx.memory[index]
+            why = _compaction_isolable(obj, who_caller.mode, unevictable_allowed)
+            if why:
+                pred.log.append(f"isolate: page {index} ({obj.page.kind.value}) not isolated: {why}")
+                continue
+            isolated.extend(obj.entry(index, sub) for sub in (range(HPAGE_PMD_NR) if obj.split else [None]))
+        first = True
+        while isolated:
+            size = cap if cap is not None else (COMPACT_CLUSTER_MAX if first else len(isolated))
+            batch, isolated = isolated[:size], isolated[size:]
+            first = False
+            result = ctx.run(batch, who_caller, None, pred)
+            nr_failed = result.rc if result.rc >= 0 else len(result.leftovers)
+            pred.compaction_events.append((len(batch) - nr_failed, nr_failed))
+            if result.rc < 0:
+                pred.ret = result.rc
+                pred.notes.append("migrate_pages() aborted: compaction ends this zone (contended)")
+                pred.placement = ctx.memory.placement()
+                return pred
+            ret += result.rc
     pred.ret = ret
     pred.placement = ctx.memory.placement()
     return pred
@@ -524,7 +551,7 @@ def soft_offline(ctx: Context, index: int) -> Prediction:
         obj.page = obj.page.with_(kind=PageKind.ANON)
         pred.log.append("soft offline: THP split before migrating the subpage")
     result = ctx.run([obj.entry(index, 0 if obj.split else None)], who, None, pred)
-    pred.ret = -Errno.EIO if result.rc > 0 else result.rc
+    pred.ret = ctx.rules.soft_offline_failure if result.rc > 0 else result.rc
     pred.placement = ctx.memory.placement()
     return pred
 

@@ -1,0 +1,37 @@
+"""Compaction's counters as functions of what its scanners did.
+
+The scanners' work depends on physical layout, which the model does not
+know; what the model does know is how the kernel turns per-zone scanner
+work (``nr_scanned`` of the isolate events, per zone) into
+``/proc/vmstat`` deltas, and how many begin/end pairs a trigger produces.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from harness.model.kernels import KernelRules
+
+
+def compact_memory_scanned(rules: KernelRules, per_node_zones: Sequence[Sequence[int]]) -> int:
+    """Δcompact_migrate_scanned (or _free_scanned) after compact_memory or a
+    per-node compact write, given each node's per-zone scanned totals in
+    zone order.
+
+    v5.0's compact_node() reuses one compact_control for every zone of a
+    node without clearing total_*_scanned, so zone k adds the running sum
+    S_0 + ... + S_k (MODEL-SPEC 5.1).  5.10's compact_zone() clears them.
+    """
+    total = 0
+    for zones in per_node_zones:
+        running = 0
+        for scanned in zones:
+            running += scanned
+            total += running if rules.compact_node_cumulative_scanned else scanned
+    return total
+
+
+def compact_memory_zone_runs(populated_zones: Sequence[str]) -> int:
+    """compact_memory runs compact_zone() once per populated zone, and each
+    run at order -1 passes compaction_suitable(): one suitable/begin/end
+    triple per populated zone."""
+    return len(populated_zones)
