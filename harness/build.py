@@ -1,0 +1,353 @@
+"""Kernel builds: layered config, verification, make, cached artifacts.
+
+``build(request)`` resolves the source, layers the fragments (``base``,
+``mm``, the arch's, optionally ``debug``, the user's, the compat fixes'),
+configures with ``allnoconfig`` + ``KCONFIG_ALLCONFIG`` (or ``defconfig`` +
+the fragments, for comparison), runs ``olddefconfig``, stops with every
+requested option that did not stick, builds the image out of tree, and
+installs the artifacts atomically under ``builds/<key>/``.  A cache hit
+returns at once and rebuilds nothing.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+from harness import compat, kconfig, proc, toolchain
+from harness.arches import Arch, arch as lookup_arch
+from harness.cache import Cache, key_of, sha256_file
+from harness.errors import KernelError, UserError, tail_of
+from harness.progress import Progress
+from harness.source import KernelSource, SourceRequest, SourceResolver
+
+#: Bump when the way a build is made changes (invalidates the build cache).
+RECIPE_VERSION = 1
+BASES = ("allnoconfig", "defconfig")
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def kconfigs_dir() -> Path:
+    path = Path(os.environ.get("HARNESS_KCONFIGS", project_root() / "kconfigs"))
+    if not (path / "base.config").is_file():
+        raise UserError(f"the kconfig fragments are missing ({path}/base.config)", hint="run the harness from its source checkout")
+    return path
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    source: SourceRequest
+    arch: str
+    fragments: Tuple[Path, ...] = ()
+    #: Extra options as fragment lines (per-scenario needs).
+    options: Tuple[str, ...] = ()
+    debug: bool = False
+    base: str = "allnoconfig"
+    jobs: Optional[int] = None
+    quiet: bool = False
+    ccache: bool = True
+
+
+@dataclass
+class BuildResult:
+    key: str
+    directory: Path
+    image: Path
+    config: Path
+    arch: str
+    source: dict
+    kernel_version: str
+    cached: bool
+    elapsed: float
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: Path, cached: bool = True, elapsed: float = 0.0) -> "BuildResult":
+        meta = json.loads((directory / "build.json").read_text())
+        return cls(
+            key=meta["key"],
+            directory=directory,
+            image=directory / meta["image"],
+            config=directory / "config",
+            arch=meta["arch"],
+            source=meta["source"],
+            kernel_version=meta["kernel_version"],
+            cached=cached,
+            elapsed=elapsed,
+            metadata=meta,
+        )
+
+
+def layers(request: BuildRequest, the_arch: Arch, plan: compat.CompatPlan) -> tuple[list[list[kconfig.Option]], list[dict]]:
+    """The fragments in order, parsed, and a record of each (path, sha256)."""
+    root = kconfigs_dir()
+    files = [root / "base.config", root / "mm.config", root / the_arch.fragment]
+    if request.debug:
+        files.append(root / "debug.config")
+    parsed, record = [], []
+    for path in files:
+        text = path.read_text()
+        parsed.append(kconfig.parse_fragment(text, str(path.relative_to(root.parent)) if root.parent in path.parents else str(path)))
+        record.append({"file": str(path), "sha256": _sha(text)})
+    for path in request.fragments:
+        path = Path(path).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UserError(f"cannot read fragment {path}: {exc.strerror}") from None
+        parsed.append(kconfig.parse_fragment(text, str(path)))
+        record.append({"file": str(path.resolve()), "sha256": _sha(text)})
+    if request.options:
+        text = "\n".join(request.options)
+        parsed.append(kconfig.parse_fragment(text, "options"))
+        record.append({"file": "options", "sha256": _sha(text)})
+    if plan.config_text:
+        parsed.append(kconfig.parse_fragment(plan.config_text, "compat"))
+        record.append({"file": "compat", "sha256": _sha(plan.config_text)})
+    return parsed, record
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Builder:
+    def __init__(
+        self,
+        cache: Optional[Cache] = None,
+        echo: Optional[proc.Echo] = None,
+        stream=None,
+        tools: Sequence[str] = toolchain.KERNEL_BUILD_TOOLS,
+    ) -> None:
+        self.cache = cache or Cache()
+        self.echo = echo
+        self.stream = stream or sys.stderr
+        #: Host tools checked before building (tests of a fake tree need fewer).
+        self.tools = tuple(tools)
+
+    # ------------------------------------------------------------------
+    def build(self, request: BuildRequest) -> BuildResult:
+        started = time.monotonic()
+        the_arch = lookup_arch(request.arch)
+        if request.base not in BASES:
+            raise UserError(f"unknown config base {request.base!r}", hint=f"use one of: {', '.join(BASES)}")
+        self.cache.check_writable()
+        toolchain.require(list(self.tools), "building a kernel")
+        cc = toolchain.compiler(the_arch.kernel_cross)
+        resolver = SourceResolver(self.cache, echo=self.echo)
+        base_source = resolver.resolve(SourceRequest(request.source.spec, request.source.tarball, (), request.source.offline))
+        plan = compat.select(base_source.version.short, the_arch.name)
+        compat_patches = [(fix.name, _sha(fix.source_patch or "")) for fix in plan.source_patches]
+        source = resolver.resolve(request.source, compat_patches) if (request.source.patches or compat_patches) else base_source
+        parsed, fragment_record = layers(request, the_arch, plan)
+        requested = kconfig.layer(parsed)
+        requested_text = kconfig.render(requested)
+        make_vars = dict(plan.make_vars)
+        key = key_of(
+            {
+                "recipe": RECIPE_VERSION,
+                "source": source.id,
+                "arch": the_arch.name,
+                "base": request.base,
+                "config": requested_text,
+                "compiler": cc.version,
+                "compat": compat.compat_version(),
+                "make_vars": make_vars,
+                "target": the_arch.image_target,
+            }
+        )
+        final = self.cache.dir("builds") / key
+        if (final / "build.json").is_file():
+            result = BuildResult.load(final, cached=True, elapsed=time.monotonic() - started)
+            if result.image.is_file():
+                if not request.quiet:
+                    print(f"[build {the_arch.name}] cache hit: {final}", file=self.stream)
+                return result
+        with self.cache.lock(f"objs-{source.id}-{the_arch.name}"):
+            if (final / "build.json").is_file():
+                return BuildResult.load(final, cached=True, elapsed=time.monotonic() - started)
+            return self._build(request, the_arch, source, plan, cc, requested, requested_text, fragment_record, make_vars, key, final, started)
+
+    # ------------------------------------------------------------------
+    def _build(self, request, the_arch, source: KernelSource, plan, cc, requested, requested_text, fragment_record, make_vars, key, final, started) -> BuildResult:
+        objs = self.cache.dir("objs", f"{source.id}-{the_arch.name}")
+        meta_dir = objs / ".harness"
+        meta_dir.mkdir(exist_ok=True)
+        log_path = meta_dir / "build.log"
+        marker = meta_dir / "building"
+        progress = Progress(f"build {the_arch.name} {source.version}", quiet=request.quiet, stream=self.stream)
+        env = self._env(the_arch)
+        base_make = ["make", f"O={objs}", f"ARCH={the_arch.linux_arch}"]
+        if the_arch.kernel_cross:
+            base_make.append(f"CROSS_COMPILE={the_arch.kernel_cross}")
+        compilers = []
+        if request.ccache and shutil.which("ccache"):
+            compilers = [f"CC=ccache {cc.command}", "HOSTCC=ccache gcc"]
+        make_words = [f"{k}={v}" for k, v in sorted(make_vars.items())]
+        build_stamp = ["KBUILD_BUILD_USER=harness", "KBUILD_BUILD_HOST=harness", "KBUILD_BUILD_TIMESTAMP=harness"]
+        jobs = request.jobs or os.cpu_count() or 1
+        meta = {
+            "schema": 1,
+            "status": "running",
+            "key": key,
+            "arch": the_arch.name,
+            "source": source.as_dict(),
+            "kernel_version": str(source.version),
+            "base": request.base,
+            "fragments": fragment_record,
+            "compat": plan.names,
+            "compat_version": compat.compat_version(),
+            "compiler": cc.short,
+            "make_vars": make_vars,
+            "image": Path(the_arch.image_path).name,
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "reproducer": reproducer(request),
+            "make_commands": [],
+        }
+        (meta_dir / "build.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (meta_dir / "requested.config").write_text(requested_text)
+        with open(log_path, "w") as log:
+            if marker.exists():
+                progress.set_stage("cleaning after an interrupted build")
+                self._make(base_make + compilers + ["clean"], source, env, log, progress, meta, "make clean")
+            marker.touch()
+            progress.set_stage("configuring")
+            allconfig = meta_dir / "requested.config"
+            if request.base == "allnoconfig":
+                self._make(base_make + compilers + [f"KCONFIG_ALLCONFIG={allconfig}", "allnoconfig"], source, env, log, progress, meta, "configuration")
+            else:
+                self._make(base_make + compilers + ["defconfig"], source, env, log, progress, meta, "configuration")
+                with open(objs / ".config", "a") as dotconfig:
+                    dotconfig.write("\n" + requested_text)
+            self._make(base_make + compilers + ["olddefconfig"], source, env, log, progress, meta, "configuration")
+            actual = kconfig.parse_dotconfig((objs / ".config").read_text())
+            self._verify(requested, actual, source, the_arch, objs)
+            progress.set_stage("compiling")
+            argv = base_make + compilers + make_words + build_stamp + [f"-j{jobs}", the_arch.image_target]
+            self._make(argv, source, env, log, progress, meta, "build", stream=True)
+        marker.unlink(missing_ok=True)
+        elapsed = time.monotonic() - started
+        image = objs / the_arch.image_path
+        meta.update(
+            status="complete",
+            elapsed_s=round(elapsed, 1),
+            objects=progress.count,
+            image_sha256=sha256_file(image),
+            image_size=image.stat().st_size,
+            finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        with self.cache.staging(final) as tmp:
+            shutil.copy2(image, tmp / image.name)
+            shutil.copy2(objs / ".config", tmp / "config")
+            shutil.copy2(meta_dir / "requested.config", tmp / "requested.config")
+            shutil.copy2(log_path, tmp / "build.log")
+            if (objs / "System.map").exists():
+                shutil.copy2(objs / "System.map", tmp / "System.map")
+            (tmp / "build.json").write_text(json.dumps(meta, indent=2) + "\n")
+        progress.done(f"built {final / image.name}")
+        return BuildResult.load(final, cached=False, elapsed=elapsed)
+
+    def _env(self, the_arch: Arch) -> dict:
+        env = dict(os.environ, LC_ALL="C")
+        env.setdefault("CCACHE_DIR", str(self.cache.dir("ccache")))
+        env.setdefault("CCACHE_MAXSIZE", "20G")
+        # ccache hits across trees: paths relative to the source tree.
+        env.setdefault("CCACHE_NOHASHDIR", "1")
+        return env
+
+    def _make(self, argv, source, env, log, progress, meta, what, stream=False) -> None:
+        meta["make_commands"].append(proc.quote(argv))
+        if stream:
+            status = proc.stream(argv, on_line=progress.kbuild_line, cwd=source.tree, env=env, echo=self.echo, log=log)
+        else:
+            status = proc.run(argv, cwd=source.tree, env=env, echo=self.echo, log=log).returncode
+        if status != 0:
+            log.flush()
+            raise KernelError(
+                f"kernel {what} failed for {meta['arch']} {meta['kernel_version']} (make exited {status})",
+                hint=_build_hint(Path(log.name)),
+                log_path=Path(log.name),
+                log_tail=error_lines(Path(log.name)),
+            )
+
+    def _verify(self, requested, actual, source: KernelSource, the_arch: Arch, objs: Path) -> None:
+        mismatches = kconfig.check(requested, actual)
+        if not mismatches:
+            return
+        definitions = kconfig.kconfig_definitions(read_kconfig_files(source.tree, the_arch.linux_arch))
+        explained = kconfig.explain(mismatches, definitions, actual)
+        unknown = [m for m in explained if m.unknown]
+        lines = "\n  ".join(m.render() for m in explained)
+        raise UserError(
+            f"{len(explained)} requested option{'s' if len(explained) > 1 else ''} did not stick after olddefconfig "
+            f"({the_arch.name}, {source.version}):\n  {lines}",
+            hint=(
+                "remove or fix the unknown option(s) in your fragment"
+                if unknown and len(unknown) == len(explained)
+                else "enable the unmet dependencies in a fragment, or drop the option"
+            ),
+            log_path=objs / ".config",
+        )
+
+
+def read_kconfig_files(tree: Path, linux_arch: str) -> dict[str, str]:
+    """Every Kconfig file of the tree except other arches'."""
+    src_arch = {"x86_64": "x86", "i386": "x86"}.get(linux_arch, linux_arch)
+    files = {}
+    for path in tree.rglob("Kconfig*"):
+        rel = path.relative_to(tree).as_posix()
+        if rel.startswith("arch/") and not rel.startswith(f"arch/{src_arch}/"):
+            continue
+        if path.is_file():
+            try:
+                files[rel] = path.read_text(errors="replace")
+            except OSError:
+                continue
+    return files
+
+
+_ERROR = re.compile(r"(error:|Error \d|\*\*\*|undefined reference|multiple definition|No rule to make target|fatal error)", re.I)
+
+
+def error_lines(log: Path, limit: int = 15) -> list[str]:
+    """The build's error lines (else the log's tail), for the error report."""
+    lines = tail_of(log, 400)
+    errors = [line for line in lines if _ERROR.search(line)]
+    return (errors or lines)[-limit:]
+
+
+def _build_hint(log: Path) -> str:
+    if any("command not found" in line for line in tail_of(log, 400)):
+        return "a build tool is missing (see the log): install it"
+    return "see the log; if an old kernel trips over today's toolchain, a fix belongs in harness/compat/"
+
+
+def reproducer(request: BuildRequest) -> str:
+    words = ["harness", "build", "--kernel", request.source.spec, "--arch", request.arch]
+    if request.source.tarball:
+        words += ["--tarball", str(request.source.tarball)]
+    for patch in request.source.patches:
+        words += ["--patch", str(patch)]
+    for fragment in request.fragments:
+        words += ["--fragment", str(fragment)]
+    for option in request.options:
+        words += ["--option", option]
+    if request.debug:
+        words.append("--debug")
+    if request.base != "allnoconfig":
+        words += ["--base", request.base]
+    if request.source.offline:
+        words.append("--offline")
+    return proc.quote(words)

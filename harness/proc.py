@@ -1,0 +1,118 @@
+"""Running external commands: argv lists only (never shell strings), each
+command echoed before it runs, output kept in a log, and children killed
+with their process group when the harness is interrupted."""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence, TextIO
+
+Echo = Callable[[str], None]
+
+
+def quote(argv: Sequence[str]) -> str:
+    return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+def stderr_echo(quiet: bool) -> Echo:
+    if quiet:
+        return lambda line: None
+    return lambda line: print(f"+ {line}", file=sys.stderr, flush=True)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Optional[Path] = None,
+    env: Optional[Mapping[str, str]] = None,
+    echo: Optional[Echo] = None,
+    log: Optional[TextIO] = None,
+    timeout: Optional[float] = None,
+    input_bytes: Optional[bytes] = None,
+) -> subprocess.CompletedProcess:
+    """Run to completion, capturing output (appended to ``log`` if given)."""
+    if echo:
+        echo(quote(argv) + (f"   (in {cwd})" if cwd else ""))
+    if log:
+        log.write(f"$ {quote(argv)}\n")
+        log.flush()
+    proc = subprocess.Popen(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(input_bytes, timeout=timeout)
+    except BaseException:
+        kill_group(proc)
+        raise
+    text = out.decode("utf-8", "replace")
+    if log:
+        log.write(text)
+        log.flush()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, text, "")
+
+
+def stream(
+    argv: Sequence[str],
+    *,
+    on_line: Callable[[str], None],
+    cwd: Optional[Path] = None,
+    env: Optional[Mapping[str, str]] = None,
+    echo: Optional[Echo] = None,
+    log: Optional[TextIO] = None,
+) -> int:
+    """Run, handing each output line to ``on_line`` as it comes; returns
+    the exit status.  Ctrl-C (or any exception) kills the whole group."""
+    if echo:
+        echo(quote(argv) + (f"   (in {cwd})" if cwd else ""))
+    if log:
+        log.write(f"$ {quote(argv)}\n")
+        log.flush()
+    proc = subprocess.Popen(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if log:
+                log.write(line + "\n")
+            on_line(line)
+        return proc.wait()
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        if log:
+            log.flush()
+
+
+def kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL after ``grace``."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,478 @@
+"""Resolve a kernel source: a named preset (``v5.0``, ``debian-5.10``), a
+local tarball, or a local tree, plus patches on top.
+
+A user's tree is never modified: builds are out of tree (``O=``), and
+patches are applied to the harness's own copy.  Downloads are verified and
+cached; ``offline`` never touches the network and says what to provide.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Tuple
+
+from harness import proc, toolchain
+from harness.apt import Apt
+from harness.cache import Cache, sha256_file
+from harness.errors import InfraError, UserError
+
+
+@dataclass(frozen=True, order=True)
+class KernelVersion:
+    major: int
+    minor: int
+    sublevel: int = 0
+    extra: str = ""
+
+    @property
+    def short(self) -> Tuple[int, int]:
+        return (self.major, self.minor)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.sublevel}{self.extra}"
+
+
+def parse_makefile_version(text: str) -> KernelVersion:
+    """VERSION/PATCHLEVEL/SUBLEVEL/EXTRAVERSION from a top-level Makefile."""
+    values = {}
+    for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
+        match = re.search(rf"^{key}\s*=\s*(\S*)\s*$", text, re.MULTILINE)
+        values[key] = match.group(1) if match else ""
+    try:
+        return KernelVersion(int(values["VERSION"]), int(values["PATCHLEVEL"]), int(values["SUBLEVEL"] or 0), values["EXTRAVERSION"])
+    except ValueError:
+        raise UserError("the tree's Makefile has no VERSION/PATCHLEVEL: is this a Linux kernel tree?") from None
+
+
+@dataclass(frozen=True)
+class TarballPreset:
+    name: str
+    url: str
+    filename: str
+    size: int
+    sha256: str
+    top: str
+
+
+@dataclass(frozen=True)
+class DebianPreset:
+    name: str
+    suite: str
+    package: str
+    inner: str
+    top: str
+
+
+V5_0 = TarballPreset(
+    name="v5.0",
+    url="https://cdn.kernel.org/pub/linux/kernel/v5.x/linux-5.0.tar.xz",
+    filename="linux-5.0.tar.xz",
+    size=105_235_152,
+    sha256="437b141a6499159f5a7282d5eb4b2be055f8e862ccce44d7464e8759c31a2e43",
+    top="linux-5.0",
+)
+DEBIAN_5_10 = DebianPreset(
+    name="debian-5.10",
+    suite="bullseye",
+    package="linux-source-5.10",
+    inner="usr/src/linux-source-5.10.tar.xz",
+    top="linux-source-5.10",
+)
+PRESETS = {V5_0.name: V5_0, DEBIAN_5_10.name: DEBIAN_5_10}
+MIRROR_ENV = "HARNESS_KERNEL_ORG"
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    #: "v5.0", "debian-5.10", a tree path or a tarball path.
+    spec: str
+    #: Supplies the v5.0 tarball from disk instead of downloading it.
+    tarball: Optional[Path] = None
+    patches: Tuple[Path, ...] = ()
+    offline: bool = False
+    #: Opt-in: copy a user's tree when a source-level compat fix is needed.
+    copy_tree: bool = False
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    name: str
+    #: "preset", "tarball" or "tree".
+    kind: str
+    #: Content identity of the base source (sha256, or a tree fingerprint).
+    identity: str
+    tree: Path
+    version: KernelVersion
+    origin: str
+    #: (file name, sha256) of each patch applied, in order.
+    patches: Tuple[Tuple[str, str], ...] = ()
+    #: The tree is the harness's own (extracted or copied), not a user's.
+    owned: bool = True
+    compat_patches: Tuple[str, ...] = field(default=())
+
+    @property
+    def id(self) -> str:
+        parts = [self.identity] + [sha for _, sha in self.patches] + list(self.compat_patches)
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "identity": self.identity,
+            "id": self.id,
+            "tree": str(self.tree),
+            "version": str(self.version),
+            "origin": self.origin,
+            "patches": [{"file": n, "sha256": s} for n, s in self.patches],
+            "owned": self.owned,
+        }
+
+
+Fetcher = Callable[[str, Path], None]
+
+
+def fetch_url(url: str, dest: Path, timeout: float = 30.0) -> None:
+    """Download ``url`` to ``dest`` (which must not exist yet)."""
+    request = urllib.request.Request(url, headers={"User-Agent": "harness/0.1"})
+    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
+        shutil.copyfileobj(response, out, 1 << 20)
+
+
+class SourceResolver:
+    def __init__(self, cache: Cache, echo: Optional[proc.Echo] = None, fetch: Fetcher = fetch_url, apt: Optional[Apt] = None) -> None:
+        self.cache = cache
+        self.echo = echo
+        self.fetch = fetch
+        self._apt = apt
+
+    # ------------------------------------------------------------------
+    def resolve(self, request: SourceRequest, compat_patches: Sequence[Tuple[str, str]] = ()) -> KernelSource:
+        """The base source, then patches (user's and compat) on a copy."""
+        base = self._base(request)
+        patches = [self._patch_entry(p) for p in request.patches]
+        if not patches and not compat_patches:
+            if not base.owned:
+                check_clean_tree(base.tree)
+            return base
+        if not base.owned and compat_patches and not request.copy_tree and not patches:
+            names = ", ".join(name for name, _ in compat_patches)
+            raise UserError(
+                f"building {base.version} from your tree {base.tree} needs source-level compat fixes ({names})",
+                hint="the harness never edits your tree: pass --copy-tree to build from a copy it patches",
+            )
+        return self._patched(base, request.patches, patches, compat_patches)
+
+    def _base(self, request: SourceRequest) -> KernelSource:
+        spec = request.spec
+        if spec in PRESETS:
+            preset = PRESETS[spec]
+            if isinstance(preset, TarballPreset):
+                tarball = self.preset_tarball(preset, request.tarball, request.offline)
+                tree = self._extract(tarball, preset.sha256, preset.top)
+                return self._source(preset.name, "preset", preset.sha256, tree, f"{preset.url} (sha256 {preset.sha256[:12]}...)")
+            if request.tarball:
+                raise UserError(f"--tarball is for v5.0; {spec} comes from Debian's {preset.package} package")
+            deb = self.debian_package(preset, request.offline)
+            identity = sha256_file(deb)
+            tree = self._extract_deb(deb, identity, preset)
+            return self._source(preset.name, "preset", identity, tree, f"Debian {preset.suite} {deb.name}")
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return self._tree(path)
+        if path.is_file():
+            identity = sha256_file(path)
+            tree = self._extract(path, identity, None)
+            return self._source(path.name, "tarball", identity, tree, str(path.resolve()))
+        if request.tarball and spec not in PRESETS:
+            raise UserError(f"--tarball supplies the v5.0 source; for another tarball pass its path as the source: {request.tarball}")
+        raise UserError(
+            f"unknown kernel source {spec!r}",
+            hint=f"use one of: {', '.join(PRESETS)}, a path to a kernel tree, or a path to a tarball",
+        )
+
+    def _source(self, name, kind, identity, tree, origin, owned=True) -> KernelSource:
+        version = parse_makefile_version(_read(tree / "Makefile"))
+        return KernelSource(name, kind, identity, tree, version, origin, owned=owned)
+
+    # ------------------------------------------------------------------
+    def preset_tarball(self, preset: TarballPreset, supplied: Optional[Path], offline: bool) -> Path:
+        """The verified tarball in the cache: from --tarball, the cache, or
+        a download (never when offline)."""
+        cached = self.cache.dir("sources") / preset.filename
+        if supplied:
+            verify_tarball(Path(supplied), preset)
+            if not cached.exists() or sha256_file(cached) != preset.sha256:
+                self._install_file(Path(supplied), cached)
+            return cached
+        if cached.exists():
+            verify_tarball(cached, preset, cached=True)
+            return cached
+        if offline:
+            raise UserError(
+                f"the {preset.name} source is not in the cache ({cached}) and --offline forbids downloading it",
+                hint=(
+                    f"provide it with --tarball PATH ({preset.filename}, {preset.size:,} bytes, sha256 {preset.sha256}), "
+                    f"a tree path as the source, or run once online"
+                ),
+            )
+        url = preset.url
+        mirror = os.environ.get(MIRROR_ENV)
+        if mirror:
+            url = mirror.rstrip("/") + "/" + preset.url.split("/pub/", 1)[1]
+        tmp = cached.with_name(f".tmp-{os.getpid()}-{preset.filename}")
+        if self.echo:
+            self.echo(f"download {url}")
+        try:
+            self.fetch(url, tmp)
+            verify_tarball(tmp, preset)
+            os.replace(tmp, cached)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            tmp.unlink(missing_ok=True)
+            reason = getattr(exc, "reason", exc)
+            raise InfraError(
+                f"cannot download {url}: {reason}",
+                hint=f"download {preset.filename} elsewhere and pass --tarball PATH, or set {MIRROR_ENV} to a mirror",
+            ) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return cached
+
+    def _install_file(self, src: Path, dest: Path) -> None:
+        tmp = dest.with_name(f".tmp-{os.getpid()}-{dest.name}")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def debian_package(self, preset: DebianPreset, offline: bool) -> Path:
+        apt = self._apt or Apt(self.cache, preset.suite, "amd64", echo=self.echo, offline=offline)
+        try:
+            return apt.download(preset.package, self.cache.dir("sources"))
+        except UserError as exc:
+            if offline:
+                raise UserError(
+                    f"the {preset.name} source ({preset.package}) is not in the cache and --offline forbids downloading it",
+                    hint="run once without --offline where a Debian mirror is reachable",
+                ) from exc
+            raise
+
+    # ------------------------------------------------------------------
+    def _extract(self, tarball: Path, identity: str, top: Optional[str]) -> Path:
+        """Extract a tarball once into trees/<identity>/ (atomically)."""
+        final = self.cache.dir("trees") / identity[:16]
+        if (final / "Makefile").exists():
+            return final
+        toolchain.require(["tar", "xz"], "extracting a kernel tarball")
+        with self.cache.lock(f"tree-{identity[:16]}"):
+            if (final / "Makefile").exists():
+                return final
+            with self.cache.staging(final) as tmp:
+                result = proc.run(["tar", "-xf", str(tarball), "-C", str(tmp)], echo=self.echo)
+                if result.returncode != 0:
+                    raise UserError(
+                        f"{tarball} is corrupt or truncated: tar could not extract it",
+                        hint="download it again (and check its sha256)",
+                        log_tail=result.stdout.splitlines()[-5:],
+                    )
+                _flatten(tmp, top)
+                if not (tmp / "Makefile").exists() or not (tmp / "Kconfig").exists():
+                    raise UserError(f"{tarball} does not contain a kernel tree (no top-level Makefile and Kconfig)")
+        return final
+
+    def _extract_deb(self, deb: Path, identity: str, preset: DebianPreset) -> Path:
+        final = self.cache.dir("trees") / identity[:16]
+        if (final / "Makefile").exists():
+            return final
+        toolchain.require(["dpkg-deb", "tar", "xz"], f"unpacking {preset.package}")
+        with self.cache.lock(f"tree-{identity[:16]}"):
+            if (final / "Makefile").exists():
+                return final
+            with self.cache.staging(final) as tmp:
+                unpack = tmp / ".deb"
+                result = proc.run(["dpkg-deb", "-x", str(deb), str(unpack)], echo=self.echo)
+                if result.returncode != 0:
+                    raise UserError(f"{deb} is not a valid .deb", log_tail=result.stdout.splitlines()[-5:])
+                inner = unpack / preset.inner
+                result = proc.run(["tar", "-xf", str(inner), "-C", str(tmp)], echo=self.echo)
+                if result.returncode != 0:
+                    raise UserError(f"{inner} in {deb.name} is corrupt", log_tail=result.stdout.splitlines()[-5:])
+                shutil.rmtree(unpack)
+                _flatten(tmp, preset.top)
+        return final
+
+    # ------------------------------------------------------------------
+    def _tree(self, path: Path) -> KernelSource:
+        path = path.resolve()
+        if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
+            raise UserError(f"{path} is not a kernel tree (no top-level Makefile and Kconfig)")
+        return self._source(str(path), "tree", tree_fingerprint(path), path, str(path), owned=False)
+
+    def _patch_entry(self, patch: Path) -> Tuple[str, str]:
+        path = Path(patch).expanduser()
+        if not path.is_file():
+            raise UserError(f"patch {path} does not exist")
+        return (path.name, sha256_file(path))
+
+    def _patched(self, base: KernelSource, paths: Sequence[Path], patches, compat_patches) -> KernelSource:
+        source = KernelSource(
+            base.name + ("+" + "+".join(n for n, _ in patches) if patches else ""),
+            base.kind,
+            base.identity,
+            base.tree,
+            base.version,
+            base.origin,
+            tuple(patches),
+            owned=True,
+            compat_patches=tuple(sha for _, sha in compat_patches),
+        )
+        final = self.cache.dir("trees") / f"{base.identity[:16]}-{source.id}"
+        if (final / "Makefile").exists():
+            return _with_tree(source, final)
+        toolchain.require(["patch", "tar"], "applying patches")
+        with self.cache.lock(f"tree-{final.name}"):
+            if (final / "Makefile").exists():
+                return _with_tree(source, final)
+            with self.cache.staging(final) as tmp:
+                copy_tree(base.tree, tmp, self.echo)
+                for (name, _), path in zip(patches, paths):
+                    self._apply(tmp, Path(path).expanduser().read_bytes(), name)
+                for name, text in _compat_texts(compat_patches):
+                    self._apply(tmp, text.encode(), f"compat {name}")
+        return _with_tree(source, final)
+
+    def _apply(self, tree: Path, patch: bytes, name: str) -> None:
+        result = proc.run(
+            ["patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch"],
+            cwd=tree,
+            echo=self.echo,
+            input_bytes=patch,
+        )
+        if result.returncode != 0:
+            raise UserError(
+                f"patch {name} does not apply to this tree",
+                hint="rebase it onto the source you are building",
+                log_tail=result.stdout.splitlines()[-10:],
+            )
+
+
+def _compat_texts(compat_patches):
+    from harness.compat.fixes import FIXES
+
+    texts = {fix.name: fix.source_patch for fix in FIXES if fix.source_patch}
+    for name, _ in compat_patches:
+        yield name, texts.get(name, "")
+
+
+def _with_tree(source: KernelSource, tree: Path) -> KernelSource:
+    return KernelSource(
+        source.name, source.kind, source.identity, tree, source.version, source.origin,
+        source.patches, owned=True, compat_patches=source.compat_patches,
+    )
+
+
+def _flatten(tmp: Path, top: Optional[str]) -> None:
+    """Move the tarball's single top directory's contents up into ``tmp``."""
+    entries = [e for e in tmp.iterdir() if not e.name.startswith(".deb")]
+    if top is None and len(entries) == 1 and entries[0].is_dir():
+        top = entries[0].name
+    if top is None or not (tmp / top).is_dir():
+        return
+    inner = tmp / top
+    for child in inner.iterdir():
+        os.rename(child, tmp / child.name)
+    inner.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def verify_tarball(path: Path, preset: TarballPreset, cached: bool = False) -> None:
+    """Size, then sha256, against the preset; clear user errors otherwise."""
+    where = "the cached copy " if cached else ""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    if size < preset.size:
+        raise UserError(
+            f"{where}{path} is truncated: {size:,} of {preset.size:,} bytes",
+            hint=f"download {preset.filename} again" + (f" (remove {path} first)" if cached else ""),
+        )
+    digest = sha256_file(path)
+    if size != preset.size or digest != preset.sha256:
+        raise UserError(
+            f"{where}{path} has the wrong checksum for {preset.name}: sha256 {digest}, expected {preset.sha256}",
+            hint=f"use the kernel.org {preset.filename} ({preset.size:,} bytes)" + (f"; remove {path}" if cached else ""),
+        )
+
+
+def check_clean_tree(tree: Path) -> None:
+    """kbuild refuses O= builds from a tree configured in place."""
+    if (tree / ".config").exists() or (tree / "include" / "config").is_dir():
+        raise UserError(
+            f"the kernel tree {tree} has been configured or built in place (.config or include/config exists); "
+            "out-of-tree builds need a clean source tree",
+            hint="run 'make mrproper' in it (this removes its .config), or build from a clean copy",
+        )
+
+
+def tree_fingerprint(tree: Path) -> str:
+    """Identity of a user's tree: git HEAD plus local changes, or (no git)
+    every file's path, size and mtime."""
+    digest = hashlib.sha256()
+    if (tree / ".git").exists():
+        head = _git(tree, "rev-parse", "HEAD")
+        if head is not None:
+            digest.update(head.encode())
+            digest.update((_git(tree, "diff", "HEAD", "--binary") or "").encode())
+            untracked = _git(tree, "ls-files", "--others", "--exclude-standard", "-z") or ""
+            for name in sorted(filter(None, untracked.split("\0"))):
+                try:
+                    st = (tree / name).stat()
+                except OSError:
+                    continue
+                digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            return "git-" + digest.hexdigest()
+    for root, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            digest.update(f"{os.path.relpath(path, tree)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return "tree-" + digest.hexdigest()
+
+
+def _git(tree: Path, *args: str) -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True, check=False, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def copy_tree(src: Path, dest: Path, echo=None) -> None:
+    """Copy a kernel tree (without .git) into an existing empty directory."""
+    pack = subprocess.Popen(["tar", "-C", str(src), "--exclude=.git", "-cf", "-", "."], stdout=subprocess.PIPE)
+    if echo:
+        echo(f"tar -C {src} --exclude=.git -cf - . | tar -C {dest} -xf -")
+    unpack = subprocess.run(["tar", "-C", str(dest), "-xf", "-"], stdin=pack.stdout, check=False)
+    pack.wait()
+    if pack.returncode != 0 or unpack.returncode != 0:
+        raise InfraError(f"copying {src} to {dest} failed")

@@ -1,0 +1,150 @@
+"""The build stage against a fake kernel tree whose Makefile fails on
+demand: artifacts, cache hits, verification, build errors, cleanup."""
+import io
+import json
+import os
+import stat
+
+import pytest
+
+from harness.build import BuildRequest, Builder
+from harness.cli import main
+from harness.errors import KernelError, UserError
+from harness.source import SourceRequest
+
+
+def builder(cache):
+    return Builder(cache=cache, stream=io.StringIO(), tools=["make"])
+
+
+def request(tree, arch="x86_64", **kw):
+    return BuildRequest(source=SourceRequest(str(tree)), arch=arch, quiet=True, ccache=False, **kw)
+
+
+def calls(tree):
+    return (tree.parent / "calls.log").read_text().split()
+
+
+def test_build_installs_artifacts_and_metadata(cache, fake_tree):
+    result = builder(cache).build(request(fake_tree))
+    assert not result.cached
+    assert result.image.read_text() == "image\n"
+    for name in ("config", "requested.config", "build.log", "System.map", "build.json"):
+        assert (result.directory / name).is_file(), name
+    meta = json.loads((result.directory / "build.json").read_text())
+    assert meta["status"] == "complete" and meta["arch"] == "x86_64"
+    assert meta["reproducer"].startswith("harness build --kernel ")
+    assert meta["compat"] == ["selinux-genheaders", "hostprogs-fcommon", "subcmd-werror", "objtool-thunk-symtab", "boot-force-order-fcommon"]
+    assert any("KCONFIG_ALLCONFIG=" in c and c.endswith("allnoconfig") for c in meta["make_commands"])
+    assert "OBJECT_FILES_NON_STANDARD_thunk_64.o=y" in meta["make_commands"][-1]
+    assert "CONFIG_COMPACTION=y" in (result.directory / "requested.config").read_text()
+    assert calls(fake_tree) == ["allnoconfig", "olddefconfig", "build"]
+
+
+def test_cache_hit_rebuilds_nothing(cache, fake_tree):
+    first = builder(cache).build(request(fake_tree))
+    (fake_tree.parent / "calls.log").write_text("")
+    second = builder(cache).build(request(fake_tree))
+    assert second.cached and second.directory == first.directory
+    assert calls(fake_tree) == []
+
+
+def test_any_input_change_is_a_new_key(cache, fake_tree, tmp_path):
+    first = builder(cache).build(request(fake_tree))
+    frag = tmp_path / "extra.config"
+    frag.write_text("# for the test\nCONFIG_TMPFS=y\n")
+    assert builder(cache).build(request(fake_tree, fragments=(frag,))).key != first.key
+    assert builder(cache).build(request(fake_tree, debug=True)).key != first.key
+    assert builder(cache).build(request(fake_tree, arch="arm64")).key != first.key
+
+
+def test_build_error_is_a_kernel_error_with_the_error_line(cache, fake_tree):
+    (fake_tree.parent / "FAIL").write_text("")
+    with pytest.raises(KernelError) as err:
+        builder(cache).build(request(fake_tree))
+    assert any("error: expected ';'" in line for line in err.value.log_tail)
+    assert err.value.log_path.is_file()
+    assert not [p for p in (cache.root / "builds").iterdir()]  # nothing that looks complete
+    # the failed build left its marker: the next one cleans first, then succeeds
+    (fake_tree.parent / "FAIL").unlink()
+    (fake_tree.parent / "calls.log").write_text("")
+    builder(cache).build(request(fake_tree))
+    assert calls(fake_tree)[0] == "clean"
+
+
+def test_option_that_does_not_stick_names_the_dependency(cache, fake_tree, tmp_path):
+    (fake_tree.parent / "drop.txt").write_text("CONFIG_TMPFS=y\nCONFIG_SHMEM=y\n")
+    frag = tmp_path / "user.config"
+    frag.write_text("# test\nCONFIG_TMPFS=y\n")
+    with pytest.raises(UserError) as err:
+        builder(cache).build(request(fake_tree, fragments=(frag,)))
+    assert "CONFIG_TMPFS" in err.value.message
+    assert "unmet dependency at Kconfig:5: SHMEM (now SHMEM=n)" in err.value.message
+    assert "2 requested options did not stick" in err.value.message
+
+
+def test_unknown_option_in_a_fragment(cache, fake_tree, tmp_path):
+    (fake_tree.parent / "drop.txt").write_text("CONFIG_TMPSF=y\n")
+    frag = tmp_path / "typo.config"
+    frag.write_text("CONFIG_TMPSF=y\n")
+    with pytest.raises(UserError) as err:
+        builder(cache).build(request(fake_tree, fragments=(frag,)))
+    assert "not a Kconfig symbol" in err.value.message and "typo.config:1" in err.value.message
+    assert "CONFIG_TMPFS" in err.value.message  # did you mean
+
+
+def test_unreadable_fragment(cache, fake_tree, tmp_path):
+    with pytest.raises(UserError):
+        builder(cache).build(request(fake_tree, fragments=(tmp_path / "nope.config",)))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_cache(cache, fake_tree):
+    cache.root.mkdir(parents=True)
+    cache.root.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        with pytest.raises(UserError) as err:
+            builder(cache).build(request(fake_tree))
+        assert "not writable" in err.value.message
+    finally:
+        cache.root.chmod(stat.S_IRWXU)
+
+
+def test_cache_on_a_file_is_a_clear_error(tmp_path, fake_tree):
+    from harness.cache import Cache
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(UserError) as err:
+        builder(Cache(blocker / "cache")).build(request(fake_tree))
+    assert "HARNESS_CACHE" in err.value.hint
+
+
+def test_full_cache_is_a_clear_error(monkeypatch, cache, fake_tree):
+    import errno
+
+    from harness import cache as cache_mod
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_mod.os, "fsync", full)
+    with pytest.raises(UserError) as err:
+        builder(cache).build(request(fake_tree))
+    assert "is full" in err.value.message
+
+
+def test_cli_exit_codes(tmp_path, fake_tree, capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "c"))
+    assert main(["build", "--kernel", str(fake_tree), "--arch", "sparc"]) == 2
+    assert "x86_64" in capsys.readouterr().err
+    assert main(["build", "--kernel", "v7.7"]) == 2
+    assert "debian-5.10" in capsys.readouterr().err
+
+
+def test_missing_cross_compiler_names_the_package():
+    from harness import toolchain
+
+    with pytest.raises(UserError) as err:
+        toolchain.require(["aarch64-linux-gnu-gcc"], "building arm64", path="/nonexistent")
+    assert "gcc-aarch64-linux-gnu" in err.value.hint
