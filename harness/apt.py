@@ -98,13 +98,16 @@ class Apt:
         line = f"deb [signed-by={KEYRING}] {self.mirror} {self.suite} main\n"
         (self.root / "sources.list").write_text(line)
 
+    def _fresh(self) -> bool:
+        stamp = self.root / "updated"
+        return stamp.exists() and time.time() - stamp.stat().st_mtime < INDEX_TTL
+
     def update(self) -> None:
         """apt-get update, at most once a day (never when offline)."""
         toolchain.require(["apt-get", "dpkg-deb"], "downloading Debian packages")
         self._prepare()
         stamp = self.root / "updated"
-        fresh = stamp.exists() and time.time() - stamp.stat().st_mtime < INDEX_TTL
-        if fresh:
+        if self._fresh():
             return
         if self.offline:
             if stamp.exists():
@@ -126,7 +129,7 @@ class Apt:
         """Download one package's .deb into ``dest``; returns its path."""
         dest.mkdir(parents=True, exist_ok=True)
         existing = self._existing(package, dest)
-        if existing and self.offline:
+        if existing and (self.offline or self._fresh()):
             return existing
         self.update()
         if self.offline and not existing:

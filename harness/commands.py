@@ -61,4 +61,135 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_build)
 
 
-ADDERS: list = [_add_build]
+def _cmd_image(args: argparse.Namespace) -> int:
+    from harness.image import ImageBuilder, ImageRequest
+
+    result = ImageBuilder(echo=proc.stderr_echo(args.quiet)).build(ImageRequest(args.arch, args.offline, args.quiet))
+    print(f"{result.path}  ({result.arch}, {'cached' if result.cached else 'built'})")
+    return 0
+
+
+def _add_image(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("image", help="build the guest initramfs for an arch (cached)")
+    parser.add_argument("--arch", default="x86_64", help="x86_64, arm64 or arm")
+    parser.add_argument("--offline", action="store_true", help="use cached packages only")
+    parser.set_defaults(handler=_cmd_image)
+
+
+def _boot_inputs(args: argparse.Namespace):
+    """Kernel image and initramfs: given, or built/reused from the cache."""
+    from harness.build import Builder
+    from harness.image import ImageBuilder, ImageRequest
+
+    echo = proc.stderr_echo(args.quiet)
+    if args.kernel_image:
+        kernel = args.kernel_image
+    else:
+        kernel = Builder(echo=echo).build(build_request(args, args.quiet)).image
+    initrd = args.initrd or ImageBuilder(echo=echo).build(ImageRequest(args.arch, args.offline, args.quiet)).path
+    return kernel, initrd
+
+
+def _machine_request(args: argparse.Namespace, kernel: Path, initrd: Path):
+    from harness.vm.machine import MachineRequest
+
+    return MachineRequest(
+        arch=args.arch,
+        kernel=Path(kernel),
+        initrd=Path(initrd),
+        memory_mb=args.memory,
+        cpus=args.cpus,
+        append=tuple(args.append),
+        boot_timeout=args.boot_timeout,
+        accel=args.accel,
+    )
+
+
+def _cmd_boot(args: argparse.Namespace) -> int:
+    import time
+
+    from harness.rundir import new_run_dir, write_json
+    from harness.vm.machine import Machine
+
+    kernel, initrd = _boot_inputs(args)
+    run_dir = new_run_dir("boot", args.arch, args.runs)
+    request = _machine_request(args, kernel, initrd)
+    with Machine(request, run_dir, echo=proc.stderr_echo(args.quiet)) as machine:
+        info = machine.connection_info()
+        write_json(run_dir / "ssh.json", info)
+        boot = machine.times.as_dict()
+        print(f"guest {args.arch} up: ssh ready {boot['ssh_s']}s after QEMU start ({machine.accel.accel}: {machine.accel.reason})")
+        print(f"  run directory: {run_dir}")
+        print(f"  shell:         harness shell {run_dir}")
+        print(f"  ssh:           ssh -i {info['key']} -p {info['port']} -o StrictHostKeyChecking=no root@127.0.0.1")
+        if args.command:
+            result = machine.run(args.command, timeout=args.timeout)
+            sys.stdout.write(result.stdout)
+            sys.stderr.write(result.stderr)
+            return result.status
+        if args.exit:
+            return 0
+        print("  Ctrl-C shuts the guest down.")
+        sys.stdout.flush()
+        while machine.child is not None and machine.child.isalive():
+            time.sleep(0.5)
+            fatal = machine.watcher.fatal() if machine.watcher else None
+            if fatal:
+                print(f"kernel {fatal.kind.value}: {fatal.line}", file=sys.stderr)
+                return 4
+    return 0
+
+
+def _add_vm_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kernel-image", type=Path, help="boot this kernel image instead of building one")
+    parser.add_argument("--initrd", type=Path, help="boot this initramfs instead of the cached image")
+    parser.add_argument("--memory", type=int, default=2048, help="guest memory in MiB (default 2048)")
+    parser.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    parser.add_argument("--append", action="append", default=[], help="extra kernel command-line word (repeatable)")
+    parser.add_argument("--boot-timeout", type=float, default=90.0, help="seconds to reach the guest's READY line")
+    parser.add_argument("--accel", choices=["kvm", "tcg"], help="force the accelerator (default: KVM when it really works)")
+    parser.add_argument("--runs", type=Path, help="where run directories go (default ./runs or $HARNESS_RUNS)")
+
+
+def _add_boot(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("boot", help="boot a guest and print how to reach it")
+    _add_source_options(parser)
+    _add_vm_options(parser)
+    parser.add_argument("--command", help="run this command in the guest, print its output, shut down")
+    parser.add_argument("--timeout", type=float, default=300.0, help="timeout for --command")
+    parser.add_argument("--exit", action="store_true", help="shut down as soon as SSH works")
+    parser.set_defaults(handler=_cmd_boot)
+
+
+def _cmd_shell(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from harness.errors import UserError
+    from harness.vm.ssh import Ssh, load_key
+
+    info_path = Path(args.run_dir) / "ssh.json"
+    try:
+        info = _json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{info_path} is missing: is {args.run_dir} the directory of a running 'harness boot'?") from None
+    ssh = Ssh(info["port"], load_key(Path(info["key"])), info.get("host_key"))
+    ssh.connect(10)
+    try:
+        if args.command:
+            result = ssh.run(" ".join(args.command))
+            sys.stdout.write(result.stdout)
+            sys.stderr.write(result.stderr)
+            return result.status
+        return ssh.interactive()
+    finally:
+        ssh.close()
+
+
+def _add_shell(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("shell", help="an SSH shell (or one command) in a guest started by 'harness boot'")
+    parser.add_argument("run_dir", type=Path, help="the run directory 'harness boot' printed")
+    parser.add_argument("command", nargs="*", help="a command to run instead of an interactive shell")
+    parser.set_defaults(handler=_cmd_shell)
+
+
+ADDERS: list = [_add_build, _add_image, _add_boot, _add_shell]

@@ -1,0 +1,1061 @@
+/*
+ * mmdrive: a small script interpreter that sets up pages in one process and
+ * drives the kernel's page-migration system calls on them.
+ *
+ *   mmdrive < script            commands from stdin, one per line
+ *   mmdrive -c CMD [-c CMD]...  the given commands instead of stdin
+ *
+ * Every command prints exactly one line "RESULT {json}" on stdout (flushed);
+ * a bad command prints "ERROR {json}" and exits 2, a failing setup syscall
+ * prints "ERROR {json}" (with errno) and exits 3.  See README.md.
+ */
+#include "common.h"
+
+#include <ctype.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#define PAGE WL_PAGE_SIZE
+#define HPAGE WL_HPAGE_SIZE
+#define STATUS_SENTINEL (-12345)
+#define NAME_MAX_LEN 63
+
+struct region {
+    char name[NAME_MAX_LEN + 1];
+    uintptr_t addr;   /* first page of the region (kept after unmap) */
+    size_t pages;
+    uintptr_t map_lo; /* mapping incl. guard pages, for munmap */
+    size_t map_len;
+    int node;         /* node= given at alloc, or -1 */
+    int mapped, thp, shared, dontfork;
+};
+
+struct range {
+    size_t a, b; /* inclusive page indices */
+};
+
+struct rangelist {
+    struct range *v;
+    size_t n, cap;
+    size_t total; /* pages in all ranges */
+};
+
+struct pinpipe {
+    int rfd, wfd;
+    size_t pages;
+};
+
+/* The address list of one move/query. */
+struct movebuf {
+    void **pages;
+    int *nodes;
+    int *status;
+    size_t n, cap;
+};
+
+static struct region *regions;
+static size_t nregions, capregions;
+static struct pinpipe *pins;
+static size_t npins, cappins;
+static pid_t *children;
+static size_t nchildren, capchildren;
+static const char *cur_cmd = "";
+static struct jbuf out;
+static struct rangelist rl;
+static struct movebuf mvb;
+
+#define usage_fail(...) wl_fail(2, cur_cmd, 0, __VA_ARGS__)
+#define sys_fail(err, ...) wl_fail(3, cur_cmd, (err), __VA_ARGS__)
+
+static void *xreallocarray(void *p, size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        sys_fail(ENOMEM, "allocation too large");
+    void *q = realloc(p, n * size ? n * size : 1);
+    if (!q)
+        sys_fail(ENOMEM, "out of memory");
+    return q;
+}
+
+/* ------------------------------------------------------------------ */
+/* children, pipes, cleanup                                             */
+
+static void kill_children(void)
+{
+    for (size_t i = 0; i < nchildren; i++) {
+        kill(children[i], SIGKILL);
+        while (waitpid(children[i], NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    nchildren = 0;
+}
+
+static void finish(void)
+{
+    kill_children();
+    wl_cleanup_hook = NULL;
+    jo_begin(&out);
+    jo_str(&out, "cmd", "exit");
+    emit_result(&out);
+    exit(0);
+}
+
+/* ------------------------------------------------------------------ */
+/* parsing helpers                                                      */
+
+static void check_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > NAME_MAX_LEN)
+        usage_fail("region name must be 1..%d characters", NAME_MAX_LEN);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!isalnum(c) && c != '_' && c != '-' && c != '.')
+            usage_fail("bad region name '%s' (letters, digits, _ - . only)", name);
+    }
+}
+
+static struct region *find_region(const char *name)
+{
+    for (size_t i = 0; i < nregions; i++)
+        if (!strcmp(regions[i].name, name))
+            return &regions[i];
+    return NULL;
+}
+
+static struct region *need_region(const char *name)
+{
+    struct region *r = find_region(name);
+    if (!r)
+        usage_fail("no region named '%s'", name);
+    return r;
+}
+
+static struct region *need_mapped(const char *name)
+{
+    struct region *r = need_region(name);
+    if (!r->mapped)
+        usage_fail("region '%s' is unmapped", name);
+    return r;
+}
+
+static size_t parse_index(const char *s, const struct region *r, const char *whole)
+{
+    uint64_t v;
+    if (parse_u64(s, &v))
+        usage_fail("bad page index '%s' in '%s'", s, whole);
+    if (v >= r->pages)
+        usage_fail("page index %" PRIu64 " out of range for region '%s' (%zu pages)", v, r->name, r->pages);
+    return (size_t)v;
+}
+
+/* "0-3,10,11" -> rl (reset first). */
+static void parse_ranges(const char *spec, const struct region *r)
+{
+    rl.n = 0;
+    rl.total = 0;
+    if (!spec || !*spec)
+        usage_fail("missing page ranges");
+    char *copy = strdup(spec);
+    if (!copy)
+        sys_fail(ENOMEM, "out of memory");
+    char *save = NULL;
+    size_t len = strlen(spec);
+    if (spec[0] == ',' || spec[len - 1] == ',' || strstr(spec, ",,"))
+        usage_fail("empty item in range list '%s'", spec);
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        struct range g;
+        char *dash = strchr(item, '-');
+        if (dash) {
+            *dash = 0;
+            g.a = parse_index(item, r, spec);
+            g.b = parse_index(dash + 1, r, spec);
+            if (g.b < g.a)
+                usage_fail("range %zu-%zu is reversed", g.a, g.b);
+        } else {
+            g.a = g.b = parse_index(item, r, spec);
+        }
+        if (rl.n == rl.cap) {
+            rl.cap = rl.cap ? rl.cap * 2 : 16;
+            rl.v = xreallocarray(rl.v, rl.cap, sizeof *rl.v);
+        }
+        rl.v[rl.n++] = g;
+        rl.total += g.b - g.a + 1;
+    }
+    free(copy);
+}
+
+static inline uintptr_t page_addr(const struct region *r, size_t idx)
+{
+    return r->addr + (uintptr_t)idx * PAGE;
+}
+
+/* comma list of node numbers, or "none" -> mask */
+static void parse_nodes(const char *spec, unsigned long *mask)
+{
+    memset(mask, 0, WL_NODEMASK_LONGS * sizeof(unsigned long));
+    if (!strcmp(spec, "none"))
+        return;
+    char *copy = strdup(spec);
+    if (!copy)
+        sys_fail(ENOMEM, "out of memory");
+    char *save = NULL;
+    int any = 0;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        uint64_t v;
+        if (parse_u64(item, &v) || v >= WL_NODEMASK_BITS)
+            usage_fail("bad node '%s' in '%s'", item, spec);
+        mask[v / WL_BITS_PER_LONG] |= 1UL << (v % WL_BITS_PER_LONG);
+        any = 1;
+    }
+    free(copy);
+    if (!any)
+        usage_fail("empty node list '%s'", spec);
+}
+
+/* ------------------------------------------------------------------ */
+/* page contents                                                        */
+
+static void write_page(const struct region *r, size_t idx)
+{
+    volatile uint64_t *w = (volatile uint64_t *)page_addr(r, idx);
+    uint64_t i = idx;
+    w[0] = i + 1;
+    w[1] = 0x9E3779B97F4A7C15ULL * (i + 1);
+    w[128] = ~i;
+    w[256] = (i << 32) ^ 0xA5A5C3C3ULL;
+    w[511] = i * 0x100000001B3ULL + 0x5bd1e995ULL;
+}
+
+static volatile uint64_t read_sink;
+
+static void read_page(const struct region *r, size_t idx)
+{
+    volatile uint64_t *w = (volatile uint64_t *)page_addr(r, idx);
+    read_sink += w[0];
+}
+
+/* ------------------------------------------------------------------ */
+/* commands                                                             */
+
+static void result_begin(const char *cmd)
+{
+    jo_begin(&out);
+    jo_str(&out, "cmd", cmd);
+}
+
+static void result_ret(long ret, int err)
+{
+    jo_int(&out, "ret", ret);
+    if (ret == -1)
+        jo_errno(&out, err);
+}
+
+static void cmd_alloc(int argc, char **argv)
+{
+    if (argc < 3)
+        usage_fail("usage: alloc NAME PAGES [node=N] [thp] [nothp] [shared] [notouch] [dontfork] [align=2M]");
+    const char *name = argv[1];
+    check_name(name);
+    if (find_region(name))
+        usage_fail("region '%s' already exists", name);
+    uint64_t pages;
+    if (parse_u64(argv[2], &pages) || pages == 0)
+        usage_fail("bad page count '%s'", argv[2]);
+    if (pages > (uint64_t)((SIZE_MAX - 4 * HPAGE) / PAGE))
+        usage_fail("page count %" PRIu64 " too large for this address space", pages);
+    long node = -1;
+    int thp = 0, nothp = 0, shared = 0, notouch = 0, dontfork = 0;
+    size_t align = PAGE;
+    for (int i = 3; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strncmp(o, "node=", 5)) {
+            if (parse_long(o + 5, &node) || node < 0 || node >= WL_NODEMASK_BITS)
+                usage_fail("bad node in '%s'", o);
+        } else if (!strcmp(o, "thp")) {
+            thp = 1;
+        } else if (!strcmp(o, "nothp")) {
+            nothp = 1;
+        } else if (!strcmp(o, "shared")) {
+            shared = 1;
+        } else if (!strcmp(o, "notouch")) {
+            notouch = 1;
+        } else if (!strcmp(o, "dontfork")) {
+            dontfork = 1;
+        } else if (!strcmp(o, "align=2M") || !strcmp(o, "align=2m")) {
+            align = HPAGE;
+        } else if (!strcmp(o, "align=4K") || !strcmp(o, "align=4k")) {
+            /* the default */
+        } else {
+            usage_fail("unknown alloc option '%s'", o);
+        }
+    }
+    if (thp && nothp)
+        usage_fail("thp and nothp together");
+    if (thp)
+        align = HPAGE;
+
+    size_t len = (size_t)pages * PAGE;
+    /* One PROT_NONE guard page either side, so that the region's VMAs never
+     * merge with a neighbour (smaps then describes exactly this region). */
+    size_t map_len = len + 2 * PAGE + (align > PAGE ? align : 0);
+    int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_NORESERVE;
+    void *base = mmap(NULL, map_len, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (base == MAP_FAILED)
+        sys_fail(errno, "mmap of %zu bytes failed", map_len);
+    uintptr_t lo = (uintptr_t)base;
+    uintptr_t start = (lo + PAGE + align - 1) & ~(uintptr_t)(align - 1);
+    uintptr_t keep_lo = start - PAGE, keep_hi = start + len + PAGE;
+    if (keep_lo > lo && munmap((void *)lo, keep_lo - lo))
+        sys_fail(errno, "munmap of the alignment head failed");
+    if (lo + map_len > keep_hi && munmap((void *)keep_hi, lo + map_len - keep_hi))
+        sys_fail(errno, "munmap of the alignment tail failed");
+    if (mprotect((void *)keep_lo, PAGE, PROT_NONE) || mprotect((void *)(start + len), PAGE, PROT_NONE))
+        sys_fail(errno, "mprotect of the guard pages failed");
+
+    if (madvise((void *)start, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE))
+        sys_fail(errno, "madvise(%s) failed", thp ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE");
+    if (dontfork && madvise((void *)start, len, MADV_DONTFORK))
+        sys_fail(errno, "madvise(MADV_DONTFORK) failed");
+    if (node >= 0 && wl_mbind_node((void *)start, len, (int)node, 0))
+        sys_fail(errno, "mbind(MPOL_BIND, node %ld) failed", node);
+
+    if (nregions == capregions) {
+        capregions = capregions ? capregions * 2 : 16;
+        regions = xreallocarray(regions, capregions, sizeof *regions);
+    }
+    struct region *r = &regions[nregions++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->addr = start;
+    r->pages = (size_t)pages;
+    r->map_lo = keep_lo;
+    r->map_len = keep_hi - keep_lo;
+    r->node = (int)node;
+    r->mapped = 1;
+    r->thp = thp;
+    r->shared = shared;
+    r->dontfork = dontfork;
+    if (!notouch)
+        for (size_t i = 0; i < r->pages; i++)
+            write_page(r, i);
+
+    result_begin("alloc");
+    jo_str(&out, "name", r->name);
+    jo_hex(&out, "addr", (uint64_t)r->addr);
+    jo_u64(&out, "pages", (uint64_t)r->pages);
+    if (node >= 0)
+        jo_int(&out, "node", node);
+    else
+        jo_null(&out, "node");
+    jo_bool(&out, "thp", thp);
+    jo_bool(&out, "shared", shared);
+    jo_bool(&out, "touched", !notouch);
+    emit_result(&out);
+}
+
+static void cmd_touch_read(int argc, char **argv, int write)
+{
+    if (argc != 3)
+        usage_fail("usage: %s NAME RANGES", argv[0]);
+    struct region *r = need_mapped(argv[1]);
+    parse_ranges(argv[2], r);
+    for (size_t k = 0; k < rl.n; k++)
+        for (size_t i = rl.v[k].a; i <= rl.v[k].b; i++) {
+            if (write)
+                write_page(r, i);
+            else
+                read_page(r, i);
+        }
+    result_begin(argv[0]);
+    jo_str(&out, "name", r->name);
+    jo_u64(&out, "pages", (uint64_t)rl.total);
+    emit_result(&out);
+}
+
+static void cmd_touch(int argc, char **argv) { cmd_touch_read(argc, argv, 1); }
+static void cmd_readfault(int argc, char **argv) { cmd_touch_read(argc, argv, 0); }
+
+static void cmd_mlock_munlock(int argc, char **argv, int lock)
+{
+    if (argc != 3)
+        usage_fail("usage: %s NAME RANGES", argv[0]);
+    struct region *r = need_mapped(argv[1]);
+    parse_ranges(argv[2], r);
+    for (size_t k = 0; k < rl.n; k++) {
+        void *a = (void *)page_addr(r, rl.v[k].a);
+        size_t len = (rl.v[k].b - rl.v[k].a + 1) * PAGE;
+        if (lock ? mlock(a, len) : munlock(a, len))
+            sys_fail(errno, "%s of pages %zu-%zu failed", argv[0], rl.v[k].a, rl.v[k].b);
+    }
+    result_begin(argv[0]);
+    jo_str(&out, "name", r->name);
+    jo_u64(&out, "pages", (uint64_t)rl.total);
+    emit_result(&out);
+}
+
+static void cmd_mlock(int argc, char **argv) { cmd_mlock_munlock(argc, argv, 1); }
+static void cmd_munlock(int argc, char **argv) { cmd_mlock_munlock(argc, argv, 0); }
+
+static struct pinpipe *new_pin_pipe(void)
+{
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC))
+        sys_fail(errno, "pipe2 failed (%zu pin pipes open)", npins);
+    /* 1 MiB = 256 pages per pipe when allowed; 16 pages otherwise. */
+    (void)fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
+    if (npins == cappins) {
+        cappins = cappins ? cappins * 2 : 16;
+        pins = xreallocarray(pins, cappins, sizeof *pins);
+    }
+    struct pinpipe *p = &pins[npins++];
+    p->rfd = fds[0];
+    p->wfd = fds[1];
+    p->pages = 0;
+    return p;
+}
+
+static void cmd_pin(int argc, char **argv)
+{
+    if (argc != 3)
+        usage_fail("usage: pin NAME RANGES");
+    struct region *r = need_mapped(argv[1]);
+    parse_ranges(argv[2], r);
+    size_t pinned = 0, pipes_before = npins;
+    for (size_t k = 0; k < rl.n; k++)
+        for (size_t i = rl.v[k].a; i <= rl.v[k].b; i++) {
+            struct iovec iov = {.iov_base = (void *)page_addr(r, i), .iov_len = PAGE};
+            for (;;) {
+                struct pinpipe *p = npins ? &pins[npins - 1] : new_pin_pipe();
+                ssize_t n = vmsplice(p->wfd, &iov, 1, SPLICE_F_NONBLOCK);
+                if (n == (ssize_t)PAGE) {
+                    p->pages++;
+                    pinned++;
+                    break;
+                }
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n < 0 && errno == EAGAIN && p->pages > 0) {
+                    new_pin_pipe(); /* this one is full */
+                    continue;
+                }
+                if (n >= 0)
+                    sys_fail(0, "vmsplice of page %zu returned %zd", i, n);
+                sys_fail(errno, "vmsplice of page %zu failed", i);
+            }
+        }
+    result_begin("pin");
+    jo_str(&out, "name", r->name);
+    jo_u64(&out, "pinned", (uint64_t)pinned);
+    jo_u64(&out, "new_pipes", (uint64_t)(npins - pipes_before));
+    emit_result(&out);
+}
+
+static void cmd_unpin(int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 1)
+        usage_fail("usage: unpin");
+    static char buf[65536];
+    uint64_t bytes = 0;
+    for (size_t k = 0; k < npins; k++) {
+        for (;;) {
+            ssize_t n = read(pins[k].rfd, buf, sizeof buf);
+            if (n > 0) {
+                bytes += (uint64_t)n;
+                continue;
+            }
+            if (n == 0 || errno == EAGAIN)
+                break;
+            if (errno == EINTR)
+                continue;
+            sys_fail(errno, "read from pin pipe failed");
+        }
+        close(pins[k].rfd);
+        close(pins[k].wfd);
+    }
+    npins = 0;
+    result_begin("unpin");
+    jo_u64(&out, "drained", bytes / PAGE);
+    emit_result(&out);
+}
+
+static void cmd_fork_share(int argc, char **argv)
+{
+    if (argc != 3)
+        usage_fail("usage: fork_share NAME RANGES");
+    struct region *r = need_mapped(argv[1]);
+    parse_ranges(argv[2], r);
+    int sync[2];
+    if (pipe(sync))
+        sys_fail(errno, "pipe failed");
+    fflush(stdout);
+    fflush(stderr);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        sys_fail(errno, "fork failed");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(0);
+        close(sync[0]);
+        for (size_t k = 0; k < npins; k++) {
+            close(pins[k].rfd);
+            close(pins[k].wfd);
+        }
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+            dup2(null, 2);
+            if (null > 2)
+                close(null);
+        }
+        /* Map the pages in the child too: a private region's touched pages
+         * are already shared by fork's page-table copy, but a shared
+         * (shmem) region is not copied at fork and needs this. */
+        if (!r->dontfork)
+            for (size_t k = 0; k < rl.n; k++)
+                for (size_t i = rl.v[k].a; i <= rl.v[k].b; i++)
+                    read_page(r, i);
+        char c = 'k';
+        if (write(sync[1], &c, 1) != 1)
+            _exit(1);
+        close(sync[1]);
+        for (;;)
+            pause();
+    }
+    close(sync[1]);
+    char c;
+    ssize_t n;
+    do
+        n = read(sync[0], &c, 1);
+    while (n < 0 && errno == EINTR);
+    close(sync[0]);
+    if (nchildren == capchildren) {
+        capchildren = capchildren ? capchildren * 2 : 8;
+        children = xreallocarray(children, capchildren, sizeof *children);
+    }
+    children[nchildren++] = pid;
+    if (n != 1)
+        sys_fail(0, "fork_share child %d died before it was ready", (int)pid);
+    result_begin("fork_share");
+    jo_str(&out, "name", r->name);
+    jo_int(&out, "child", pid);
+    jo_u64(&out, "pages", (uint64_t)rl.total);
+    jo_bool(&out, "dontfork", r->dontfork);
+    emit_result(&out);
+}
+
+static void cmd_unmap(int argc, char **argv)
+{
+    if (argc != 2)
+        usage_fail("usage: unmap NAME");
+    struct region *r = need_mapped(argv[1]);
+    if (munmap((void *)r->map_lo, r->map_len))
+        sys_fail(errno, "munmap failed");
+    r->mapped = 0;
+    result_begin("unmap");
+    jo_str(&out, "name", r->name);
+    jo_hex(&out, "addr", (uint64_t)r->addr);
+    jo_u64(&out, "pages", (uint64_t)r->pages);
+    emit_result(&out);
+}
+
+static void mvb_push(void *addr, int node)
+{
+    if (mvb.n == mvb.cap) {
+        mvb.cap = mvb.cap ? mvb.cap * 2 : 1024;
+        mvb.pages = xreallocarray(mvb.pages, mvb.cap, sizeof *mvb.pages);
+        mvb.nodes = xreallocarray(mvb.nodes, mvb.cap, sizeof *mvb.nodes);
+        mvb.status = xreallocarray(mvb.status, mvb.cap, sizeof *mvb.status);
+    }
+    mvb.pages[mvb.n] = addr;
+    mvb.nodes[mvb.n] = node;
+    mvb.n++;
+}
+
+/* NAME:RANGES[=NODE] ... -> mvb */
+static void parse_entries(int argc, char **argv, int first, int need_node)
+{
+    mvb.n = 0;
+    if (first >= argc)
+        usage_fail("usage: %s NAME:RANGES%s ...", argv[0], need_node ? "=NODE" : "[=NODE]");
+    for (int t = first; t < argc; t++) {
+        char *tok = strdup(argv[t]);
+        if (!tok)
+            sys_fail(ENOMEM, "out of memory");
+        char *colon = strchr(tok, ':');
+        if (!colon)
+            usage_fail("entry '%s' is not NAME:RANGES%s", argv[t], need_node ? "=NODE" : "");
+        *colon = 0;
+        char *eq = strchr(colon + 1, '=');
+        long node = 0;
+        if (eq) {
+            *eq = 0;
+            if (parse_long(eq + 1, &node) || node < INT_MIN || node > INT_MAX)
+                usage_fail("bad node in entry '%s'", argv[t]);
+        } else if (need_node) {
+            usage_fail("entry '%s' has no =NODE", argv[t]);
+        }
+        struct region *r = need_region(tok);
+        parse_ranges(colon + 1, r);
+        for (size_t k = 0; k < rl.n; k++)
+            for (size_t i = rl.v[k].a; i <= rl.v[k].b; i++)
+                mvb_push((void *)page_addr(r, i), (int)node);
+        free(tok);
+    }
+}
+
+static void emit_status(void)
+{
+    jo_key(&out, "status");
+    ja_begin(&out);
+    jb_reserve(&out, mvb.n * 7);
+    for (size_t i = 0; i < mvb.n; i++) {
+        ja_sep(&out);
+        jb_i64(&out, mvb.status[i]);
+    }
+    ja_end(&out);
+}
+
+static void cmd_move(int argc, char **argv)
+{
+    int all = argc > 1 && !strcmp(argv[1], "all");
+    parse_entries(argc, argv, all ? 2 : 1, 1);
+    for (size_t i = 0; i < mvb.n; i++)
+        mvb.status[i] = STATUS_SENTINEL;
+    int flags = all ? WL_MPOL_MF_MOVE_ALL : WL_MPOL_MF_MOVE;
+    errno = 0;
+    long ret = syscall(SYS_move_pages, 0, (unsigned long)mvb.n, mvb.pages, mvb.nodes, mvb.status, flags);
+    int err = errno;
+    result_begin("move");
+    jo_str(&out, "flags", all ? "MOVE_ALL" : "MOVE");
+    result_ret(ret, err);
+    jo_u64(&out, "n", (uint64_t)mvb.n);
+    emit_status();
+    emit_result(&out);
+}
+
+static void cmd_query(int argc, char **argv)
+{
+    parse_entries(argc, argv, 1, 0);
+    for (size_t i = 0; i < mvb.n; i++)
+        mvb.status[i] = STATUS_SENTINEL;
+    errno = 0;
+    long ret = syscall(SYS_move_pages, 0, (unsigned long)mvb.n, mvb.pages, NULL, mvb.status, 0);
+    int err = errno;
+    result_begin("query");
+    result_ret(ret, err);
+    jo_u64(&out, "n", (uint64_t)mvb.n);
+    emit_status();
+    emit_result(&out);
+}
+
+static void cmd_mbind(int argc, char **argv)
+{
+    if (argc != 5 && argc != 6)
+        usage_fail("usage: mbind NAME RANGE NODES FLAGS [mode=bind|preferred|interleave|default]");
+    struct region *r = need_region(argv[1]);
+    parse_ranges(argv[2], r);
+    for (size_t k = 1; k < rl.n; k++)
+        if (rl.v[k].a != rl.v[k - 1].b + 1)
+            usage_fail("mbind needs one contiguous range, not '%s'", argv[2]);
+    unsigned long mask[WL_NODEMASK_LONGS];
+    parse_nodes(argv[3], mask);
+    unsigned flags = 0;
+    if (strcmp(argv[4], "0")) {
+        char *copy = strdup(argv[4]);
+        if (!copy)
+            sys_fail(ENOMEM, "out of memory");
+        char *save = NULL;
+        for (char *f = strtok_r(copy, "|", &save); f; f = strtok_r(NULL, "|", &save)) {
+            if (!strcmp(f, "MOVE"))
+                flags |= WL_MPOL_MF_MOVE;
+            else if (!strcmp(f, "MOVE_ALL"))
+                flags |= WL_MPOL_MF_MOVE_ALL;
+            else if (!strcmp(f, "STRICT"))
+                flags |= WL_MPOL_MF_STRICT;
+            else if (strcmp(f, "0"))
+                usage_fail("unknown mbind flag '%s' (MOVE, MOVE_ALL, STRICT or 0)", f);
+        }
+        free(copy);
+    }
+    unsigned long mode = WL_MPOL_BIND;
+    const char *mode_name = "bind";
+    if (argc == 6) {
+        mode_name = argv[5];
+        if (!strcmp(argv[5], "mode=bind"))
+            mode = WL_MPOL_BIND;
+        else if (!strcmp(argv[5], "mode=preferred"))
+            mode = WL_MPOL_PREFERRED;
+        else if (!strcmp(argv[5], "mode=interleave"))
+            mode = WL_MPOL_INTERLEAVE;
+        else if (!strcmp(argv[5], "mode=default"))
+            mode = WL_MPOL_DEFAULT;
+        else
+            usage_fail("unknown mbind mode '%s'", argv[5]);
+        mode_name += 5;
+    }
+    void *a = (void *)page_addr(r, rl.v[0].a);
+    size_t len = rl.total * PAGE;
+    errno = 0;
+    long ret = syscall(SYS_mbind, a, (unsigned long)len, mode, mode == WL_MPOL_DEFAULT ? NULL : mask,
+                       mode == WL_MPOL_DEFAULT ? 0UL : WL_MAXNODE, (unsigned long)flags);
+    int err = errno;
+    result_begin("mbind");
+    jo_str(&out, "name", r->name);
+    jo_str(&out, "mode", mode_name);
+    jo_int(&out, "flags", flags);
+    jo_u64(&out, "pages", (uint64_t)rl.total);
+    result_ret(ret, err);
+    emit_result(&out);
+}
+
+static void cmd_migrate_pages(int argc, char **argv)
+{
+    if (argc != 3)
+        usage_fail("usage: migrate_pages FROM_NODES TO_NODES");
+    unsigned long from[WL_NODEMASK_LONGS], to[WL_NODEMASK_LONGS];
+    parse_nodes(argv[1], from);
+    parse_nodes(argv[2], to);
+    errno = 0;
+    long ret = syscall(SYS_migrate_pages, 0, WL_MAXNODE, from, to);
+    int err = errno;
+    result_begin("migrate_pages");
+    result_ret(ret, err);
+    emit_result(&out);
+}
+
+static void cmd_nodes(int argc, char **argv)
+{
+    if (argc != 3)
+        usage_fail("usage: nodes NAME RANGES");
+    struct region *r = need_region(argv[1]);
+    parse_ranges(argv[2], r);
+    result_begin("nodes");
+    jo_str(&out, "name", r->name);
+    jo_key(&out, "nodes");
+    ja_begin(&out);
+    struct jbuf errs = {0};
+    errs.first = 1;
+    size_t pos = 0;
+    for (size_t k = 0; k < rl.n; k++)
+        for (size_t i = rl.v[k].a; i <= rl.v[k].b; i++, pos++) {
+            int node = -1;
+            long ret = syscall(SYS_get_mempolicy, &node, NULL, 0UL, (void *)page_addr(r, i),
+                               (unsigned long)(WL_MPOL_F_NODE | WL_MPOL_F_ADDR));
+            int err = errno;
+            ja_sep(&out);
+            if (ret < 0) {
+                jb_i64(&out, -1);
+                ja_sep(&errs);
+                jb_printf(&errs, "{\"page\":%zu,\"errno\":%d,\"errno_name\":\"%s\"}", i, err, errno_name(err));
+            } else {
+                jb_i64(&out, node);
+            }
+        }
+    ja_end(&out);
+    if (errs.p) {
+        jo_key(&out, "errors");
+        jb_raw(&out, "[");
+        jb_raw(&out, errs.p);
+        jb_raw(&out, "]");
+        free(errs.p);
+    }
+    emit_result(&out);
+}
+
+static void cmd_pfns(int argc, char **argv)
+{
+    if (argc != 3)
+        usage_fail("usage: pfns NAME RANGES");
+    struct region *r = need_region(argv[1]);
+    parse_ranges(argv[2], r);
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        sys_fail(errno, "cannot open /proc/self/pagemap");
+    static uint64_t ent[4096];
+    struct jbuf flags = {0};
+    flags.first = 1;
+    result_begin("pfns");
+    jo_str(&out, "name", r->name);
+    jo_key(&out, "pfns");
+    ja_begin(&out);
+    for (size_t k = 0; k < rl.n; k++) {
+        size_t i = rl.v[k].a;
+        while (i <= rl.v[k].b) {
+            size_t cnt = rl.v[k].b - i + 1;
+            if (cnt > sizeof ent / sizeof ent[0])
+                cnt = sizeof ent / sizeof ent[0];
+            off_t off = (off_t)((uint64_t)(page_addr(r, i) / PAGE) * 8);
+            ssize_t n = pread(fd, ent, cnt * 8, off);
+            if (n < 0)
+                sys_fail(errno, "pread of /proc/self/pagemap failed");
+            size_t got = (size_t)n / 8;
+            for (size_t e = 0; e < cnt; e++) {
+                uint64_t v = e < got ? ent[e] : 0;
+                ja_sep(&out);
+                jb_u64(&out, (v >> 63) & 1 ? v & ((1ULL << 55) - 1) : 0);
+                ja_sep(&flags);
+                jb_u64(&flags, v >> 55);
+            }
+            i += cnt;
+        }
+    }
+    close(fd);
+    ja_end(&out);
+    jo_key(&out, "flags");
+    jb_raw(&out, "[");
+    if (flags.p)
+        jb_raw(&out, flags.p);
+    jb_raw(&out, "]");
+    free(flags.p);
+    emit_result(&out);
+}
+
+static uint64_t kb_value(const char *line)
+{
+    const char *c = strchr(line, ':');
+    return c ? strtoull(c + 1, NULL, 10) : 0;
+}
+
+static void cmd_smaps(int argc, char **argv)
+{
+    if (argc != 2)
+        usage_fail("usage: smaps NAME");
+    struct region *r = need_region(argv[1]);
+    uint64_t lo = r->addr, hi = r->addr + (uint64_t)r->pages * PAGE;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        sys_fail(errno, "cannot open /proc/self/smaps");
+    char *line = NULL;
+    size_t cap = 0;
+    int in = 0, vmas = 0;
+    uint64_t rss = 0, ahp = 0, locked = 0, anon = 0, start_vma_lo = 0, start_vma_hi = 0;
+    while (getline(&line, &cap, f) > 0) {
+        uint64_t s, e;
+        if (sscanf(line, "%" SCNx64 "-%" SCNx64 " ", &s, &e) == 2) {
+            in = s < hi && e > lo;
+            if (in)
+                vmas++;
+            if (s <= lo && lo < e) {
+                start_vma_lo = s;
+                start_vma_hi = e;
+            }
+            continue;
+        }
+        if (!in)
+            continue;
+        if (!strncmp(line, "Rss:", 4))
+            rss += kb_value(line);
+        else if (!strncmp(line, "AnonHugePages:", 14))
+            ahp += kb_value(line);
+        else if (!strncmp(line, "Locked:", 7))
+            locked += kb_value(line);
+        else if (!strncmp(line, "Anonymous:", 10))
+            anon += kb_value(line);
+    }
+    free(line);
+    fclose(f);
+    result_begin("smaps");
+    jo_str(&out, "name", r->name);
+    jo_u64(&out, "anon_huge_kb", ahp);
+    jo_u64(&out, "rss_kb", rss);
+    jo_u64(&out, "locked_kb", locked);
+    jo_u64(&out, "anonymous_kb", anon);
+    jo_int(&out, "vmas", vmas);
+    if (start_vma_hi) {
+        jo_hex(&out, "vma_start", start_vma_lo);
+        jo_hex(&out, "vma_end", start_vma_hi);
+    } else {
+        jo_null(&out, "vma_start");
+        jo_null(&out, "vma_end");
+    }
+    emit_result(&out);
+}
+
+static void cmd_soft_offline(int argc, char **argv)
+{
+    if (argc != 3)
+        usage_fail("usage: soft_offline NAME IDX");
+    struct region *r = need_region(argv[1]);
+    size_t idx = parse_index(argv[2], r, argv[2]);
+    errno = 0;
+    long ret = madvise((void *)page_addr(r, idx), PAGE, MADV_SOFT_OFFLINE);
+    int err = errno;
+    result_begin("soft_offline");
+    jo_str(&out, "name", r->name);
+    jo_u64(&out, "page", (uint64_t)idx);
+    result_ret(ret, err);
+    emit_result(&out);
+}
+
+static void cmd_sleep(int argc, char **argv)
+{
+    uint64_t ms;
+    if (argc != 2 || parse_u64(argv[1], &ms))
+        usage_fail("usage: sleep MS");
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+    result_begin("sleep");
+    jo_u64(&out, "ms", ms);
+    emit_result(&out);
+}
+
+static void cmd_exit(int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 1)
+        usage_fail("usage: exit");
+    finish();
+}
+
+struct command {
+    const char *name;
+    void (*fn)(int argc, char **argv);
+};
+
+static const struct command commands[] = {
+    {"alloc", cmd_alloc},
+    {"touch", cmd_touch},
+    {"readfault", cmd_readfault},
+    {"mlock", cmd_mlock},
+    {"munlock", cmd_munlock},
+    {"pin", cmd_pin},
+    {"unpin", cmd_unpin},
+    {"fork_share", cmd_fork_share},
+    {"unmap", cmd_unmap},
+    {"move", cmd_move},
+    {"query", cmd_query},
+    {"mbind", cmd_mbind},
+    {"migrate_pages", cmd_migrate_pages},
+    {"nodes", cmd_nodes},
+    {"pfns", cmd_pfns},
+    {"smaps", cmd_smaps},
+    {"soft_offline", cmd_soft_offline},
+    {"sleep", cmd_sleep},
+    {"exit", cmd_exit},
+};
+
+/* Run one script line (modified in place). */
+static void run_line(char *line)
+{
+    size_t len = strlen(line);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = 0;
+    char *p = line;
+    while (*p && isspace((unsigned char)*p))
+        p++;
+    if (!*p || *p == '#')
+        return;
+
+    /* echo keeps the rest of the line verbatim (trimmed). */
+    if (!strncmp(p, "echo", 4) && (p[4] == 0 || isspace((unsigned char)p[4]))) {
+        char *t = p + 4;
+        while (*t && isspace((unsigned char)*t))
+            t++;
+        size_t tl = strlen(t);
+        while (tl && isspace((unsigned char)t[tl - 1]))
+            t[--tl] = 0;
+        cur_cmd = "echo";
+        result_begin("echo");
+        jo_str(&out, "text", t);
+        emit_result(&out);
+        return;
+    }
+
+    static char **argv;
+    static size_t capargv;
+    size_t argc = 0;
+    for (char *save = NULL, *tok = strtok_r(p, " \t\r\n\v\f", &save); tok; tok = strtok_r(NULL, " \t\r\n\v\f", &save)) {
+        if (argc + 1 >= capargv) {
+            capargv = capargv ? capargv * 2 : 64;
+            argv = xreallocarray(argv, capargv, sizeof *argv);
+        }
+        argv[argc++] = tok;
+    }
+    argv[argc] = NULL;
+    if (argc > INT_MAX)
+        usage_fail("too many words");
+    cur_cmd = argv[0];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(commands[i].name, argv[0])) {
+            commands[i].fn((int)argc, argv);
+            cur_cmd = "";
+            return;
+        }
+    usage_fail("unknown command '%s'", argv[0]);
+}
+
+static void raise_limits(void)
+{
+    struct rlimit rl_;
+    if (!getrlimit(RLIMIT_NOFILE, &rl_) && rl_.rlim_cur < rl_.rlim_max) {
+        rl_.rlim_cur = rl_.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl_);
+    }
+    rl_.rlim_cur = rl_.rlim_max = RLIM_INFINITY;
+    if (setrlimit(RLIMIT_MEMLOCK, &rl_) && !getrlimit(RLIMIT_MEMLOCK, &rl_)) {
+        rl_.rlim_cur = rl_.rlim_max;
+        (void)setrlimit(RLIMIT_MEMLOCK, &rl_);
+    }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mmdrive < script\n"
+            "       mmdrive -c CMD [-c CMD]...\n"
+            "commands: alloc touch readfault mlock munlock pin unpin fork_share unmap move query\n"
+            "          mbind migrate_pages nodes pfns smaps soft_offline sleep echo exit\n"
+            "see README.md\n");
+}
+
+int main(int argc, char **argv)
+{
+    wl_cleanup_hook = kill_children;
+    raise_limits();
+    int ncmds = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stderr);
+            return 0;
+        }
+        if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+            i++;
+            ncmds++;
+            continue;
+        }
+        cur_cmd = "mmdrive";
+        usage(stderr);
+        wl_fail(2, "mmdrive", 0, "bad argument '%s' (usage: mmdrive [-c CMD]...)", argv[i]);
+    }
+    if (ncmds) {
+        long n = 0;
+        for (int i = 1; i < argc; i++)
+            if (!strcmp(argv[i], "-c")) {
+                wl_line = ++n;
+                char *copy = strdup(argv[++i]);
+                if (!copy)
+                    sys_fail(ENOMEM, "out of memory");
+                run_line(copy);
+                free(copy);
+            }
+    } else {
+        char *line = NULL;
+        size_t cap = 0;
+        while (getline(&line, &cap, stdin) >= 0) {
+            wl_line++;
+            run_line(line);
+        }
+        free(line);
+    }
+    wl_line = 0;
+    cur_cmd = "exit";
+    finish();
+}

@@ -1,0 +1,387 @@
+"""The Machine: one disposable QEMU guest as a context manager.
+
+pre-launch (private dir, run key, per-run initrd, free port, argv), launch
+(pexpect-spawned QEMU that dies with us), post-launch (QMP accept, console
+readiness, SSH); then ``run``/``upload``/``qmp``; shutdown soft (poweroff
+over SSH) then hard (QMP quit, SIGKILL), and cleanup always.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Tuple
+
+import pexpect
+
+from harness import toolchain
+from harness.arches import Arch, arch as lookup_arch
+from harness.errors import HarnessError, InfraError, KernelError, UserError, tail_of
+from harness.image import overlay
+from harness.vm import accel as accel_mod
+from harness.vm.cmdline import MachineSpec, qemu_argv
+from harness.vm.console import ConsoleEvent, ConsoleWatcher, Kind
+from harness.vm.qmp import Qmp
+from harness.vm.ssh import CommandResult, Ssh, free_port, new_key
+
+PR_SET_PDEATHSIG = 1
+#: Console text that means the forwarded port was taken meanwhile.
+PORT_BUSY = ("Could not set up host forwarding rule", "could not set up host forwarding")
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+
+
+@dataclass(frozen=True)
+class MachineRequest:
+    arch: str
+    kernel: Path
+    initrd: Path
+    memory_mb: int = 2048
+    cpus: int = 2
+    #: None: 2 where the arch has NUMA, else none.
+    numa_nodes: Optional[int] = None
+    append: Tuple[str, ...] = ()
+    #: Seconds from QEMU start to the guest's READY line.
+    boot_timeout: float = 90.0
+    #: Seconds KVM gets to print anything before we fall back to TCG.
+    kvm_probe_timeout: float = 10.0
+    ssh_timeout: float = 30.0
+    qemu_binary: Optional[str] = None
+    #: Force an accelerator ("kvm" or "tcg"); None: choose.
+    accel: Optional[str] = None
+
+
+@dataclass
+class BootTimes:
+    spawned: float = 0.0
+    first_output: Optional[float] = None
+    ready: Optional[float] = None
+    ssh: Optional[float] = None
+
+    def as_dict(self) -> dict:
+        def rel(t):
+            return None if t is None else round(t - self.spawned, 3)
+
+        return {"first_output_s": rel(self.first_output), "ready_s": rel(self.ready), "ssh_s": rel(self.ssh)}
+
+
+class Machine:
+    def __init__(self, request: MachineRequest, run_dir: Path, echo=None) -> None:
+        self.request = request
+        self.arch: Arch = lookup_arch(request.arch)
+        self.run_dir = Path(run_dir)
+        self.echo = echo
+        self.console_log = self.run_dir / "console.log"
+        self.qmp_log = self.run_dir / "qmp.jsonl"
+        self.child: Optional[pexpect.spawn] = None
+        self.watcher: Optional[ConsoleWatcher] = None
+        self.qmp: Optional[Qmp] = None
+        self.ssh: Optional[Ssh] = None
+        self.private: Optional[Path] = None
+        self.argv: list[str] = []
+        self.accel: Optional[accel_mod.AccelChoice] = None
+        self.accel_history: list[dict] = []
+        self.times = BootTimes()
+        self.port: Optional[int] = None
+        self.exit_status: Optional[int] = None
+        self._key = None
+        self._public = ""
+        self._private_pem = b""
+
+    # ------------------------------------------------------------------
+    def __enter__(self) -> "Machine":
+        try:
+            self.start()
+        except BaseException:
+            self.shutdown()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------------
+    def start(self) -> None:
+        self._pre_launch()
+        choice = self.accel
+        assert choice is not None
+        if choice.needs_probe:
+            try:
+                self._launch(choice.accel, probe=True)
+                return
+            except _KvmSilent as silent:
+                self.accel_history.append({"accel": "kvm", "result": str(silent)})
+                self._kill()
+                self.accel = accel_mod.AccelChoice("tcg", f"KVM was available but the guest printed nothing in {self.request.kvm_probe_timeout:.0f}s")
+        self._launch(self.accel.accel, probe=False)
+
+    def _pre_launch(self) -> None:
+        req = self.request
+        qemu = req.qemu_binary or self.arch.qemu_binary
+        toolchain.require([qemu], f"running a {self.arch.name} guest")
+        for what, path in (("kernel image", req.kernel), ("initramfs", req.initrd)):
+            if not os.access(path, os.R_OK) or not Path(path).is_file():
+                raise UserError(f"the {what} {path} is missing or unreadable", hint="build it first (harness build / harness image)")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.private = Path(tempfile.mkdtemp(prefix="harness-vm-"))
+        os.chmod(self.private, 0o700)
+        self._key, self._public, self._private_pem = new_key()
+        key_path = self.run_dir / "ssh_key"
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(self._private_pem)
+        initrd = self.run_dir / "initrd.img"
+        with open(initrd, "wb") as out:
+            base = Path(req.initrd).read_bytes()
+            # The kernel looks for a following uncompressed archive only at
+            # a 4-byte aligned offset; zero padding is skipped.
+            out.write(base + b"\0" * (-len(base) % 4))
+            out.write(overlay(self._public, os.urandom(512)))
+        self._initrd = initrd
+        if req.accel:
+            self.accel = accel_mod.AccelChoice(req.accel, "requested")
+        else:
+            self.accel = accel_mod.choose(self.arch)
+
+    def _spec(self, accel: str, port: int) -> MachineSpec:
+        req = self.request
+        nodes = req.numa_nodes if req.numa_nodes is not None else (2 if self.arch.numa else 0)
+        assert self.private is not None
+        return MachineSpec(
+            arch=self.arch,
+            kernel=Path(req.kernel),
+            initrd=self._initrd,
+            ssh_port=port,
+            qmp_socket=self.private / "qmp.sock",
+            accel=accel,
+            memory_mb=req.memory_mb,
+            cpus=req.cpus,
+            numa_nodes=nodes,
+            append=req.append,
+            qemu_binary=req.qemu_binary,
+        )
+
+    def _launch(self, accel: str, probe: bool) -> None:
+        last_error: Optional[HarnessError] = None
+        for attempt in range(3):
+            self.port = free_port()
+            spec = self._spec(accel, self.port)
+            self.argv = qemu_argv(spec)
+            try:
+                self._spawn()
+                self._post_launch(probe)
+                return
+            except _PortBusy as busy:
+                last_error = InfraError(f"port {self.port} was taken before QEMU could use it: {busy}")
+                self._kill()
+                continue
+        raise last_error or InfraError("QEMU could not start")
+
+    def _spawn(self) -> None:
+        assert self.private is not None
+        sock = self.private / "qmp.sock"
+        if sock.exists():
+            sock.unlink()
+        self.qmp = Qmp(sock, self.qmp_log)
+        if self.echo:
+            from harness.proc import quote
+
+            self.echo(quote(self.argv))
+        with open(self.console_log, "ab") as log:
+            log.write(f"### harness: starting {self.argv[0]} ({self.accel.accel if self.accel else '?'})\n".encode())
+        self.times = BootTimes(spawned=time.monotonic())
+        self.child = pexpect.spawn(
+            self.argv[0], self.argv[1:], encoding=None, echo=False, preexec_fn=_die_with_parent, dimensions=(50, 200)
+        )
+        self.watcher = ConsoleWatcher(self.child, self.console_log)
+        self.watcher.start()
+
+    def _post_launch(self, probe: bool) -> None:
+        assert self.qmp is not None and self.watcher is not None and self.child is not None
+        try:
+            self.qmp.accept(timeout=15.0)
+        except InfraError:
+            self._raise_launch_failure()
+            raise
+        deadline = self.times.spawned + self.request.boot_timeout
+        if probe:
+            got = self.watcher.wait_for(lambda: self.watcher.first_output is not None, self.request.kvm_probe_timeout)
+            if not got and self.child.isalive():
+                raise _KvmSilent("no console output")
+        self.watcher.wait_for(
+            lambda: bool(self.watcher.find(Kind.READY) or self.watcher.fatal()),
+            max(0.0, deadline - time.monotonic()),
+        )
+        self.times.first_output = self.watcher.first_output
+        fatal = self.watcher.fatal()
+        if fatal:
+            raise self._kernel_error(f"the kernel died while booting: {fatal.line.strip()}", fatal)
+        ready = self.watcher.find(Kind.READY)
+        if ready is None:
+            if not self.child.isalive():
+                self._raise_launch_failure()
+            reached_init = self.watcher.find(Kind.INIT) is not None
+            what = "the guest's init did not finish (no READY line)" if reached_init else "the kernel never reached init"
+            raise self._kernel_error(f"boot failed: {what} within {self.request.boot_timeout:.0f}s", None)
+        self.times.ready = time.monotonic()
+        hostkey = self.watcher.find(Kind.HOSTKEY)
+        self.ssh = Ssh(self.port or 0, self._key, hostkey.detail if hostkey else None)
+        remaining = max(5.0, deadline - time.monotonic(), self.request.ssh_timeout)
+        self.ssh.connect(min(remaining, self.request.ssh_timeout), alive=lambda: self.child is not None and self.child.isalive())
+        first = self.ssh.run("true", timeout=30)
+        if not first.ok:
+            raise InfraError(f"the first SSH command failed (status {first.status}): {first.stderr.strip()}")
+        self.times.ssh = time.monotonic()
+
+    def _raise_launch_failure(self) -> None:
+        """QEMU exited (or never connected): say why from its output."""
+        tail = tail_of(self.console_log, 30)
+        text = "\n".join(tail)
+        if any(marker in text for marker in PORT_BUSY):
+            raise _PortBusy(text.splitlines()[-1] if text else "")
+        fatal = self.watcher.fatal() if self.watcher else None
+        if fatal:
+            raise self._kernel_error(f"the kernel died while booting: {fatal.line.strip()}", fatal)
+        status = self.child.exitstatus if self.child and not self.child.isalive() else None
+        raise InfraError(
+            f"QEMU exited before the guest was ready (status {status})" if status is not None else "QEMU did not start properly",
+            hint="see the console log for QEMU's own message",
+            log_path=self.console_log,
+            log_tail=tail[-15:],
+        )
+
+    def _kernel_error(self, message: str, event: Optional[ConsoleEvent]) -> KernelError:
+        return KernelError(message, log_path=self.console_log, log_tail=tail_of(self.console_log, 25))
+
+    # ------------------------------------------------------------------
+    def _abort_reason(self) -> Optional[str]:
+        if self.watcher is None:
+            return None
+        fatal = self.watcher.fatal()
+        if fatal:
+            return f"kernel {fatal.kind.value}: {fatal.line.strip()}"
+        if self.watcher.eof.is_set():
+            return "QEMU exited"
+        return None
+
+    def run(self, command: str, timeout: float = 300.0, stdin: Optional[bytes] = None, check: bool = False) -> CommandResult:
+        if self.ssh is None:
+            raise InfraError("the machine is not running")
+        try:
+            result = self.ssh.run(command, timeout=timeout, stdin=stdin, abort=self._abort_reason)
+        except InfraError as exc:
+            fatal = self.wait_fatal(2.0)
+            if fatal:
+                raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}", fatal) from exc
+            raise
+        if check and not result.ok:
+            raise InfraError(
+                f"guest command {command!r} failed with status {result.status}",
+                log_tail=(result.stderr or result.stdout).strip().splitlines()[-10:],
+            )
+        return result
+
+    def wait_fatal(self, seconds: float) -> Optional[ConsoleEvent]:
+        """A fatal console event now, or within ``seconds`` (lines arriving)."""
+        if self.watcher is None:
+            return None
+        self.watcher.wait_for(lambda: self.watcher.fatal() is not None, seconds)
+        return self.watcher.fatal()
+
+    def upload(self, data: bytes, remote: str, mode: str = "0755") -> None:
+        if self.ssh is None:
+            raise InfraError("the machine is not running")
+        self.ssh.upload(data, remote, mode)
+
+    def events(self) -> list[ConsoleEvent]:
+        return list(self.watcher.events) if self.watcher else []
+
+    # ------------------------------------------------------------------
+    def shutdown(self, soft_timeout: float = 5.0) -> None:
+        """Soft (poweroff in the guest), then hard (QMP quit, SIGKILL);
+        cleanup always runs."""
+        try:
+            if self.child is not None and self.child.isalive() and self.ssh is not None and self.ssh.client is not None:
+                try:
+                    self.ssh.run("sync; poweroff -f", timeout=3)
+                except (InfraError, OSError, EOFError):
+                    pass
+                self._wait_exit(soft_timeout)
+            if self.child is not None and self.child.isalive() and self.qmp is not None:
+                try:
+                    self.qmp.command("quit")
+                except (InfraError, OSError):
+                    pass
+                self._wait_exit(3.0)
+        finally:
+            self._kill()
+            self._record()
+            if self.private is not None:
+                shutil.rmtree(self.private, ignore_errors=True)
+                self.private = None
+
+    def _wait_exit(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self.child is not None and self.child.isalive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _kill(self) -> None:
+        if self.ssh is not None:
+            self.ssh.close()
+        if self.qmp is not None:
+            self.qmp.close()
+        if self.child is not None:
+            if self.child.isalive():
+                try:
+                    self.child.kill(signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                self.child.close(force=True)
+            except (OSError, pexpect.ExceptionPexpect):
+                pass
+            self.exit_status = self.child.exitstatus if self.child.exitstatus is not None else self.child.signalstatus
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher.join(timeout=2)
+
+    def _record(self) -> None:
+        try:
+            info = {
+                "arch": self.arch.name,
+                "argv": self.argv,
+                "accel": self.accel.accel if self.accel else None,
+                "accel_reason": self.accel.reason if self.accel else None,
+                "accel_history": self.accel_history,
+                "ssh_port": self.port,
+                "boot": self.times.as_dict(),
+                "exit_status": self.exit_status,
+                "console_events": [e.as_dict() for e in self.events()],
+            }
+            (self.run_dir / "machine.json").write_text(json.dumps(info, indent=2) + "\n")
+        except OSError:
+            pass
+
+    def connection_info(self) -> dict:
+        return {"host": "127.0.0.1", "port": self.port, "user": "root", "key": str(self.run_dir / "ssh_key"),
+                "host_key": self.ssh.host_key if self.ssh else None}
+
+
+class _KvmSilent(Exception):
+    pass
+
+
+class _PortBusy(Exception):
+    pass

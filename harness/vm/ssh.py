@@ -1,0 +1,182 @@
+"""SSH to the guest with paramiko: a key made for the run, the host key
+pinned to the one the guest announced on its console, commands with exit
+status on their own channel, uploads through stdin."""
+from __future__ import annotations
+
+import io
+import os
+import select
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from harness.errors import InfraError
+
+
+def new_key() -> tuple[paramiko.PKey, str, bytes]:
+    """A fresh Ed25519 key: (paramiko key, public line, OpenSSH private PEM)."""
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    key = paramiko.Ed25519Key.from_private_key(io.StringIO(pem.decode()))
+    return key, f"{key.get_name()} {key.get_base64()} harness", pem
+
+
+def load_key(path: Path) -> paramiko.PKey:
+    return paramiko.Ed25519Key.from_private_key_file(str(path))
+
+
+@dataclass
+class CommandResult:
+    command: str
+    status: int
+    stdout: str
+    stderr: str
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+
+class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
+    def __init__(self, announced: Optional[str]) -> None:
+        self.announced = announced
+
+    def missing_host_key(self, client, hostname, key):
+        if self.announced is None:
+            return  # no announcement to pin to (the guest is ours, on loopback)
+        offered = f"{key.get_name()} {key.get_base64()}"
+        if offered != self.announced:
+            raise paramiko.SSHException(f"host key {offered[:40]}... is not the one the guest announced")
+
+
+class Ssh:
+    def __init__(self, port: int, key: paramiko.PKey, host_key: Optional[str], host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self.key = key
+        self.host_key = host_key
+        self.client: Optional[paramiko.SSHClient] = None
+
+    def connect(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> float:
+        """Connect, retrying until ``timeout``; returns the seconds it took."""
+        start = time.monotonic()
+        deadline = start + timeout
+        last: Optional[Exception] = None
+        while time.monotonic() < deadline and alive():
+            client = paramiko.SSHClient()
+            client.set_missing_host_key_policy(_PinnedHostKey(self.host_key))
+            try:
+                client.connect(
+                    self.host, self.port, username="root", pkey=self.key, timeout=5, banner_timeout=10,
+                    auth_timeout=10, allow_agent=False, look_for_keys=False,
+                )
+                self.client = client
+                return time.monotonic() - start
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                last = exc
+                client.close()
+                time.sleep(0.1)
+        raise InfraError(f"no SSH connection to 127.0.0.1:{self.port} within {timeout:.0f}s: {last}")
+
+    def run(
+        self,
+        command: str,
+        timeout: float = 120.0,
+        stdin: Optional[bytes] = None,
+        abort: Callable[[], Optional[str]] = lambda: None,
+    ) -> CommandResult:
+        """Run a command; ``abort()`` is polled and, when it returns a reason
+        (e.g. the kernel panicked), the wait ends with an InfraError."""
+        if self.client is None:
+            raise InfraError("SSH is not connected")
+        start = time.monotonic()
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise InfraError(f"the SSH connection is gone (running {command!r})")
+        channel = transport.open_session()
+        channel.exec_command(command)
+        if stdin is not None:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        out, err = bytearray(), bytearray()
+        deadline = start + timeout
+        while True:
+            while channel.recv_ready():
+                out += channel.recv(65536)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                break
+            reason = abort()
+            if reason:
+                channel.close()
+                raise InfraError(f"command {command!r} interrupted: {reason}")
+            if time.monotonic() > deadline:
+                channel.close()
+                raise InfraError(f"command {command!r} did not finish within {timeout:.0f}s")
+            if not transport.is_active():
+                raise InfraError(f"the SSH connection dropped while running {command!r}")
+            time.sleep(0.01)
+        status = channel.recv_exit_status()
+        channel.close()
+        return CommandResult(command, status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), time.monotonic() - start)
+
+    def upload(self, data: bytes, remote: str, mode: str = "0755") -> None:
+        from shlex import quote
+
+        result = self.run(f"cat > {quote(remote)} && chmod {mode} {quote(remote)}", stdin=data)
+        if not result.ok:
+            raise InfraError(f"upload to {remote} failed: {result.stderr.strip()}")
+
+    def interactive(self) -> int:
+        """An interactive shell on this terminal (for `harness shell`)."""
+        if self.client is None:
+            raise InfraError("SSH is not connected")
+        import termios
+        import tty
+
+        size = os.get_terminal_size() if sys.stdin.isatty() else os.terminal_size((80, 24))
+        channel = self.client.invoke_shell(term=os.environ.get("TERM", "vt100"), width=size.columns, height=size.lines)
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd) if sys.stdin.isatty() else None
+        try:
+            if saved is not None:
+                tty.setraw(fd)
+            while True:
+                readable, _, _ = select.select([channel, sys.stdin], [], [])
+                if channel in readable:
+                    data = channel.recv(4096)
+                    if not data:
+                        break
+                    os.write(sys.stdout.fileno(), data)
+                if sys.stdin in readable:
+                    data = os.read(fd, 1024)
+                    if not data:
+                        break
+                    channel.send(data)
+        finally:
+            if saved is not None:
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        return channel.recv_exit_status() if channel.exit_status_ready() else 0
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 free right now (QEMU may still lose a race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
