@@ -12,6 +12,7 @@
 #include "common.h"
 
 #include <ctype.h>
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
@@ -73,7 +74,8 @@ static void *xreallocarray(void *p, size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
         sys_fail(ENOMEM, "allocation too large");
-    void *q = realloc(p, n * size ? n * size : 1);
+    size_t bytes = n * size;
+    void *q = realloc(p, bytes ? bytes : 1);
     if (!q)
         sys_fail(ENOMEM, "out of memory");
     return q;
@@ -253,6 +255,56 @@ static void result_ret(long ret, int err)
         jo_errno(&out, err);
 }
 
+/* Does [lo, lo+len) meet the old addresses of an unmapped region? */
+static int overlaps_hole(uintptr_t lo, size_t len)
+{
+    for (size_t i = 0; i < nregions; i++) {
+        const struct region *r = &regions[i];
+        if (!r->mapped && lo < r->map_lo + r->map_len && r->map_lo < lo + len)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * mmap(NULL, len) that never returns the addresses of an unmapped region:
+ * those must stay holes for move/query.  If the kernel picks such an
+ * address, the holes are reserved (PROT_NONE at their old address) while
+ * mapping again, then released.
+ */
+static void *map_avoiding_holes(size_t len, int flags)
+{
+    void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (base == MAP_FAILED || !overlaps_hole((uintptr_t)base, len))
+        return base;
+    munmap(base, len);
+    struct region **held = xreallocarray(NULL, nregions, sizeof *held);
+    size_t nheld = 0;
+    for (size_t i = 0; i < nregions; i++) {
+        struct region *r = &regions[i];
+        if (r->mapped)
+            continue;
+        void *p = mmap((void *)r->map_lo, r->map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == (void *)r->map_lo)
+            held[nheld++] = r;
+        else if (p != MAP_FAILED)
+            munmap(p, r->map_len);
+    }
+    base = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+    int err = errno;
+    for (size_t k = 0; k < nheld; k++)
+        munmap((void *)held[k]->map_lo, held[k]->map_len);
+    free(held);
+    if (base != MAP_FAILED && overlaps_hole((uintptr_t)base, len)) {
+        munmap(base, len);
+        base = MAP_FAILED;
+        err = EEXIST;
+        fprintf(stderr, "mmdrive: cannot place a mapping outside the unmapped regions\n");
+    }
+    errno = err;
+    return base;
+}
+
 static void cmd_alloc(int argc, char **argv)
 {
     if (argc < 3)
@@ -302,9 +354,23 @@ static void cmd_alloc(int argc, char **argv)
      * merge with a neighbour (smaps then describes exactly this region). */
     size_t map_len = len + 2 * PAGE + (align > PAGE ? align : 0);
     int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_NORESERVE;
-    void *base = mmap(NULL, map_len, PROT_READ | PROT_WRITE, flags, -1, 0);
+    void *base = map_avoiding_holes(map_len, flags);
     if (base == MAP_FAILED)
         sys_fail(errno, "mmap of %zu bytes failed", map_len);
+            sys_fail(err, "mmap of %zu bytes failed", map_len);
+        }
+        if (!overlaps_hole((uintptr_t)base, map_len))
+            break;
+        if (ndiscard == (int)(sizeof discard / sizeof discard[0])) {
+            munmap(base, map_len);
+            for (int k = 0; k < ndiscard; k++)
+                munmap(discard[k], map_len);
+            sys_fail(0, "cannot place the region outside the unmapped regions' addresses");
+        }
+        discard[ndiscard++] = base;
+    }
+    for (int k = 0; k < ndiscard; k++)
+        munmap(discard[k], map_len);
     uintptr_t lo = (uintptr_t)base;
     uintptr_t start = (lo + PAGE + align - 1) & ~(uintptr_t)(align - 1);
     uintptr_t keep_lo = start - PAGE, keep_hi = start + len + PAGE;
@@ -630,7 +696,7 @@ static void cmd_move(int argc, char **argv)
         mvb.status[i] = STATUS_SENTINEL;
     int flags = all ? WL_MPOL_MF_MOVE_ALL : WL_MPOL_MF_MOVE;
     errno = 0;
-    long ret = syscall(SYS_move_pages, 0, (unsigned long)mvb.n, mvb.pages, mvb.nodes, mvb.status, flags);
+    long ret = syscall(SYS_move_pages, 0L, (unsigned long)mvb.n, mvb.pages, mvb.nodes, mvb.status, (long)flags);
     int err = errno;
     result_begin("move");
     jo_str(&out, "flags", all ? "MOVE_ALL" : "MOVE");
@@ -646,7 +712,7 @@ static void cmd_query(int argc, char **argv)
     for (size_t i = 0; i < mvb.n; i++)
         mvb.status[i] = STATUS_SENTINEL;
     errno = 0;
-    long ret = syscall(SYS_move_pages, 0, (unsigned long)mvb.n, mvb.pages, NULL, mvb.status, 0);
+    long ret = syscall(SYS_move_pages, 0L, (unsigned long)mvb.n, mvb.pages, NULL, mvb.status, 0L);
     int err = errno;
     result_begin("query");
     result_ret(ret, err);
@@ -723,7 +789,7 @@ static void cmd_migrate_pages(int argc, char **argv)
     parse_nodes(argv[1], from);
     parse_nodes(argv[2], to);
     errno = 0;
-    long ret = syscall(SYS_migrate_pages, 0, WL_MAXNODE, from, to);
+    long ret = syscall(SYS_migrate_pages, 0L, WL_MAXNODE, from, to);
     int err = errno;
     result_begin("migrate_pages");
     result_ret(ret, err);
@@ -1019,6 +1085,9 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     wl_cleanup_hook = kill_children;
+    /* Our own buffers come from the brk heap, not mmap, so that they never
+     * land in the address range of an unmapped region (a 'hole'). */
+    mallopt(M_MMAP_MAX, 0);
     raise_limits();
     int ncmds = 0;
     for (int i = 1; i < argc; i++) {

@@ -85,6 +85,6 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
     argv += ["-device", "virtio-net-pci,netdev=net0"]
     if spec.balloon:
         argv += ["-device", "virtio-balloon-pci,id=balloon0"]
-    argv += ["-chardev", f"socket,id=qmp,path={spec.qmp_socket}", "-mon", "chardev=qmp,mode=control"]
+    argv += ["-chardev", f"socket,id=qmp,path={spec.qmp_socket},server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
     argv += list(arch.qemu_extra) + list(spec.extra)
     return argv

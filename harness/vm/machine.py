@@ -211,8 +211,9 @@ class Machine:
     def _post_launch(self, probe: bool) -> None:
         assert self.qmp is not None and self.watcher is not None and self.child is not None
         try:
-            self.qmp.accept(timeout=15.0)
+            self.qmp.connect(timeout=15.0, alive=self.child.isalive)
         except InfraError:
+            self.watcher.wait_for(lambda: False, 0.3)  # let the last console lines in
             self._raise_launch_failure()
             raise
         deadline = self.times.spawned + self.request.boot_timeout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
@@ -17,22 +17,37 @@ class Qmp:
     def __init__(self, socket_path: Path, log_path: Optional[Path] = None) -> None:
         self.socket_path = socket_path
         self.log_path = log_path
-        # server=True: we listen; QEMU connects as a client (-chardev socket).
-        self._proto = QEMUMonitorProtocol(str(socket_path), server=True)
+        self._proto: Optional[QEMUMonitorProtocol] = None
         self._open = False
 
-    def accept(self, timeout: float) -> None:
-        try:
-            greeting = self._proto.accept(timeout)
-        except (QMPError, OSError, TimeoutError, Exception) as exc:  # qemu.qmp raises several kinds
-            raise InfraError(f"QEMU did not connect to QMP at {self.socket_path} within {timeout:.0f}s: {exc}") from exc
-        self._open = True
-        self._record("greeting", greeting)
+    def connect(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
+        """Connect to QEMU's QMP server socket (-chardev ...,server=on,wait=off),
+        retrying until it appears; give up at once if QEMU is gone."""
+        deadline = time.monotonic() + timeout
+        last: Optional[BaseException] = None
+        while time.monotonic() < deadline:
+            if not alive():
+                raise InfraError("QEMU exited before its QMP socket was ready")
+            if self.socket_path.exists():
+                proto = QEMUMonitorProtocol(str(self.socket_path))
+                try:
+                    greeting = proto.connect(negotiate=True)
+                except (QMPError, OSError) as exc:
+                    last = exc
+                    proto.close()
+                else:
+                    self._proto = proto
+                    self._open = True
+                    self._record("greeting", greeting)
+                    return
+            time.sleep(0.02)
+        raise InfraError(f"no QMP connection at {self.socket_path} within {timeout:.0f}s: {last}")
 
     def command(self, name: str, **args: Any) -> Any:
         if not self._open:
             raise InfraError(f"QMP is not connected (command {name})")
         self._record("command", {"execute": name, "arguments": args} if args else {"execute": name})
+        assert self._proto is not None
         try:
             reply = self._proto.cmd_raw(name, args or None)
         except (QMPError, OSError, EOFError) as exc:
@@ -43,7 +58,7 @@ class Qmp:
         return reply.get("return")
 
     def events(self) -> list[dict]:
-        if not self._open:
+        if not self._open or self._proto is None:
             return []
         try:
             events = self._proto.get_events(wait=False)
@@ -69,12 +84,14 @@ class Qmp:
         return actual
 
     def close(self) -> None:
-        if self._open:
-            self._open = False
+        self._open = False
+        if self._proto is None:
+            return
         try:
             self._proto.close()
         except Exception:  # closing a dead socket must never mask the real error
             pass
+        self._proto = None
 
     def _record(self, kind: str, message: Any) -> None:
         if not self.log_path:

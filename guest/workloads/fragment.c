@@ -1,0 +1,222 @@
+/*
+ * fragment: leave memory fragmented so that compaction has work to do.
+ *
+ *   fragment tmpfs DIR FILES SIZE_KB
+ *       mkdir -p DIR, write FILES files of SIZE_KB each (rounded up to whole
+ *       pages), unlink the odd-numbered ones; the kept files' page-cache
+ *       pages stay after exit.
+ *   fragment anon MB [node=N] [hold]
+ *       MB MiB anonymous (MADV_NOHUGEPAGE, mbind to node N if given),
+ *       touch every page, MADV_DONTNEED every odd page; with hold, print
+ *       the RESULT and stay in the background holding the memory.
+ *
+ * Output: one "RESULT {json}" line; errors "ERROR {json}" (exit 2 usage,
+ * 3 syscall failure).  See README.md.
+ */
+#include "common.h"
+
+#include <sys/statfs.h>
+
+#define PAGE WL_PAGE_SIZE
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+
+static const char *cmd = "fragment";
+
+static void usage_exit(void)
+{
+    fprintf(stderr,
+            "usage: fragment tmpfs DIR FILES SIZE_KB\n"
+            "       fragment anon MB [node=N] [hold]\n");
+    wl_fail(2, cmd, 0, "usage: fragment tmpfs DIR FILES SIZE_KB | fragment anon MB [node=N] [hold]");
+}
+
+/* mkdir -p */
+static void mkdir_p(const char *dir)
+{
+    char *p = strdup(dir);
+    if (!p)
+        wl_fail(3, cmd, ENOMEM, "out of memory");
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        if (mkdir(p, 0755) && errno != EEXIST)
+            wl_fail(3, cmd, errno, "mkdir %s failed", p);
+        *s = '/';
+    }
+    if (mkdir(p, 0755) && errno != EEXIST)
+        wl_fail(3, cmd, errno, "mkdir %s failed", p);
+    struct stat st;
+    if (stat(p, &st))
+        wl_fail(3, cmd, errno, "stat %s failed", p);
+    if (!S_ISDIR(st.st_mode))
+        wl_fail(3, cmd, ENOTDIR, "%s is not a directory", p);
+    free(p);
+}
+
+static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
+
+static uint64_t xorshift(void)
+{
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+
+static void do_tmpfs(int argc, char **argv)
+{
+    cmd = "tmpfs";
+    if (argc != 5)
+        usage_exit();
+    const char *dir = argv[2];
+    if (!*dir)
+        wl_fail(2, cmd, 0, "empty DIR");
+    uint64_t files, size_kb;
+    if (parse_u64(argv[3], &files) || files == 0 || files > 10000000)
+        wl_fail(2, cmd, 0, "bad FILES '%s'", argv[3]);
+    if (parse_u64(argv[4], &size_kb) || size_kb == 0 || size_kb > ((uint64_t)1 << 30))
+        wl_fail(2, cmd, 0, "bad SIZE_KB '%s'", argv[4]);
+    uint64_t pages_per_file = (size_kb * 1024 + PAGE - 1) / PAGE;
+    mkdir_p(dir);
+    struct statfs sfs;
+    int on_tmpfs = !statfs(dir, &sfs) && (unsigned long)sfs.f_type == (unsigned long)TMPFS_MAGIC;
+    if (!on_tmpfs)
+        fprintf(stderr, "fragment: warning: %s is not on tmpfs\n", dir);
+
+    static uint64_t page[PAGE / 8];
+    size_t plen = strlen(dir) + 32;
+    char *path = malloc(plen);
+    if (!path)
+        wl_fail(3, cmd, ENOMEM, "out of memory");
+    for (uint64_t f = 0; f < files; f++) {
+        snprintf(path, plen, "%s/frag%08" PRIu64, dir, f);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+            wl_fail(3, cmd, errno, "cannot create %s", path);
+        for (uint64_t p = 0; p < pages_per_file; p++) {
+            for (size_t w = 0; w < PAGE / 8; w++)
+                page[w] = xorshift();
+            page[0] = f;
+            page[1] = p;
+            size_t done = 0;
+            while (done < PAGE) {
+                ssize_t n = write(fd, (char *)page + done, PAGE - done);
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n <= 0)
+                    wl_fail(3, cmd, n < 0 ? errno : ENOSPC, "write to %s failed", path);
+                done += (size_t)n;
+            }
+        }
+        if (close(fd))
+            wl_fail(3, cmd, errno, "close of %s failed", path);
+    }
+    uint64_t kept = 0;
+    for (uint64_t f = 0; f < files; f++) {
+        if (f % 2 == 0) {
+            kept++;
+            continue;
+        }
+        snprintf(path, plen, "%s/frag%08" PRIu64, dir, f);
+        if (unlink(path))
+            wl_fail(3, cmd, errno, "unlink %s failed", path);
+    }
+    free(path);
+    struct jbuf j = {0};
+    jo_begin(&j);
+    jo_str(&j, "cmd", "tmpfs");
+    jo_str(&j, "dir", dir);
+    jo_u64(&j, "files", files);
+    jo_u64(&j, "kept", kept);
+    jo_u64(&j, "kb_kept", kept * pages_per_file * (PAGE / 1024));
+    jo_u64(&j, "pages_per_file", pages_per_file);
+    jo_bool(&j, "tmpfs", on_tmpfs);
+    emit_result(&j);
+    free(j.p);
+}
+
+static void do_anon(int argc, char **argv)
+{
+    cmd = "anon";
+    if (argc < 3)
+        usage_exit();
+    size_t bytes;
+    uint64_t mb;
+    if (mb_to_bytes(argv[2], &bytes, &mb))
+        wl_fail(2, cmd, 0, "bad MB '%s'", argv[2]);
+    long node = -1;
+    int hold = 0;
+    for (int i = 3; i < argc; i++) {
+        if (!strncmp(argv[i], "node=", 5)) {
+            if (parse_long(argv[i] + 5, &node) || node < 0 || node >= WL_NODEMASK_BITS)
+                wl_fail(2, cmd, 0, "bad node in '%s'", argv[i]);
+        } else if (!strcmp(argv[i], "hold")) {
+            hold = 1;
+        } else {
+            wl_fail(2, cmd, 0, "unknown option '%s'", argv[i]);
+        }
+    }
+    int notify = hold ? hold_begin(cmd) : -1;
+
+    char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        wl_fail(3, cmd, errno, "mmap of %" PRIu64 " MiB failed", mb);
+    if (madvise(mem, bytes, MADV_NOHUGEPAGE))
+        wl_fail(3, cmd, errno, "madvise(MADV_NOHUGEPAGE) failed");
+    if (node >= 0 && wl_mbind_node(mem, bytes, (int)node, 0))
+        wl_fail(3, cmd, errno, "mbind(MPOL_BIND, node %ld) failed", node);
+    size_t pages = bytes / PAGE;
+    for (size_t i = 0; i < pages; i++) {
+        volatile uint64_t *w = (volatile uint64_t *)(mem + i * PAGE);
+        w[0] = i + 1;
+        w[1] = 0x9E3779B97F4A7C15ULL * (i + 1);
+    }
+    size_t freed = 0;
+    for (size_t i = 1; i < pages; i += 2) {
+        if (madvise(mem + i * PAGE, PAGE, MADV_DONTNEED))
+            wl_fail(3, cmd, errno, "madvise(MADV_DONTNEED) of page %zu failed", i);
+        freed++;
+    }
+    struct jbuf j = {0};
+    jo_begin(&j);
+    jo_str(&j, "cmd", "anon");
+    jo_u64(&j, "mb", mb);
+    jo_u64(&j, "pages", (uint64_t)pages);
+    jo_u64(&j, "kept", (uint64_t)(pages - freed));
+    jo_u64(&j, "freed", (uint64_t)freed);
+    if (node >= 0)
+        jo_int(&j, "node", node);
+    else
+        jo_null(&j, "node");
+    jo_hex(&j, "addr", (uint64_t)(uintptr_t)mem);
+    if (hold)
+        jo_int(&j, "pid", getpid());
+    else
+        jo_null(&j, "pid");
+    emit_result(&j);
+    free(j.p);
+    if (hold) {
+        hold_release(notify);
+        hold_forever();
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        usage_exit();
+    if (!strcmp(argv[1], "tmpfs"))
+        do_tmpfs(argc, argv);
+    else if (!strcmp(argv[1], "anon"))
+        do_anon(argc, argv);
+    else if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fprintf(stderr, "usage: fragment tmpfs DIR FILES SIZE_KB\n       fragment anon MB [node=N] [hold]\n");
+        return 0;
+    } else
+        usage_exit();
+    return 0;
+}

@@ -1,0 +1,80 @@
+/*
+ * zfill: fill anonymous memory with compressible, non-uniform pages (for
+ * zram/swap pressure: zram must not see "same-filled" pages).
+ *
+ *   zfill MB [hold]
+ *
+ * Every page gets a header naming its index plus a short text pattern
+ * repeated with a page-specific phase, so all pages differ from one another
+ * and none is filled with one repeated word, yet each compresses well.
+ * Without hold: a second pass reads every page back and checks it
+ * ("errors": mismatching pages), then exit.  With hold: print the RESULT and
+ * stay in the background holding the memory ("pid").
+ */
+#include "common.h"
+
+#define PAGE WL_PAGE_SIZE
+
+static const char pattern[] = "zfill compressible text for zram: the quick brown fox jumps over the lazy dog. ";
+
+static void fill_page(unsigned char *p, size_t idx)
+{
+    size_t plen = sizeof pattern - 1;
+    int h = snprintf((char *)p, 64, "zfill page %zu\n", idx);
+    size_t off = h > 0 ? (size_t)h : 0;
+    size_t phase = idx % plen;
+    for (size_t k = off; k < PAGE - 16; k++)
+        p[k] = (unsigned char)pattern[(k - off + phase) % plen];
+    /* trailer: the index again, binary */
+    uint64_t v = (uint64_t)idx;
+    memcpy(p + PAGE - 16, &v, 8);
+    v = ~v;
+    memcpy(p + PAGE - 8, &v, 8);
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = "zfill";
+    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "hold"))) {
+        fprintf(stderr, "usage: zfill MB [hold]\n");
+        wl_fail(2, cmd, 0, "usage: zfill MB [hold]");
+    }
+    size_t bytes;
+    uint64_t mb;
+    if (mb_to_bytes(argv[1], &bytes, &mb))
+        wl_fail(2, cmd, 0, "bad MB '%s'", argv[1]);
+    int hold = argc == 3;
+    int notify = hold ? hold_begin(cmd) : -1;
+
+    unsigned char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        wl_fail(3, cmd, errno, "mmap of %" PRIu64 " MiB failed", mb);
+    if (madvise(mem, bytes, MADV_NOHUGEPAGE))
+        wl_fail(3, cmd, errno, "madvise(MADV_NOHUGEPAGE) failed");
+    size_t pages = bytes / PAGE;
+    for (size_t i = 0; i < pages; i++)
+        fill_page(mem + i * PAGE, i);
+
+    struct jbuf j = {0};
+    jo_begin(&j);
+    jo_str(&j, "cmd", "zfill");
+    jo_u64(&j, "mb", mb);
+    jo_u64(&j, "pages", (uint64_t)pages);
+    if (hold) {
+        jo_int(&j, "pid", getpid());
+        emit_result(&j);
+        hold_release(notify);
+        hold_forever();
+    }
+    static unsigned char ref[PAGE];
+    uint64_t errors = 0;
+    for (size_t i = 0; i < pages; i++) {
+        fill_page(ref, i);
+        if (memcmp(ref, mem + i * PAGE, PAGE))
+            errors++;
+    }
+    jo_u64(&j, "errors", errors);
+    emit_result(&j);
+    free(j.p);
+    return errors ? 1 : 0;
+}

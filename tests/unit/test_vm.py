@@ -1,0 +1,309 @@
+"""VM control without QEMU: argv per arch (pure), accelerator choice,
+console classification on recorded logs, and the Machine lifecycle against
+a fake QEMU (QMP, console replay, SSH)."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.arches import arch
+from harness.errors import InfraError, KernelError, UserError
+from harness.vm import accel as accel_mod
+from harness.vm.cmdline import MachineSpec, kernel_cmdline, qemu_argv
+from harness.vm.console import Kind, classify, first_problem, scan
+from harness.vm.machine import Machine, MachineRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONSOLE = ROOT / "tests" / "fixtures" / "console"
+FAKE = ROOT / "tests" / "fake_qemu.py"
+
+
+def spec(name, **kw):
+    base = dict(arch=arch(name), kernel=Path("/k"), initrd=Path("/i"), ssh_port=2222, qmp_socket=Path("/p/qmp.sock"))
+    base.update(kw)
+    return MachineSpec(**base)
+
+
+def test_x86_64_argv():
+    argv = qemu_argv(spec("x86_64"))
+    assert argv[0] == "qemu-system-x86_64"
+    joined = " ".join(argv)
+    assert "-machine q35" in joined and "-accel tcg,thread=multi -cpu max" in joined
+    assert "-smp 2,sockets=2,cores=1,threads=1" in joined
+    assert "memory-backend-ram,id=mem0,size=1024M" in joined and "node,nodeid=1,cpus=1,memdev=mem1" in joined
+    assert "hostfwd=tcp:127.0.0.1:2222-:22" in joined and "restrict=on" in joined
+    assert "-no-reboot" in argv and "virtio-balloon-pci,id=balloon0" in argv
+    assert "socket,id=qmp,path=/p/qmp.sock,server=on,wait=off" in argv
+    append = argv[argv.index("-append") + 1]
+    assert append.startswith("console=ttyS0 ") and "panic=-1" in append and "numa_balancing=disable" in append
+
+
+def test_arm64_and_arm_argv():
+    a64 = " ".join(qemu_argv(spec("arm64")))
+    assert "qemu-system-aarch64" in a64 and "-machine virt" in a64 and "-cpu cortex-a57" in a64 and "console=ttyAMA0" in a64
+    arm = qemu_argv(spec("arm", numa_nodes=0))
+    assert arm[0] == "qemu-system-arm" and "virt,highmem=off" in arm and "cortex-a15" in arm
+    assert "-numa" not in arm
+
+
+def test_kvm_argv_uses_host_cpu():
+    joined = " ".join(qemu_argv(spec("x86_64", accel="kvm")))
+    assert "-accel kvm -cpu host" in joined
+
+
+@pytest.mark.parametrize("kw,word", [
+    (dict(numa_nodes=2), "no NUMA"),
+    (dict(numa_nodes=0, cpus=0), "at least one CPU"),
+    (dict(numa_nodes=0, accel="hvf"), "accelerator"),
+])
+def test_bad_machine_requests(kw, word):
+    with pytest.raises(UserError) as err:
+        qemu_argv(spec("arm", **kw))
+    assert word in err.value.message
+
+
+def test_cmdline_appends_user_words_last():
+    assert kernel_cmdline(spec("x86_64", append=("page_owner=on",))).endswith("page_owner=on")
+
+
+def test_accel_nested_pvm_falls_back_to_tcg(tmp_path):
+    dev = tmp_path / "kvm"
+    dev.write_text("")
+    mods = tmp_path / "module"
+    (mods / "kvm_pvm").mkdir(parents=True)
+    choice = accel_mod.choose(arch("x86_64"), env={}, machine="x86_64", dev_kvm=dev, sys_module=mods)
+    assert choice.accel == "tcg" and "PVM" in choice.reason
+
+
+def test_accel_choices(tmp_path):
+    dev = tmp_path / "kvm"
+    dev.write_text("")
+    mods = tmp_path / "module"
+    mods.mkdir()
+    assert accel_mod.choose(arch("arm64"), env={}, machine="x86_64", dev_kvm=dev, sys_module=mods).accel == "tcg"
+    assert accel_mod.choose(arch("x86_64"), env={}, machine="x86_64", dev_kvm=tmp_path / "none", sys_module=mods).reason == "no /dev/kvm on this host"
+    kvm = accel_mod.choose(arch("x86_64"), env={}, machine="x86_64", dev_kvm=dev, sys_module=mods)
+    assert kvm.accel == "kvm" and kvm.needs_probe
+    forced = accel_mod.choose(arch("x86_64"), env={"HARNESS_ACCEL": "tcg"}, machine="x86_64", dev_kvm=dev, sys_module=mods)
+    assert forced.accel == "tcg" and "HARNESS_ACCEL" in forced.reason
+
+
+def test_clean_boot_log_recorded():
+    events = scan((CONSOLE / "v5.0-x86_64-clean-boot.log").read_text().splitlines())
+    kinds = [e.kind for e in events]
+    assert kinds == [Kind.INIT, Kind.HOSTKEY, Kind.READY]
+    assert events[1].detail.startswith("ssh-ed25519 AAAA")
+    assert first_problem(events) is None
+
+
+def test_stuck_init_log_recorded():
+    events = scan((CONSOLE / "v5.0-x86_64-init-stuck-no-entropy.log").read_text().splitlines())
+    assert [e.kind for e in events] == [Kind.INIT]
+
+
+@pytest.mark.parametrize("line,kind", [
+    ("[   12.3] Kernel panic - not syncing: sysrq triggered crash", Kind.PANIC),
+    ("[   40.1] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [a:1]", Kind.SOFT_LOCKUP),
+    ("[    1.0] BUG: unable to handle kernel NULL pointer dereference at 0000000000000000", Kind.BUG),
+    ("[    1.0] kernel BUG at mm/migrate.c:1234!", Kind.BUG),
+    ("[    1.0] Internal error: Oops: 96000004 [#1] SMP", Kind.OOPS),
+    ("[    1.0] Oops: 0002 [#1] SMP PTI", Kind.OOPS),
+    ("[    1.0] WARNING: CPU: 1 PID: 1 at mm/migrate.c:10 f+0x1/0x2", Kind.WARNING),
+    ("[  243.5] INFO: task kworker/0:1:12 blocked for more than 120 seconds.", Kind.HUNG_TASK),
+    ("HARNESS-READY", Kind.READY),
+    ("[    1.0] random: crng init done", None),
+    ("[    1.0] warning: something lowercase", None),
+])
+def test_classify(line, kind):
+    event = classify(line)
+    assert (event.kind if event else None) == kind
+    if event and kind is not Kind.READY:
+        assert event.kernel_time is not None
+
+
+# --------------------------------------------------------------------------
+# Machine against the fake QEMU
+
+
+@pytest.fixture
+def fake_qemu(tmp_path, monkeypatch):
+    wrapper = tmp_path / "qemu-fake"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE} \"$@\"\n")
+    wrapper.chmod(0o755)
+    pidfile = tmp_path / "fake.pid"
+    monkeypatch.setenv("FAKE_QEMU_CONSOLE", str(CONSOLE / "v5.0-x86_64-clean-boot.log"))
+    monkeypatch.setenv("FAKE_QEMU_PIDFILE", str(pidfile))
+    monkeypatch.setenv("FAKE_QEMU_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("HARNESS_ACCEL", "tcg")
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"kernel")
+    initrd = tmp_path / "initramfs.cpio.gz"
+    import gzip
+
+    from harness import cpio
+    initrd.write_bytes(gzip.compress(cpio.archive([cpio.Entry.dir("etc")])))
+    return dict(wrapper=wrapper, pidfile=pidfile, kernel=kernel, initrd=initrd, tmp=tmp_path)
+
+
+def request(fake, **kw):
+    base = dict(arch="x86_64", kernel=fake["kernel"], initrd=fake["initrd"], qemu_binary=str(fake["wrapper"]), boot_timeout=20)
+    base.update(kw)
+    return MachineRequest(**base)
+
+
+def gone(pidfile, wait=3.0):
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_lifecycle_run_upload_qmp_shutdown(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    run_dir = fake_qemu["tmp"] / "run"
+    with Machine(request(fake_qemu), run_dir) as m:
+        assert m.run("echo hello").stdout == "hello\n"
+        assert m.run("exit 3").status == 3
+        m.upload(b"data\n", "up.txt", "0644")
+        assert m.run("cat up.txt").stdout == "data\n"
+        m.qmp.balloon(1 << 30)
+        assert m.qmp.balloon_actual() == 1 << 30
+        assert m.times.ssh is not None and m.times.ready is not None
+        assert m.accel.accel == "tcg"
+    assert gone(fake_qemu["pidfile"])
+    assert (run_dir / "console.log").read_text().count("HARNESS-READY") == 1
+    machine = (run_dir / "machine.json").read_text()
+    assert '"accel": "tcg"' in machine and "127.0.0.1" in machine
+    assert (run_dir / "qmp.jsonl").read_text().count('"execute": "balloon"') == 1
+    assert oct((run_dir / "ssh_key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_panic_during_a_command_is_a_kernel_error_within_two_seconds(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
+        start = time.monotonic()
+        with pytest.raises(KernelError) as err:
+            m.run("echo c > /proc/sysrq-trigger", timeout=60)
+        assert time.monotonic() - start < 2.0
+        assert any("Kernel panic" in line for line in err.value.log_tail)
+    assert gone(fake_qemu["pidfile"])
+
+
+def test_panic_at_boot(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "panic-at-boot")
+    with pytest.raises(KernelError) as err:
+        with Machine(request(fake_qemu), fake_qemu["tmp"] / "run"):
+            pass
+    assert "died while booting" in err.value.message
+    assert gone(fake_qemu["pidfile"])
+
+
+def test_boot_hang_is_reported_within_the_deadline(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "hang")
+    start = time.monotonic()
+    with pytest.raises(KernelError) as err:
+        with Machine(request(fake_qemu, boot_timeout=3), fake_qemu["tmp"] / "run"):
+            pass
+    assert time.monotonic() - start < 8
+    assert "never reached init" in err.value.message
+    assert any("Run /init" not in line for line in err.value.log_tail)
+    assert gone(fake_qemu["pidfile"])
+
+
+def test_qemu_that_dies_is_an_infra_error_with_its_message(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "die")
+    with pytest.raises(InfraError) as err:
+        with Machine(request(fake_qemu), fake_qemu["tmp"] / "run"):
+            pass
+    assert any("could not load kernel" in line for line in err.value.log_tail)
+
+
+def test_busy_port_is_retried_on_another(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "port-busy")
+    with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
+        assert m.run("echo ok").stdout == "ok\n"
+    assert "Could not set up host forwarding rule" in (fake_qemu["tmp"] / "run" / "console.log").read_text()
+
+
+def test_silent_kvm_falls_back_to_tcg(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "silent-once")
+    monkeypatch.setattr(accel_mod, "choose", lambda arch: accel_mod.AccelChoice("kvm", "test", needs_probe=True))
+    monkeypatch.delenv("HARNESS_ACCEL")
+    with Machine(request(fake_qemu, kvm_probe_timeout=1.0), fake_qemu["tmp"] / "run") as m:
+        assert m.accel.accel == "tcg" and "printed nothing" in m.accel.reason
+        assert m.accel_history[0]["accel"] == "kvm"
+        assert "-accel tcg,thread=multi" in " ".join(m.argv)
+
+
+def test_missing_qemu_names_the_package(fake_qemu):
+    with pytest.raises(UserError) as err:
+        Machine(request(fake_qemu, qemu_binary=None, arch="arm64"), fake_qemu["tmp"] / "run").start() if False else None
+        from harness import toolchain
+        toolchain.require(["qemu-system-aarch64"], "running an arm64 guest", path="/nonexistent")
+    assert "qemu-system-arm" in err.value.hint
+
+
+def test_unreadable_kernel_is_a_user_error(fake_qemu):
+    with pytest.raises(UserError) as err:
+        with Machine(request(fake_qemu, kernel=fake_qemu["tmp"] / "nope"), fake_qemu["tmp"] / "run"):
+            pass
+    assert "kernel image" in err.value.message
+
+
+def test_ctrl_c_during_boot_leaves_no_qemu(fake_qemu, tmp_path):
+    script = tmp_path / "boot.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from pathlib import Path
+        from harness.vm.machine import Machine, MachineRequest
+        req = MachineRequest(arch="x86_64", kernel=Path({str(fake_qemu['kernel'])!r}), initrd=Path({str(fake_qemu['initrd'])!r}),
+                             qemu_binary={str(fake_qemu['wrapper'])!r}, boot_timeout=60)
+        try:
+            with Machine(req, Path({str(tmp_path / 'run')!r})):
+                pass
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """))
+    env = dict(os.environ, FAKE_QEMU_MODE="hang")
+    proc = subprocess.Popen([sys.executable, str(script)], env=env)
+    deadline = time.monotonic() + 10
+    while not fake_qemu["pidfile"].exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 130
+    assert gone(fake_qemu["pidfile"])
+
+
+def test_harness_killed_outright_takes_qemu_with_it(fake_qemu, tmp_path):
+    script = tmp_path / "boot.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from pathlib import Path
+        from harness.vm.machine import Machine, MachineRequest
+        req = MachineRequest(arch="x86_64", kernel=Path({str(fake_qemu['kernel'])!r}), initrd=Path({str(fake_qemu['initrd'])!r}),
+                             qemu_binary={str(fake_qemu['wrapper'])!r}, boot_timeout=60)
+        with Machine(req, Path({str(tmp_path / 'run')!r})):
+            pass
+    """))
+    env = dict(os.environ, FAKE_QEMU_MODE="hang")
+    proc = subprocess.Popen([sys.executable, str(script)], env=env)
+    deadline = time.monotonic() + 10
+    while not fake_qemu["pidfile"].exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait(timeout=5)
+    assert gone(fake_qemu["pidfile"], wait=5)
