@@ -357,20 +357,6 @@ static void cmd_alloc(int argc, char **argv)
     void *base = map_avoiding_holes(map_len, flags);
     if (base == MAP_FAILED)
         sys_fail(errno, "mmap of %zu bytes failed", map_len);
-            sys_fail(err, "mmap of %zu bytes failed", map_len);
-        }
-        if (!overlaps_hole((uintptr_t)base, map_len))
-            break;
-        if (ndiscard == (int)(sizeof discard / sizeof discard[0])) {
-            munmap(base, map_len);
-            for (int k = 0; k < ndiscard; k++)
-                munmap(discard[k], map_len);
-            sys_fail(0, "cannot place the region outside the unmapped regions' addresses");
-        }
-        discard[ndiscard++] = base;
-    }
-    for (int k = 0; k < ndiscard; k++)
-        munmap(discard[k], map_len);
     uintptr_t lo = (uintptr_t)base;
     uintptr_t start = (lo + PAGE + align - 1) & ~(uintptr_t)(align - 1);
     uintptr_t keep_lo = start - PAGE, keep_hi = start + len + PAGE;
@@ -470,8 +456,10 @@ static struct pinpipe *new_pin_pipe(void)
     int fds[2];
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC))
         sys_fail(errno, "pipe2 failed (%zu pin pipes open)", npins);
-    /* 1 MiB = 256 pages per pipe when allowed; 16 pages otherwise. */
-    (void)fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
+    /* 16 MiB = 4096 pages per pipe (root may exceed pipe-max-size), else
+     * 1 MiB = 256 pages, else the default 16 pages. */
+    if (fcntl(fds[1], F_SETPIPE_SZ, 16 << 20) < 0)
+        (void)fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
     if (npins == cappins) {
         cappins = cappins ? cappins * 2 : 16;
         pins = xreallocarray(pins, cappins, sizeof *pins);
