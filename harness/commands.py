@@ -10,10 +10,14 @@ from pathlib import Path
 from harness import proc
 
 
-def _add_source_options(parser: argparse.ArgumentParser) -> None:
+def _add_source_options(parser: argparse.ArgumentParser, multi_arch: bool = False) -> None:
     parser.add_argument("--kernel", default="v5.0", metavar="SOURCE",
                         help="v5.0 (kernel.org tarball, cached), debian-5.10, a kernel tree path, or a tarball path")
-    parser.add_argument("--arch", default="x86_64", help="x86_64, arm64 or arm")
+    if multi_arch:
+        parser.add_argument("--arch", action="append", default=[],
+                            help="x86_64, arm64 or arm; repeatable or comma-separated (default x86_64)")
+    else:
+        parser.add_argument("--arch", default="x86_64", help="x86_64, arm64 or arm")
     parser.add_argument("--tarball", type=Path, help="the v5.0 tarball from disk (linux-5.0.tar.xz)")
     parser.add_argument("--patch", type=Path, action="append", default=[], help="patch to apply (repeatable, in order)")
     parser.add_argument("--fragment", type=Path, action="append", default=[], help="extra kconfig fragment (repeatable)")
@@ -192,4 +196,77 @@ def _add_shell(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_shell)
 
 
-ADDERS: list = [_add_build, _add_image, _add_boot, _add_shell]
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.pipeline import Pipeline, RunRequest
+    from harness.result import Status
+    from harness.source import SourceRequest
+
+    arches = tuple(a for part in args.arch for a in part.split(",") if a)
+    request = RunRequest(
+        source=SourceRequest(args.kernel, args.tarball, tuple(args.patch), args.offline, args.copy_tree),
+        arches=arches or ("x86_64",),
+        scenarios=tuple(s for part in args.scenario for s in part.split(",") if s),
+        fragments=tuple(args.fragment),
+        options=tuple(args.option),
+        debug=args.debug,
+        jobs=args.jobs,
+        quiet=args.quiet,
+        runs_root=args.runs,
+        accel=args.accel,
+        fail_fast=args.fail_fast,
+        reproducer=proc.quote(["harness", *sys.argv[1:]]),
+    )
+    outcome = Pipeline(request).run()
+    print((outcome.run_dir / "summary.txt").read_text(), end="")
+    print(f"reports: {outcome.run_dir}/summary.txt, results.json, junit.xml, results.tap")
+    return {Status.PASS: 0, Status.SKIP: 0, Status.FAIL: 1}.get(outcome.status, 3)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("run", help="build, boot and check the scenarios against the model")
+    _add_source_options(parser, multi_arch=True)
+    parser.add_argument("--scenario", action="append", default=[], help="scenario name or experiment id (repeatable; default all)")
+    parser.add_argument("--runs", type=Path, help="where run directories go (default ./runs or $HARNESS_RUNS)")
+    parser.add_argument("--accel", choices=["kvm", "tcg"], help="force the accelerator")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing scenario")
+    parser.set_defaults(handler=_cmd_run)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from harness.pipeline import recheck
+    from harness.report.model import run_status
+    from harness.result import Status
+
+    doc = recheck(args.run_dir)
+    print((Path(args.run_dir) / "summary.txt").read_text(), end="")
+    return {Status.PASS: 0, Status.SKIP: 0, Status.FAIL: 1}.get(run_status(doc), 3)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from harness.errors import UserError
+    from harness.report import write_all
+    from harness.report.model import run_status
+    from harness.result import Status
+
+    run_dir = Path(args.run_dir)
+    try:
+        doc = _json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{run_dir} has no readable results.json: is it a run directory?") from None
+    write_all(run_dir, doc)
+    print((run_dir / "summary.txt").read_text(), end="")
+    return {Status.PASS: 0, Status.SKIP: 0, Status.FAIL: 1}.get(run_status(doc), 3)
+
+
+def _add_check_report(sub: argparse._SubParsersAction) -> None:
+    check = sub.add_parser("check", help="redo the checks of a saved run offline (from its captures)")
+    check.add_argument("run_dir", type=Path)
+    check.set_defaults(handler=_cmd_check)
+    report = sub.add_parser("report", help="rewrite the reports of a saved run (junit, KTAP, summary)")
+    report.add_argument("run_dir", type=Path)
+    report.set_defaults(handler=_cmd_report)
+
+
+ADDERS: list = [_add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report]

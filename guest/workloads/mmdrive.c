@@ -961,6 +961,94 @@ static void cmd_sleep(int argc, char **argv)
     emit_result(&out);
 }
 
+/* vmstat: /proc/vmstat after vm.stat_refresh (per-cpu diffs folded in),
+ * as {"values": {name: value, ...}}: the snapshots around each step. */
+static void cmd_vmstat(int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 1)
+        usage_fail("usage: vmstat");
+    int fd = open("/proc/sys/vm/stat_refresh", O_WRONLY);
+    if (fd >= 0) {
+        /* v5.0 returns EINVAL when a counter is transiently negative: ignore. */
+        if (write(fd, "1\n", 2) < 0) {
+        }
+        close(fd);
+    }
+    FILE *f = fopen("/proc/vmstat", "r");
+    if (!f)
+        sys_fail(errno, "open /proc/vmstat");
+    result_begin("vmstat");
+    jo_key(&out, "values");
+    jb_raw(&out, "{");
+    out.first = 1;
+    char name[128];
+    long long value;
+    while (fscanf(f, "%127s %lld", name, &value) == 2)
+        jo_int(&out, name, value);
+    jb_raw(&out, "}");
+    out.first = 0;
+    fclose(f);
+    emit_result(&out);
+}
+
+/* kpageflags BIT: every PFN whose /proc/kpageflags entry has BIT set
+ * (KPF_BALLOON is 23), as {"bit", "count", "pfns"}. */
+static void cmd_kpageflags(int argc, char **argv)
+{
+    uint64_t bit;
+    if (argc != 2 || parse_u64(argv[1], &bit) || bit > 63)
+        usage_fail("usage: kpageflags BIT");
+    int fd = open("/proc/kpageflags", O_RDONLY);
+    if (fd < 0)
+        sys_fail(errno, "open /proc/kpageflags");
+    result_begin("kpageflags");
+    jo_u64(&out, "bit", bit);
+    jo_key(&out, "pfns");
+    jb_raw(&out, "[");
+    static uint64_t buf[8192];
+    uint64_t pfn = 0, count = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            sys_fail(errno, "read /proc/kpageflags");
+        }
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < (size_t)n / sizeof buf[0]; i++, pfn++) {
+            if (buf[i] >> bit & 1) {
+                jb_printf(&out, count ? ",%" PRIu64 : "%" PRIu64, pfn);
+                count++;
+            }
+        }
+    }
+    close(fd);
+    jb_raw(&out, "]");
+    jo_u64(&out, "count", count);
+    emit_result(&out);
+}
+
+/* mark TEXT: write TEXT to the trace buffer (trace_marker), so trace events
+ * can be cut into steps. */
+static void cmd_mark(const char *text)
+{
+    static const char *paths[] = {"/sys/kernel/tracing/trace_marker", "/sys/kernel/debug/tracing/trace_marker"};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !ok; i++) {
+        int fd = open(paths[i], O_WRONLY);
+        if (fd < 0)
+            continue;
+        ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+        close(fd);
+    }
+    result_begin("mark");
+    jo_str(&out, "text", text);
+    jo_bool(&out, "ok", ok);
+    emit_result(&out);
+}
+
 static void cmd_exit(int argc, char **argv)
 {
     (void)argv;
@@ -993,6 +1081,8 @@ static const struct command commands[] = {
     {"smaps", cmd_smaps},
     {"soft_offline", cmd_soft_offline},
     {"sleep", cmd_sleep},
+    {"vmstat", cmd_vmstat},
+    {"kpageflags", cmd_kpageflags},
     {"exit", cmd_exit},
 };
 
@@ -1007,6 +1097,16 @@ static void run_line(char *line)
         p++;
     if (!*p || *p == '#')
         return;
+
+    /* mark keeps the rest of the line verbatim, like echo. */
+    if (!strncmp(p, "mark", 4) && isspace((unsigned char)p[4])) {
+        char *t = p + 5;
+        while (*t && isspace((unsigned char)*t))
+            t++;
+        cur_cmd = "mark";
+        cmd_mark(t);
+        return;
+    }
 
     /* echo keeps the rest of the line verbatim (trimmed). */
     if (!strncmp(p, "echo", 4) && (p[4] == 0 || isspace((unsigned char)p[4]))) {

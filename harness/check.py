@@ -1,0 +1,86 @@
+"""Checks: observed against predicted.
+
+Every check says what it is: ``exact`` (the model predicts the value),
+``bounded`` (the model predicts a range; the bound is printed), or
+``invariant`` (a relation the kernel's accounting must keep between two
+observed quantities, e.g. the sum of ``nr_succeeded`` over the
+``mm_migrate_pages`` events equals the ``pgmigrate_success`` delta).
+Expected values come from the model, never from the observation they are
+compared with."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from harness.result import CheckKind, CheckResult, Status
+
+
+@dataclass
+class Checker:
+    """Collects the checks of one scenario step."""
+
+    scenario: str
+    step: str
+    evidence: list[str] = field(default_factory=list)
+    results: list[CheckResult] = field(default_factory=list)
+
+    def _add(self, name, kind, ok, expected, observed, message, bound=None, evidence=None) -> CheckResult:
+        result = CheckResult(
+            self.scenario, self.step, name, kind, Status.PASS if ok else Status.FAIL,
+            expected, observed, bound, message, list(evidence or self.evidence),
+        )
+        self.results.append(result)
+        return result
+
+    def exact(self, name: str, expected: Any, observed: Any, message: str = "", evidence: Optional[list] = None) -> CheckResult:
+        ok = expected == observed
+        if not ok and not message:
+            message = _difference(expected, observed)
+        return self._add(name, CheckKind.EXACT, ok, expected, observed, message, evidence=evidence)
+
+    def bounded(
+        self, name: str, observed: Any, low: Optional[float] = None, high: Optional[float] = None,
+        allowed: Optional[Sequence] = None, message: str = "", evidence: Optional[list] = None,
+    ) -> CheckResult:
+        if allowed is not None:
+            # A list of observations: each one must be allowed.
+            ok = all(v in allowed for v in observed) if isinstance(observed, list) else observed in allowed
+            bound = f"one of {list(allowed)}"
+        else:
+            ok = (low is None or observed >= low) and (high is None or observed <= high)
+            bound = " and ".join(p for p in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if p)
+        return self._add(name, CheckKind.BOUNDED, ok, None, observed, message, bound=bound, evidence=evidence)
+
+    def invariant(self, name: str, lhs_name: str, lhs: Any, rhs_name: str, rhs: Any, relation: str = "==",
+                  message: str = "", evidence: Optional[list] = None) -> CheckResult:
+        ops: dict[str, Callable[[Any, Any], bool]] = {
+            "==": lambda a, b: a == b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
+        }
+        ok = ops[relation](lhs, rhs)
+        text = message or f"{lhs_name} {relation} {rhs_name}"
+        return self._add(name, CheckKind.INVARIANT, ok, {rhs_name: rhs}, {lhs_name: lhs}, text, evidence=evidence)
+
+    def error(self, name: str, message: str, evidence: Optional[list] = None) -> CheckResult:
+        result = CheckResult(self.scenario, self.step, name, CheckKind.EXACT, Status.ERROR, message=message,
+                             evidence=list(evidence or self.evidence))
+        self.results.append(result)
+        return result
+
+    def skip(self, name: str, message: str) -> CheckResult:
+        result = CheckResult(self.scenario, self.step, name, CheckKind.EXACT, Status.SKIP, message=message)
+        self.results.append(result)
+        return result
+
+
+def _difference(expected: Any, observed: Any) -> str:
+    """A one-line description of where two values differ."""
+    if isinstance(expected, list) and isinstance(observed, list):
+        if len(expected) != len(observed):
+            return f"length {len(observed)}, expected {len(expected)}"
+        for index, (e, o) in enumerate(zip(expected, observed)):
+            if e != o:
+                return f"first difference at index {index}: expected {e!r}, observed {o!r}"
+    if isinstance(expected, dict) and isinstance(observed, dict):
+        keys = sorted(k for k in set(expected) | set(observed) if expected.get(k) != observed.get(k))
+        return "differs in " + ", ".join(f"{k} (expected {expected.get(k)!r}, observed {observed.get(k)!r})" for k in keys[:6])
+    return f"expected {expected!r}, observed {observed!r}"

@@ -1,0 +1,127 @@
+"""Tracefs control (guest commands) and the trace text parser.
+
+The parser turns lines like::
+
+    mmdrive-60    [000] ....     1.751419: mm_migrate_pages: nr_succeeded=64 nr_failed=0 mode=MIGRATE_SYNC reason=syscall_or_cpuset
+
+into typed ``TraceEvent``s.  Markers written by the workload
+(``tracing_mark_write: harness step N``) cut a trace into steps."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+EVENTS = ("migrate", "compaction", "oom/compact_retry")
+
+
+def setup_command(buffer_kb: int = 8192, events: Sequence[str] = EVENTS) -> str:
+    """Guest shell: pick tracefs, size the buffer, enable the events, clear."""
+    enables = " ".join(f"$T/events/{e}/enable" for e in events)
+    return (
+        "for d in " + " ".join(TRACEFS) + "; do [ -e $d/trace ] && T=$d && break; done; "
+        '[ -n "$T" ] || { echo "no tracefs" >&2; exit 1; }; '
+        "echo 0 > $T/tracing_on; "
+        f"echo {buffer_kb} > $T/buffer_size_kb; "
+        f"for f in {enables}; do [ -e $f ] && echo 1 > $f; done; "
+        "echo > $T/trace; echo 1 > $T/tracing_on; echo $T"
+    )
+
+
+READ = (
+    "for d in " + " ".join(TRACEFS) + "; do [ -e $d/trace ] && T=$d && break; done; "
+    "cat $T/trace"
+)
+#: Per-CPU buffer statistics (overruns mean lost events).
+STATS = (
+    "for d in " + " ".join(TRACEFS) + "; do [ -e $d/trace ] && T=$d && break; done; "
+    "for c in $T/per_cpu/cpu*; do echo \"== ${c##*/}\"; cat $c/stats; done"
+)
+
+_LINE = re.compile(
+    r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?:(?P<flags>[^\s\d][^\s]*)\s+)?"
+    r"(?P<ts>\d+\.\d+):\s+(?P<event>[\w]+):\s?(?P<body>.*)$"
+)
+_FIELD = re.compile(r"(\w+)=(\([^)]*\)|\S+)")
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    task: str
+    pid: int
+    cpu: int
+    timestamp: float
+    name: str
+    body: str
+    fields: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def int(self, key: str) -> int:
+        value = self.fields[key]
+        return int(value, 16) if value.startswith("0x") else int(value)
+
+    def as_dict(self) -> dict:
+        return {"task": self.task, "pid": self.pid, "cpu": self.cpu, "ts": self.timestamp, "event": self.name, "body": self.body}
+
+
+def parse_fields(body: str) -> dict[str, str]:
+    return {key: value.rstrip(",") for key, value in _FIELD.findall(body)}
+
+
+def parse_line(line: str) -> Optional[TraceEvent]:
+    if not line or line.startswith("#"):
+        return None
+    match = _LINE.match(line)
+    if not match:
+        return None
+    body = match.group("body").rstrip()
+    return TraceEvent(
+        task=match.group("task").strip(),
+        pid=int(match.group("pid")),
+        cpu=int(match.group("cpu")),
+        timestamp=float(match.group("ts")),
+        name=match.group("event"),
+        body=body,
+        fields=parse_fields(body),
+    )
+
+
+def parse(lines: Iterable[str] | str) -> list[TraceEvent]:
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    return [event for event in (parse_line(line) for line in lines) if event is not None]
+
+
+def marker_text(event: TraceEvent) -> Optional[str]:
+    return event.body.strip() if event.name in ("tracing_mark_write", "print") else None
+
+
+def between(events: Sequence[TraceEvent], begin: str, end: str) -> list[TraceEvent]:
+    """Events after the marker ``begin`` and before the marker ``end``."""
+    out: list[TraceEvent] = []
+    inside = False
+    for event in events:
+        text = marker_text(event)
+        if text == begin:
+            inside = True
+            continue
+        if text == end:
+            break
+        if inside and text is None:
+            out.append(event)
+    return out
+
+
+def named(events: Iterable[TraceEvent], name: str) -> list[TraceEvent]:
+    return [e for e in events if e.name == name]
+
+
+def overruns(stats_text: str) -> dict[str, int]:
+    """cpuN -> overrun count, from the per-CPU stats files."""
+    out, cpu = {}, None
+    for line in stats_text.splitlines():
+        if line.startswith("== "):
+            cpu = line[3:].strip()
+        elif line.startswith("overrun:") and cpu:
+            out[cpu] = int(line.split(":", 1)[1])
+    return out

@@ -1,0 +1,292 @@
+"""The run: build, image, and for every arch and scenario a fresh guest,
+the scenario driven, its captures saved, checked against the model.
+
+The run directory is created first and ``run.json`` written at once, then
+completed in ``finally``, so a crash still leaves evidence.  ``recheck``
+redoes every check offline from a saved run directory."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+from harness import __version__, kconfig, proc
+from harness.arches import arch as lookup_arch
+from harness.build import BuildRequest, Builder
+from harness.errors import HarnessError, UserError
+from harness.image import ImageBuilder, ImageRequest
+from harness.model.kernels import kernel_for_version
+from harness.report import write_all
+from harness.report.model import run_status, scenario_status
+from harness.result import CheckKind, CheckResult, Status
+from harness.rundir import new_run_dir, write_json
+from harness.scenarios import Scenario, Target, select
+from harness.scenarios.base import Captures
+from harness.source import SourceRequest
+from harness.vm.console import scan
+from harness.vm.machine import Machine, MachineRequest
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    source: SourceRequest
+    arches: Tuple[str, ...]
+    scenarios: Tuple[str, ...] = ()
+    fragments: Tuple[Path, ...] = ()
+    options: Tuple[str, ...] = ()
+    debug: bool = False
+    jobs: Optional[int] = None
+    quiet: bool = False
+    runs_root: Optional[Path] = None
+    accel: Optional[str] = None
+    #: Stop at the first failed or errored scenario.
+    fail_fast: bool = False
+    reproducer: str = ""
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status: Status
+    doc: dict = field(default_factory=dict)
+
+
+def _versions() -> dict:
+    def first_line(argv):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, subprocess.TimeoutExpired, IndexError):
+            return None
+
+    return {
+        "harness": __version__,
+        "python": platform.python_version(),
+        "host": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "qemu_x86_64": first_line(["qemu-system-x86_64", "--version"]),
+        "qemu_aarch64": first_line(["qemu-system-aarch64", "--version"]),
+    }
+
+
+class Pipeline:
+    def __init__(self, request: RunRequest, stream=None) -> None:
+        self.request = request
+        self.stream = stream or sys.stderr
+        self.echo = proc.stderr_echo(request.quiet)
+        self.doc: dict = {}
+        self.run_dir: Optional[Path] = None
+
+    def say(self, text: str) -> None:
+        if not self.request.quiet:
+            print(text, file=self.stream, flush=True)
+
+    # ------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        req = self.request
+        for name in req.arches:
+            lookup_arch(name)  # unknown arch: a user error before anything starts
+        scenarios = select(req.scenarios)
+        run_dir = new_run_dir("run", "+".join(req.arches), req.runs_root)
+        self.run_dir = run_dir
+        self.doc = {"run_id": run_dir.name, "arches": {}, "differences": {}}
+        info = {
+            "schema": 1,
+            "status": "running",
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "inputs": {
+                "kernel": req.source.spec,
+                "tarball": str(req.source.tarball) if req.source.tarball else None,
+                "patches": [str(p) for p in req.source.patches],
+                "fragments": [str(p) for p in req.fragments],
+                "options": list(req.options),
+                "arches": list(req.arches),
+                "scenarios": [s.name for s in scenarios],
+                "debug": req.debug,
+            },
+            "versions": _versions(),
+            "reproducer": req.reproducer,
+            "arches": {},
+        }
+        write_json(run_dir / "run.json", info)
+        self.say(f"[run] {run_dir}")
+        try:
+            for arch_name in req.arches:
+                info["arches"][arch_name] = self._run_arch(arch_name, scenarios, run_dir / arch_name)
+                write_json(run_dir / "run.json", info)
+                if req.fail_fast and run_status(self.doc) >= Status.FAIL:
+                    break
+        except KeyboardInterrupt:
+            info["status"] = "interrupted"
+            raise
+        except BaseException as exc:
+            info["status"] = "crashed"
+            info["crash"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
+            raise
+        finally:
+            self._differences(scenarios)
+            status = run_status(self.doc)
+            if info["status"] == "running":
+                info["status"] = status.name
+            info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            write_json(run_dir / "run.json", info)
+            write_json(run_dir / "results.json", self.doc)
+            write_all(run_dir, self.doc)
+        return RunOutcome(run_dir, status, self.doc)
+
+    # ------------------------------------------------------------------
+    def _run_arch(self, arch_name: str, scenarios: Sequence[Scenario], arch_dir: Path) -> dict:
+        req = self.request
+        arch_dir.mkdir(parents=True, exist_ok=True)
+        arch_doc: dict = {"target": {"arch": arch_name}, "scenarios": {}}
+        self.doc["arches"][arch_name] = arch_doc
+        started = time.monotonic()
+        build = Builder(echo=self.echo, stream=self.stream).build(
+            BuildRequest(req.source, arch_name, req.fragments, req.options, req.debug, jobs=req.jobs, quiet=req.quiet)
+        )
+        image = ImageBuilder(echo=self.echo, stream=self.stream).build(ImageRequest(arch_name, req.source.offline, req.quiet))
+        shutil.copyfile(build.config, arch_dir / "kernel.config")
+        (arch_dir / "build.json").write_text(json.dumps(build.metadata, indent=2) + "\n")
+        version = build.kernel_version.split("-")[0].split(".")
+        rules = kernel_for_version(int(version[0]), int(version[1]))
+        config = kconfig.parse_dotconfig(build.config.read_text())
+        the_arch = lookup_arch(arch_name)
+        target = Target(the_arch, rules, build.kernel_version, config, 2 if the_arch.numa and config.get("NUMA") == "y" else 0)
+        arch_doc["target"] = dict(target.as_dict(), kernel=str(build.image), initrd=str(image.path), build_key=build.key)
+        info = {"kernel": str(build.image), "kernel_version": build.kernel_version, "model": rules.name,
+                "build": str(build.directory), "image": str(image.path), "scenarios": {}}
+        for scenario in scenarios:
+            entry = self._run_scenario(scenario, target, build.image, image.path, arch_dir / scenario.name)
+            arch_doc["scenarios"][scenario.name] = entry
+            info["scenarios"][scenario.name] = {k: entry.get(k) for k in ("status", "elapsed_s", "accel", "qemu_argv")}
+            write_json(self.run_dir / "results.json", self.doc)
+            if req.fail_fast and entry["status"] in ("FAIL", "ERROR"):
+                break
+        info["elapsed_s"] = round(time.monotonic() - started, 1)
+        arch_doc["target"]["accel"] = next((e.get("accel") for e in arch_doc["scenarios"].values() if e.get("accel")), None)
+        arch_doc["elapsed_s"] = info["elapsed_s"]
+        return info
+
+    def _run_scenario(self, scenario: Scenario, target: Target, kernel: Path, initrd: Path, sdir: Path) -> dict:
+        sdir.mkdir(parents=True, exist_ok=True)
+        captures = Captures(sdir)
+        entry: dict = {"title": scenario.title, "experiment": scenario.experiment}
+        skip = scenario.skip_reason(target)
+        if skip:
+            entry.update(status="SKIP", skip_reason=skip)
+            self.say(f"[{target.arch.name}] {scenario.name}: skipped ({skip})")
+            (sdir / "skipped.txt").write_text(skip + "\n")
+            return entry
+        started = time.monotonic()
+        self.say(f"[{target.arch.name}] {scenario.name}: {scenario.title}")
+        request = MachineRequest(
+            arch=target.arch.name, kernel=kernel, initrd=initrd, memory_mb=scenario.memory_mb,
+            numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel,
+        )
+        observation: Optional[dict] = None
+        try:
+            with Machine(request, sdir, echo=None) as machine:
+                entry["accel"] = machine.accel.accel if machine.accel else None
+                entry["accel_reason"] = machine.accel.reason if machine.accel else None
+                entry["qemu_argv"] = machine.argv
+                entry["boot_s"] = machine.times.as_dict().get("ssh_s")
+                observation = scenario.drive(machine, target, captures, qmp=machine.qmp)
+                observation["captures"] = captures.files
+                write_json(sdir / "observation.json", observation)
+                dmesg = machine.run("dmesg", timeout=60)
+                captures.save("dmesg.txt", dmesg.stdout)
+        except HarnessError as exc:
+            entry["error"] = exc.render()
+            entry["error_blame"] = exc.blame
+        entry["elapsed_s"] = round(time.monotonic() - started, 1)
+        entry["checks"] = [c.as_dict() for c in self._check(scenario, target, sdir, observation, entry)]
+        entry["status"] = scenario_status(entry).name
+        write_json(sdir / "results.json", entry)
+        self.say(f"[{target.arch.name}] {scenario.name}: {entry['status']} ({entry['elapsed_s']}s)")
+        return entry
+
+    def _check(self, scenario: Scenario, target: Target, sdir: Path, observation: Optional[dict], entry: dict) -> list[CheckResult]:
+        return check_scenario(scenario, target, sdir, observation, entry)
+
+    def _differences(self, scenarios: Sequence[Scenario]) -> None:
+        arches = list(self.doc.get("arches", {}))
+        if len(arches) < 2:
+            return
+        targets = {}
+        for arch_name in arches:
+            t = self.doc["arches"][arch_name].get("target", {})
+            if "model" in t:
+                targets[arch_name] = Target.from_dict(t, {})
+        if len(targets) < 2:
+            return
+        first, *others = list(targets.values())
+        for scenario in scenarios:
+            notes = []
+            for other in others:
+                try:
+                    notes += scenario.account(first, other)
+                except HarnessError:
+                    continue
+            if notes:
+                self.doc["differences"][scenario.name] = notes
+
+
+def check_scenario(scenario: Scenario, target: Target, sdir: Path, observation: Optional[dict], entry: dict) -> list[CheckResult]:
+    """The scenario's checks plus the console check; an unusable
+    observation becomes an ERROR result, never a silent pass."""
+    results: list[CheckResult] = []
+    if observation is not None and not entry.get("error"):
+        try:
+            results = scenario.check(observation, target, Captures(sdir))
+        except (KeyError, ValueError, IndexError, OSError) as exc:
+            results = [CheckResult(scenario.name, "check", "observation", CheckKind.EXACT, Status.ERROR,
+                                   message=f"the captures cannot be checked: {type(exc).__name__}: {exc}",
+                                   evidence=[str(sdir)])]
+    console = sdir / "console.log"
+    if console.exists():
+        problems = [e for e in scan(console.read_text(errors="replace").splitlines()) if e.kind.problem]
+        results.append(CheckResult(
+            scenario.name, "kernel", "console clean (no panic, BUG, oops, WARN, lockup)", CheckKind.EXACT,
+            Status.PASS if not problems else Status.FAIL, expected=[], observed=[p.line for p in problems],
+            message="" if not problems else f"the kernel logged {problems[0].kind.value}: {problems[0].line}",
+            evidence=[f"{console}:{problems[0].lineno}"] if problems else [],
+        ))
+    return results
+
+
+def recheck(run_dir: Path) -> dict:
+    """Redo every check of a saved run from its captures (no VM)."""
+    run_dir = Path(run_dir)
+    try:
+        doc = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{run_dir} has no readable results.json: is it a run directory?") from None
+    scenarios = {s.name: s for s in select(())}
+    for arch_name, arch_doc in doc.get("arches", {}).items():
+        arch_dir = run_dir / arch_name
+        config_path = arch_dir / "kernel.config"
+        config = kconfig.parse_dotconfig(config_path.read_text()) if config_path.exists() else {}
+        if "model" not in arch_doc.get("target", {}):
+            continue
+        target = Target.from_dict(arch_doc["target"], config)
+        for name, entry in arch_doc.get("scenarios", {}).items():
+            if entry.get("skip_reason") or name not in scenarios:
+                continue
+            sdir = arch_dir / name
+            observation = None
+            if (sdir / "observation.json").exists():
+                observation = json.loads((sdir / "observation.json").read_text())
+            entry["checks"] = [c.as_dict() for c in check_scenario(scenarios[name], target, sdir, observation, entry)]
+            entry["status"] = scenario_status(entry).name
+    write_json(run_dir / "results.json", doc)
+    write_all(run_dir, doc)
+    return doc
+
+

@@ -1,0 +1,46 @@
+"""JUnit XML: a testsuite per arch, a testcase per check (skipped
+scenarios and scenario errors as one testcase each)."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from harness.report.model import checks_of
+from harness.result import Status
+
+
+def write_junit(doc: dict, path: Path) -> None:
+    root = ET.Element("testsuites", name="harness")
+    for arch, arch_doc in doc.get("arches", {}).items():
+        suite = ET.SubElement(root, "testsuite", name=f"{arch} {arch_doc.get('target', {}).get('kernel_version', '')}".strip())
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        for name, entry in arch_doc.get("scenarios", {}).items():
+            if entry.get("skip_reason") or entry.get("error"):
+                case = ET.SubElement(suite, "testcase", classname=f"{arch}.{name}", name="scenario")
+                counts["tests"] += 1
+                if entry.get("skip_reason"):
+                    ET.SubElement(case, "skipped", message=entry["skip_reason"])
+                    counts["skipped"] += 1
+                else:
+                    err = ET.SubElement(case, "error", message=entry["error"].splitlines()[0])
+                    err.text = entry["error"]
+                    counts["errors"] += 1
+                continue
+            for check in checks_of(entry):
+                case = ET.SubElement(suite, "testcase", classname=f"{arch}.{name}.{check.step}", name=check.name)
+                counts["tests"] += 1
+                if check.status is Status.FAIL:
+                    failure = ET.SubElement(case, "failure", message=check.message or "mismatch", type=check.kind.value)
+                    failure.text = check.render_failure()
+                    counts["failures"] += 1
+                elif check.status is Status.ERROR:
+                    err = ET.SubElement(case, "error", message=check.message)
+                    err.text = check.render_failure()
+                    counts["errors"] += 1
+                elif check.status is Status.SKIP:
+                    ET.SubElement(case, "skipped", message=check.message)
+                    counts["skipped"] += 1
+        for key, value in counts.items():
+            suite.set(key, str(value))
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

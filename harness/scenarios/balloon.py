@@ -1,0 +1,134 @@
+"""MODEL-SPEC E10: inflate the virtio balloon over QMP, compact, deflate.
+
+Balloon pages are non-LRU movable pages: compaction migrates them with
+balloon_page_migrate(), which counts balloon_migrate and neither inflates
+nor deflates; the set of ballooned PFNs changes by exactly the pages moved."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from harness.check import Checker
+from harness.errors import InfraError
+from harness.observe import trace as trace_mod
+from harness.observe import vmstat as vmstat_mod
+from harness.observe import workload as workload_mod
+from harness.result import CheckResult
+from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.scenarios.compaction import fragment_commands, snapshot_around, split_snapshots, window
+
+KPF_BALLOON = 23
+INFLATE_MB = 256
+PAGE = 4096
+
+
+def meminfo_total_kb(text: str) -> int:
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1])
+    raise ValueError("no MemTotal in meminfo")
+
+
+class Balloon(Scenario):
+    name = "balloon"
+    experiment = "E10"
+    title = "balloon inflate over QMP, compact_memory, deflate"
+    needs_config = ("VIRTIO_BALLOON", "BALLOON_COMPACTION", "COMPACTION")
+
+    def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
+        if qmp is None:
+            raise InfraError("the balloon scenario needs QMP")
+        observation = self.prepare(guest, captures)
+        full = qmp.balloon_actual()
+        goal = full - INFLATE_MB * 1024 * 1024
+        observation.update(balloon_full=full, balloon_goal=goal)
+        guest_command(guest, captures, "fragment", fragment_commands(target.numa_nodes, 128), timeout=300)
+        guest_command(guest, captures, "meminfo-before", "cat /proc/meminfo")
+        guest_command(guest, captures, "vmstat-before-inflate", vmstat_mod.SNAPSHOT)
+        qmp.balloon(goal)
+        observation["balloon_after_inflate"] = qmp.wait_balloon(goal, timeout=120)
+        guest_command(guest, captures, "wait-inflate", self._settle("balloon_inflate"), timeout=120, check=False)
+        guest_command(guest, captures, "vmstat-after-inflate", vmstat_mod.SNAPSHOT)
+        guest_command(guest, captures, "meminfo-inflated", "cat /proc/meminfo")
+        guest_command(guest, captures, "kpf-before", f"mmdrive -c 'kpageflags {KPF_BALLOON}'")
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
+                      timeout=self.timeout)
+        guest_command(guest, captures, "kpf-after", f"mmdrive -c 'kpageflags {KPF_BALLOON}'")
+        guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
+        guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+        guest_command(guest, captures, "vmstat-before-deflate", vmstat_mod.SNAPSHOT)
+        qmp.balloon(full)
+        observation["balloon_after_deflate"] = qmp.wait_balloon(full, timeout=120)
+        guest_command(guest, captures, "wait-deflate", self._settle("balloon_deflate"), timeout=120, check=False)
+        guest_command(guest, captures, "vmstat-after-deflate", vmstat_mod.SNAPSHOT)
+        guest_command(guest, captures, "meminfo-after", "cat /proc/meminfo")
+        return observation
+
+    @staticmethod
+    def _settle(counter: str) -> str:
+        """Wait until the guest's counter stops moving (the balloon worker is
+        done) for a second, at most 60 s."""
+        return (
+            f"last=-1; for i in $(seq 120); do v=$(grep '^{counter} ' /proc/vmstat | cut -d' ' -f2); "
+            "[ \"$v\" = \"$last\" ] && break; last=$v; sleep 0.5; done; echo $v"
+        )
+
+    def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
+        assert captures is not None
+        pages = INFLATE_MB * 1024 * 1024 // PAGE
+        evidence = [str(captures.directory / "compact-memory.out"), str(captures.directory / "trace.out")]
+        out = []
+        ck = Checker(self.name, "inflate", evidence=[str(captures.directory / "vmstat-after-inflate.out")])
+        ck.exact("QMP actual after inflate", observation["balloon_goal"], observation["balloon_after_inflate"])
+        inflate = vmstat_mod.delta(vmstat_mod.parse(captures.load("vmstat-before-inflate.out")),
+                                   vmstat_mod.parse(captures.load("vmstat-after-inflate.out")))
+        ck.exact("Δballoon_inflate", pages, inflate.get("balloon_inflate"))
+        ck.exact("Δballoon_deflate", 0, inflate.get("balloon_deflate"))
+        drop = meminfo_total_kb(captures.load("meminfo-before.out")) - meminfo_total_kb(captures.load("meminfo-inflated.out"))
+        ck.exact("MemTotal drop (kB)", INFLATE_MB * 1024, drop)
+        before_pfns = set(_kpf(captures.load("kpf-before.out")))
+        ck.exact("PFNs with KPF_BALLOON", pages, len(before_pfns))
+        out += ck.results
+
+        ck = Checker(self.name, "compact_memory", evidence=evidence)
+        lost = {c: n for c, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
+        if lost:
+            ck.error("trace buffer", f"the trace ring buffer overran ({lost})")
+            return out + ck.results
+        before, after = split_snapshots(captures.load("compact-memory.out"))
+        delta = vmstat_mod.delta(before, after)
+        after_pfns = set(_kpf(captures.load("kpf-after.out")))
+        ck.exact("Δballoon_inflate", 0, delta.get("balloon_inflate"))
+        ck.exact("Δballoon_deflate", 0, delta.get("balloon_deflate"))
+        ck.exact("PFNs with KPF_BALLOON", pages, len(after_pfns))
+        moved = len(before_pfns - after_pfns)
+        ck.invariant("Δballoon_migrate = |old balloon PFNs - new|", "Δballoon_migrate", delta.get("balloon_migrate"),
+                     "PFNs that left the balloon set", moved)
+        events = [e for e in window(captures.load("trace.out"), "harness compact_memory begin", "harness compact_memory end")
+                  if e.name == "mm_migrate_pages"]
+        succeeded = sum(int(e.fields["nr_succeeded"]) for e in events)
+        ck.invariant("I11 balloon_migrate <= Σ nr_succeeded", "Δballoon_migrate", delta.get("balloon_migrate"), "Σ nr_succeeded",
+                     succeeded, relation="<=")
+        ck.invariant("I1 pgmigrate_success", "Δpgmigrate_success", delta.get("pgmigrate_success"), "Σ nr_succeeded", succeeded)
+        ck.invariant("I2 pgmigrate_fail", "Δpgmigrate_fail", delta.get("pgmigrate_fail"), "Σ nr_failed",
+                     sum(int(e.fields["nr_failed"]) for e in events))
+        out += ck.results
+
+        ck = Checker(self.name, "deflate", evidence=[str(captures.directory / "vmstat-after-deflate.out")])
+        ck.exact("QMP actual after deflate", observation["balloon_full"], observation["balloon_after_deflate"])
+        deflate = vmstat_mod.delta(vmstat_mod.parse(captures.load("vmstat-before-deflate.out")),
+                                   vmstat_mod.parse(captures.load("vmstat-after-deflate.out")))
+        ck.exact("Δballoon_deflate", pages, deflate.get("balloon_deflate"))
+        ck.exact("MemTotal restored (kB)", meminfo_total_kb(captures.load("meminfo-before.out")),
+                 meminfo_total_kb(captures.load("meminfo-after.out")))
+        out += ck.results
+        return out
+
+
+def _kpf(text: str) -> list[int]:
+    results, _ = workload_mod.parse(text)
+    found = next((r for r in results if r.get("cmd") == "kpageflags"), None)
+    if found is None:
+        raise ValueError("no kpageflags result")
+    return found["pfns"]
+

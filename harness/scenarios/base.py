@@ -1,0 +1,158 @@
+"""What a scenario is: preconditions, steps driven in the guest, raw
+captures saved, an observation (JSON) that ``check`` turns into results
+without the VM (so ``harness check RUN_DIR`` can redo it offline)."""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Protocol, Sequence
+
+from harness.arches import Arch, arch as lookup_arch
+from harness.model.kernels import KernelRules, kernel as model_kernel
+from harness.result import CheckResult
+from harness.vm.ssh import CommandResult
+
+#: Common preconditions (MODEL-SPEC section 7, P0), applied before each
+#: scenario; each line tolerates a knob this kernel does not have.
+P0 = (
+    "echo 0 > /proc/sys/kernel/numa_balancing 2>/dev/null",
+    "echo madvise > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null",
+    "echo madvise > /sys/kernel/mm/transparent_hugepage/defrag 2>/dev/null",
+    "echo 0 > /sys/kernel/mm/transparent_hugepage/khugepaged/defrag 2>/dev/null",
+    "echo 0 > /proc/sys/vm/watermark_boost_factor 2>/dev/null",
+    "echo 0 > /proc/sys/vm/compaction_proactiveness 2>/dev/null",
+    "sync; echo 3 > /proc/sys/vm/drop_caches",
+)
+#: Read back what P0 set, for the record.
+P0_READ = (
+    "for f in /proc/sys/kernel/numa_balancing /sys/kernel/mm/transparent_hugepage/enabled "
+    "/sys/kernel/mm/transparent_hugepage/defrag /proc/sys/vm/watermark_boost_factor "
+    "/proc/sys/vm/compaction_proactiveness /proc/sys/vm/compact_unevictable_allowed; do "
+    "[ -e $f ] && echo \"$f $(cat $f)\"; done"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The kernel and arch a run is about, as the checks need them."""
+
+    arch: Arch
+    rules: KernelRules
+    kernel_version: str
+    #: The built kernel's .config as {NAME: value}.
+    config: Mapping[str, str]
+    numa_nodes: int
+
+    def has(self, option: str) -> bool:
+        return self.config.get(option, "n") in ("y", "m")
+
+    def as_dict(self) -> dict:
+        return {
+            "arch": self.arch.name,
+            "model": self.rules.name,
+            "kernel_version": self.kernel_version,
+            "numa_nodes": self.numa_nodes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], config: Mapping[str, str]) -> "Target":
+        return cls(lookup_arch(data["arch"]), model_kernel(data["model"]), data["kernel_version"], dict(config), data["numa_nodes"])
+
+
+class Guest(Protocol):
+    """What scenarios use of a Machine."""
+
+    def run(self, command: str, timeout: float = ..., stdin: Optional[bytes] = ..., check: bool = ...) -> CommandResult: ...
+
+
+class Captures:
+    """Raw captures of one scenario, saved as files in its directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.files: list[str] = []
+
+    def save(self, name: str, text: str) -> str:
+        path = self.directory / name
+        path.write_text(text)
+        if name not in self.files:
+            self.files.append(name)
+        return name
+
+    def load(self, name: str) -> str:
+        return (self.directory / name).read_text()
+
+
+def guest_command(guest: Guest, captures: Captures, name: str, command: str, timeout: float = 600.0, stdin: Optional[bytes] = None,
+                  check: bool = True) -> CommandResult:
+    """Run a command, keep its output as ``name``.out (and .err)."""
+    result = guest.run(command, timeout=timeout, stdin=stdin)
+    captures.save(f"{name}.out", result.stdout)
+    if result.stderr:
+        captures.save(f"{name}.err", result.stderr)
+    if check and not result.ok:
+        from harness.errors import InfraError
+
+        raise InfraError(
+            f"guest command for {name} failed with status {result.status}",
+            log_tail=(result.stderr or result.stdout).strip().splitlines()[-10:],
+            log_path=captures.directory / f"{name}.err",
+        )
+    return result
+
+
+class Scenario:
+    """A scenario: subclasses set the class attributes and implement
+    ``drive`` (in the guest) and ``check`` (pure, on the observation)."""
+
+    name: str = ""
+    experiment: str = ""
+    title: str = ""
+    #: Needs at least two NUMA nodes.
+    needs_numa: bool = False
+    #: Kernel options that must be =y (or =m).
+    needs_config: Sequence[str] = ()
+    #: Needs THP (arm only has it with LPAE).
+    needs_thp: bool = False
+    #: Guest memory this scenario wants (MiB) and extra kernel words.
+    memory_mb: int = 2048
+    append: Sequence[str] = ()
+    #: Scenarios that change global state run in their own VM anyway; this
+    #: is how long a scenario may take in the guest.
+    timeout: float = 600.0
+
+    def skip_reason(self, target: Target) -> Optional[str]:
+        if self.needs_numa and target.numa_nodes < 2:
+            return f"needs two NUMA nodes; {target.arch.name} has {'no NUMA' if not target.arch.numa else target.numa_nodes}"
+        missing = [opt for opt in self.needs_config if not target.has(opt)]
+        if missing:
+            return "kernel lacks " + ", ".join(f"CONFIG_{m}" for m in missing)
+        if self.needs_thp and not target.has("TRANSPARENT_HUGEPAGE"):
+            return "kernel has no transparent huge pages"
+        return None
+
+    def prepare(self, guest: Guest, captures: Captures) -> dict:
+        guest_command(guest, captures, "preconditions", "; ".join(P0) + "; " + P0_READ, timeout=120)
+        return {"preconditions": captures.load("preconditions.out").splitlines()}
+
+    def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
+        raise NotImplementedError
+
+    def check(self, observation: Mapping[str, Any], target: Target) -> list[CheckResult]:
+        raise NotImplementedError
+
+    def account(self, target: Target, other: Target) -> list[str]:
+        """The model's account of why this scenario differs between two
+        targets (for the cross-arch view)."""
+        return []
+
+
+def quote(text: str) -> str:
+    return shlex.quote(text)
+
+
+def dump(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str) + "\n"

@@ -1,0 +1,164 @@
+"""MODEL-SPEC E7/E8: compact_memory after fragmentation, then a per-node
+compaction.  The scanners' work depends on physical layout, so most checks
+are structure (one begin/end per populated zone, modes, reasons), the
+kernel's accounting invariants (I1-I8), and the v5.0 cumulative-scan
+formula from the model."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from harness.check import Checker
+from harness.model.callers import caller
+from harness.model.compaction import compact_memory_scanned, compact_memory_zone_runs
+from harness.observe import compaction as cmp
+from harness.observe import trace as trace_mod
+from harness.observe import vmstat as vmstat_mod
+from harness.observe import zoneinfo
+from harness.result import CheckResult
+from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+
+#: MODEL-SPEC E7: 256 MiB of NOHUGEPAGE anon per node, every other page freed.
+FRAGMENT_MB = 256
+#: pageblock_order 9: the largest batch 5.10 can isolate in one pageblock.
+PAGEBLOCK = 512
+
+
+def fragment_commands(nodes: int, mb: int = FRAGMENT_MB) -> str:
+    return "; ".join(f"fragment anon {mb} node={node} hold" for node in range(max(1, nodes)))
+
+
+def window(trace_text: str, begin: str, end: str) -> list:
+    return trace_mod.between(trace_mod.parse(trace_text), begin, end)
+
+
+def mark(text: str) -> str:
+    return f"echo {text} > $T/trace_marker"
+
+
+TRACEFS = "for d in /sys/kernel/tracing /sys/kernel/debug/tracing; do [ -e $d/trace ] && T=$d && break; done; "
+
+
+def snapshot_around(label: str, action: str) -> str:
+    """Shell: vmstat snapshot, begin marker, action, end marker, snapshot."""
+    return (
+        TRACEFS
+        + f"echo '== before'; {vmstat_mod.SNAPSHOT}; {mark(f'harness {label} begin')}; "
+        + f"{action}; {mark(f'harness {label} end')}; echo '== after'; {vmstat_mod.SNAPSHOT}"
+    )
+
+
+def split_snapshots(text: str) -> tuple[dict, dict]:
+    before, _, after = text.partition("== after")
+    return vmstat_mod.parse(before.replace("== before", "")), vmstat_mod.parse(after)
+
+
+def check_compaction_window(ck: Checker, target: Target, events: list, delta: dict, zones: list, trigger: str,
+                            nodes: Optional[set] = None) -> None:
+    """The checks every compact_memory-style window shares."""
+    who = caller("compact-memory")
+    populated = [z for z in zoneinfo.populated(zones) if nodes is None or z.node in nodes]
+    runs = cmp.runs(events)
+    suitable = [e for e in events if e.name == "mm_compaction_suitable" and e.fields.get("order") == "-1"]
+    begins = cmp.count(events, "mm_compaction_begin")
+    ends = cmp.count(events, "mm_compaction_end")
+    expected_runs = compact_memory_zone_runs([f"{z.node}:{z.name}" for z in populated])
+    ck.exact(f"{trigger}: compact_zone runs (one per populated zone)", expected_runs, len(runs))
+    ck.exact(f"{trigger}: suitable(order=-1) events", expected_runs, len(suitable))
+    ck.invariant("I5 begin/end pair up", "begin events", begins, "end events", ends)
+    started = sorted(r.zone_start for r in runs)
+    expected_starts = sorted(z.start_pfn for z in populated if z.start_pfn is not None)
+    ck.exact(f"{trigger}: zones compacted (start pfns)", expected_starts, started)
+    ck.exact(f"{trigger}: begin/end mode", ["sync"] * len(runs), [r.mode for r in runs],
+             message="" if all(r.mode == "sync" for r in runs) else "compact_memory compacts in MIGRATE_SYNC")
+    ck.bounded(f"{trigger}: end status", sorted({str(r.status) for r in runs}),
+               allowed=["complete", "contended"], message="complete, or contended for a zone near its min watermark")
+    migrate_events = [e for e in events if e.name == "mm_migrate_pages"]
+    expected_tail = f"mode={target.rules.mode_name(who.mode)} reason={target.rules.reason_name(who.reason)}"
+    ck.exact(f"{trigger}: mm_migrate_pages mode and reason", [expected_tail] * len(migrate_events),
+             ["mode=" + e.body.split(" mode=", 1)[-1] for e in migrate_events])
+    sizes = [s + f for run in runs for s, f in run.migrations]
+    cap = target.rules.compaction_batch_cap
+    ck.bounded("I7 batch size", max(sizes) if sizes else 0, high=cap if cap else PAGEBLOCK,
+               message=f"compaction isolates at most {cap or PAGEBLOCK} pages per migrate_pages() call on {target.rules.name}")
+    ck.invariant("I7 each mm_migrate_pages is followed by mm_compaction_migratepages", "unpaired events",
+                 sum(r.unpaired for r in runs), "zero", 0)
+    mismatched = [
+        (m, c) for run in runs for m, c in zip(run.migrations, run.compaction_migrations) if m[0] != c[0] or m[1] != c[1]
+    ]
+    ck.invariant("I7 nr_migrated and nr_failed agree", "disagreeing pairs", len(mismatched), "zero", 0)
+    ck.invariant("I1 pgmigrate_success", "Δpgmigrate_success", delta.get("pgmigrate_success"), "Σ nr_succeeded",
+                 sum(int(e.fields["nr_succeeded"]) for e in migrate_events))
+    ck.invariant("I2 pgmigrate_fail", "Δpgmigrate_fail", delta.get("pgmigrate_fail"), "Σ nr_failed",
+                 sum(int(e.fields["nr_failed"]) for e in migrate_events))
+    ck.invariant("I3 compact_stall = success + fail", "Δcompact_stall", delta.get("compact_stall"),
+                 "Δcompact_success + Δcompact_fail", delta.get("compact_success", 0) + delta.get("compact_fail", 0))
+    ck.exact(f"{trigger}: Δcompact_stall (no direct compaction)", 0, delta.get("compact_stall"))
+    taken = sum(r.migrate_taken + r.free_taken for r in runs)
+    ck.invariant("I6 compact_isolated", "Δcompact_isolated", delta.get("compact_isolated"), "Σ nr_taken", taken)
+    per_node: dict[int, list] = {}
+    for zone in populated:
+        per_node.setdefault(zone.node, [])
+    migrate_by_zone = {r.zone_start: r for r in runs}
+    for node in sorted(per_node):
+        for zone in [z for z in populated if z.node == node]:
+            run = migrate_by_zone.get(zone.start_pfn)
+            per_node[node].append((run.migrate_scanned if run else 0, run.free_scanned if run else 0))
+    migrate_expected = compact_memory_scanned(target.rules, [[m for m, _ in zs] for zs in per_node.values()])
+    free_expected = compact_memory_scanned(target.rules, [[f for _, f in zs] for zs in per_node.values()])
+    rule = "Σ_k Σ_{j<=k} S_j per node (v5.0 compact_node reuses its totals)" if target.rules.compact_node_cumulative_scanned else "Σ S per zone"
+    ck.invariant("I8 compact_migrate_scanned", "Δcompact_migrate_scanned", delta.get("compact_migrate_scanned"),
+                 f"model({rule}) over isolate_migratepages nr_scanned", migrate_expected)
+    ck.invariant("I8 compact_free_scanned", "Δcompact_free_scanned", delta.get("compact_free_scanned"),
+                 f"model({rule}) over isolate_freepages nr_scanned", free_expected)
+
+
+class CompactMemory(Scenario):
+    name = "compact-memory"
+    experiment = "E7/E8"
+    title = "compact_memory after fragmentation, then per-node compaction of node 1"
+    needs_config = ("COMPACTION",)
+
+    def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
+        observation = self.prepare(guest, captures)
+        guest_command(guest, captures, "fragment", fragment_commands(target.numa_nodes), timeout=300)
+        guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")
+        guest_command(guest, captures, "buddyinfo-before", "cat /proc/buddyinfo")
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
+                      timeout=self.timeout)
+        observation["per_node"] = target.numa_nodes >= 2
+        if observation["per_node"]:
+            guest_command(guest, captures, "compact-node1",
+                          snapshot_around("node1", "echo 1 > /sys/devices/system/node/node1/compact"), timeout=self.timeout)
+        guest_command(guest, captures, "buddyinfo-after", "cat /proc/buddyinfo")
+        guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
+        guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+        return observation
+
+    def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
+        assert captures is not None
+        evidence = [str(captures.directory / "trace.out"), str(captures.directory / "compact-memory.out")]
+        top = Checker(self.name, "setup", evidence=evidence)
+        lost = {c: n for c, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
+        if lost:
+            top.error("trace buffer", f"the trace ring buffer overran ({lost}); raise the buffer size")
+            return top.results
+        zones = zoneinfo.parse(captures.load("zoneinfo.out"))
+        trace_text = captures.load("trace.out")
+        out = []
+        ck = Checker(self.name, "compact_memory", evidence=evidence)
+        before, after = split_snapshots(captures.load("compact-memory.out"))
+        delta = vmstat_mod.delta(before, after)
+        events = window(trace_text, "harness compact_memory begin", "harness compact_memory end")
+        check_compaction_window(ck, target, events, delta, zones, "compact_memory")
+        ck.bounded("pages migrated after fragmentation", sum(
+            int(e.fields["nr_succeeded"]) for e in events if e.name == "mm_migrate_pages"), low=1,
+            message="memory was fragmented on purpose: compaction must move something")
+        out += ck.results
+        if observation.get("per_node"):
+            ck = Checker(self.name, "node1-compact", evidence=[str(captures.directory / "compact-node1.out")])
+            before, after = split_snapshots(captures.load("compact-node1.out"))
+            events = window(trace_text, "harness node1 begin", "harness node1 end")
+            check_compaction_window(ck, target, events, vmstat_mod.delta(before, after), zones, "node1/compact", nodes={1})
+            out += ck.results
+        return out

@@ -1,0 +1,75 @@
+"""Direct compaction through THP faults: fill node 0 with a fragmented
+anonymous area, then fault THPs in a MADV_HUGEPAGE region bound to node 0.
+The allocator stalls in direct compaction, which migrates only in
+MIGRATE_ASYNC or MIGRATE_SYNC_LIGHT (never MIGRATE_SYNC) and keeps
+compact_stall = compact_success + compact_fail."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from harness.check import Checker
+from harness.model.callers import CALLERS
+from harness.observe import compaction as cmp
+from harness.observe import trace as trace_mod
+from harness.observe import vmstat as vmstat_mod
+from harness.result import CheckResult
+from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.scenarios.compaction import snapshot_around, split_snapshots, window
+
+THP_MB = 64
+
+FILL = (
+    "free=$(grep MemFree /sys/devices/system/node/node0/meminfo | awk '{print $4}'); "
+    "mb=$((free * 85 / 100 / 1024)); echo fragmenting ${mb} MiB; fragment anon $mb node=0 hold"
+)
+
+
+class DirectCompaction(Scenario):
+    name = "direct-compaction"
+    experiment = "direct"
+    title = "direct compaction from THP faults on a fragmented node"
+    needs_numa = True
+    needs_thp = True
+    needs_config = ("COMPACTION", "TRANSPARENT_HUGEPAGE")
+
+    def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
+        observation = self.prepare(guest, captures)
+        guest_command(guest, captures, "fragment", FILL, timeout=300)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        pages = THP_MB * 256
+        guest_command(guest, captures, "thp-faults",
+                      snapshot_around("thp_faults", f"mmdrive -c 'alloc big {pages} node=0 thp' -c 'smaps big'"),
+                      timeout=self.timeout)
+        guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
+        guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+        return observation
+
+    def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
+        assert captures is not None
+        ck = Checker(self.name, "thp-faults", evidence=[str(captures.directory / "thp-faults.out"), str(captures.directory / "trace.out")])
+        lost = {c: n for c, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
+        if lost:
+            ck.error("trace buffer", f"the trace ring buffer overran ({lost})")
+            return ck.results
+        before, after = split_snapshots(captures.load("thp-faults.out"))
+        delta = vmstat_mod.delta(before, after)
+        events = window(captures.load("trace.out"), "harness thp_faults begin", "harness thp_faults end")
+        direct_modes = sorted({target.rules.mode_name(c.mode) for c in CALLERS.values() if c.name.startswith("compaction-direct")})
+        ck.bounded("Δcompact_stall", delta.get("compact_stall", 0), low=1,
+                   message="THP faults on a fragmented node must enter direct compaction")
+        ck.invariant("I3 compact_stall = success + fail", "Δcompact_stall", delta.get("compact_stall"),
+                     "Δcompact_success + Δcompact_fail", delta.get("compact_success", 0) + delta.get("compact_fail", 0))
+        migrate = [e for e in events if e.name == "mm_migrate_pages"]
+        ck.bounded("mode of direct-compaction migrations", sorted({e.fields.get("mode") for e in migrate}), allowed=direct_modes,
+                   message="direct compaction migrates in MIGRATE_ASYNC or MIGRATE_SYNC_LIGHT, never MIGRATE_SYNC")
+        ck.exact("reason of migrations", ["compaction"] * len(migrate), [e.fields.get("reason") for e in migrate])
+        ck.invariant("I5 begin/end pair up", "begin events", cmp.count(events, "mm_compaction_begin"), "end events",
+                     cmp.count(events, "mm_compaction_end"))
+        ck.invariant("I1 pgmigrate_success", "Δpgmigrate_success", delta.get("pgmigrate_success"), "Σ nr_succeeded",
+                     sum(int(e.fields["nr_succeeded"]) for e in migrate))
+        ck.invariant("I2 pgmigrate_fail", "Δpgmigrate_fail", delta.get("pgmigrate_fail"), "Σ nr_failed",
+                     sum(int(e.fields["nr_failed"]) for e in migrate))
+        tries = [e for e in events if e.name == "mm_compaction_try_to_compact_pages"]
+        ck.bounded("try_to_compact_pages events", len(tries), low=1 if delta.get("compact_stall", 0) else 0,
+                   message="each stall comes from try_to_compact_pages")
+        return ck.results

@@ -1,0 +1,90 @@
+"""MODEL-SPEC E11: anonymous memory pushed to zram swap under a memcg
+limit, then compact_memory (zsmalloc pages migrate: zram's own numbers do
+not move), then zram's own compaction (object compaction, not page
+migration: no mm_migrate_pages at all)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from harness.check import Checker
+from harness.observe import trace as trace_mod
+from harness.observe import vmstat as vmstat_mod
+from harness.observe import zram as zram_mod
+from harness.result import CheckResult
+from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.scenarios.compaction import snapshot_around, split_snapshots, window
+
+DISK_MB, LIMIT_MB, FILL_MB = 512, 64, 192
+CGROUP = "/sys/fs/cgroup/memory"
+
+SETUP = (
+    f"echo {DISK_MB}M > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && swapon /dev/zram0 && "
+    f"mkdir -p {CGROUP} && (mountpoint -q {CGROUP} || mount -t cgroup -o memory memory {CGROUP}) && "
+    f"mkdir -p {CGROUP}/zfill && echo {LIMIT_MB}M > {CGROUP}/zfill/memory.limit_in_bytes && "
+    f"sh -c 'echo $$ > {CGROUP}/zfill/tasks && exec zfill {FILL_MB} hold'"
+)
+
+
+class Zram(Scenario):
+    name = "zram"
+    experiment = "E11"
+    title = "zram swap under a memcg limit, compact_memory, zram compact"
+    needs_config = ("ZRAM", "ZSMALLOC", "SWAP", "MEMCG", "COMPACTION")
+
+    def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
+        observation = self.prepare(guest, captures)
+        guest_command(guest, captures, "vmstat-before-fill", vmstat_mod.SNAPSHOT)
+        guest_command(guest, captures, "fill", SETUP, timeout=self.timeout)
+        guest_command(guest, captures, "vmstat-after-fill", vmstat_mod.SNAPSHOT)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "mm-stat-before", "cat /sys/block/zram0/mm_stat")
+        guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
+                      timeout=self.timeout)
+        guest_command(guest, captures, "mm-stat-after-compaction", "cat /sys/block/zram0/mm_stat")
+        guest_command(guest, captures, "zram-compact", snapshot_around("zram_compact", "echo 1 > /sys/block/zram0/compact"),
+                      timeout=self.timeout)
+        guest_command(guest, captures, "mm-stat-after-zram-compact", "cat /sys/block/zram0/mm_stat")
+        guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
+        guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+        return observation
+
+    def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
+        assert captures is not None
+        out = []
+        ck = Checker(self.name, "fill", evidence=[str(captures.directory / "vmstat-after-fill.out")])
+        fill = vmstat_mod.delta(vmstat_mod.parse(captures.load("vmstat-before-fill.out")),
+                                vmstat_mod.parse(captures.load("vmstat-after-fill.out")))
+        ck.bounded("Δpswpout", fill.get("pswpout", 0), low=(FILL_MB - LIMIT_MB) * 256,
+                   message=f"{FILL_MB} MiB under a {LIMIT_MB} MiB memcg limit must swap at least the difference")
+        out += ck.results
+        trace_text = captures.load("trace.out")
+        lost = {c: n for c, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
+        ck = Checker(self.name, "compact_memory", evidence=[str(captures.directory / "compact-memory.out")])
+        if lost:
+            ck.error("trace buffer", f"the trace ring buffer overran ({lost})")
+            return out + ck.results
+        before, after = split_snapshots(captures.load("compact-memory.out"))
+        delta = vmstat_mod.delta(before, after)
+        stat_before = zram_mod.parse_mm_stat(captures.load("mm-stat-before.out"))
+        stat_after = zram_mod.parse_mm_stat(captures.load("mm-stat-after-compaction.out"))
+        ck.exact("zram mm_stat (all 8 fields) unchanged by page migration", stat_before, stat_after)
+        ck.exact("Δnr_zspages", 0, delta.get("nr_zspages"))
+        events = [e for e in window(trace_text, "harness compact_memory begin", "harness compact_memory end")
+                  if e.name == "mm_migrate_pages"]
+        ck.invariant("I1 pgmigrate_success", "Δpgmigrate_success", delta.get("pgmigrate_success"), "Σ nr_succeeded",
+                     sum(int(e.fields["nr_succeeded"]) for e in events))
+        ck.invariant("I2 pgmigrate_fail", "Δpgmigrate_fail", delta.get("pgmigrate_fail"), "Σ nr_failed",
+                     sum(int(e.fields["nr_failed"]) for e in events))
+        out += ck.results
+        ck = Checker(self.name, "zram_compact", evidence=[str(captures.directory / "zram-compact.out")])
+        before, after = split_snapshots(captures.load("zram-compact.out"))
+        delta = vmstat_mod.delta(before, after)
+        ck.exact("Δpgmigrate_success", 0, delta.get("pgmigrate_success"))
+        ck.exact("Δpgmigrate_fail", 0, delta.get("pgmigrate_fail"))
+        events = [e for e in window(trace_text, "harness zram_compact begin", "harness zram_compact end")
+                  if e.name == "mm_migrate_pages"]
+        ck.exact("mm_migrate_pages events during zram compact", [], [e.body for e in events])
+        compacted = zram_mod.parse_mm_stat(captures.load("mm-stat-after-zram-compact.out"))
+        ck.bounded("pages_compacted does not go back", compacted["pages_compacted"], low=stat_after["pages_compacted"])
+        out += ck.results
+        return out
