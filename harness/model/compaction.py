@@ -35,3 +35,21 @@ def compact_memory_zone_runs(populated_zones: Sequence[str]) -> int:
     run at order -1 passes compaction_suitable(): one suitable/begin/end
     triple per populated zone."""
     return len(populated_zones)
+
+
+def compaction_migratepages(nr_isolated: int, nr_succeeded: int, nr_failed: int) -> tuple[int, int]:
+    """(nr_migrated, nr_failed) of the compaction:mm_compaction_migratepages
+    event that follows a compaction migrate_pages() call, given the batch
+    size and that call's mm_migrate_pages counts.
+
+    The event counts ``nr_failed = rc`` when migrate_pages() returned >= 0
+    (then every entry was counted: succeeded + failed == isolated), else the
+    pages still on the list: after an -ENOMEM abort (the free scanner ran
+    dry) that is the aborting entry, the unprocessed ones and the retries,
+    so nr_migrated = successes + permanent failures = nr_succeeded +
+    nr_failed - 1 (include/trace/events/compaction.h, mm/migrate.c:1452).
+    """
+    if nr_succeeded + nr_failed >= nr_isolated:
+        return nr_succeeded, nr_failed
+    removed = nr_succeeded + nr_failed - 1
+    return removed, nr_isolated - removed

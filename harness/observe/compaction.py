@@ -20,7 +20,8 @@ class ZoneRun:
     free_scanned: int = 0
     migrate_taken: int = 0
     free_taken: int = 0
-    #: (nr_succeeded, nr_failed) of each mm_migrate_pages inside the run.
+    #: (nr_isolated, nr_succeeded, nr_failed) of each mm_migrate_pages
+    #: inside the run (nr_isolated: taken since the previous migration).
     migrations: list = field(default_factory=list)
     #: (nr_migrated, nr_failed) of each mm_compaction_migratepages.
     compaction_migrations: list = field(default_factory=list)
@@ -38,6 +39,7 @@ def runs(events: Sequence[TraceEvent]) -> list[ZoneRun]:
     """Split compaction events into per-zone runs, per task."""
     open_runs: dict[int, ZoneRun] = {}
     waiting: dict[int, bool] = {}
+    batch: dict[int, int] = {}
     done: list[ZoneRun] = []
     for event in events:
         run = open_runs.get(event.pid)
@@ -46,19 +48,22 @@ def runs(events: Sequence[TraceEvent]) -> list[ZoneRun]:
             run = ZoneRun(event.pid, event.int("zone_start"), event.int("zone_end"), event.fields.get("mode", "?"))
             open_runs[event.pid] = run
             waiting[event.pid] = False
+            batch[event.pid] = 0
             continue
         if run is None:
             continue
         if name == "mm_compaction_isolate_migratepages":
             run.migrate_scanned += event.int("nr_scanned")
             run.migrate_taken += event.int("nr_taken")
+            batch[event.pid] = batch.get(event.pid, 0) + event.int("nr_taken")
         elif name == "mm_compaction_isolate_freepages":
             run.free_scanned += event.int("nr_scanned")
             run.free_taken += event.int("nr_taken")
         elif name == "mm_migrate_pages":
             if waiting.get(event.pid):
                 run.unpaired += 1
-            run.migrations.append((event.int("nr_succeeded"), event.int("nr_failed")))
+            run.migrations.append((batch.get(event.pid, 0), event.int("nr_succeeded"), event.int("nr_failed")))
+            batch[event.pid] = 0
             run.modes.add(event.fields.get("mode"))
             run.reasons.add(event.fields.get("reason"))
             waiting[event.pid] = True

@@ -16,11 +16,11 @@ from harness.result import CheckResult
 from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
 from harness.scenarios.compaction import snapshot_around, split_snapshots, window
 
-THP_MB = 64
+THP_MB = 256
 
 FILL = (
     "free=$(grep MemFree /sys/devices/system/node/node0/meminfo | awk '{print $4}'); "
-    "mb=$((free * 85 / 100 / 1024)); echo fragmenting ${mb} MiB; fragment anon $mb node=0 hold"
+    "mb=$((free * 90 / 100 / 1024)); echo fragmenting ${mb} MiB; fragment anon $mb node=0 hold"
 )
 
 

@@ -19,6 +19,7 @@ CGROUP = "/sys/fs/cgroup/memory"
 
 SETUP = (
     f"echo {DISK_MB}M > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && swapon /dev/zram0 && "
+    "(mountpoint -q /sys/fs/cgroup || mount -t tmpfs cgroup_root /sys/fs/cgroup) && "
     f"mkdir -p {CGROUP} && (mountpoint -q {CGROUP} || mount -t cgroup -o memory memory {CGROUP}) && "
     f"mkdir -p {CGROUP}/zfill && echo {LIMIT_MB}M > {CGROUP}/zfill/memory.limit_in_bytes && "
     f"sh -c 'echo $$ > {CGROUP}/zfill/tasks && exec zfill {FILL_MB} hold'"
