@@ -992,8 +992,8 @@ static void cmd_vmstat(int argc, char **argv)
     emit_result(&out);
 }
 
-/* kpageflags BIT: every PFN whose /proc/kpageflags entry has BIT set
- * (KPF_BALLOON is 23), as {"bit", "count", "pfns"}. */
+/* kpageflags BIT: the PFNs whose /proc/kpageflags entry has BIT set
+ * (KPF_BALLOON is 23), as {"bit", "count", "ranges": [[first, n], ...]}. */
 static void cmd_kpageflags(int argc, char **argv)
 {
     uint64_t bit;
@@ -1004,10 +1004,10 @@ static void cmd_kpageflags(int argc, char **argv)
         sys_fail(errno, "open /proc/kpageflags");
     result_begin("kpageflags");
     jo_u64(&out, "bit", bit);
-    jo_key(&out, "pfns");
+    jo_key(&out, "ranges");
     jb_raw(&out, "[");
     static uint64_t buf[8192];
-    uint64_t pfn = 0, count = 0;
+    uint64_t pfn = 0, count = 0, first = 0, run = 0, ranges = 0;
     for (;;) {
         ssize_t n = read(fd, buf, sizeof buf);
         if (n < 0) {
@@ -1019,11 +1019,20 @@ static void cmd_kpageflags(int argc, char **argv)
             break;
         for (size_t i = 0; i < (size_t)n / sizeof buf[0]; i++, pfn++) {
             if (buf[i] >> bit & 1) {
-                jb_printf(&out, count ? ",%" PRIu64 : "%" PRIu64, pfn);
+                if (run && first + run == pfn) {
+                    run++;
+                } else {
+                    if (run)
+                        jb_printf(&out, ranges++ ? ",[%" PRIu64 ",%" PRIu64 "]" : "[%" PRIu64 ",%" PRIu64 "]", first, run);
+                    first = pfn;
+                    run = 1;
+                }
                 count++;
             }
         }
     }
+    if (run)
+        jb_printf(&out, ranges++ ? ",[%" PRIu64 ",%" PRIu64 "]" : "[%" PRIu64 ",%" PRIu64 "]", first, run);
     close(fd);
     jb_raw(&out, "]");
     jo_u64(&out, "count", count);

@@ -130,5 +130,5 @@ def _kpf(text: str) -> list[int]:
     found = next((r for r in results if r.get("cmd") == "kpageflags"), None)
     if found is None:
         raise ValueError("no kpageflags result")
-    return found["pfns"]
+    return [pfn for first, count in found["ranges"] for pfn in range(first, first + count)]
 

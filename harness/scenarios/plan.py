@@ -182,26 +182,56 @@ class PlanScenario(Scenario):
         return out
 
     def account(self, target: Target, other: Target) -> list[str]:
-        mine = [p.as_dict() for p in self.predict(target)]
-        theirs = [p.as_dict() for p in self.predict(other)]
+        """Per step, what the model predicts differently for the two
+        targets, and the arch or kernel facts behind it."""
         notes = []
-        for index, (a, b) in enumerate(zip(mine, theirs), 1):
-            if a["trace"] != b["trace"] or a.get("status") != b.get("status") or a["vmstat"] != b["vmstat"]:
-                facts = _fact_differences(target, other)
-                notes.append(
-                    f"step {index}: {target.arch.name} predicts {a['trace'] or 'no event'}, {other.arch.name} predicts "
-                    f"{b['trace'] or 'no event'}" + (f" because {facts}" if facts else "")
-                )
+        why = _fact_differences(target, other, self._kinds())
+        for step, a, b in zip(self.plan.steps, self.predict(target), self.predict(other)):
+            diffs = prediction_differences(a, b)
+            if diffs:
+                notes.append(f"{step.name}: {'; '.join(diffs)} ({target.arch.name} vs {other.arch.name})" + (f", because {why}" if why else ""))
         return notes
 
+    def _kinds(self) -> set:
+        from harness.model.scenario import parse_pages
 
-def _fact_differences(a: Target, b: Target) -> str:
+        return {page.kind for page in parse_pages(list(self.plan.pages))}
+
+
+def prediction_differences(a: Prediction, b: Prediction) -> list[str]:
+    from harness.model.constants import errno_name
+
+    diffs = []
+    if a.ret != b.ret:
+        diffs.append(f"return {errno_name(a.ret) if a.ret is not None else None} vs {errno_name(b.ret) if b.ret is not None else None}")
+    if [e.text(a.rules) for e in a.events] != [e.text(b.rules) for e in b.events]:
+        short = lambda p: ", ".join(f"({e.succeeded},{e.failed})" for e in p.events) or "none"  # noqa: E731
+        diffs.append(f"events {short(a)} vs {short(b)}")
+    if a.status != b.status:
+        diffs.append("status[] differs")
+    va, vb = a.vmstat_deltas(), b.vmstat_deltas()
+    for name in sorted(set(va) | set(vb)):
+        if va.get(name, 0) != vb.get(name, 0):
+            diffs.append(f"Δ{name} {va.get(name, 0)} vs {vb.get(name, 0)}")
+    return diffs
+
+
+def _fact_differences(a: Target, b: Target, kinds: set) -> str:
+    from harness.model.page import PageKind
+
     fa, fb = a.rules.arch(a.arch.name), b.rules.arch(b.arch.name)
+    relevant = {"numa"}
+    if PageKind.THP in kinds:
+        relevant.add("thp_migration")
+    if kinds & {PageKind.HUGETLB, PageKind.HUGETLB_1G}:
+        relevant |= {"hugetlb_migration", "gigantic_hugetlb_migration"}
     parts = []
-    for name in ("thp_migration", "hugetlb_migration", "numa"):
+    for name in sorted(relevant):
         va, vb = getattr(fa, name), getattr(fb, name)
         if va != vb:
-            parts.append(f"{name} is {va} on {a.arch.name} {a.rules.name} but {vb} on {b.arch.name} {b.rules.name}")
+            parts.append(f"{name} is {va} on {a.arch.name} {a.rules.name} and {vb} on {b.arch.name} {b.rules.name}")
+    if a.rules.name != b.rules.name:
+        parts.append(f"the kernels differ ({a.rules.name} vs {b.rules.name})")
     return "; ".join(parts)
 
 

@@ -142,7 +142,10 @@ class Machine:
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(self._private_pem)
-        initrd = self.run_dir / "initrd.img"
+        # The per-run initrd holds the run's public key and entropy seed; it
+        # is rebuilt from the cached image each time, so it lives (and dies)
+        # in the private directory rather than in the run directory.
+        initrd = self.private / "initrd.img"
         with open(initrd, "wb") as out:
             base = Path(req.initrd).read_bytes()
             # The kernel looks for a following uncompressed archive only at

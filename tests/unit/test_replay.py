@@ -1,0 +1,125 @@
+"""Recorded runs (real v5.0 and 5.10.223 guests, x86_64 and arm64) replayed
+through observe, check and report without a VM."""
+import gzip
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.model import kernels
+from harness.observe import compaction as cmp
+from harness.observe import trace, vmstat, workload, zoneinfo
+from harness.pipeline import recheck
+from harness.report.model import run_status
+from harness.result import Status
+
+RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
+RECORDED = sorted(p.name for p in RUNS.iterdir())
+
+
+def materialize(name: str, tmp_path: Path) -> Path:
+    dest = tmp_path / name
+    for path in (RUNS / name).rglob("*"):
+        if path.is_dir():
+            continue
+        out = dest / path.relative_to(RUNS / name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".gz":
+            out.with_suffix("").write_bytes(gzip.decompress(path.read_bytes()))
+        else:
+            shutil.copyfile(path, out)
+    return dest
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_recorded_run_rechecks_to_the_recorded_verdicts(name, tmp_path):
+    run_dir = materialize(name, tmp_path)
+    recorded = json.loads((run_dir / "results.json").read_text())
+    doc = recheck(run_dir)
+    assert run_status(doc) is Status.PASS
+    for arch, arch_doc in doc["arches"].items():
+        for scenario, entry in arch_doc["scenarios"].items():
+            assert entry["status"] == recorded["arches"][arch]["scenarios"][scenario]["status"], (arch, scenario)
+            assert len(entry["checks"]) == len(recorded["arches"][arch]["scenarios"][scenario]["checks"])
+    assert ET.parse(run_dir / "junit.xml").getroot().tag == "testsuites"
+    assert (run_dir / "results.tap").read_text().startswith("KTAP version 1")
+
+
+def test_check_and_report_commands_offline(tmp_path, capsys):
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    assert main(["check", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "thp" in out and "PASS" in out and "across arches" in out
+    assert main(["report", str(run_dir)]) == 0
+    assert main(["check", str(tmp_path / "nowhere")]) == 2
+
+
+def test_checks_have_teeth_a_wrong_model_fails_by_name(tmp_path, monkeypatch):
+    """Pretend v5.0 x86_64 had no THP migration: the recorded x86_64 run
+    (which moved THPs whole) must now fail, naming scenario, check,
+    expected and observed."""
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    wrong = replace(kernels.V5_0, arches={**kernels.V5_0.arches, "x86_64": kernels.V5_0.arches["arm64"]})
+    monkeypatch.setattr(kernels, "KERNELS", {**kernels.KERNELS, "v5.0": wrong})
+    doc = recheck(run_dir)
+    thp = doc["arches"]["x86_64"]["scenarios"]["thp"]
+    assert thp["status"] == "FAIL"
+    failed = [c for c in thp["checks"] if c["status"] == "FAIL"]
+    names = {c["name"] for c in failed}
+    assert {"mm_migrate_pages events", "Δpgmigrate_success", "AnonHugePages kB"} <= names
+    events = next(c for c in failed if c["name"] == "mm_migrate_pages events")
+    assert "nr_succeeded=512" in events["expected"][0] and "nr_succeeded=1 " in events["observed"][0]
+    summary = (run_dir / "summary.txt").read_text()
+    assert "FAIL thp/head/mm_migrate_pages events (exact)" in summary
+    assert "expected:" in summary and "observed:" in summary
+    assert doc["arches"]["arm64"]["scenarios"]["thp"]["status"] == "PASS"
+    tap = (run_dir / "results.tap").read_text()
+    assert "not ok" in tap
+
+
+def test_510_return_value_off_by_one_was_observed(tmp_path):
+    """The model read `err += nr_pages - i - 1` in 5.10.223: E3 returns 1
+    for two failed pages.  The recorded guests agree."""
+    run_dir = materialize("5.10-x86_64+arm64", tmp_path)
+    for arch in ("x86_64", "arm64"):
+        results, _ = workload.parse((run_dir / arch / "pins-mlock" / "workload.out").read_text())
+        first_move = next(r for r in results if r["cmd"] == "move")
+        assert first_move["ret"] == 1
+
+
+def test_trace_parser_on_recorded_lines(tmp_path):
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    events = trace.parse((run_dir / "x86_64" / "pins-mlock" / "trace.out").read_text())
+    migrate = trace.named(events, "mm_migrate_pages")
+    assert [e.fields["nr_succeeded"] for e in migrate] == ["30", "2"]
+    assert migrate[0].task == "mmdrive" and migrate[0].fields["reason"] == "syscall_or_cpuset"
+    window = trace.between(events, "harness step 1 begin", "harness step 1 end")
+    assert [e.name for e in window] == ["mm_migrate_pages"]
+
+
+def test_compaction_runs_from_a_recorded_trace(tmp_path):
+    from harness.model.compaction import compaction_migratepages
+
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    sdir = run_dir / "x86_64" / "compact-memory"
+    zones = zoneinfo.parse((sdir / "zoneinfo.out").read_text())
+    assert [(z.node, z.name) for z in zoneinfo.populated(zones)] == [(0, "DMA"), (0, "DMA32"), (1, "DMA32")]
+    events = trace.between(trace.parse((sdir / "trace.out").read_text()), "harness compact_memory begin", "harness compact_memory end")
+    runs = cmp.runs(events)
+    assert len(runs) == 3 and all(r.status == "complete" for r in runs)
+    pairs = [(compaction_migratepages(*m), c) for r in runs for m, c in zip(r.migrations, r.compaction_migrations)]
+    assert all(expected == observed for expected, observed in pairs)
+    aborted = [m for r in runs for m in r.migrations if m[1] + m[2] < m[0]]
+    assert aborted, "the recording holds -ENOMEM aborts at the end of a zone"
+
+
+def test_vmstat_delta_from_recorded_snapshots(tmp_path):
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    text = (run_dir / "arm64" / "balloon" / "compact-memory.out").read_text()
+    before, _, after = text.partition("== after")
+    delta = vmstat.delta(vmstat.parse(before.replace("== before", "")), vmstat.parse(after))
+    assert delta["balloon_inflate"] == 0 and delta["pgmigrate_success"] > 0
