@@ -56,6 +56,8 @@ class BuildRequest:
     jobs: Optional[int] = None
     quiet: bool = False
     ccache: bool = True
+    #: Only look the build up in the cache; never build (NotBuilt if absent).
+    cache_only: bool = False
 
 
 @dataclass
@@ -86,6 +88,10 @@ class BuildResult:
             elapsed=elapsed,
             metadata=meta,
         )
+
+
+class NotBuilt(UserError):
+    """A cache-only build request found nothing."""
 
 
 def layers(request: BuildRequest, the_arch: Arch, plan: compat.CompatPlan) -> tuple[list[list[kconfig.Option]], list[dict]]:
@@ -175,6 +181,9 @@ class Builder:
                 if not request.quiet:
                     print(f"[build {the_arch.name}] cache hit: {final}", file=self.stream)
                 return result
+        if request.cache_only:
+            raise NotBuilt(f"no cached {the_arch.name} build of {request.source.spec} with these inputs",
+                           hint=f"build it: {reproducer(request)}")
         with self.cache.lock(f"objs-{source.id}-{the_arch.name}"):
             if (final / "build.json").is_file():
                 return BuildResult.load(final, cached=True, elapsed=time.monotonic() - started)

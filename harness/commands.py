@@ -269,4 +269,46 @@ def _add_check_report(sub: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=_cmd_report)
 
 
-ADDERS: list = [_add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report]
+def _cmd_deps(args: argparse.Namespace) -> int:
+    from harness import deps
+
+    arches = [a for part in args.arch for a in part.split(",") if a] or ["x86_64"]
+    installed = deps.ensure(arches, install=args.install, echo=lambda line: print(line, file=sys.stderr))
+    print("installed: " + " ".join(installed) if installed else "all system packages are present")
+    return 0
+
+
+def _add_deps(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("deps", help="check (and as root, install) the Debian packages the harness needs")
+    parser.add_argument("--arch", action="append", default=[], help="arches to support (repeatable or comma-separated)")
+    parser.add_argument("--install", action="store_true", help="install what is missing (root only)")
+    parser.set_defaults(handler=_cmd_deps)
+
+
+def _cmd_sources(args: argparse.Namespace) -> int:
+    from harness.cache import Cache
+    from harness.source import PRESETS, SourceResolver
+
+    resolver = SourceResolver(Cache())
+    if args.register:
+        name, path = args.register
+        record = resolver.register(name, Path(path))
+        print(f"registered {path} as {name} ({record})")
+        return 0
+    if args.check:
+        where = resolver.available_offline(args.check)
+        print(f"{args.check}: {where or 'not available offline'}")
+        return 0 if where else 1
+    for name, preset in PRESETS.items():
+        print(f"{name:12} {resolver.available_offline(name) or 'not cached (needs the network once)'}")
+    return 0
+
+
+def _add_sources(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("sources", help="the named kernel sources and whether they are available offline")
+    parser.add_argument("--check", choices=["v5.0", "debian-5.10"], help="exit 0 when this source is available offline")
+    parser.add_argument("--register", nargs=2, metavar=("NAME", "PATH"), help="use a pristine local tree for a named source")
+    parser.set_defaults(handler=_cmd_sources)
+
+
+ADDERS: list = [_add_deps, _add_sources, _add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report]

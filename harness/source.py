@@ -86,6 +86,28 @@ DEBIAN_5_10 = DebianPreset(
     top="linux-source-5.10",
 )
 PRESETS = {V5_0.name: V5_0, DEBIAN_5_10.name: DEBIAN_5_10}
+
+#: sha256 of the v5.0 files the model is read from (and the Makefile), from
+#: a pristine v5.0 tree: a tree registered as "v5.0" must match them.
+V5_0_FINGERPRINT = {
+    "Makefile": "6d41a8325426821b53bf56f11998bc5beac21d58b3290dafd6cc84c3b6d1280f",
+    "mm/migrate.c": "1c49ac60061cc25299ae4edbe5e9f63d98a5a7ea0fb552e2ed63dcad8b4827e3",
+    "mm/compaction.c": "bc494562692c1dd76a7a26f721b6d6b6d52e8421659df453080314feb58ffb74",
+    "mm/mempolicy.c": "d4253b7d68b3ee121975b4947d7519b8fcf14681713dbd8b6284783a1fd28e78",
+    "mm/huge_memory.c": "93567fa84e1fdc6f93df34d41f0f7ae43708b1ea4c389b8c296bf3986f7a306f",
+    "include/trace/events/migrate.h": "b0a27ea46bf27f5695b61e78f27effdf06e4662bf74b775c70e2156d9dcfbff1",
+}
+TREE_FINGERPRINTS = {V5_0.name: V5_0_FINGERPRINT}
+
+
+def fingerprint_mismatches(tree: Path, fingerprint: dict) -> list[str]:
+    """Files of ``tree`` that differ from (or lack) the fingerprint."""
+    bad = []
+    for rel, digest in fingerprint.items():
+        path = tree / rel
+        if not path.is_file() or sha256_file(path) != digest:
+            bad.append(rel)
+    return bad
 MIRROR_ENV = "HARNESS_KERNEL_ORG"
 
 
@@ -176,6 +198,10 @@ class SourceResolver:
             preset = PRESETS[spec]
             if isinstance(preset, TarballPreset):
                 tarball = self.preset_tarball(preset, request.tarball, request.offline)
+                if tarball.is_dir():
+                    tree = tarball.resolve()
+                    return self._source(preset.name, "preset", tree_fingerprint(tree), tree,
+                                        f"registered tree {tree}", owned=False)
                 tree = self._extract(tarball, preset.sha256, preset.top)
                 return self._source(preset.name, "preset", preset.sha256, tree, f"{preset.url} (sha256 {preset.sha256[:12]}...)")
             if request.tarball:
@@ -215,6 +241,9 @@ class SourceResolver:
         if cached.exists():
             verify_tarball(cached, preset, cached=True)
             return cached
+        registered = self.registered_tree(preset.name)
+        if registered is not None:
+            return registered
         if offline:
             raise UserError(
                 f"the {preset.name} source is not in the cache ({cached}) and --offline forbids downloading it",
@@ -245,6 +274,48 @@ class SourceResolver:
             tmp.unlink(missing_ok=True)
             raise
         return cached
+
+    def register(self, name: str, tree: Path) -> Path:
+        """Record a local tree as the source of a preset (verified against
+        the preset's fingerprint), for builds without the tarball."""
+        if name not in TREE_FINGERPRINTS:
+            raise UserError(f"only {', '.join(TREE_FINGERPRINTS)} can be registered as a tree", hint="pass other trees as paths")
+        tree = Path(tree).expanduser().resolve()
+        if not (tree / "Makefile").is_file():
+            raise UserError(f"{tree} is not a kernel tree (no Makefile)")
+        bad = fingerprint_mismatches(tree, TREE_FINGERPRINTS[name])
+        if bad:
+            raise UserError(
+                f"{tree} is not a pristine {name} tree: {', '.join(bad)} differ",
+                hint="register an unmodified tree; a patched tree is built with --kernel PATH or --patch",
+            )
+        check_clean_tree(tree)
+        record = self.cache.dir("sources") / f"{name}.tree"
+        record.write_text(str(tree) + "\n")
+        return record
+
+    def registered_tree(self, name: str) -> Optional[Path]:
+        record = self.cache.root / "sources" / f"{name}.tree"
+        if not record.is_file():
+            return None
+        tree = Path(record.read_text().strip())
+        if not tree.is_dir() or fingerprint_mismatches(tree, TREE_FINGERPRINTS.get(name, {})):
+            raise UserError(
+                f"the tree registered as {name} ({tree}) is gone or no longer pristine",
+                hint=f"register it again (harness sources --register {name} PATH) or remove {record}",
+            )
+        return tree
+
+    def available_offline(self, name: str) -> Optional[str]:
+        """How a preset can be had without the network, or None."""
+        preset = PRESETS[name]
+        if isinstance(preset, TarballPreset):
+            if (self.cache.root / "sources" / preset.filename).is_file():
+                return f"tarball {self.cache.root / 'sources' / preset.filename}"
+            record = self.cache.root / "sources" / f"{name}.tree"
+            return f"registered tree {record.read_text().strip()}" if record.is_file() else None
+        debs = list((self.cache.root / "sources").glob(f"{preset.package}_*.deb")) if (self.cache.root / "sources").is_dir() else []
+        return f"package {debs[0].name}" if debs else None
 
     def _install_file(self, src: Path, dest: Path) -> None:
         tmp = dest.with_name(f".tmp-{os.getpid()}-{dest.name}")

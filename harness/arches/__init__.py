@@ -10,7 +10,7 @@ from harness.arches.base import Arch
 from harness.errors import one_of
 
 ARCHES: Mapping[str, Arch] = MappingProxyType({a.ARCH.name: a.ARCH for a in (x86_64, arm64, arm)})
-_ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "aarch64": "arm64", "armhf": "arm", "arm32": "arm"}
+_ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "x86": "x86_64", "aarch64": "arm64", "armhf": "arm", "arm32": "arm"}
 
 
 def arch(name: str) -> Arch:

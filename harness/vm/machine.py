@@ -290,6 +290,12 @@ class Machine:
             if fatal:
                 raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}", fatal) from exc
             raise
+        # An oops kills the task and the command "finishes" (status 255 or a
+        # signal) before its console lines may have been read: give them a
+        # moment, then report the kernel, not the command.
+        fatal = self.wait_fatal(1.0 if result.status >= 128 else 0.0)
+        if fatal:
+            raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}", fatal)
         if check and not result.ok:
             raise InfraError(
                 f"guest command {command!r} failed with status {result.status}",

@@ -307,3 +307,24 @@ def test_harness_killed_outright_takes_qemu_with_it(fake_qemu, tmp_path):
     proc.kill()
     proc.wait(timeout=5)
     assert gone(fake_qemu["pidfile"], wait=5)
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+@pytest.mark.parametrize("name,first,fatal", [
+    ("panic", Kind.PANIC, True),
+    ("warn", Kind.WARNING, False),
+    ("oops", None, True),
+    ("bug", Kind.BUG, True),
+])
+def test_recorded_failure_consoles(arch, name, first, fatal):
+    """Recorded from real v5.0 guests: sysrq-trigger c, and LKDTM's WARNING,
+    EXCEPTION (NULL dereference) and BUG."""
+    events = scan((CONSOLE / f"v5.0-{arch}-{name}.log").read_text(errors="replace").splitlines())
+    problem = first_problem(events)
+    assert problem is not None
+    if first is not None:
+        assert problem.kind is first
+    else:  # the NULL dereference reads "BUG: unable to handle" on x86, "Unable to handle" + Oops on arm64
+        assert {e.kind for e in events} & {Kind.OOPS}
+    assert any(e.kind.fatal for e in events) is fatal
+    assert [e.kind for e in events[:3]] == [Kind.INIT, Kind.HOSTKEY, Kind.READY]

@@ -1,0 +1,108 @@
+"""The VM layer against real QEMU and real kernels (pytest -m guest)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import KernelError
+from harness.vm.console import Kind
+from harness.vm.machine import Machine, MachineRequest
+
+pytestmark = pytest.mark.guest
+
+
+def qemu_processes() -> set:
+    out = subprocess.run(["pgrep", "-f", "qemu-system-"], capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+def machine(arch, kernel, initrd, run_dir, **kw):
+    return Machine(MachineRequest(arch=arch, kernel=kernel, initrd=initrd, **kw), run_dir)
+
+
+def test_boot_numa_balloon_and_clean_shutdown(guest_inputs, tmp_path):
+    arch, kernel, initrd = guest_inputs
+    before = qemu_processes()
+    with machine(arch, kernel, initrd, tmp_path / "run") as m:
+        nodes = m.run("ls -d /sys/devices/system/node/node*", check=True).stdout.split()
+        if arch != "arm":
+            assert len(nodes) == 2
+        rootfs = m.run("grep ' / ' /proc/mounts", check=True).stdout
+        assert "size=" in rootfs  # tmpfs, not ramfs
+        inflate = lambda: int(m.run("grep balloon_inflate /proc/vmstat | cut -d' ' -f2", check=True).stdout)  # noqa: E731
+        start = inflate()
+        m.qmp.balloon(m.qmp.balloon_actual() - (64 << 20))
+        deadline = time.monotonic() + 30
+        while inflate() - start < 16384 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert inflate() - start == 16384
+    assert qemu_processes() <= before
+    assert "HARNESS-READY" in (tmp_path / "run" / "console.log").read_text()
+
+
+def test_sysrq_crash_is_a_kernel_panic_within_two_seconds(guest_inputs, tmp_path):
+    arch, kernel, initrd = guest_inputs
+    with machine(arch, kernel, initrd, tmp_path / "run") as m:
+        start = time.monotonic()
+        with pytest.raises(KernelError) as err:
+            m.run("echo c > /proc/sysrq-trigger", timeout=60)
+        assert time.monotonic() - start < 2.0
+        assert "panic" in err.value.message.lower() or any("Kernel panic" in l for l in err.value.log_tail)
+
+
+def test_lkdtm_warning_is_seen_and_the_guest_lives_on(guest_inputs, tmp_path):
+    arch, kernel, initrd = guest_inputs
+    with machine(arch, kernel, initrd, tmp_path / "run") as m:
+        m.run("echo WARNING > /sys/kernel/debug/provoke-crash/DIRECT")
+        assert m.watcher.wait_for(lambda: m.watcher.find(Kind.WARNING) is not None, 5)
+        assert m.run("echo alive").stdout == "alive\n"
+
+
+def test_lkdtm_oops_ends_the_run(guest_inputs, tmp_path):
+    arch, kernel, initrd = guest_inputs
+    with machine(arch, kernel, initrd, tmp_path / "run") as m:
+        with pytest.raises(KernelError) as err:
+            m.run("echo EXCEPTION > /sys/kernel/debug/provoke-crash/DIRECT", timeout=60)
+        assert err.value.log_tail
+
+
+def test_kernel_that_never_reaches_init_is_a_boot_failure(guest_inputs, tmp_path):
+    arch, kernel, initrd = guest_inputs
+    start = time.monotonic()
+    with pytest.raises(KernelError) as err:
+        with machine(arch, kernel, initrd, tmp_path / "run", append=("rdinit=/bin/busybox", "--", "sleep", "3600"), boot_timeout=15):
+            pass
+    assert time.monotonic() - start < 30
+    assert "never reached init" in err.value.message
+    assert err.value.log_tail
+
+
+def test_twenty_boot_shutdown_cycles(guest_inputs, tmp_path):
+    arch, kernel, initrd = guest_inputs
+    before = qemu_processes()
+    times = []
+    for cycle in range(20):
+        with machine(arch, kernel, initrd, tmp_path / f"run{cycle}") as m:
+            assert m.run("cat /proc/sys/kernel/numa_balancing 2>/dev/null || echo none").ok
+            times.append(m.times.as_dict()["ssh_s"])
+    assert qemu_processes() <= before
+    print(f"{arch}: 20 cycles, boot-to-SSH median {sorted(times)[10]:.2f}s")
+
+
+def test_ctrl_c_during_boot_leaves_no_qemu(guest_inputs, tmp_path):
+    arch, kernel, initrd = guest_inputs
+    before = qemu_processes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "boot", "--kernel-image", str(kernel), "--initrd", str(initrd), "--arch", arch,
+         "--runs", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) in (130, 0)
+    time.sleep(0.5)
+    assert qemu_processes() <= before
