@@ -249,6 +249,9 @@ def check_scenario(scenario: Scenario, target: Target, sdir: Path, observation: 
             results = [CheckResult(scenario.name, "check", "observation", CheckKind.EXACT, Status.ERROR,
                                    message=f"the captures cannot be checked: {type(exc).__name__}: {exc}",
                                    evidence=[str(sdir)])]
+        if not results:
+            results = [CheckResult(scenario.name, "check", "checks", CheckKind.EXACT, Status.ERROR,
+                                   message="the scenario ran no checks", evidence=[str(sdir)])]
     console = sdir / "console.log"
     if console.exists():
         problems = [e for e in scan(console.read_text(errors="replace").splitlines()) if e.kind.problem]

@@ -78,5 +78,5 @@ class CheckResult:
 
 
 def _short(value: Any, limit: int = 400) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    text = json.dumps(value, default=str)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"

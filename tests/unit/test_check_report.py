@@ -1,0 +1,77 @@
+"""Checker semantics, statuses, and the report formats."""
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness.check import Checker
+from harness.report.junit import write_junit
+from harness.report.model import run_status, scenario_status
+from harness.report.summary import summary_text
+from harness.report.tap import ktap
+from harness.result import CheckKind, CheckResult, Status
+
+
+def test_exact_bounded_invariant():
+    ck = Checker("s", "step")
+    assert ck.exact("a", [1, 2], [1, 2]).status is Status.PASS
+    bad = ck.exact("b", [1, 2, 3], [1, 5, 3])
+    assert bad.status is Status.FAIL and "index 1" in bad.message
+    assert ck.bounded("c", 5, low=1).status is Status.PASS
+    low = ck.bounded("d", 0, low=1)
+    assert low.status is Status.FAIL and low.bound == ">= 1"
+    assert ck.bounded("e", ["complete"], allowed=["complete", "contended"]).status is Status.PASS
+    assert ck.bounded("f", ["complete", "skipped"], allowed=["complete"]).status is Status.FAIL
+    assert ck.invariant("g", "Δx", 3, "Σ y", 3).status is Status.PASS
+    assert ck.invariant("h", "Δx", 4, "Σ y", 3, relation="<=").status is Status.FAIL
+    assert [r.kind for r in ck.results[:4]] == [CheckKind.EXACT, CheckKind.EXACT, CheckKind.BOUNDED, CheckKind.BOUNDED]
+
+
+def test_dict_difference_names_keys():
+    ck = Checker("s", "step")
+    bad = ck.exact("mm_stat", {"a": 1, "b": 2}, {"a": 1, "b": 3})
+    assert "b (expected 2, observed 3)" in bad.message
+
+
+def test_status_worst_first_and_empty_is_error():
+    assert Status.worst([Status.PASS, Status.SKIP, Status.FAIL]) is Status.FAIL
+    assert Status.worst([]) is Status.ERROR
+
+
+def doc_with(*checks, skip=None, error=None):
+    entry = {"checks": [c.as_dict() for c in checks]}
+    if skip:
+        entry["skip_reason"] = skip
+    if error:
+        entry["error"] = error
+    return {"run_id": "r", "arches": {"x86_64": {"target": {"kernel_version": "5.0.0", "model": "v5.0"}, "scenarios": {"s": entry}}}}
+
+
+PASS = CheckResult("s", "st", "ok", CheckKind.EXACT, Status.PASS, 1, 1)
+FAIL = CheckResult("s", "st", "bad", CheckKind.EXACT, Status.FAIL, [1, 2], [1, 3], message="first difference at index 1")
+
+
+def test_run_status():
+    assert run_status(doc_with(PASS)) is Status.PASS
+    assert run_status(doc_with(PASS, FAIL)) is Status.FAIL
+    assert run_status(doc_with(skip="no NUMA")) is Status.ERROR
+    assert scenario_status({"error": "boom", "checks": [PASS.as_dict()]}) is Status.ERROR
+
+
+def test_ktap_and_junit_and_summary(tmp_path):
+    doc = doc_with(PASS, FAIL)
+    text = ktap(doc)
+    assert text.startswith("KTAP version 1\n1..1\n")
+    assert "ok 1 st: ok" in text and "not ok 2 st: bad" in text and "not ok 1 s" in text and "not ok 1 x86_64" in text
+    write_junit(doc, tmp_path / "j.xml")
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    assert suite.find("testcase/failure").get("message") == "first difference at index 1"
+    summary = summary_text(doc)
+    assert "FAIL s/st/bad (exact)" in summary and "expected: [1, 2]" in summary and "observed: [1, 3]" in summary
+
+
+def test_skip_in_ktap_and_junit(tmp_path):
+    doc = doc_with(skip="needs two NUMA nodes")
+    assert "ok 1 s # SKIP needs two NUMA nodes" in ktap(doc)
+    write_junit(doc, tmp_path / "j.xml")
+    assert ET.parse(tmp_path / "j.xml").getroot().find("testsuite/testcase/skipped") is not None

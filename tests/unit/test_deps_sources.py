@@ -1,0 +1,64 @@
+"""System package lists, and registering a pristine tree as a named source."""
+import hashlib
+
+import pytest
+
+from harness import deps
+from harness import source as src
+from harness.errors import UserError
+from harness.source import SourceRequest, SourceResolver
+
+
+def test_packages_per_arch():
+    x86 = deps.packages(["x86_64"])
+    assert "qemu-system-x86" in x86 and "flex" in x86 and "gcc-aarch64-linux-gnu" not in x86
+    both = deps.packages(["x86_64", "arm64"])
+    assert {"qemu-system-arm", "gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"} <= set(both)
+    arm = deps.packages(["arm"])
+    assert "gcc-arm-linux-gnueabi" in arm and "gcc-arm-linux-gnueabihf" in arm
+    with pytest.raises(UserError):
+        deps.packages(["sparc"])
+
+
+def test_missing_packages_named_when_not_installing(monkeypatch):
+    monkeypatch.setattr(deps, "missing", lambda pkgs: ["qemu-system-arm"])
+    with pytest.raises(UserError) as err:
+        deps.ensure(["arm64"], install=False)
+    assert err.value.hint == "run: sudo apt-get install -y qemu-system-arm"
+
+
+@pytest.fixture
+def fingerprinted(fake_tree, monkeypatch):
+    prints = {rel: hashlib.sha256((fake_tree / rel).read_bytes()).hexdigest() for rel in ("Makefile", "Kconfig")}
+    monkeypatch.setitem(src.TREE_FINGERPRINTS, "v5.0", prints)
+    return fake_tree
+
+
+def test_register_a_pristine_tree_and_build_v50_from_it(cache, fingerprinted):
+    resolver = SourceResolver(cache)
+    assert resolver.available_offline("v5.0") is None
+    resolver.register("v5.0", fingerprinted)
+    assert "registered tree" in resolver.available_offline("v5.0")
+    source = resolver.resolve(SourceRequest("v5.0", offline=True))
+    assert source.tree == fingerprinted.resolve() and not source.owned
+    assert source.id == resolver.resolve(SourceRequest(str(fingerprinted))).id  # same builds either way
+
+
+def test_a_modified_tree_is_refused(cache, fingerprinted):
+    (fingerprinted / "Kconfig").write_text("# patched\n")
+    with pytest.raises(UserError) as err:
+        SourceResolver(cache).register("v5.0", fingerprinted)
+    assert "not a pristine v5.0 tree: Kconfig" in err.value.message
+
+
+def test_registered_tree_changed_later_is_reported(cache, fingerprinted):
+    SourceResolver(cache).register("v5.0", fingerprinted)
+    (fingerprinted / "Makefile").write_text((fingerprinted / "Makefile").read_text() + "\n# changed\n")
+    with pytest.raises(UserError) as err:
+        SourceResolver(cache).resolve(SourceRequest("v5.0", offline=True))
+    assert "no longer pristine" in err.value.message
+
+
+def test_only_known_presets_can_be_registered(cache, fake_tree):
+    with pytest.raises(UserError):
+        SourceResolver(cache).register("debian-5.10", fake_tree)

@@ -1,0 +1,159 @@
+"""The run pipeline with a fake QEMU and stand-in scenarios: the run
+directory exists from the start, crashes still leave evidence, skipped and
+check-less scenarios are reported as such, reports are written."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import pipeline as pipeline_mod
+from harness.build import BuildResult
+from harness.check import Checker
+from harness.errors import InfraError
+from harness.image import ImageResult
+from harness.pipeline import Pipeline, RunRequest
+from harness.result import Status
+from harness.scenarios.base import Scenario
+from harness.source import SourceRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "tests" / "fixtures" / "kconfig" / "v5.0-x86_64-harness.config"
+
+
+class Passing(Scenario):
+    name, experiment, title = "passing", "T1", "runs a command, checks it"
+
+    def drive(self, guest, target, captures, qmp=None):
+        captures.save("echo.out", guest.run("echo 42").stdout)
+        return {"file": "echo.out"}
+
+    def check(self, observation, target, captures=None):
+        ck = Checker(self.name, "echo")
+        ck.exact("output", "42\n", captures.load(observation["file"]))
+        return ck.results
+
+
+class Failing(Passing):
+    name = "failing"
+
+    def check(self, observation, target, captures=None):
+        ck = Checker(self.name, "echo")
+        ck.exact("output", "41\n", captures.load(observation["file"]))
+        return ck.results
+
+
+class NoChecks(Passing):
+    name = "no-checks"
+
+    def check(self, observation, target, captures=None):
+        return []
+
+
+class Crashing(Passing):
+    name = "crashing"
+
+    def drive(self, guest, target, captures, qmp=None):
+        raise InfraError("the workload could not start")
+
+
+class NeedsZfs(Passing):
+    name = "needs-zfs"
+    needs_config = ("ZFS",)
+
+
+@pytest.fixture
+def fake_run(tmp_path, monkeypatch):
+    wrapper = tmp_path / "qemu-fake"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {ROOT / 'tests' / 'fake_qemu.py'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    monkeypatch.setenv("FAKE_QEMU_CONSOLE", str(ROOT / "tests" / "fixtures" / "console" / "v5.0-x86_64-clean-boot.log"))
+    monkeypatch.setenv("HARNESS_ACCEL", "tcg")
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"k")
+    import gzip
+
+    from harness import cpio
+    initrd = tmp_path / "initramfs.cpio.gz"
+    initrd.write_bytes(gzip.compress(cpio.archive([cpio.Entry.dir("etc")])))
+
+    class FakeBuilder:
+        def __init__(self, *a, **k):
+            pass
+
+        def build(self, request):
+            return BuildResult("key", tmp_path, kernel, CONFIG, request.arch, {}, "5.0.0", True, 0.0, {"key": "key"})
+
+    class FakeImages:
+        def __init__(self, *a, **k):
+            pass
+
+        def build(self, request):
+            return ImageResult(initrd, "ikey", request.arch, True, {})
+
+    monkeypatch.setattr(pipeline_mod, "Builder", FakeBuilder)
+    monkeypatch.setattr(pipeline_mod, "ImageBuilder", FakeImages)
+    import dataclasses
+
+    import harness.arches as arches_mod
+    patched = dataclasses.replace(arches_mod.ARCHES["x86_64"], qemu_binary=str(wrapper))
+    monkeypatch.setattr(arches_mod, "ARCHES", {**arches_mod.ARCHES, "x86_64": patched})
+
+    def run(*scenarios):
+        monkeypatch.setattr(pipeline_mod, "select", lambda names: list(scenarios))
+        request = RunRequest(SourceRequest(str(tmp_path)), ("x86_64",), quiet=True, runs_root=tmp_path / "runs")
+        return Pipeline(request).run()
+
+    run.runs_root = tmp_path / "runs"
+    return run
+
+
+def test_pass_fail_skip_error_and_reports(fake_run):
+    outcome = fake_run(Passing(), Failing(), NoChecks(), Crashing(), NeedsZfs())
+    doc = json.loads((outcome.run_dir / "results.json").read_text())
+    statuses = {name: e["status"] for name, e in doc["arches"]["x86_64"]["scenarios"].items()}
+    # the console check alone does not make a scenario pass: no checks is an error
+    assert statuses["passing"] == "PASS"
+    assert statuses["failing"] == "FAIL"
+    assert statuses["crashing"] == "ERROR"
+    assert statuses["no-checks"] == "ERROR"
+    assert statuses["needs-zfs"] == "SKIP"
+    assert "CONFIG_ZFS" in doc["arches"]["x86_64"]["scenarios"]["needs-zfs"]["skip_reason"]
+    assert outcome.status is Status.ERROR
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    assert run["status"] == "ERROR" and run["finished"]
+    assert "could not start" in doc["arches"]["x86_64"]["scenarios"]["crashing"]["error"]
+    for name in ("junit.xml", "results.tap", "summary.txt"):
+        assert (outcome.run_dir / name).is_file()
+    summary = (outcome.run_dir / "summary.txt").read_text()
+    assert "FAIL failing/echo/output (exact)" in summary and 'expected: "41\\n"' in summary
+    assert (outcome.run_dir / "x86_64" / "passing" / "console.log").is_file()
+    assert (outcome.run_dir / "x86_64" / "passing" / "observation.json").is_file()
+
+
+def test_a_run_of_skips_only_is_an_error(fake_run):
+    outcome = fake_run(NeedsZfs())
+    assert outcome.status is Status.ERROR
+
+
+def test_scenario_without_any_check_is_an_error():
+    from harness.report.model import scenario_status
+
+    assert scenario_status({"checks": []}) is Status.ERROR
+
+
+def test_run_json_is_written_before_anything_runs_and_completed_on_a_crash(fake_run, monkeypatch):
+    class Boom(Passing):
+        name = "boom"
+
+        def drive(self, guest, target, captures, qmp=None):
+            raise RuntimeError("a bug in the harness")
+
+    with pytest.raises(RuntimeError):
+        fake_run(Boom())
+    (run_dir,) = list(fake_run.runs_root.iterdir())
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "crashed" and "a bug in the harness" in run["crash"]
+    assert (run_dir / "results.json").is_file() and (run_dir / "summary.txt").is_file()
+    assert (run_dir / "x86_64" / "boom" / "console.log").is_file()
