@@ -24,7 +24,10 @@ PAGEBLOCK = 512
 
 
 def fragment_commands(nodes: int, mb: int = FRAGMENT_MB) -> str:
-    return "; ".join(f"fragment anon {mb} node={node} hold" for node in range(max(1, nodes)))
+    """Fragment every node (or, without NUMA, the one memory)."""
+    if nodes < 2:
+        return f"fragment anon {mb} hold"
+    return "; ".join(f"fragment anon {mb} node={node} hold" for node in range(nodes))
 
 
 def window(trace_text: str, begin: str, end: str) -> list:

@@ -1,5 +1,6 @@
-"""Direct compaction through THP faults: fill node 0 with a fragmented
-anonymous area, then fault THPs in a MADV_HUGEPAGE region bound to node 0.
+"""Direct compaction through THP faults: fill node 0 (all memory without
+NUMA) with a fragmented anonymous area, then fault THPs in a MADV_HUGEPAGE
+region bound to it.
 The allocator stalls in direct compaction, which migrates only in
 MIGRATE_ASYNC or MIGRATE_SYNC_LIGHT (never MIGRATE_SYNC) and keeps
 compact_stall = compact_success + compact_fail."""
@@ -18,27 +19,32 @@ from harness.scenarios.compaction import snapshot_around, split_snapshots, windo
 
 THP_MB = 256
 
-FILL = (
-    "free=$(grep MemFree /sys/devices/system/node/node0/meminfo | awk '{print $4}'); "
-    "mb=$((free * 90 / 100 / 1024)); echo fragmenting ${mb} MiB; fragment anon $mb node=0 hold"
-)
+def fill(numa: bool) -> str:
+    """Fragment about 90% of node 0's free memory (all memory without NUMA)."""
+    if numa:
+        free = "grep MemFree /sys/devices/system/node/node0/meminfo | awk '{print $4}'"
+        bind = " node=0"
+    else:
+        free = "grep MemFree /proc/meminfo | awk '{print $2}'"
+        bind = ""
+    return f"free=$({free}); mb=$((free * 90 / 100 / 1024)); echo fragmenting ${{mb}} MiB; fragment anon $mb{bind} hold"
 
 
 class DirectCompaction(Scenario):
     name = "direct-compaction"
     experiment = "direct"
     title = "direct compaction from THP faults on a fragmented node"
-    needs_numa = True
     needs_thp = True
     needs_config = ("COMPACTION", "TRANSPARENT_HUGEPAGE")
 
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
-        guest_command(guest, captures, "fragment", FILL, timeout=300)
+        numa = target.numa_nodes >= 2
+        guest_command(guest, captures, "fragment", fill(numa), timeout=300)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
         pages = THP_MB * 256
         guest_command(guest, captures, "thp-faults",
-                      snapshot_around("thp_faults", f"mmdrive -c 'alloc big {pages} node=0 thp' -c 'smaps big'"),
+                      snapshot_around("thp_faults", f"mmdrive -c 'alloc big {pages}{' node=0' if numa else ''} thp' -c 'smaps big'"),
                       timeout=self.timeout)
         guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
         guest_command(guest, captures, "trace-stats", trace_mod.STATS)
