@@ -84,3 +84,28 @@ def _difference(expected: Any, observed: Any) -> str:
         keys = sorted(k for k in set(expected) | set(observed) if expected.get(k) != observed.get(k))
         return "differs in " + ", ".join(f"{k} (expected {expected.get(k)!r}, observed {observed.get(k)!r})" for k in keys[:6])
     return f"expected {expected!r}, observed {observed!r}"
+
+
+#: (vmstat counter, mm_migrate_pages field): the kernel counts both from the
+#: same variables at the end of migrate_pages() (invariants I1, I2; 5.10
+#: adds the THP ones).
+MIGRATION_SUMS = (
+    ("I1", "pgmigrate_success", "nr_succeeded"),
+    ("I2", "pgmigrate_fail", "nr_failed"),
+    ("I1 THP", "thp_migration_success", "nr_thp_succeeded"),
+    ("I2 THP", "thp_migration_fail", "nr_thp_failed"),
+    ("I2 split", "thp_migration_split", "nr_thp_split"),
+)
+
+
+def migration_invariants(ck: Checker, delta: dict, events: Sequence) -> None:
+    """Each migration counter's delta equals the sum of its field over the
+    window's mm_migrate_pages events (when the kernel has both)."""
+    migrate = [e for e in events if e.name == "mm_migrate_pages"]
+    for label, counter, field_name in MIGRATION_SUMS:
+        if counter not in delta:
+            continue
+        if migrate and field_name not in migrate[0].fields:
+            continue
+        total = sum(int(e.fields.get(field_name, 0)) for e in migrate)
+        ck.invariant(f"{label} {counter}", f"Δ{counter}", delta[counter], f"Σ {field_name}", total)

@@ -307,10 +307,16 @@ def explain(mismatches: Sequence[Mismatch], definitions: Mapping[str, list[Defin
         for definition in defs:
             condition = definition.condition
             if condition and evaluate(condition, actual) == 0:
-                unmet = [f"{s}={actual.get(s, 'n')}" for s in symbols_in(condition) if actual.get(s, "n") in ("n",)]
+                # the symbols whose value makes the condition false: unset
+                # ones, and set ones the condition negates
+                culprits = [
+                    f"{sym}={actual.get(sym, 'n')}"
+                    for sym in symbols_in(condition)
+                    if (actual.get(sym, "n") == "n") != (f"!{sym}" in condition.replace(" ", ""))
+                ]
                 reasons.append(
                     f"unmet dependency at {definition.path}:{definition.line}: {condition}"
-                    + (f" (now {', '.join(unmet)})" if unmet else "")
+                    + (f" (now {', '.join(culprits)})" if culprits else "")
                 )
         if not reasons:
             if not any(d.prompt for d in defs) and mismatch.option.value != "n":

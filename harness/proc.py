@@ -35,20 +35,7 @@ def run(
     input_bytes: Optional[bytes] = None,
 ) -> subprocess.CompletedProcess:
     """Run to completion, capturing output (appended to ``log`` if given)."""
-    if echo:
-        echo(quote(argv) + (f"   (in {cwd})" if cwd else ""))
-    if log:
-        log.write(f"$ {quote(argv)}\n")
-        log.flush()
-    proc = subprocess.Popen(
-        [str(a) for a in argv],
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = _start(argv, cwd, env, echo, log, stdin=input_bytes is not None)
     try:
         out, _ = proc.communicate(input_bytes, timeout=timeout)
     except BaseException:
@@ -72,20 +59,7 @@ def stream(
 ) -> int:
     """Run, handing each output line to ``on_line`` as it comes; returns
     the exit status.  Ctrl-C (or any exception) kills the whole group."""
-    if echo:
-        echo(quote(argv) + (f"   (in {cwd})" if cwd else ""))
-    if log:
-        log.write(f"$ {quote(argv)}\n")
-        log.flush()
-    proc = subprocess.Popen(
-        [str(a) for a in argv],
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = _start(argv, cwd, env, echo, log, stdin=False)
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -100,6 +74,24 @@ def stream(
     finally:
         if log:
             log.flush()
+
+
+def _start(argv, cwd, env, echo, log, stdin: bool) -> subprocess.Popen:
+    """Echo, log the command line, start the child in its own process group."""
+    if echo:
+        echo(quote(argv) + (f"   (in {cwd})" if cwd else ""))
+    if log:
+        log.write(f"$ {quote(argv)}\n")
+        log.flush()
+    return subprocess.Popen(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:

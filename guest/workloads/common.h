@@ -489,12 +489,9 @@ static WL_UNUSED int hold_begin(const char *cmd)
     return fds[1];
 }
 
-/* In the child: the RESULT line is out; detach from stdio and tell the
- * parent it may exit. */
-static WL_UNUSED void hold_release(int fd)
+/* Point stdin, stdout and stderr at /dev/null (or close them). */
+static WL_UNUSED void null_stdio(void)
 {
-    fflush(stdout);
-    fflush(stderr);
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {
         dup2(null, 0);
@@ -507,6 +504,15 @@ static WL_UNUSED void hold_release(int fd)
         close(1);
         close(2);
     }
+}
+
+/* In the child: the RESULT line is out; detach from stdio and tell the
+ * parent it may exit. */
+static WL_UNUSED void hold_release(int fd)
+{
+    fflush(stdout);
+    fflush(stderr);
+    null_stdio();
     char c = 'k';
     ssize_t n;
     do

@@ -560,14 +560,7 @@ static void cmd_fork_share(int argc, char **argv)
             close(pins[k].rfd);
             close(pins[k].wfd);
         }
-        int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, 0);
-            dup2(null, 1);
-            dup2(null, 2);
-            if (null > 2)
-                close(null);
-        }
+        null_stdio();
         /* Map the pages in the child too: a private region's touched pages
          * are already shared by fork's page-table copy, but a shared
          * (shmem) region is not copied at fork and needs this. */

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from harness.check import Checker
+from harness.check import Checker, migration_invariants
 from harness.model.callers import caller
 from harness.model.compaction import compact_memory_scanned, compact_memory_zone_runs, compaction_migratepages
 from harness.observe import compaction as cmp
@@ -90,10 +90,7 @@ def check_compaction_window(ck: Checker, target: Target, events: list, delta: di
     ck.exact("I7 mm_compaction_migratepages (nr_migrated, nr_failed) from mm_migrate_pages", expected_pairs, observed_pairs,
              message="" if expected_pairs == observed_pairs else
              "the model derives them from each batch: equal when migrate_pages() returned >= 0, else the list left after the abort")
-    ck.invariant("I1 pgmigrate_success", "Δpgmigrate_success", delta.get("pgmigrate_success"), "Σ nr_succeeded",
-                 sum(int(e.fields["nr_succeeded"]) for e in migrate_events))
-    ck.invariant("I2 pgmigrate_fail", "Δpgmigrate_fail", delta.get("pgmigrate_fail"), "Σ nr_failed",
-                 sum(int(e.fields["nr_failed"]) for e in migrate_events))
+    migration_invariants(ck, delta, events)
     ck.invariant("I3 compact_stall = success + fail", "Δcompact_stall", delta.get("compact_stall"),
                  "Δcompact_success + Δcompact_fail", delta.get("compact_success", 0) + delta.get("compact_fail", 0))
     ck.exact(f"{trigger}: Δcompact_stall (no direct compaction)", 0, delta.get("compact_stall"))

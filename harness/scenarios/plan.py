@@ -19,7 +19,7 @@ from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
 from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
-from harness.check import Checker
+from harness.check import Checker, migration_invariants
 
 PLANS = Path(__file__).with_name("plans")
 DEFAULT_CHECKS = ("ret", "status", "query", "trace", "vmstat")
@@ -305,12 +305,8 @@ def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: l
         else:
             ck.exact("AnonHugePages kB", expected, smaps["anon_huge_kb"],
                      "" if expected == smaps["anon_huge_kb"] else "the model " + ("splits" if placement.get("split") else "keeps") + " the THP")
-    # Invariants I1/I2 hold for every step, whatever the model says.
-    if "pgmigrate_success" in delta:
-        ck.invariant("I1 pgmigrate_success", "Δpgmigrate_success", delta["pgmigrate_success"],
-                     "Σ nr_succeeded", sum(int(e.fields.get("nr_succeeded", 0)) for e in migrate))
-        ck.invariant("I2 pgmigrate_fail", "Δpgmigrate_fail", delta["pgmigrate_fail"],
-                     "Σ nr_failed", sum(int(e.fields.get("nr_failed", 0)) for e in migrate))
+    # The accounting invariants hold for every step, whatever the model says.
+    migration_invariants(ck, delta, events)
 
 
 def load_plans(directory: Path = PLANS) -> list[PlanScenario]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from harness.check import Checker
+from harness.check import Checker, migration_invariants
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import zram as zram_mod
@@ -72,10 +72,7 @@ class Zram(Scenario):
         ck.exact("Δnr_zspages", 0, delta.get("nr_zspages"))
         events = [e for e in window(trace_text, "harness compact_memory begin", "harness compact_memory end")
                   if e.name == "mm_migrate_pages"]
-        ck.invariant("I1 pgmigrate_success", "Δpgmigrate_success", delta.get("pgmigrate_success"), "Σ nr_succeeded",
-                     sum(int(e.fields["nr_succeeded"]) for e in events))
-        ck.invariant("I2 pgmigrate_fail", "Δpgmigrate_fail", delta.get("pgmigrate_fail"), "Σ nr_failed",
-                     sum(int(e.fields["nr_failed"]) for e in events))
+        migration_invariants(ck, delta, events)
         out += ck.results
         ck = Checker(self.name, "zram_compact", evidence=[str(captures.directory / "zram-compact.out")])
         before, after = split_snapshots(captures.load("zram-compact.out"))
