@@ -189,14 +189,17 @@ class Builder:
         if request.cache_only:
             raise NotBuilt(f"no cached {the_arch.name} build of {request.source.spec} with these inputs",
                            hint=f"build it: {reproducer(request)}")
-        with self.cache.lock(f"objs-{source.id}-{the_arch.name}"):
+        with self.cache.lock(f"objs-{source.id}-{the_arch.name}-{request.base}"):
             if (final / "build.json").is_file():
                 return BuildResult.load(final, cached=True, elapsed=time.monotonic() - started)
             return self._build(request, the_arch, source, plan, cc, requested, requested_text, fragment_record, make_vars, key, final, started)
 
     # ------------------------------------------------------------------
     def _build(self, request, the_arch, source: KernelSource, plan, cc, requested, requested_text, fragment_record, make_vars, key, final, started) -> BuildResult:
-        objs = self.cache.dir("objs", f"{source.id}-{the_arch.name}")
+        # One build directory per source, arch and base: switching between
+        # allnoconfig and defconfig would otherwise rebuild everything.
+        suffix = "" if request.base == "allnoconfig" else f"-{request.base}"
+        objs = self.cache.dir("objs", f"{source.id}-{the_arch.name}{suffix}")
         meta_dir = objs / ".harness"
         meta_dir.mkdir(exist_ok=True)
         log_path = meta_dir / "build.log"

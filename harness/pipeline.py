@@ -160,6 +160,11 @@ class Pipeline:
         the_arch = lookup_arch(arch_name)
         target = Target(the_arch, rules, build.kernel_version, config, 2 if the_arch.numa and config.get("NUMA") == "y" else 0)
         arch_doc["target"] = dict(target.as_dict(), kernel=str(build.image), initrd=str(image.path), build_key=build.key)
+        if rules.version != (int(version[0]), int(version[1])):
+            arch_doc["target"]["model_note"] = (
+                f"the model has no data for Linux {version[0]}.{version[1]}: predictions use its {rules.name} rules, "
+                "so a failed check may be a difference between kernel versions")
+            self.say(f"[{arch_name}] note: {arch_doc['target']['model_note']}")
         info = {"kernel": str(build.image), "kernel_version": build.kernel_version, "model": rules.name,
                 "build": str(build.directory), "image": str(image.path), "scenarios": {}}
         for scenario in scenarios:

@@ -13,6 +13,8 @@ def summary_text(doc: dict) -> str:
         lines.append("")
         lines.append(f"== {arch}: Linux {target.get('kernel_version', '?')} (model {target.get('model', '?')}), "
                      f"{target.get('accel', '?')}")
+        if target.get("model_note"):
+            lines.append(f"note: {target['model_note']}")
         lines.append(f"{'scenario':22} {'status':6} {'pass':>5} {'fail':>5} {'error':>5}  notes")
         for name, entry in arch_doc.get("scenarios", {}).items():
             status = scenario_status(entry)
