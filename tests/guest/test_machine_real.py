@@ -28,9 +28,8 @@ def test_boot_numa_balloon_and_clean_shutdown(guest_inputs, tmp_path):
     arch, kernel, initrd = guest_inputs
     before = qemu_processes()
     with machine(arch, kernel, initrd, tmp_path / "run") as m:
-        nodes = m.run("ls -d /sys/devices/system/node/node*", check=True).stdout.split()
-        if arch != "arm":
-            assert len(nodes) == 2
+        nodes = m.run("ls -d /sys/devices/system/node/node* 2>/dev/null").stdout.split()
+        assert len(nodes) == (2 if m.arch.numa else 0)
         rootfs = m.run("grep ' / ' /proc/mounts", check=True).stdout
         assert "size=" in rootfs  # tmpfs, not ramfs
         inflate = lambda: int(m.run("grep balloon_inflate /proc/vmstat | cut -d' ' -f2", check=True).stdout)  # noqa: E731
