@@ -305,10 +305,13 @@ static void *map_avoiding_holes(size_t len, int flags)
     return base;
 }
 
+static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_t map_lo, size_t map_len, int node,
+                       int thp, int shared, int dontfork, int notouch, const char *kind);
+
 static void cmd_alloc(int argc, char **argv)
 {
     if (argc < 3)
-        usage_fail("usage: alloc NAME PAGES [node=N] [thp] [nothp] [shared] [notouch] [dontfork] [align=2M]");
+        usage_fail("usage: alloc NAME PAGES [node=N] [thp] [nothp] [hugetlb] [shared] [notouch] [dontfork] [align=2M]");
     const char *name = argv[1];
     check_name(name);
     if (find_region(name))
@@ -319,7 +322,7 @@ static void cmd_alloc(int argc, char **argv)
     if (pages > (uint64_t)((SIZE_MAX - 4 * HPAGE) / PAGE))
         usage_fail("page count %" PRIu64 " too large for this address space", pages);
     long node = -1;
-    int thp = 0, nothp = 0, shared = 0, notouch = 0, dontfork = 0;
+    int thp = 0, nothp = 0, shared = 0, notouch = 0, dontfork = 0, hugetlb = 0;
     size_t align = PAGE;
     for (int i = 3; i < argc; i++) {
         const char *o = argv[i];
@@ -330,6 +333,8 @@ static void cmd_alloc(int argc, char **argv)
             thp = 1;
         } else if (!strcmp(o, "nothp")) {
             nothp = 1;
+        } else if (!strcmp(o, "hugetlb")) {
+            hugetlb = 1;
         } else if (!strcmp(o, "shared")) {
             shared = 1;
         } else if (!strcmp(o, "notouch")) {
@@ -346,10 +351,23 @@ static void cmd_alloc(int argc, char **argv)
     }
     if (thp && nothp)
         usage_fail("thp and nothp together");
+    if (hugetlb && (thp || shared || pages % (HPAGE / PAGE)))
+        usage_fail("hugetlb takes a multiple of %zu pages and no thp or shared", (size_t)(HPAGE / PAGE));
     if (thp)
         align = HPAGE;
 
     size_t len = (size_t)pages * PAGE;
+    if (hugetlb) {
+        /* hugetlbfs pages from the pool (vm.nr_hugepages), default size:
+         * the kernel aligns the mapping; no guards (it never merges). */
+        void *h = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+        if (h == MAP_FAILED)
+            sys_fail(errno, "mmap(MAP_HUGETLB) of %zu bytes failed (vm.nr_hugepages?)", len);
+        if (node >= 0 && wl_mbind_node(h, len, (int)node, 0))
+            sys_fail(errno, "mbind(MPOL_BIND, node %ld) failed", node);
+        add_region(name, (uintptr_t)h, (size_t)pages, (uintptr_t)h, len, (int)node, 0, 0, dontfork, notouch, "hugetlb");
+        return;
+    }
     /* One PROT_NONE guard page either side, so that the region's VMAs never
      * merge with a neighbour (smaps then describes exactly this region). */
     size_t map_len = len + 2 * PAGE + (align > PAGE ? align : 0);
@@ -374,6 +392,13 @@ static void cmd_alloc(int argc, char **argv)
     if (node >= 0 && wl_mbind_node((void *)start, len, (int)node, 0))
         sys_fail(errno, "mbind(MPOL_BIND, node %ld) failed", node);
 
+    add_region(name, start, (size_t)pages, keep_lo, keep_hi - keep_lo, (int)node, thp, shared, dontfork, notouch, NULL);
+}
+
+/* Register a mapped region, touch it unless asked not to, print its RESULT. */
+static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_t map_lo, size_t map_len, int node,
+                       int thp, int shared, int dontfork, int notouch, const char *kind)
+{
     if (nregions == capregions) {
         capregions = capregions ? capregions * 2 : 16;
         regions = xreallocarray(regions, capregions, sizeof *regions);
@@ -382,10 +407,10 @@ static void cmd_alloc(int argc, char **argv)
     memset(r, 0, sizeof *r);
     snprintf(r->name, sizeof r->name, "%s", name);
     r->addr = start;
-    r->pages = (size_t)pages;
-    r->map_lo = keep_lo;
-    r->map_len = keep_hi - keep_lo;
-    r->node = (int)node;
+    r->pages = pages;
+    r->map_lo = map_lo;
+    r->map_len = map_len;
+    r->node = node;
     r->mapped = 1;
     r->thp = thp;
     r->shared = shared;
@@ -405,6 +430,8 @@ static void cmd_alloc(int argc, char **argv)
     jo_bool(&out, "thp", thp);
     jo_bool(&out, "shared", shared);
     jo_bool(&out, "touched", !notouch);
+    if (kind)
+        jo_str(&out, "kind", kind);
     emit_result(&out);
 }
 

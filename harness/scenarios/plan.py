@@ -54,6 +54,10 @@ class Plan:
     #: Setup results that must hold before the steps mean anything
     #: (e.g. the THP really is a THP).
     require_thp: tuple = ()
+    #: Guest shell commands before the workload (e.g. reserve huge pages).
+    prepare: str = ""
+    #: What the model's target allocators can supply, per node.
+    targets: Optional[Mapping[str, Any]] = None
 
     @classmethod
     def load(cls, path: Path) -> "Plan":
@@ -89,6 +93,8 @@ class Plan:
             needs_thp=bool(requires.get("thp", False)),
             needs_config=tuple(requires.get("config", ())),
             require_thp=tuple(data.get("require_thp", ())),
+            prepare=(data.get("prepare") or "").strip(),
+            targets=data.get("targets"),
         )
 
     def script(self) -> str:
@@ -112,8 +118,11 @@ class Plan:
             if step.model_set:
                 steps.append({"set": dict(step.model_set)})
             steps.append(dict(step.model))
-        return {"kernel": target.rules.name, "arch": target.arch.name, "numa_nodes": max(1, target.numa_nodes),
-                "pages": list(self.pages), "steps": steps}
+        scenario = {"kernel": target.rules.name, "arch": target.arch.name, "numa_nodes": max(1, target.numa_nodes),
+                    "pages": list(self.pages), "steps": steps}
+        if self.targets:
+            scenario["targets"] = self.targets
+        return scenario
 
 
 class PlanScenario(Scenario):
@@ -129,6 +138,8 @@ class PlanScenario(Scenario):
     # ------------------------------------------------------------------
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
+        if self.plan.prepare:
+            guest_command(guest, captures, "plan-prepare", self.plan.prepare, timeout=120)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
         script = self.plan.script()
         captures.save("workload.script", script)
