@@ -454,6 +454,59 @@ static void cmd_touch_read(int argc, char **argv, int write)
     emit_result(&out);
 }
 
+/* The value of one /proc/vmstat counter (-1 if absent). */
+static long long vmstat_value(const char *counter)
+{
+    FILE *f = fopen("/proc/vmstat", "r");
+    if (!f)
+        return -1;
+    char name[128];
+    long long value, found = -1;
+    while (fscanf(f, "%127s %lld", name, &value) == 2)
+        if (!strcmp(name, counter)) {
+            found = value;
+            break;
+        }
+    fclose(f);
+    return found;
+}
+
+/* touch_until NAME RANGES COUNTER DELTA MAX_MS: write the pages round after
+ * round until the vmstat COUNTER has grown by DELTA, or MAX_MS passed (for
+ * kernel activity paced by the task's CPU time, like NUMA scanning). */
+static void cmd_touch_until(int argc, char **argv)
+{
+    uint64_t delta, max_ms;
+    if (argc != 6 || parse_u64(argv[4], &delta) || parse_u64(argv[5], &max_ms))
+        usage_fail("usage: touch_until NAME RANGES COUNTER DELTA MAX_MS");
+    struct region *r = need_mapped(argv[1]);
+    parse_ranges(argv[2], r);
+    long long start = vmstat_value(argv[3]);
+    if (start < 0)
+        usage_fail("no vmstat counter '%s'", argv[3]);
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t rounds = 0, elapsed_ms = 0;
+    long long value = start;
+    do {
+        for (size_t k = 0; k < rl.n; k++)
+            for (size_t i = rl.v[k].a; i <= rl.v[k].b; i++)
+                write_page(r, i);
+        rounds++;
+        value = vmstat_value(argv[3]);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t ns = (int64_t)(now.tv_sec - t0.tv_sec) * 1000000000 + (int64_t)(now.tv_nsec - t0.tv_nsec);
+        elapsed_ms = (uint64_t)(ns / 1000000);
+    } while ((uint64_t)(value - start) < delta && elapsed_ms < max_ms);
+    result_begin("touch_until");
+    jo_str(&out, "name", r->name);
+    jo_str(&out, "counter", argv[3]);
+    jo_int(&out, "grew", value - start);
+    jo_u64(&out, "rounds", rounds);
+    jo_u64(&out, "ms", elapsed_ms);
+    emit_result(&out);
+}
+
 static void cmd_touch(int argc, char **argv) { cmd_touch_read(argc, argv, 1); }
 static void cmd_readfault(int argc, char **argv) { cmd_touch_read(argc, argv, 0); }
 
@@ -1094,6 +1147,7 @@ struct command {
 static const struct command commands[] = {
     {"alloc", cmd_alloc},
     {"touch", cmd_touch},
+    {"touch_until", cmd_touch_until},
     {"readfault", cmd_readfault},
     {"mlock", cmd_mlock},
     {"munlock", cmd_munlock},

@@ -8,12 +8,13 @@ from harness.scenarios.balloon import Balloon
 from harness.scenarios.base import Scenario, Target
 from harness.scenarios.compaction import CompactMemory
 from harness.scenarios.direct import DirectCompaction
+from harness.scenarios.numa_balancing import NumaBalancing
 from harness.scenarios.plan import load_plans
 from harness.scenarios.zram import Zram
 
 
 def all_scenarios() -> list[Scenario]:
-    return [*load_plans(), CompactMemory(), DirectCompaction(), Balloon(), Zram()]
+    return [*load_plans(), CompactMemory(), DirectCompaction(), NumaBalancing(), Balloon(), Zram()]
 
 
 def select(names) -> list[Scenario]:
