@@ -24,6 +24,8 @@ def main(run_dir: str, name: str) -> None:
     for path in sorted(src.rglob("*")):
         if path.is_dir() or path.name in SKIP:
             continue
+        if path.name == "results.json" and path.parent != src:
+            continue  # the per-scenario copy of what the run's results.json holds
         rel = path.relative_to(src)
         out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
