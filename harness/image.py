@@ -12,8 +12,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time

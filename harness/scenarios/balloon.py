@@ -13,7 +13,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
 from harness.scenarios.compaction import fragment_commands, snapshot_around, split_snapshots, window
 
 KPF_BALLOON = 23
@@ -50,8 +50,7 @@ class Balloon(Scenario):
         guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
                       timeout=self.timeout)
         guest_command(guest, captures, "kpf-after", f"mmdrive -c 'kpageflags {KPF_BALLOON}'")
-        guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
-        guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+        collect_trace(guest, captures)
         observation["balloon_after_deflate"] = self._resize(guest, captures, qmp, full, "deflate")
         guest_command(guest, captures, "meminfo-after", "cat /proc/meminfo")
         return observation
@@ -90,9 +89,7 @@ class Balloon(Scenario):
         out += ck.results
 
         ck = Checker(self.name, "compact_memory", evidence=evidence)
-        lost = {c: n for c, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
-        if lost:
-            ck.error("trace buffer", f"the trace ring buffer overran ({lost})")
+        if trace_overran(ck, captures):
             return out + ck.results
         before, after = split_snapshots(captures.load("compact-memory.out"))
         delta = vmstat_mod.delta(before, after)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol, Sequence
 
@@ -102,6 +102,25 @@ def guest_command(guest: Guest, captures: Captures, name: str, command: str, tim
             log_path=captures.directory / f"{name}.err",
         )
     return result
+
+
+def collect_trace(guest: Guest, captures: Captures) -> None:
+    """Read the trace buffer (trace.out) and its per-CPU stats (trace-stats.out)."""
+    from harness.observe import trace as trace_mod
+
+    guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
+    guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+
+
+def trace_overran(ck, captures: Captures) -> bool:
+    """An ERROR result, and True, when the ring buffer lost events: every
+    event-based check of the scenario would be wrong."""
+    from harness.observe import trace as trace_mod
+
+    lost = {cpu: n for cpu, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
+    if lost:
+        ck.error("trace buffer", f"the trace ring buffer overran ({lost}): raise the buffer size")
+    return bool(lost)
 
 
 class Scenario:

@@ -16,7 +16,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import zoneinfo
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
 
 #: MODEL-SPEC E7: 256 MiB of NOHUGEPAGE anon per node, every other page freed.
 FRAGMENT_MB = 256
@@ -138,17 +138,14 @@ class CompactMemory(Scenario):
             guest_command(guest, captures, "compact-node1",
                           snapshot_around("node1", "echo 1 > /sys/devices/system/node/node1/compact"), timeout=self.timeout)
         guest_command(guest, captures, "buddyinfo-after", "cat /proc/buddyinfo")
-        guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
-        guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+        collect_trace(guest, captures)
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None
         evidence = [str(captures.directory / "trace.out"), str(captures.directory / "compact-memory.out")]
         top = Checker(self.name, "setup", evidence=evidence)
-        lost = {c: n for c, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
-        if lost:
-            top.error("trace buffer", f"the trace ring buffer overran ({lost}); raise the buffer size")
+        if trace_overran(top, captures):
             return top.results
         zones = zoneinfo.parse(captures.load("zoneinfo.out"))
         trace_text = captures.load("trace.out")

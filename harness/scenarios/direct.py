@@ -14,7 +14,7 @@ from harness.observe import compaction as cmp
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
 from harness.scenarios.compaction import snapshot_around, split_snapshots, tally, window
 
 THP_MB = 256
@@ -46,16 +46,13 @@ class DirectCompaction(Scenario):
         guest_command(guest, captures, "thp-faults",
                       snapshot_around("thp_faults", f"mmdrive -c 'alloc big {pages}{' node=0' if numa else ''} thp' -c 'smaps big'"),
                       timeout=self.timeout)
-        guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
-        guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+        collect_trace(guest, captures)
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None
         ck = Checker(self.name, "thp-faults", evidence=[str(captures.directory / "thp-faults.out"), str(captures.directory / "trace.out")])
-        lost = {c: n for c, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
-        if lost:
-            ck.error("trace buffer", f"the trace ring buffer overran ({lost})")
+        if trace_overran(ck, captures):
             return ck.results
         before, after = split_snapshots(captures.load("thp-faults.out"))
         delta = vmstat_mod.delta(before, after)

@@ -12,7 +12,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import workload as workload_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
 from harness.scenarios.compaction import tally, window
 
 PAGES = 2048
@@ -52,16 +52,13 @@ class NumaBalancing(Scenario):
         # the whole process runs on CPU 0 (node 0); its pages start on node 1
         guest_command(guest, captures, "workload", "taskset 1 mmdrive", stdin=script.encode(), timeout=self.timeout)
         guest_command(guest, captures, "sysctls-off", "echo 0 > /proc/sys/kernel/numa_balancing")
-        guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
-        guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+        collect_trace(guest, captures)
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None
         ck = Checker(self.name, "touch-loop", evidence=[str(captures.directory / "workload.out"), str(captures.directory / "trace.out")])
-        lost = {c: n for c, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
-        if lost:
-            ck.error("trace buffer", f"the trace ring buffer overran ({lost})")
+        if trace_overran(ck, captures):
             return ck.results
         results, errors = workload_mod.parse(captures.load("workload.out"))
         if errors:

@@ -5,9 +5,9 @@ writes trace markers, so counters and events are attributed to the step
 (and to the workload's pid)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import yaml
 
@@ -18,7 +18,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
 from harness.check import Checker, migration_invariants
 
 PLANS = Path(__file__).with_name("plans")
@@ -144,8 +144,7 @@ class PlanScenario(Scenario):
         script = self.plan.script()
         captures.save("workload.script", script)
         guest_command(guest, captures, "workload", "taskset 1 mmdrive 2>&1 || mmdrive", stdin=script.encode(), timeout=self.timeout, check=False)
-        guest_command(guest, captures, "trace", trace_mod.READ, timeout=120)
-        guest_command(guest, captures, "trace-stats", trace_mod.STATS, timeout=60)
+        collect_trace(guest, captures)
         observation.update(workload="workload.out", trace="trace.out", trace_stats="trace-stats.out")
         return observation
 
@@ -157,14 +156,11 @@ class PlanScenario(Scenario):
         assert captures is not None
         results, errors = workload_mod.parse(captures.load(observation["workload"]))
         events = trace_mod.parse(captures.load(observation["trace"]))
-        overruns = trace_mod.overruns(captures.load(observation["trace_stats"]))
         top = Checker(self.name, "setup", evidence=[str(captures.directory / observation["workload"])])
         if errors:
             top.error("workload", f"the workload failed: {errors[0].get('message')} (command {errors[0].get('cmd')})")
             return top.results
-        lost = {cpu: n for cpu, n in overruns.items() if n}
-        if lost:
-            top.error("trace buffer", f"the trace ring buffer overran ({lost}): event checks would be wrong; raise the buffer size")
+        if trace_overran(top, captures):
             return top.results
         for region in self.plan.require_thp:
             smaps = next((r for r in results if r.get("cmd") == "smaps" and r.get("name") == region), None)

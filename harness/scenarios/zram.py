@@ -11,7 +11,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import zram as zram_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
 from harness.scenarios.compaction import snapshot_around, split_snapshots, window
 
 DISK_MB, LIMIT_MB, FILL_MB = 512, 64, 192
@@ -45,8 +45,7 @@ class Zram(Scenario):
         guest_command(guest, captures, "zram-compact", snapshot_around("zram_compact", "echo 1 > /sys/block/zram0/compact"),
                       timeout=self.timeout)
         guest_command(guest, captures, "mm-stat-after-zram-compact", "cat /sys/block/zram0/mm_stat")
-        guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
-        guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+        collect_trace(guest, captures)
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
@@ -59,10 +58,8 @@ class Zram(Scenario):
                    message=f"{FILL_MB} MiB under a {LIMIT_MB} MiB memcg limit must swap at least the difference")
         out += ck.results
         trace_text = captures.load("trace.out")
-        lost = {c: n for c, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
         ck = Checker(self.name, "compact_memory", evidence=[str(captures.directory / "compact-memory.out")])
-        if lost:
-            ck.error("trace buffer", f"the trace ring buffer overran ({lost})")
+        if trace_overran(ck, captures):
             return out + ck.results
         before, after = split_snapshots(captures.load("compact-memory.out"))
         delta = vmstat_mod.delta(before, after)

@@ -1,10 +1,8 @@
 """The VM layer against real QEMU and real kernels (pytest -m guest)."""
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 

@@ -1,8 +1,6 @@
 """Checker semantics, statuses, and the report formats."""
 import xml.etree.ElementTree as ET
 
-import pytest
-
 from harness.check import Checker
 from harness.report.junit import write_junit
 from harness.report.model import run_status, scenario_status

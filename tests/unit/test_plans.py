@@ -6,7 +6,7 @@ from harness.arches import arch
 from harness.model import kernel
 from harness.scenarios import all_scenarios, select
 from harness.scenarios.base import Target
-from harness.scenarios.plan import Plan, PlanScenario, load_plans, _measured
+from harness.scenarios.plan import Plan, _measured, load_plans
 from harness.errors import UserError
 
 
