@@ -1,5 +1,6 @@
 import hashlib
 import http.server
+import shutil
 import io
 import tarfile
 import threading
@@ -116,3 +117,13 @@ def fake_server():
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def needs(*tools):
+    """Skip (saying which package) when a host tool the test runs is absent."""
+    from harness.toolchain import PACKAGES
+
+    absent = [t for t in tools if shutil.which(t) is None]
+    return pytest.mark.skipif(
+        bool(absent), reason=f"needs {', '.join(absent)} (apt-get install {' '.join(PACKAGES.get(t, t) for t in absent)})"
+    )

@@ -7,10 +7,15 @@ import stat
 
 import pytest
 
+from .conftest import needs
+
 from harness.build import BuildRequest, Builder
 from harness.cli import main
 from harness.errors import KernelError, UserError
 from harness.source import SourceRequest
+
+
+pytestmark = needs("make", "gcc")
 
 
 def builder(cache):

@@ -9,7 +9,7 @@ from harness import source as src
 from harness.errors import InfraError, UserError
 from harness.source import SourceRequest, SourceResolver, parse_makefile_version
 
-from .conftest import FAKE_KCONFIG, FAKE_MAKEFILE, make_tarball, sha
+from .conftest import FAKE_KCONFIG, FAKE_MAKEFILE, make_tarball, needs, sha
 
 KERNEL_FILES = {"Makefile": FAKE_MAKEFILE, "Kconfig": FAKE_KCONFIG, "mm/migrate.c": "int migrate;\n"}
 
@@ -35,6 +35,7 @@ def test_real_v50_preset_matches_the_published_tarball():
     assert src.V5_0.sha256 == "437b141a6499159f5a7282d5eb4b2be055f8e862ccce44d7464e8759c31a2e43"
 
 
+@needs("tar", "xz")
 def test_supplied_tarball_verified_cached_and_extracted(cache, tmp_path, fake_preset):
     preset, data = fake_preset
     tarball = tmp_path / "linux-5.0.tar.xz"
@@ -74,6 +75,7 @@ def test_offline_without_cache_says_what_to_provide(cache):
     assert "--tarball" in err.value.hint and "105,235,152" in err.value.hint and src.V5_0.sha256 in err.value.hint
 
 
+@needs("tar", "xz")
 def test_download_from_mirror_verified(cache, fake_preset, fake_server, monkeypatch):
     preset, data = fake_preset
     base, content = fake_server
@@ -101,6 +103,7 @@ def test_unreachable_mirror_is_infra_error_with_tarball_hint(cache, fake_preset,
     assert "--tarball" in err.value.hint
 
 
+@needs("tar", "xz")
 def test_generic_tarball_path_and_corrupt_one(cache, tmp_path):
     good = tmp_path / "linux-6.1.tar.xz"
     good.write_bytes(make_tarball("linux-6.1", dict(KERNEL_FILES, Makefile=FAKE_MAKEFILE.replace("PATCHLEVEL = 0", "PATCHLEVEL = 1").replace("VERSION = 5", "VERSION = 6"))))
@@ -135,6 +138,7 @@ def test_tree_identity_follows_content(cache, fake_tree):
     assert SourceResolver(cache).resolve(SourceRequest(str(fake_tree))).id != first.id
 
 
+@needs("git")
 def test_git_tree_identity_includes_uncommitted_changes(cache, fake_tree):
     run = lambda *a: subprocess.run(["git", "-C", str(fake_tree), *a], check=True, capture_output=True)  # noqa: E731
     run("init", "-q")
@@ -145,6 +149,7 @@ def test_git_tree_identity_includes_uncommitted_changes(cache, fake_tree):
     assert SourceResolver(cache).resolve(SourceRequest(str(fake_tree))).id != clean
 
 
+@needs("patch", "tar")
 def test_patches_go_to_a_copy_never_the_users_tree(cache, fake_tree, tmp_path):
     patch = tmp_path / "0001-migrate.patch"
     patch.write_text(
@@ -158,6 +163,7 @@ def test_patches_go_to_a_copy_never_the_users_tree(cache, fake_tree, tmp_path):
     assert source.patches == (("0001-migrate.patch", sha(patch.read_bytes())),)
 
 
+@needs("patch", "tar")
 def test_patch_that_does_not_apply(cache, fake_tree, tmp_path):
     patch = tmp_path / "bad.patch"
     patch.write_text("--- a/Kconfig\n+++ b/Kconfig\n@@ -1,1 +1,1 @@\n-nothing like this\n+x\n")
