@@ -239,7 +239,6 @@ class Builder:
             if marker.exists():
                 progress.set_stage("cleaning after an interrupted build")
                 self._make(base_make + compilers + ["clean"], source, env, log, progress, meta, "make clean")
-            marker.touch()
             progress.set_stage("configuring")
             allconfig = meta_dir / "requested.config"
             if request.base == "allnoconfig":
@@ -255,6 +254,9 @@ class Builder:
             else:
                 meta["unverified_mismatches"] = [m.option.name for m in kconfig.check(requested, actual)]
             progress.set_stage("compiling")
+            # set only around compiling: an interrupted compile may leave
+            # truncated objects, a failed configuration does not
+            marker.touch()
             argv = base_make + compilers + make_words + build_stamp + [f"-j{jobs}", the_arch.image_target]
             self._make(argv, source, env, log, progress, meta, "build", stream=True)
         marker.unlink(missing_ok=True)
