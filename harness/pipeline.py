@@ -211,14 +211,11 @@ class Pipeline:
             entry["error"] = exc.render()
             entry["error_blame"] = exc.blame
         entry["elapsed_s"] = round(time.monotonic() - started, 1)
-        entry["checks"] = [c.as_dict() for c in self._check(scenario, target, sdir, observation, entry)]
+        entry["checks"] = [c.as_dict() for c in check_scenario(scenario, target, sdir, observation, entry)]
         entry["status"] = scenario_status(entry).name
         write_json(sdir / "results.json", entry)
         self.say(f"[{target.arch.name}] {scenario.name}: {entry['status']} ({entry['elapsed_s']}s)")
         return entry
-
-    def _check(self, scenario: Scenario, target: Target, sdir: Path, observation: Optional[dict], entry: dict) -> list[CheckResult]:
-        return check_scenario(scenario, target, sdir, observation, entry)
 
     def _differences(self, scenarios: Sequence[Scenario]) -> None:
         arches = list(self.doc.get("arches", {}))

@@ -231,14 +231,14 @@ class Machine:
         self.times.first_output = self.watcher.first_output
         fatal = self.watcher.fatal()
         if fatal:
-            raise self._kernel_error(f"the kernel died while booting: {fatal.line.strip()}", fatal)
+            raise self._kernel_error(f"the kernel died while booting: {fatal.line.strip()}")
         ready = self.watcher.find(Kind.READY)
         if ready is None:
             if not self.child.isalive():
                 self._raise_launch_failure()
             reached_init = self.watcher.find(Kind.INIT) is not None
             what = "the guest's init did not finish (no READY line)" if reached_init else "the kernel never reached init"
-            raise self._kernel_error(f"boot failed: {what} within {self.request.boot_timeout:.0f}s", None)
+            raise self._kernel_error(f"boot failed: {what} within {self.request.boot_timeout:.0f}s")
         self.times.ready = time.monotonic()
         hostkey = self.watcher.find(Kind.HOSTKEY)
         self.ssh = Ssh(self.port or 0, self._key, hostkey.detail if hostkey else None)
@@ -257,7 +257,7 @@ class Machine:
             raise _PortBusy(text.splitlines()[-1] if text else "")
         fatal = self.watcher.fatal() if self.watcher else None
         if fatal:
-            raise self._kernel_error(f"the kernel died while booting: {fatal.line.strip()}", fatal)
+            raise self._kernel_error(f"the kernel died while booting: {fatal.line.strip()}")
         status = self.child.exitstatus if self.child and not self.child.isalive() else None
         raise InfraError(
             f"QEMU exited before the guest was ready (status {status})" if status is not None else "QEMU did not start properly",
@@ -266,7 +266,7 @@ class Machine:
             log_tail=tail[-15:],
         )
 
-    def _kernel_error(self, message: str, event: Optional[ConsoleEvent]) -> KernelError:
+    def _kernel_error(self, message: str) -> KernelError:
         return KernelError(message, log_path=self.console_log, log_tail=tail_of(self.console_log, 25))
 
     # ------------------------------------------------------------------
@@ -288,14 +288,14 @@ class Machine:
         except InfraError as exc:
             fatal = self.wait_fatal(2.0)
             if fatal:
-                raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}", fatal) from exc
+                raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}") from exc
             raise
         # An oops kills the task and the command "finishes" (status 255 or a
         # signal) before its console lines may have been read: give them a
         # moment, then report the kernel, not the command.
         fatal = self.wait_fatal(1.0 if result.status >= 128 else 0.0)
         if fatal:
-            raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}", fatal)
+            raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}")
         if check and not result.ok:
             raise InfraError(
                 f"guest command {command!r} failed with status {result.status}",
