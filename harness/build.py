@@ -26,7 +26,9 @@ from harness.arches import Arch, arch as lookup_arch
 from harness.cache import Cache, key_of, sha256_file
 from harness.errors import KernelError, UserError, tail_of
 from harness.progress import Progress
+from harness.patches import Patch
 from harness.source import KernelSource, SourceRequest, SourceResolver
+from harness.workcopy import WorkCopy
 
 #: Bump when the way a build is made changes (invalidates the build cache).
 RECIPE_VERSION = 1
@@ -152,14 +154,17 @@ class Builder:
         the_arch = lookup_arch(request.arch)
         if request.base not in BASES:
             raise UserError(f"unknown config base {request.base!r}", hint=f"use one of: {', '.join(BASES)}")
+        resolver = SourceResolver(self.cache, echo=self.echo)
+        resolver.check_spec(request.source)
+        user_patches = request.source.patch_list()
         self.cache.check_writable()
         toolchain.require(list(self.tools), "building a kernel")
         cc = toolchain.compiler(the_arch.kernel_cross)
-        resolver = SourceResolver(self.cache, echo=self.echo)
-        base_source = resolver.resolve(SourceRequest(request.source.spec, request.source.tarball, (), request.source.offline))
-        plan = compat.select(base_source.version.short, the_arch.name)
-        compat_patches = [(fix.name, _sha(fix.source_patch or "")) for fix in plan.source_patches]
-        source = resolver.resolve(request.source, compat_patches) if (request.source.patches or compat_patches) else base_source
+        base = resolver.resolve(request.source)
+        plan = compat.select(base.version.short, the_arch.name)
+        patches = user_patches + [Patch(f"compat-{fix.name}", fix.source_patch.encode(), origin="harness/compat")
+                                  for fix in plan.source_patches]
+        source = base.with_patches(patches)
         parsed, fragment_record = layers(request, the_arch, plan)
         requested = kconfig.layer(parsed)
         requested_text = kconfig.render(requested)
@@ -180,26 +185,36 @@ class Builder:
             }
         )
         final = self.cache.dir("builds") / key
-        if (final / "build.json").is_file():
-            result = BuildResult.load(final, cached=True, elapsed=time.monotonic() - started)
-            if result.image.is_file():
-                if not request.quiet:
-                    print(f"[build {the_arch.name}] cache hit: {final}", file=self.stream)
-                return result
+        hit = self._cached(final, started)
+        if hit is not None:
+            if not request.quiet:
+                print(f"[build {the_arch.name}] cache hit: {final}", file=self.stream)
+            return hit
         if request.cache_only:
             raise NotBuilt(f"no cached {the_arch.name} build of {request.source.spec} with these inputs",
                            hint=f"build it: {reproducer(request)}")
-        with self.cache.lock(f"objs-{source.id}-{the_arch.name}-{request.base}"):
-            if (final / "build.json").is_file():
-                return BuildResult.load(final, cached=True, elapsed=time.monotonic() - started)
-            return self._build(request, the_arch, source, plan, cc, requested, requested_text, fragment_record, make_vars, key, final, started)
+        work = WorkCopy(self.cache, base.tree, immutable=base.owned, echo=self.echo)
+        with work.lock():
+            hit = self._cached(final, started)
+            if hit is not None:
+                return hit
+            sync = work.sync(patches)
+            return self._build(request, the_arch, source, work, sync, plan, cc, requested, requested_text,
+                               fragment_record, make_vars, key, final, started)
+
+    def _cached(self, final: Path, started: float) -> Optional[BuildResult]:
+        if (final / "build.json").is_file():
+            result = BuildResult.load(final, cached=True, elapsed=time.monotonic() - started)
+            if result.image.is_file():
+                return result
+        return None
 
     # ------------------------------------------------------------------
-    def _build(self, request, the_arch, source: KernelSource, plan, cc, requested, requested_text, fragment_record, make_vars, key, final, started) -> BuildResult:
-        # One build directory per source, arch and base: switching between
-        # allnoconfig and defconfig would otherwise rebuild everything.
-        suffix = "" if request.base == "allnoconfig" else f"-{request.base}"
-        objs = self.cache.dir("objs", f"{source.id}-{the_arch.name}{suffix}")
+    def _build(self, request, the_arch, source: KernelSource, work: WorkCopy, sync, plan, cc, requested, requested_text,
+               fragment_record, make_vars, key, final, started) -> BuildResult:
+        # One build directory per work copy, arch and config base: make
+        # rebuilds only what the patches (or a revert) changed.
+        objs = work.objs(the_arch.name, request.base)
         meta_dir = objs / ".harness"
         meta_dir.mkdir(exist_ok=True)
         log_path = meta_dir / "build.log"
@@ -221,6 +236,8 @@ class Builder:
             "key": key,
             "arch": the_arch.name,
             "source": source.as_dict(),
+            "work_tree": str(work.tree),
+            "work_changed": sync.changed,
             "kernel_version": str(source.version),
             "base": request.base,
             "fragments": fragment_record,
@@ -237,28 +254,30 @@ class Builder:
         (meta_dir / "requested.config").write_text(requested_text)
         with open(log_path, "w") as log:
             if marker.exists():
-                progress.set_stage("cleaning after an interrupted build")
-                self._make(base_make + compilers + ["clean"], source, env, log, progress, meta, "make clean")
+                removed = discard_since(objs, marker)
+                meta["recovered"] = f"removed {removed} file(s) an interrupted or failed compile may have left half-written"
+                log.write(f"harness: {meta['recovered']}\n")
             progress.set_stage("configuring")
             allconfig = meta_dir / "requested.config"
             if request.base == "allnoconfig":
-                self._make(base_make + compilers + [f"KCONFIG_ALLCONFIG={allconfig}", "allnoconfig"], source, env, log, progress, meta, "configuration")
+                self._make(base_make + compilers + [f"KCONFIG_ALLCONFIG={allconfig}", "allnoconfig"], work.tree, env, log, progress, meta, "configuration")
             else:
-                self._make(base_make + compilers + ["defconfig"], source, env, log, progress, meta, "configuration")
+                self._make(base_make + compilers + ["defconfig"], work.tree, env, log, progress, meta, "configuration")
                 with open(objs / ".config", "a") as dotconfig:
                     dotconfig.write("\n" + requested_text)
-            self._make(base_make + compilers + ["olddefconfig"], source, env, log, progress, meta, "configuration")
+            self._make(base_make + compilers + ["olddefconfig"], work.tree, env, log, progress, meta, "configuration")
             actual = kconfig.parse_dotconfig((objs / ".config").read_text())
             if request.verify:
-                self._verify(requested, actual, source, the_arch, objs)
+                self._verify(requested, actual, source, work.tree, the_arch, objs)
             else:
                 meta["unverified_mismatches"] = [m.option.name for m in kconfig.check(requested, actual)]
             progress.set_stage("compiling")
             # set only around compiling: an interrupted compile may leave
-            # truncated objects, a failed configuration does not
+            # truncated objects (see discard_since), a failed configuration
+            # does not
             marker.touch()
             argv = base_make + compilers + make_words + build_stamp + [f"-j{jobs}", the_arch.image_target]
-            self._make(argv, source, env, log, progress, meta, "build", stream=True)
+            self._make(argv, work.tree, env, log, progress, meta, "build", stream=True)
         marker.unlink(missing_ok=True)
         elapsed = time.monotonic() - started
         image = objs / the_arch.image_path
@@ -289,12 +308,12 @@ class Builder:
         env.setdefault("CCACHE_NOHASHDIR", "1")
         return env
 
-    def _make(self, argv, source, env, log, progress, meta, what, stream=False) -> None:
+    def _make(self, argv, tree: Path, env, log, progress, meta, what, stream=False) -> None:
         meta["make_commands"].append(proc.quote(argv))
         if stream:
-            status = proc.stream(argv, on_line=progress.kbuild_line, cwd=source.tree, env=env, echo=self.echo, log=log)
+            status = proc.stream(argv, on_line=progress.kbuild_line, cwd=tree, env=env, echo=self.echo, log=log)
         else:
-            status = proc.run(argv, cwd=source.tree, env=env, echo=self.echo, log=log).returncode
+            status = proc.run(argv, cwd=tree, env=env, echo=self.echo, log=log).returncode
         if status != 0:
             log.flush()
             raise KernelError(
@@ -304,11 +323,11 @@ class Builder:
                 log_tail=error_lines(Path(log.name)),
             )
 
-    def _verify(self, requested, actual, source: KernelSource, the_arch: Arch, objs: Path) -> None:
+    def _verify(self, requested, actual, source: KernelSource, tree: Path, the_arch: Arch, objs: Path) -> None:
         mismatches = kconfig.check(requested, actual)
         if not mismatches:
             return
-        definitions = kconfig.kconfig_definitions(read_kconfig_files(source.tree, the_arch.linux_arch))
+        definitions = kconfig.kconfig_definitions(read_kconfig_files(tree, the_arch.linux_arch))
         explained = kconfig.explain(mismatches, definitions, actual)
         unknown = [m for m in explained if m.unknown]
         lines = "\n  ".join(m.render() for m in explained)
@@ -322,6 +341,29 @@ class Builder:
             ),
             log_path=objs / ".config",
         )
+
+
+def discard_since(objs: Path, marker: Path) -> int:
+    """Remove every file of the build directory written since ``marker``
+    was touched (the compile that did not finish): a truncated object
+    newer than its source would otherwise look up to date to make.  Their
+    .cmd files go too, so kbuild rebuilds them; nothing else is lost."""
+    since = marker.stat().st_mtime_ns
+    removed = 0
+    for root, dirs, files in os.walk(objs):
+        if Path(root) == objs:
+            dirs[:] = [d for d in dirs if d != ".harness"]
+        for name in files:
+            path = Path(root) / name
+            if path == objs / ".config":
+                continue
+            try:
+                if path.lstat().st_mtime_ns >= since:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+    return removed
 
 
 def read_kconfig_files(tree: Path, linux_arch: str) -> dict[str, str]:

@@ -24,7 +24,6 @@ def _add_source_options(parser: argparse.ArgumentParser, multi_arch: bool = Fals
     parser.add_argument("--option", action="append", default=[], metavar="CONFIG_X=y", help="extra config option (repeatable)")
     parser.add_argument("--debug", action="store_true", help="add the debug layer (DEBUG_VM, PAGE_OWNER, ...)")
     parser.add_argument("--offline", action="store_true", help="never touch the network")
-    parser.add_argument("--copy-tree", action="store_true", help="allow source-level compat fixes on a copy of your tree")
     parser.add_argument("-j", "--jobs", type=int, help="parallel make jobs (default: all CPUs)")
 
 
@@ -33,7 +32,7 @@ def build_request(args: argparse.Namespace, quiet: bool):
     from harness.source import SourceRequest
 
     return BuildRequest(
-        source=SourceRequest(args.kernel, args.tarball, tuple(args.patch), args.offline, args.copy_tree),
+        source=SourceRequest(args.kernel, args.tarball, tuple(args.patch), args.offline),
         arch=args.arch,
         fragments=tuple(args.fragment),
         options=tuple(args.option),
@@ -203,7 +202,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     arches = tuple(a for part in args.arch for a in part.split(",") if a)
     request = RunRequest(
-        source=SourceRequest(args.kernel, args.tarball, tuple(args.patch), args.offline, args.copy_tree),
+        source=SourceRequest(args.kernel, args.tarball, tuple(args.patch), args.offline),
         arches=arches or ("x86_64",),
         scenarios=tuple(s for part in args.scenario for s in part.split(",") if s),
         fragments=tuple(args.fragment),

@@ -2,7 +2,7 @@
 local tarball, or a local tree, plus patches on top.
 
 A user's tree is never modified: builds are out of tree (``O=``), and
-patches are applied to the harness's own copy.  Downloads are verified and
+patches are applied to the harness's own work copy (``harness.workcopy``).  Downloads are verified and
 cached; ``offline`` never touches the network and says what to provide.
 """
 from __future__ import annotations
@@ -14,14 +14,15 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 from harness import proc, toolchain
 from harness.apt import Apt
 from harness.cache import Cache, sha256_file
 from harness.errors import InfraError, UserError
+from harness.patches import Patch, patch_from_file
 
 
 @dataclass(frozen=True, order=True)
@@ -117,10 +118,13 @@ class SourceRequest:
     spec: str
     #: Supplies the v5.0 tarball from disk instead of downloading it.
     tarball: Optional[Path] = None
-    patches: Tuple[Path, ...] = ()
+    #: Patch files (or :class:`harness.patches.Patch`), applied in order on
+    #: the harness's work copy (never on the source itself).
+    patches: Tuple[Union[Path, Patch], ...] = ()
     offline: bool = False
-    #: Opt-in: copy a user's tree when a source-level compat fix is needed.
-    copy_tree: bool = False
+
+    def patch_list(self) -> list[Patch]:
+        return [p if isinstance(p, Patch) else patch_from_file(p) for p in self.patches]
 
 
 @dataclass(frozen=True)
@@ -133,16 +137,21 @@ class KernelSource:
     tree: Path
     version: KernelVersion
     origin: str
-    #: (file name, sha256) of each patch applied, in order.
+    #: (name, sha256) of each patch on top of the base, in order.
     patches: Tuple[Tuple[str, str], ...] = ()
-    #: The tree is the harness's own (extracted or copied), not a user's.
+    #: The tree is the harness's own (extracted from a tarball or package),
+    #: not a user's.
     owned: bool = True
-    compat_patches: Tuple[str, ...] = field(default=())
 
     @property
     def id(self) -> str:
-        parts = [self.identity] + [sha for _, sha in self.patches] + list(self.compat_patches)
+        parts = [self.identity] + [sha for _, sha in self.patches]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+    def with_patches(self, patches: Sequence[Patch]) -> "KernelSource":
+        """The same base with ``patches`` on top (built in the work copy)."""
+        name = self.name + "".join(f"+{p.name}" for p in patches)
+        return replace(self, name=name, patches=tuple((p.name, p.sha256) for p in patches))
 
     def as_dict(self) -> dict:
         return {
@@ -176,21 +185,20 @@ class SourceResolver:
         self._apt = apt
 
     # ------------------------------------------------------------------
-    def resolve(self, request: SourceRequest, compat_patches: Sequence[Tuple[str, str]] = ()) -> KernelSource:
-        """The base source, then patches (user's and compat) on a copy."""
+    def resolve(self, request: SourceRequest) -> KernelSource:
+        """The base source (patches are applied by the build, on its work
+        copy).  A user's tree must be clean for an out-of-tree build."""
         base = self._base(request)
-        patches = [self._patch_entry(p) for p in request.patches]
-        if not patches and not compat_patches:
-            if not base.owned:
-                check_clean_tree(base.tree)
-            return base
-        if not base.owned and compat_patches and not request.copy_tree and not patches:
-            names = ", ".join(name for name, _ in compat_patches)
-            raise UserError(
-                f"building {base.version} from your tree {base.tree} needs source-level compat fixes ({names})",
-                hint="the harness never edits your tree: pass --copy-tree to build from a copy it patches",
-            )
-        return self._patched(base, request.patches, patches, compat_patches)
+        if not base.owned:
+            check_clean_tree(base.tree)
+        return base
+
+    def check_spec(self, request: SourceRequest) -> None:
+        """A cheap first look at the source's name (before host tools are
+        checked or anything is downloaded)."""
+        if request.spec in PRESETS or Path(request.spec).expanduser().exists():
+            return
+        self._base(request)
 
     def _base(self, request: SourceRequest) -> KernelSource:
         spec = request.spec
@@ -387,69 +395,6 @@ class SourceResolver:
         if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
             raise UserError(f"{path} is not a kernel tree (no top-level Makefile and Kconfig)")
         return self._source(str(path), "tree", tree_fingerprint(path), path, str(path), owned=False)
-
-    def _patch_entry(self, patch: Path) -> Tuple[str, str]:
-        path = Path(patch).expanduser()
-        if not path.is_file():
-            raise UserError(f"patch {path} does not exist")
-        return (path.name, sha256_file(path))
-
-    def _patched(self, base: KernelSource, paths: Sequence[Path], patches, compat_patches) -> KernelSource:
-        source = KernelSource(
-            base.name + ("+" + "+".join(n for n, _ in patches) if patches else ""),
-            base.kind,
-            base.identity,
-            base.tree,
-            base.version,
-            base.origin,
-            tuple(patches),
-            owned=True,
-            compat_patches=tuple(sha for _, sha in compat_patches),
-        )
-        final = self.cache.dir("trees") / f"{base.identity[:16]}-{source.id}"
-        if (final / "Makefile").exists():
-            return _with_tree(source, final)
-        toolchain.require(["patch", "tar"], "applying patches")
-        with self.cache.lock(f"tree-{final.name}"):
-            if (final / "Makefile").exists():
-                return _with_tree(source, final)
-            with self.cache.staging(final) as tmp:
-                copy_tree(base.tree, tmp, self.echo)
-                for (name, _), path in zip(patches, paths):
-                    self._apply(tmp, Path(path).expanduser().read_bytes(), name)
-                for name, text in _compat_texts(compat_patches):
-                    self._apply(tmp, text.encode(), f"compat {name}")
-        return _with_tree(source, final)
-
-    def _apply(self, tree: Path, patch: bytes, name: str) -> None:
-        result = proc.run(
-            ["patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch"],
-            cwd=tree,
-            echo=self.echo,
-            input_bytes=patch,
-        )
-        if result.returncode != 0:
-            raise UserError(
-                f"patch {name} does not apply to this tree",
-                hint="rebase it onto the source you are building",
-                log_tail=result.stdout.splitlines()[-10:],
-            )
-
-
-def _compat_texts(compat_patches):
-    from harness.compat.fixes import FIXES
-
-    texts = {fix.name: fix.source_patch for fix in FIXES if fix.source_patch}
-    for name, _ in compat_patches:
-        yield name, texts.get(name, "")
-
-
-def _with_tree(source: KernelSource, tree: Path) -> KernelSource:
-    return KernelSource(
-        source.name, source.kind, source.identity, tree, source.version, source.origin,
-        source.patches, owned=True, compat_patches=source.compat_patches,
-    )
-
 
 def _flatten(tmp: Path, top: Optional[str]) -> None:
     """Move the tarball's single top directory's contents up into ``tmp``."""

@@ -16,34 +16,50 @@ SUBLEVEL = 0
 EXTRAVERSION = -fake
 O ?= .
 TREE := $(CURDIR)
+# control files (calls.log, FAIL, HANG, drop.txt) live beside the original tree
+CONTROL := @CONTROL@
+SRCS := $(sort $(wildcard mm/*.c))
+OBJS := $(patsubst %.c,$(O)/%.o,$(SRCS))
 
 allnoconfig:
 \t@mkdir -p $(O)
-\t@echo allnoconfig >> $(TREE)/../calls.log
-\t@grep -v -x -f $(TREE)/../drop.txt $(KCONFIG_ALLCONFIG) > $(O)/.config || true
+\t@echo allnoconfig >> $(CONTROL)/calls.log
+\t@grep -v -x -f $(CONTROL)/drop.txt $(KCONFIG_ALLCONFIG) > $(O)/.config || true
 
 defconfig:
 \t@mkdir -p $(O)
 \t@echo CONFIG_DEFCONFIG_ONLY=y > $(O)/.config
 
 olddefconfig:
-\t@echo olddefconfig >> $(TREE)/../calls.log
+\t@echo olddefconfig >> $(CONTROL)/calls.log
 
 clean:
-\t@echo clean >> $(TREE)/../calls.log
+\t@echo clean >> $(CONTROL)/calls.log
 
-bzImage Image zImage:
-\t@echo build >> $(TREE)/../calls.log
-\t@echo "  CC      mm/migrate.o"
-\t@echo "  CC      mm/compaction.o"
-\t@if [ -f $(TREE)/../FAIL ]; then echo "mm/migrate.c:1398:5: error: expected ';' before 'return'"; exit 2; fi
-\t@if [ -f $(TREE)/../HANG ]; then sleep 30; fi
+# a real make rule: an object is its source's text, rebuilt when the
+# source is newer; '#error' in a source fails its compile
+$(O)/mm/%.o: mm/%.c
+\t@mkdir -p $(O)/mm
+\t@echo "  CC      mm/$*.o"
+\t@echo mm/$*.o >> $(CONTROL)/compiled.log
+\t@if grep -q '^#error' $<; then echo "$<:1:2: error: #error in the source"; exit 1; fi
+\t@cp $< $@
+
+bzImage Image zImage: $(OBJS)
+\t@echo build >> $(CONTROL)/calls.log
+\t@if [ -f $(CONTROL)/FAIL ]; then echo "mm/migrate.c:1398:5: error: expected ';' before 'return'"; exit 2; fi
+\t@if [ -f $(CONTROL)/HANG ]; then sleep 30; fi
 \t@mkdir -p $(O)/arch/x86/boot $(O)/arch/arm64/boot $(O)/arch/arm/boot
-\t@echo image > $(O)/arch/x86/boot/bzImage
-\t@echo image > $(O)/arch/arm64/boot/Image
-\t@echo image > $(O)/arch/arm/boot/zImage
+\t@(echo image; cat $(OBJS) /dev/null) > $(O)/arch/x86/boot/bzImage
+\t@cp $(O)/arch/x86/boot/bzImage $(O)/arch/arm64/boot/Image
+\t@cp $(O)/arch/x86/boot/bzImage $(O)/arch/arm/boot/zImage
 \t@echo "ffffffff81000000 T _stext" > $(O)/System.map
 """
+
+FAKE_SOURCES = {
+    "mm/migrate.c": "int migrate_pages(void) { return 0; }\n",
+    "mm/compaction.c": "int compact_zone(void) { return 0; }\n",
+}
 
 FAKE_KCONFIG = """\
 config SHMEM
@@ -56,16 +72,25 @@ config TMPFS
 """
 
 
+def write_fake_tree(tree, control):
+    """The fake tree's files under ``tree``, its control files in ``control``."""
+    tree.mkdir(parents=True, exist_ok=True)
+    (tree / "Makefile").write_text(FAKE_MAKEFILE.replace("@CONTROL@", str(control)))
+    (tree / "Kconfig").write_text(FAKE_KCONFIG)
+    for name, text in FAKE_SOURCES.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text)
+
+
 @pytest.fixture
 def fake_tree(tmp_path):
     """A fake kernel tree whose Makefile records calls and fails on demand
     (touch ../FAIL), drops options (lines in ../drop.txt)."""
     tree = tmp_path / "linux"
-    tree.mkdir()
-    (tree / "Makefile").write_text(FAKE_MAKEFILE)
-    (tree / "Kconfig").write_text(FAKE_KCONFIG)
+    write_fake_tree(tree, tmp_path)
     (tmp_path / "drop.txt").write_text("")
     (tmp_path / "calls.log").write_text("")
+    (tmp_path / "compiled.log").write_text("")
     return tree
 
 

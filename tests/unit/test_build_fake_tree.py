@@ -33,7 +33,7 @@ def calls(tree):
 def test_build_installs_artifacts_and_metadata(cache, fake_tree):
     result = builder(cache).build(request(fake_tree))
     assert not result.cached
-    assert result.image.read_text() == "image\n"
+    assert result.image.read_text().startswith("image\n")
     for name in ("config", "requested.config", "build.log", "System.map", "build.json"):
         assert (result.directory / name).is_file(), name
     meta = json.loads((result.directory / "build.json").read_text())
@@ -54,7 +54,15 @@ def test_cache_hit_rebuilds_nothing(cache, fake_tree):
     assert calls(fake_tree) == []
 
 
-def test_any_input_change_is_a_new_key(cache, fake_tree, tmp_path):
+def test_any_input_change_is_a_new_key(cache, fake_tree, tmp_path, monkeypatch):
+    # a stand-in cross compiler: the fake tree compiles nothing, but its
+    # version is part of the key
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gcc = bin_dir / "aarch64-linux-gnu-gcc"
+    gcc.write_text("#!/bin/sh\necho 'aarch64-linux-gnu-gcc (fake) 12.2.0'\n")
+    gcc.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     first = builder(cache).build(request(fake_tree))
     frag = tmp_path / "extra.config"
     frag.write_text("# for the test\nCONFIG_TMPFS=y\n")
@@ -70,11 +78,11 @@ def test_build_error_is_a_kernel_error_with_the_error_line(cache, fake_tree):
     assert any("error: expected ';'" in line for line in err.value.log_tail)
     assert err.value.log_path.is_file()
     assert not [p for p in (cache.root / "builds").iterdir()]  # nothing that looks complete
-    # the failed build left its marker: the next one cleans first, then succeeds
+    # the failed build left its marker: the next one first discards what
+    # the failed compile wrote, then succeeds
     (fake_tree.parent / "FAIL").unlink()
-    (fake_tree.parent / "calls.log").write_text("")
-    builder(cache).build(request(fake_tree))
-    assert calls(fake_tree)[0] == "clean"
+    result = builder(cache).build(request(fake_tree))
+    assert "recovered" in result.metadata and "clean" not in calls(fake_tree)
 
 
 def test_option_that_does_not_stick_names_the_dependency(cache, fake_tree, tmp_path):
