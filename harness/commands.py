@@ -196,11 +196,18 @@ def _add_shell(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.errors import UserError
     from harness.pipeline import Pipeline, RunRequest
     from harness.result import Status
+    from harness.scenarios import plan_files
     from harness.source import SourceRequest
 
     arches = tuple(a for part in args.arch for a in part.split(",") if a)
+    plans = tuple(plan_files(args.plan, args.plans))
+    if args.only_plans and not plans:
+        raise UserError("--only-plans without --plan FILE or --plans DIR: nothing to run")
+    if (args.tip_only or args.keep_going) and not args.series:
+        raise UserError("--tip-only and --keep-going are for --series PATH")
     request = RunRequest(
         source=SourceRequest(args.kernel, args.tarball, tuple(args.patch), args.offline),
         arches=arches or ("x86_64",),
@@ -214,11 +221,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         accel=args.accel,
         fail_fast=args.fail_fast,
         reproducer=proc.quote(["harness", *sys.argv[1:]]),
+        plans=plans,
+        only_plans=args.only_plans,
     )
+    if args.series:
+        return _run_series(args, request)
     outcome = Pipeline(request).run()
     print((outcome.run_dir / "summary.txt").read_text(), end="")
     print(f"reports: {outcome.run_dir}/summary.txt, results.json, junit.xml, results.tap")
     return {Status.PASS: 0, Status.SKIP: 0, Status.FAIL: 1}.get(outcome.status, 3)
+
+
+def _run_series(args: argparse.Namespace, request) -> int:
+    from harness.patches import load_series
+    from harness.series import SeriesRun
+
+    outcome = SeriesRun(request, load_series(args.series), tip_only=args.tip_only, keep_going=args.keep_going,
+                        origin=str(args.series)).run()
+    print((outcome.directory / "series.txt").read_text(), end="")
+    print(f"reports: {outcome.directory}/series.txt, series.json; each stage's run directory below it")
+    return outcome.exit_code
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -228,6 +250,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs", type=Path, help="where run directories go (default ./runs or $HARNESS_RUNS)")
     parser.add_argument("--accel", choices=["kvm", "tcg"], help="force the accelerator")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing scenario")
+    parser.add_argument("--plan", type=Path, action="append", default=[], metavar="FILE.yaml",
+                        help="run your own plan file too (repeatable; format in README)")
+    parser.add_argument("--plans", type=Path, action="append", default=[], metavar="DIR", help="run every *.yaml plan in DIR too")
+    parser.add_argument("--only-plans", action="store_true", help="run only the --plan/--plans files, not the built-in scenarios")
+    parser.add_argument("--series", type=Path, metavar="PATH",
+                        help="a patch series (quilt directory, git format-patch directory or mbox): run the base and each patch cumulatively")
+    parser.add_argument("--tip-only", action="store_true", help="with --series: run only the base and the whole series")
+    parser.add_argument("--keep-going", action="store_true", help="with --series: go on after a patch whose kernel does not build")
     parser.set_defaults(handler=_cmd_run)
 
 
@@ -310,4 +340,43 @@ def _add_sources(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_sources)
 
 
-ADDERS: list = [_add_deps, _add_sources, _add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report]
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from harness import compare
+    from harness.errors import UserError
+    from harness.scenarios import scenarios_for_run
+
+    if args.run_b is None:
+        from harness.series import load_series_run
+
+        stages = load_series_run(args.run_a)
+        pairs = [(a, b) for a, b in zip(stages, stages[1:]) if a.ran and b.ran]
+        if not pairs:
+            raise UserError(f"{args.run_a} has fewer than two stages that ran: nothing to compare")
+        comparisons = [(f"{a.name} -> {b.name}", compare.compare(compare.load_run(a.path), compare.load_run(b.path),
+                                                                 scenarios_for_run(b.path))) for a, b in pairs]
+    else:
+        a, b = compare.load_run(args.run_a), compare.load_run(args.run_b)
+        comparisons = [("", compare.compare(a, b, scenarios_for_run(a.path, b.path)))]
+    if args.json:
+        docs = [dict(c.as_dict(), label=label) for label, c in comparisons]
+        print(json.dumps(docs[0] if args.run_b is not None else {"series": str(args.run_a), "comparisons": docs}, indent=2, default=str))
+    else:
+        for label, comparison in comparisons:
+            if label:
+                print(f"== {label}")
+            print(compare.render(comparison, only_changes=args.changes), end="")
+    return 1 if any(c.regressions for _, c in comparisons) else 0
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("compare", help="compare two runs check by check (or the consecutive stages of a series run)",
+                            description="Per scenario, step and check: A's and B's observed values, the model's expectation "
+                                        "for each, and a verdict. Exit 1 when a check that passed in A fails in B.")
+    parser.add_argument("run_a", type=Path, help="run directory A (or a series run directory alone)")
+    parser.add_argument("run_b", type=Path, nargs="?", help="run directory B")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--changes", action="store_true", help="list only the checks that are not the same")
+    parser.set_defaults(handler=_cmd_compare)
+
+
+ADDERS: list = [_add_deps, _add_sources, _add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report, _add_compare]

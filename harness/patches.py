@@ -151,3 +151,17 @@ def patch_from_file(path: Path) -> Patch:
     if not path.is_file():
         raise UserError(f"patch {path} does not exist")
     return _file_patch(path)
+
+
+def replacement_patch(rel: str, text: str, original: str, replacement: str, name: str, count: int = 1) -> Patch:
+    """A unified diff of ``rel`` that replaces ``original`` by
+    ``replacement`` (which must occur exactly ``count`` times in ``text``)."""
+    import difflib
+
+    found = text.count(original)
+    if found != count:
+        raise UserError(f"{name}: {original!r} occurs {found} time(s) in {rel}, expected {count}",
+                        hint="make the original text longer so it names one place")
+    new = text.replace(original, replacement)
+    lines = difflib.unified_diff(text.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{rel}", f"b/{rel}", n=3)
+    return Patch(name, "".join(lines).encode(), 1, origin=f"{rel}: {original!r} -> {replacement!r}")

@@ -27,8 +27,9 @@ from harness.model.kernels import kernel_for_version
 from harness.report import write_all
 from harness.report.model import run_status, scenario_status
 from harness.result import CheckKind, CheckResult, Status
-from harness.rundir import new_run_dir, write_json
-from harness.scenarios import Scenario, Target, select
+from harness.rundir import new_run_dir, runs_root, write_json
+from harness.scenarios import Scenario, Target, scenarios_for_run, select
+from harness.scenarios.plan import load_plan_file
 from harness.scenarios.base import Captures
 from harness.source import SourceRequest
 from harness.vm.console import scan
@@ -50,6 +51,13 @@ class RunRequest:
     #: Stop at the first failed or errored scenario.
     fail_fast: bool = False
     reproducer: str = ""
+    #: A developer's own plan files, run with the built-in scenarios or,
+    #: with ``only_plans``, instead of them.
+    plans: Tuple[Path, ...] = ()
+    only_plans: bool = False
+    #: The run directory's name under ``runs_root`` (a series stage); by
+    #: default a dated name.
+    run_name: Optional[str] = None
 
 
 @dataclass
@@ -93,8 +101,11 @@ class Pipeline:
         req = self.request
         for name in req.arches:
             lookup_arch(name)  # unknown arch: a user error before anything starts
-        scenarios = select(req.scenarios)
-        run_dir = new_run_dir("run", "+".join(req.arches), req.runs_root)
+        plans = [load_plan_file(path) for path in req.plans]  # a bad plan: a user error before anything starts
+        scenarios = select(req.scenarios, plans, req.only_plans)
+        if not scenarios:
+            raise UserError("no scenario to run", hint="drop --only-plans or give --plan FILE")
+        run_dir = self._run_dir()
         self.run_dir = run_dir
         self.doc = {"run_id": run_dir.name, "arches": {}, "differences": {}}
         info = {
@@ -109,6 +120,8 @@ class Pipeline:
                 "options": list(req.options),
                 "arches": list(req.arches),
                 "scenarios": [s.name for s in scenarios],
+                "plans": [str(p) for p in req.plans],
+                "only_plans": req.only_plans,
                 "debug": req.debug,
             },
             "versions": _versions(),
@@ -116,6 +129,10 @@ class Pipeline:
             "arches": {},
         }
         write_json(run_dir / "run.json", info)
+        if req.plans:
+            (run_dir / "plans").mkdir(exist_ok=True)
+            for plan, path in zip(plans, req.plans):
+                (run_dir / "plans" / f"{plan.name}.yaml").write_text(Path(path).read_text())
         self.say(f"[run] {run_dir}")
         try:
             for arch_name in req.arches:
@@ -125,6 +142,10 @@ class Pipeline:
                     break
         except KeyboardInterrupt:
             info["status"] = "interrupted"
+            raise
+        except HarnessError as exc:
+            info["status"] = f"{exc.blame} error"
+            info["error"] = exc.render()
             raise
         except BaseException as exc:
             info["status"] = "crashed"
@@ -140,6 +161,14 @@ class Pipeline:
             write_json(run_dir / "results.json", self.doc)
             write_all(run_dir, self.doc)
         return RunOutcome(run_dir, status, self.doc)
+
+    def _run_dir(self) -> Path:
+        req = self.request
+        if req.run_name is None:
+            return new_run_dir("run", "+".join(req.arches), req.runs_root)
+        path = runs_root(req.runs_root) / req.run_name
+        path.mkdir(parents=True, exist_ok=False)
+        return path.resolve()
 
     # ------------------------------------------------------------------
     def _run_arch(self, arch_name: str, scenarios: Sequence[Scenario], arch_dir: Path) -> dict:
@@ -273,7 +302,7 @@ def recheck(run_dir: Path) -> dict:
         doc = json.loads((run_dir / "results.json").read_text())
     except (OSError, ValueError):
         raise UserError(f"{run_dir} has no readable results.json: is it a run directory?") from None
-    scenarios = {s.name: s for s in select(())}
+    scenarios = scenarios_for_run(run_dir)
     for arch_name, arch_doc in doc.get("arches", {}).items():
         arch_dir = run_dir / arch_name
         config_path = arch_dir / "kernel.config"

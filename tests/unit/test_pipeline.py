@@ -101,7 +101,7 @@ def fake_run(tmp_path, monkeypatch):
     monkeypatch.setattr(arches_mod, "ARCHES", {**arches_mod.ARCHES, "x86_64": patched})
 
     def run(*scenarios):
-        monkeypatch.setattr(pipeline_mod, "select", lambda names: list(scenarios))
+        monkeypatch.setattr(pipeline_mod, "select", lambda names, plans=(), only_plans=False: list(scenarios))
         request = RunRequest(SourceRequest(str(tmp_path)), ("x86_64",), quiet=True, runs_root=tmp_path / "runs")
         return Pipeline(request).run()
 
