@@ -262,7 +262,7 @@ def model_account(ta: dict, tb: dict, names: list[str], scenarios: dict) -> dict
 def short(value: Any, limit: int = 36) -> str:
     if value is None:
         return "-"
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
