@@ -379,4 +379,47 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_compare)
 
 
-ADDERS: list = [_add_deps, _add_sources, _add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report, _add_compare]
+def _cmd_bisect(args: argparse.Namespace) -> int:
+    from harness.bisect import BisectRequest, run_bisect
+
+    arches = tuple(a for part in args.arch for a in part.split(",") if a) or ("x86_64",)
+    request = BisectRequest(
+        tree=args.tree, good=args.good, bad=args.bad, arches=arches,
+        scenarios=tuple(s for part in args.scenario for s in part.split(",") if s),
+        fragments=tuple(args.fragment), options=tuple(args.option), skip_build_errors=args.skip_build_errors,
+        runs_root=args.runs, quiet=args.quiet, accel=args.accel,
+    )
+    result = run_bisect(request)
+    print(result.render(), end="")
+    return 0
+
+
+def _cmd_bisect_step(args: argparse.Namespace) -> int:
+    from harness.bisect import step_main
+
+    return step_main(args.state)
+
+
+def _add_bisect(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bisect", help="find the commit that broke a scenario (git bisect run on the harness's own clone)",
+                            description="Runs the chosen scenarios on the bad commit (to learn how it fails) and the good one, "
+                                        "then drives 'git bisect run' on the harness's own clone of the tree: 0 good, 1 bad, "
+                                        "125 skip. Your working tree and repository are not modified.")
+    parser.add_argument("--tree", type=Path, required=True, help="your kernel git tree")
+    parser.add_argument("--good", required=True, help="a commit on which the scenarios pass")
+    parser.add_argument("--bad", required=True, help="a later commit (descending from --good) on which they fail")
+    parser.add_argument("--arch", action="append", default=[], help="x86_64, arm64 or arm (repeatable; default x86_64)")
+    parser.add_argument("--scenario", action="append", default=[], help="scenario name or experiment id (default all)")
+    parser.add_argument("--fragment", type=Path, action="append", default=[], help="extra kconfig fragment (repeatable)")
+    parser.add_argument("--option", action="append", default=[], metavar="CONFIG_X=y", help="extra config option (repeatable)")
+    parser.add_argument("--skip-build-errors", action="store_true",
+                        help="skip (125) a commit that does not build, when the bad commit builds")
+    parser.add_argument("--runs", type=Path, help="where the bisect directory goes (default ./runs or $HARNESS_RUNS)")
+    parser.add_argument("--accel", choices=["kvm", "tcg"], help="force the accelerator")
+    parser.set_defaults(handler=_cmd_bisect)
+    step = sub.add_parser("bisect-step")  # what git bisect run calls (not for users)
+    step.add_argument("state", type=Path)
+    step.set_defaults(handler=_cmd_bisect_step)
+
+
+ADDERS: list = [_add_deps, _add_sources, _add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report, _add_compare, _add_bisect]

@@ -1,0 +1,110 @@
+"""harness bisect on a small local git repository of the fake kernel tree:
+git bisect run drives 'harness bisect-step' processes that really build
+each commit on the work copy; the developer's tree is never touched."""
+import json
+import subprocess
+
+import pytest
+
+from .conftest import FAKE_SOURCES, needs
+
+from harness.bisect import BisectRequest, Outcome, classify, run_bisect
+from harness.cli import main
+from harness.errors import UserError
+
+pytestmark = needs("git", "make", "patch")
+RUNNER = "tests.unit.bisect_runner:evaluate"
+
+
+def commit(tree, message, **files):
+    for name, text in files.items():
+        (tree / name).write_text(text)
+    subprocess.run(["git", "-C", str(tree), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(tree), "-c", "user.name=Dev", "-c", "user.email=dev@example.org",
+                    "commit", "-q", "-m", message], check=True)
+    return subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def history(fake_tree, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    subprocess.run(["git", "init", "-q", str(fake_tree)], check=True)
+    migrate, compaction = FAKE_SOURCES["mm/migrate.c"], FAKE_SOURCES["mm/compaction.c"]
+    c = {}
+    c["base"] = commit(fake_tree, "base")
+    c["unbuildable"] = commit(fake_tree, "mm/compaction: half a refactor", **{"mm/compaction.c": "#error half done\n"})
+    c["mended"] = commit(fake_tree, "mm/compaction: finish the refactor", **{"mm/compaction.c": compaction.replace("0;", "0; /* v2 */")})
+    c["breaks"] = commit(fake_tree, "mm/migrate: stop counting failed pages", **{"mm/migrate.c": migrate.replace("return 0", "return -1")})
+    c["later"] = commit(fake_tree, "Kconfig: comment", Kconfig=(fake_tree / "Kconfig").read_text() + "# later\n")
+    return fake_tree, c
+
+
+def bisect(tree, good, bad, tmp_path, **kw):
+    return run_bisect(BisectRequest(tree=tree, good=good, bad=bad, runs_root=tmp_path / "runs", quiet=True, runner=RUNNER, **kw))
+
+
+def test_finds_the_breaking_commit_and_leaves_the_tree_alone(history, tmp_path):
+    tree, c = history
+    status = subprocess.run(["git", "-C", str(tree), "status", "--porcelain"], capture_output=True, text=True).stdout
+    result = bisect(tree, c["base"], c["later"], tmp_path, skip_build_errors=True)
+    assert result.first_bad == c["breaks"] and result.subject == "mm/migrate: stop counting failed pages"
+    assert result.outcome.failing[0]["id"] == "x86_64/pins-mlock/move-pinned/return value"
+    text = result.render()
+    assert "first bad commit: " + c["breaks"] in text and "expected: 2" in text and "observed: 0" in text
+    steps = [json.loads(line) for line in (result.directory / "steps.jsonl").read_text().splitlines()]
+    verdicts = {s["commit"]: s["verdict"] for s in steps}
+    assert verdicts[c["later"]] == "bad" and verdicts[c["base"]] == "good" and verdicts[c["mended"]] == "good"
+    if c["unbuildable"] in verdicts:  # only if git picked it
+        assert verdicts[c["unbuildable"]] == "skip"
+    # the developer's tree: same HEAD, same files, no bisect state
+    assert subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() == c["later"]
+    assert subprocess.run(["git", "-C", str(tree), "status", "--porcelain"], capture_output=True, text=True).stdout == status
+    assert not (tree / ".git" / "BISECT_LOG").exists()
+
+
+@pytest.fixture
+def short_history(fake_tree, tmp_path, monkeypatch):
+    """base, a commit that does not build, then the breaking commit (which
+    also mends the build): git must test the unbuildable one."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    subprocess.run(["git", "init", "-q", str(fake_tree)], check=True)
+    migrate = FAKE_SOURCES["mm/migrate.c"]
+    c = {"base": commit(fake_tree, "base")}
+    c["unbuildable"] = commit(fake_tree, "mm/migrate: half a refactor", **{"mm/migrate.c": "#error half done\n"})
+    c["breaks"] = commit(fake_tree, "mm/migrate: finish it, uncounted", **{"mm/migrate.c": migrate.replace("return 0", "return -1")})
+    return fake_tree, c
+
+
+def test_an_unbuildable_commit_is_bad_unless_build_errors_are_skipped(short_history, tmp_path, capsys):
+    tree, c = short_history
+    result = bisect(tree, c["base"], c["breaks"], tmp_path)
+    assert result.first_bad == c["unbuildable"] and result.outcome.kernel_failure == "build"
+    assert "the kernel failed (build)" in result.render()
+    skipped = bisect(tree, c["base"], c["breaks"], tmp_path, skip_build_errors=True)
+    assert skipped.first_bad == "" and set(skipped.candidates) == {c["unbuildable"], c["breaks"]}
+    assert "could be any of" in skipped.render()
+
+
+def test_bad_ranges_are_user_errors(history, tmp_path, capsys):
+    tree, c = history
+    with pytest.raises(UserError) as err:
+        bisect(tree, c["later"], c["base"], tmp_path)
+    assert "is not an ancestor of --bad" in err.value.message
+    with pytest.raises(UserError) as err:
+        bisect(tree, c["base"], c["mended"], tmp_path)  # the bad commit passes
+    assert "does not fail" in err.value.message
+    assert main(["bisect", "--tree", str(tree), "--good", "nosuchref", "--bad", c["later"]]) == 2
+    assert "--good nosuchref is not a commit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("outcome,bad,skip,expected", [
+    (Outcome("c", ""), None, False, "good"),
+    (Outcome("c", "", failing=[{"id": "x"}]), None, False, "bad"),
+    (Outcome("c", "", kernel_failure="build"), Outcome("b", "", failing=[{"id": "x"}]), True, "skip"),
+    (Outcome("c", "", kernel_failure="build"), Outcome("b", "", failing=[{"id": "x"}]), False, "bad"),
+    (Outcome("c", "", kernel_failure="build"), Outcome("b", "", kernel_failure="build"), True, "bad"),
+    (Outcome("c", "skip"), None, False, "skip"),
+    (Outcome("c", "", kernel_failure="kernel"), None, True, "bad"),
+])
+def test_classification(outcome, bad, skip, expected):
+    assert classify(outcome, bad, skip) == expected
