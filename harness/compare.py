@@ -19,6 +19,8 @@ from harness.result import Status
 
 
 class Verdict(str, enum.Enum):
+    #: Both pass with the same value (an exact check), or both pass (a
+    #: bounded or invariant check, whose value the model does not predict).
     SAME = "same"
     REGRESSION = "regression"
     FIXED = "fixed"
@@ -169,9 +171,14 @@ def verdict(a: Optional[dict], b: Optional[dict]) -> Verdict:
         return Verdict.REGRESSION
     if b_ok and not a_ok:
         return Verdict.FIXED
-    same = a["status"] == b["status"] and a.get("observed") == b.get("observed")
     if a_ok:
-        return Verdict.SAME if same else Verdict.CHANGED
+        if a["status"] != b["status"]:
+            return Verdict.CHANGED
+        # a bounded or invariant check does not predict its value: two
+        # passing values are the same verdict (both are shown)
+        if a.get("kind", "exact") != "exact" or a.get("observed") == b.get("observed"):
+            return Verdict.SAME
+        return Verdict.CHANGED
     return Verdict.BOTH_FAIL
 
 

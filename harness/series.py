@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from harness.cache import Cache
-from harness.compare import verdict
+from harness.compare import Verdict, verdict
 from harness.errors import InfraError, KernelError, UserError
 from harness.patches import Patch
 from harness.rundir import new_run_dir, write_json
@@ -84,9 +84,10 @@ def _value(check: dict) -> dict:
 
 
 def changes(stages: Sequence[Stage], docs: dict[int, dict]) -> list[Change]:
-    """For every check, the first stage whose status or observed value
-    differs from the stage before it (stages that did not run are passed
-    over: the comparison is with the last stage that ran)."""
+    """For every check, the first stage whose verdict against the stage
+    before it is not "same" (a new status, or a new value of an exact
+    check); stages that did not run are passed over: the comparison is with
+    the last stage that ran."""
     ran = [s for s in stages if s.index in docs]
     history: dict[tuple, list[tuple[Stage, Optional[dict]]]] = {}
     for stage in ran:
@@ -104,9 +105,7 @@ def changes(stages: Sequence[Stage], docs: dict[int, dict]) -> list[Change]:
     for key, values in history.items():
         found: Optional[Change] = None
         for (prev_stage, prev), (stage, cur) in zip(values, values[1:]):
-            same = (prev is None and cur is None) or (
-                prev is not None and cur is not None and prev["status"] == cur["status"] and prev.get("observed") == cur.get("observed"))
-            if same:
+            if (prev is None and cur is None) or (prev is not None and cur is not None and verdict(prev, cur) is Verdict.SAME):
                 continue
             if found is None:
                 found = Change(*key, stage=stage.name, previous=prev_stage.name,

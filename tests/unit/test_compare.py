@@ -115,7 +115,15 @@ def test_bad_inputs_are_user_errors(tmp_path, capsys):
     ("FAIL", "PASS", False, "fixed"), ("FAIL", "FAIL", False, "still failing"), ("PASS", "ERROR", True, "regression"),
 ])
 def test_verdicts(a_status, b_status, same, expected):
-    a = {"status": a_status, "observed": 1}
-    b = {"status": b_status, "observed": 1 if same else 2}
+    a = {"status": a_status, "observed": 1, "kind": "exact"}
+    b = {"status": b_status, "observed": 1 if same else 2, "kind": "exact"}
     assert compare.verdict(a, b).value == expected
     assert compare.verdict(None, b) is compare.Verdict.ONLY_B and compare.verdict(a, None) is compare.Verdict.ONLY_A
+
+
+def test_bounded_and_invariant_values_within_their_bounds_are_the_same():
+    for kind in ("bounded", "invariant"):
+        assert compare.verdict({"status": "PASS", "observed": 5000, "kind": kind},
+                               {"status": "PASS", "observed": 3100, "kind": kind}) is compare.Verdict.SAME
+        assert compare.verdict({"status": "PASS", "observed": 5000, "kind": kind},
+                               {"status": "FAIL", "observed": 3100, "kind": kind}) is compare.Verdict.REGRESSION
