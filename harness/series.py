@@ -83,6 +83,15 @@ def _value(check: dict) -> dict:
     return {k: check.get(k) for k in keep}
 
 
+def unchanged(prev: Optional[dict], cur: Optional[dict]) -> bool:
+    """Same verdict, or failing the same way."""
+    if prev is None or cur is None:
+        return prev is None and cur is None
+    if verdict(prev, cur) is Verdict.SAME:
+        return True
+    return prev["status"] == cur["status"] and prev.get("observed") == cur.get("observed")
+
+
 def changes(stages: Sequence[Stage], docs: dict[int, dict]) -> list[Change]:
     """For every check, the first stage whose verdict against the stage
     before it is not "same" (a new status, or a new value of an exact
@@ -105,7 +114,7 @@ def changes(stages: Sequence[Stage], docs: dict[int, dict]) -> list[Change]:
     for key, values in history.items():
         found: Optional[Change] = None
         for (prev_stage, prev), (stage, cur) in zip(values, values[1:]):
-            if (prev is None and cur is None) or (prev is not None and cur is not None and verdict(prev, cur) is Verdict.SAME):
+            if unchanged(prev, cur):
                 continue
             if found is None:
                 found = Change(*key, stage=stage.name, previous=prev_stage.name,
