@@ -220,7 +220,7 @@ class Builder:
         log_path = meta_dir / "build.log"
         marker = meta_dir / "building"
         progress = Progress(f"build {the_arch.name} {source.version}", quiet=request.quiet, stream=self.stream)
-        env = self._env(the_arch)
+        env = self._env(the_arch, work)
         base_make = ["make", f"O={objs}", f"ARCH={the_arch.linux_arch}"]
         if the_arch.kernel_cross:
             base_make.append(f"CROSS_COMPILE={the_arch.kernel_cross}")
@@ -300,12 +300,16 @@ class Builder:
         progress.done(f"built {final / image.name}")
         return BuildResult.load(final, cached=False, elapsed=elapsed)
 
-    def _env(self, the_arch: Arch) -> dict:
+    def _env(self, the_arch: Arch, work: WorkCopy) -> dict:
         env = dict(os.environ, LC_ALL="C")
         env.setdefault("CCACHE_DIR", str(self.cache.dir("ccache")))
         env.setdefault("CCACHE_MAXSIZE", "20G")
-        # ccache hits across trees: paths relative to the source tree.
+        # ccache hits across work copies (a new tree, a bisect clone): every
+        # work copy has the same layout, so with paths made relative to its
+        # root the compiler lines are the same (only __FILE__ strings name
+        # the copy that first compiled an object).
         env.setdefault("CCACHE_NOHASHDIR", "1")
+        env.setdefault("CCACHE_BASEDIR", str(work.root))
         return env
 
     def _make(self, argv, tree: Path, env, log, progress, meta, what, stream=False) -> None:
