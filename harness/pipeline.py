@@ -102,6 +102,7 @@ class Pipeline:
         for name in req.arches:
             lookup_arch(name)  # unknown arch: a user error before anything starts
         plans = [load_plan_file(path) for path in req.plans]  # a bad plan: a user error before anything starts
+        patches = req.source.patch_list()  # so is a missing patch
         scenarios = select(req.scenarios, plans, req.only_plans)
         if not scenarios:
             raise UserError("no scenario to run", hint="drop --only-plans or give --plan FILE")
@@ -115,7 +116,7 @@ class Pipeline:
             "inputs": {
                 "kernel": req.source.spec,
                 "tarball": str(req.source.tarball) if req.source.tarball else None,
-                "patches": [str(p) for p in req.source.patches],
+                "patches": [p.as_dict() for p in patches],
                 "fragments": [str(p) for p in req.fragments],
                 "options": list(req.options),
                 "arches": list(req.arches),
