@@ -158,6 +158,10 @@ class WorkCopy:
         used), with the manifest of what it was made from."""
         if self.tree.exists():
             shutil.rmtree(self.tree)
+        # objects built from an earlier copy would look newer than the
+        # fresh copy's files (which keep the base's mtimes): start over
+        for objs in self.root.glob("objs-*"):
+            shutil.rmtree(objs, ignore_errors=True)
         manifest = stat_manifest(self.base)
         with self.cache.staging(self.tree) as tmp:
             from harness.source import copy_tree

@@ -238,3 +238,13 @@ def test_series_from_quilt_mbox_and_format_patch_dir(tmp_path):
     assert [p.name for p in load_series(formatted)] == ["0001-a.patch", "0002-b.patch"]
     with pytest.raises(UserError):
         load_series(tmp_path / "nowhere")
+
+
+def test_a_lost_state_file_rebuilds_from_scratch(cache, fake_tree):
+    build(cache, fake_tree, PATCH_A)
+    work = workcopy.WorkCopy(cache, fake_tree, immutable=False)
+    work.state_path.unlink()  # the copy can no longer be trusted
+    compiled(fake_tree)
+    result = build(cache, fake_tree, PATCH_B)
+    assert sorted(compiled(fake_tree)) == ["mm/compaction.o", "mm/migrate.o"]
+    assert "return -1" not in image_text(result) and MIGRATE in image_text(result)
