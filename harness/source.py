@@ -463,16 +463,32 @@ def tree_fingerprint(tree: Path) -> str:
                     continue
                 digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
             return "git-" + digest.hexdigest()
-    for root, dirs, files in os.walk(tree):
-        dirs[:] = sorted(d for d in dirs if d != ".git")
-        for name in sorted(files):
-            path = os.path.join(root, name)
+    digest.update("".join(f"{name}\0{size}\0{mtime}\n" for name, (size, mtime) in sorted(stat_manifest(tree).items())).encode())
+    return "tree-" + digest.hexdigest()
+
+
+def stat_manifest(tree: Path) -> dict:
+    """{path: [size, mtime_ns]} of every file under ``tree`` except .git."""
+    out: dict = {}
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = list(os.scandir(tree / rel if rel else tree))
+        except OSError:
+            continue
+        for entry in entries:
+            name = f"{rel}/{entry.name}" if rel else entry.name
             try:
-                st = os.lstat(path)
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != ".git":
+                        stack.append(name)
+                    continue
+                st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            digest.update(f"{os.path.relpath(path, tree)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return "tree-" + digest.hexdigest()
+            out[name] = [st.st_size, st.st_mtime_ns]
+    return out
 
 
 def _git(tree: Path, *args: str) -> Optional[str]:

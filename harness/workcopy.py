@@ -38,9 +38,9 @@ from harness.cache import Cache
 from harness.errors import UserError
 from harness.patches import Patch
 from harness.rundir import write_json
+from harness.source import copy_tree, stat_manifest
 
 SCHEMA = 1
-Manifest = dict  # {relative path: [size, mtime_ns]}
 
 
 @dataclass
@@ -53,30 +53,6 @@ class SyncReport:
     created: bool = False
     #: Files changed in the base tree since the last sync.
     base_drift: list[str] = field(default_factory=list)
-
-
-def stat_manifest(tree: Path) -> Manifest:
-    """{path: [size, mtime_ns]} of every file under ``tree`` except .git."""
-    out: Manifest = {}
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            entries = list(os.scandir(tree / rel if rel else tree))
-        except OSError:
-            continue
-        for entry in entries:
-            name = f"{rel}/{entry.name}" if rel else entry.name
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name != ".git":
-                        stack.append(name)
-                    continue
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            out[name] = [st.st_size, st.st_mtime_ns]
-    return out
 
 
 def work_name(base_tree: Path) -> str:
@@ -164,14 +140,12 @@ class WorkCopy:
             shutil.rmtree(objs, ignore_errors=True)
         manifest = stat_manifest(self.base)
         with self.cache.staging(self.tree) as tmp:
-            from harness.source import copy_tree
-
             copy_tree(self.base, tmp, self.echo)
         self.manifest_path.write_text(json.dumps(manifest))
         write_json(self.state_path, {"schema": SCHEMA, "status": "clean", "base": str(self.base), "patches": [],
                                      "touched": [], "dirty": []})
 
-    def _manifest(self) -> Manifest:
+    def _manifest(self) -> dict:
         try:
             return json.loads(self.manifest_path.read_text())
         except (OSError, ValueError):
