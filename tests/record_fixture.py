@@ -6,31 +6,46 @@ each scenario's observation, captures, console log, QMP log); drops keys
 and boot images; gzips files over 64 KiB (the replay tests unpack them).
 
     python3 tests/record_fixture.py RUN_DIR NAME
+    python3 tests/record_fixture.py SERIES_DIR NAME --series [--rewrite PATH=$NAME ...]
+        (into fixtures/series/NAME; the recording machine's paths -- run
+        directory, cache, project, and each --rewrite -- become $NAMEs)
 """
 import gzip
 import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 SKIP = {"ssh_key", "initrd.img", "dmesg.txt", "junit.xml", "results.tap", "summary.txt"}
 LIMIT = 64 * 1024
 
 
-def main(run_dir: str, name: str) -> None:
-    src = Path(run_dir)
-    dest = Path(__file__).resolve().parent / "fixtures" / "runs" / name
+def main(run_dir: str, name: str, kind: str = "runs", extra_rewrites=()) -> None:
+    src = Path(run_dir).resolve()
+    dest = Path(__file__).resolve().parent / "fixtures" / kind / name
+    limit = LIMIT if kind == "runs" else 16 * 1024
+    # paths of the recording machine: the run directory and the cache
+    from harness.cache import default_root
+
+    rewrite = [(str(src).encode(), b"$RUN"), (str(default_root()).encode(), b"$HARNESS_CACHE"),
+               (str(Path(__file__).resolve().parents[1]).encode(), b"$PROJECT")]
+    rewrite += [(old.encode(), new.encode()) for old, _, new in (r.partition("=") for r in extra_rewrites)]
     if dest.exists():
         shutil.rmtree(dest)
     for path in sorted(src.rglob("*")):
         if path.is_dir() or path.name in SKIP:
             continue
-        if path.name == "results.json" and path.parent != src:
+        if path.name == "results.json" and not (path.parent / "run.json").exists():
             continue  # the per-scenario copy of what the run's results.json holds
         rel = path.relative_to(src)
         out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         data = path.read_bytes()
-        if len(data) > LIMIT:
+        if kind != "runs":
+            for old, new in rewrite:
+                data = data.replace(old, new)
+        if len(data) > limit:
             out = out.with_name(out.name + ".gz")
             out.write_bytes(gzip.compress(data, 9, mtime=0))
         else:
@@ -39,4 +54,6 @@ def main(run_dir: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    rest = sys.argv[3:]
+    rewrites = [rest[i + 1] for i, word in enumerate(rest) if word == "--rewrite"]
+    main(sys.argv[1], sys.argv[2], "series" if "--series" in rest else "runs", rewrites)

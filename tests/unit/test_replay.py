@@ -21,12 +21,13 @@ RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
 RECORDED = sorted(p.name for p in RUNS.iterdir())
 
 
-def materialize(name: str, tmp_path: Path) -> Path:
+def materialize(name: str, tmp_path: Path, root: Path = RUNS) -> Path:
+    """A recorded run (or series) unpacked into ``tmp_path``."""
     dest = tmp_path / name
-    for path in (RUNS / name).rglob("*"):
+    for path in (root / name).rglob("*"):
         if path.is_dir():
             continue
-        out = dest / path.relative_to(RUNS / name)
+        out = dest / path.relative_to(root / name)
         out.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".gz":
             out.with_suffix("").write_bytes(gzip.decompress(path.read_bytes()))
