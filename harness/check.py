@@ -60,6 +60,17 @@ class Checker:
         text = message or f"{lhs_name} {relation} {rhs_name}"
         return self._add(name, CheckKind.INVARIANT, ok, {rhs_name: rhs}, {lhs_name: lhs}, text, evidence=evidence)
 
+    def every(self, name: str, predicted: Any, observed: Sequence, what: str = "events", evidence: Optional[list] = None) -> CheckResult:
+        """Exact: every observed value is the predicted one.  The values
+        compared are the distinct ones (stable from run to run); how many
+        there were is in the message.  No observations pass (nothing
+        contradicts the model), and the message says so."""
+        distinct = sorted({json_key(v) for v in observed})
+        expected = [json_key(predicted)] if observed else []
+        counts = ", ".join(f"{v}: {sum(1 for o in observed if json_key(o) == v)}" for v in distinct)
+        message = f"{len(observed)} {what}" + (f" ({counts})" if len(distinct) > 1 else "") if observed else f"no {what} to check"
+        return self._add(name, CheckKind.EXACT, distinct == expected, expected, distinct, message, evidence=evidence)
+
     def error(self, name: str, message: str, evidence: Optional[list] = None) -> CheckResult:
         result = CheckResult(self.scenario, self.step, name, CheckKind.EXACT, Status.ERROR, message=message,
                              evidence=list(evidence or self.evidence))
@@ -70,6 +81,11 @@ class Checker:
         result = CheckResult(self.scenario, self.step, name, CheckKind.EXACT, Status.SKIP, message=message)
         self.results.append(result)
         return result
+
+
+def json_key(value: Any) -> Any:
+    """A sortable, hashable form of a value for ``every``."""
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
 def _difference(expected: Any, observed: Any) -> str:

@@ -73,3 +73,16 @@ def test_skip_in_ktap_and_junit(tmp_path):
     assert "ok 1 s # SKIP needs two NUMA nodes" in ktap(doc)
     write_junit(doc, tmp_path / "j.xml")
     assert ET.parse(tmp_path / "j.xml").getroot().find("testsuite/testcase/skipped") is not None
+
+
+def test_every_compares_the_distinct_values_and_fails_on_a_stray_one():
+    from harness.check import Checker
+    from harness.result import Status
+
+    ck = Checker("s", "step")
+    ok = ck.every("mode", "mode=MIGRATE_SYNC", ["mode=MIGRATE_SYNC"] * 40)
+    stray = ck.every("mode", "mode=MIGRATE_SYNC", ["mode=MIGRATE_SYNC"] * 39 + ["mode=MIGRATE_ASYNC"])
+    none = ck.every("mode", "mode=MIGRATE_SYNC", [])
+    assert ok.status is Status.PASS and ok.observed == ["mode=MIGRATE_SYNC"] and ok.message == "40 events"
+    assert stray.status is Status.FAIL and "mode=MIGRATE_ASYNC: 1" in stray.message
+    assert none.status is Status.PASS and none.message == "no events to check"
