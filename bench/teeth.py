@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Teeth: how many of the catalogue's mutants of the kernel's migration code
+the suite kills, per arch.
+
+For each arch the pristine kernel runs first (it must pass: a failure there
+is a false alarm and stops the measurement); then every mutant of
+``harness/mutations/<kernel>.yaml`` is built on the work copy (an
+incremental rebuild) and the suite runs on it.  A mutant is killed when a
+check fails or the kernel fails (panic, oops, boot); a mutant that does not
+build is reported as such and not counted; infrastructure trouble is
+retried once.  Equivalent mutants (argued in the catalogue) are listed
+apart.  Prints a table (mutant, category, per arch: killed by which check,
+or survived) and the kill rate per arch; --json writes it all.
+
+    python bench/teeth.py --kernel v5.0 --arch x86_64,arm64 [--mutant ID ...] [--scenario S ...] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.cache import Cache  # noqa: E402
+from harness.errors import InfraError, KernelError  # noqa: E402
+from harness.mutation import load_catalogue, select  # noqa: E402
+from harness.pipeline import Pipeline, RunRequest  # noqa: E402
+from harness.report.model import checks_of, iter_scenarios  # noqa: E402
+from harness.result import Status  # noqa: E402
+from harness.rundir import new_run_dir, write_json  # noqa: E402
+from harness.source import SourceRequest, SourceResolver  # noqa: E402
+
+
+def verdict(doc: dict) -> tuple[str, str]:
+    """("killed", first killing check) / ("survived", "") / ("error", why)."""
+    infra = ""
+    for arch, name, entry in iter_scenarios(doc):
+        if entry.get("error_blame") == "kernel":
+            return "killed", f"{name}: kernel failed: {entry['error'].splitlines()[0]}"
+        if entry.get("error"):
+            infra = infra or f"{name}: {entry['error'].splitlines()[0]}"
+        for check in checks_of(entry):
+            if check.status is Status.FAIL:
+                return "killed", check.id
+    return ("error", infra) if infra else ("survived", "")
+
+
+def run_one(kernel: str, arch: str, patches: tuple, scenarios: tuple, root: Path, name: str, offline: bool) -> dict:
+    started = time.monotonic()
+    for attempt in (1, 2):
+        request = RunRequest(source=SourceRequest(kernel, patches=patches, offline=offline), arches=(arch,), scenarios=scenarios,
+                             quiet=True, runs_root=root, run_name=name if attempt == 1 else f"{name}-retry")
+        try:
+            outcome = Pipeline(request).run()
+        except KernelError as exc:
+            return {"result": "does not build", "by": exc.message, "seconds": round(time.monotonic() - started, 1)}
+        except InfraError as exc:
+            result, by = "error", exc.message
+        else:
+            result, by = verdict(outcome.doc)
+        if result != "error":
+            break
+    return {"result": result, "by": by, "seconds": round(time.monotonic() - started, 1), "run": str(root / name)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kernel", default="v5.0")
+    parser.add_argument("--arch", default="x86_64,arm64")
+    parser.add_argument("--mutant", action="append", default=[], help="only these mutants (repeatable)")
+    parser.add_argument("--scenario", action="append", default=[], help="only these scenarios (default: the whole suite)")
+    parser.add_argument("--runs", type=Path, help="where the teeth directory goes (default ./runs)")
+    parser.add_argument("--json", type=Path, help="write the table as JSON here too")
+    parser.add_argument("--offline", action="store_true")
+    args = parser.parse_args()
+    arches = [a for part in args.arch.split(",") for a in [part.strip()] if a]
+    scenarios = tuple(s for part in args.scenario for s in part.split(",") if s)
+    catalogue = select(load_catalogue(args.kernel if args.kernel in ("v5.0",) else "v5.0"), args.mutant)
+    tree = SourceResolver(Cache()).resolve(SourceRequest(args.kernel, offline=args.offline)).tree
+    root = new_run_dir("teeth", "+".join(arches), args.runs)
+    table: dict = {"kernel": args.kernel, "arches": arches, "scenarios": list(scenarios), "pristine": {}, "mutants": []}
+    print(f"teeth: {len(catalogue)} mutants of {args.kernel}, {', '.join(arches)}; runs in {root}", flush=True)
+    for arch in arches:
+        pristine = run_one(args.kernel, arch, (), scenarios, root, f"pristine-{arch}", args.offline)
+        table["pristine"][arch] = pristine
+        print(f"  pristine {arch}: {pristine['result']} {pristine['by']} ({pristine['seconds']}s)", flush=True)
+        if pristine["result"] != "survived":
+            print(f"false alarm: the pristine kernel fails on {arch} ({pristine['by']}): stop", file=sys.stderr)
+            write_json(root / "teeth.json", table)
+            return 1
+    for mutation in catalogue:
+        row = {"id": mutation.id, "category": mutation.category, "file": mutation.file, "function": mutation.function,
+               "what": mutation.what, "equivalent": mutation.equivalent}
+        patch = mutation.patch(tree)
+        for arch in arches:
+            row[arch] = run_one(args.kernel, arch, (patch,), scenarios, root, f"{mutation.id}-{arch}", args.offline)
+        table["mutants"].append(row)
+        write_json(root / "teeth.json", table)
+        print(f"  {mutation.id:38} " + "  ".join(f"{arch}: {row[arch]['result']:9} {row[arch]['by'][:60]}" for arch in arches), flush=True)
+    print()
+    print(f"{'mutant':38} {'category':12} " + " ".join(f"{a:>10}" for a in arches) + "  first killing check")
+    for row in table["mutants"]:
+        cells = " ".join(f"{row[a]['result']:>10}" for a in arches)
+        by = next((row[a]["by"] for a in arches if row[a]["result"] == "killed"), "")
+        print(f"{row['id']:38} {row['category']:12} {cells}  {by[:70]}{'  (equivalent)' if row['equivalent'] else ''}")
+    for arch in arches:
+        counted = [r for r in table["mutants"] if not r["equivalent"] and r[arch]["result"] in ("killed", "survived")]
+        killed = sum(r[arch]["result"] == "killed" for r in counted)
+        rate = killed / len(counted) if counted else 0.0
+        table.setdefault("kill_rate", {})[arch] = rate
+        print(f"kill rate {arch}: {killed}/{len(counted)} = {rate:.0%} "
+              f"({sum(1 for r in table['mutants'] if r['equivalent'])} equivalent, "
+              f"{sum(1 for r in table['mutants'] if r[arch]['result'] not in ('killed', 'survived'))} not counted)")
+    write_json(root / "teeth.json", table)
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
