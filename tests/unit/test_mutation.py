@@ -1,0 +1,90 @@
+"""The mutation catalogue: every entry is well-formed, and (with a v5.0
+tree at hand) names text that occurs once, inside the function it says,
+and becomes a patch that applies to the tree."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UserError
+from harness.mutation import CATEGORIES, Mutation, enclosing_function, load_catalogue, select
+
+C_SOURCE = """\
+static int helper(int x)
+{
+\treturn x + 1;
+}
+
+int
+migrate_pages(struct list_head *from,
+\t\tint mode)
+{
+\tint rc = helper(1);
+\tif (rc)
+\t\treturn rc;
+\treturn 0;
+}
+"""
+
+
+def v50_tree():
+    path = os.environ.get("HARNESS_TEST_V50_TREE")
+    if path:
+        return Path(path)
+    from harness.cache import Cache
+    from harness.source import SourceResolver
+
+    try:
+        return SourceResolver(Cache()).registered_tree("v5.0")
+    except UserError:
+        return None
+
+
+def test_enclosing_function_finds_multi_line_definitions():
+    assert enclosing_function(C_SOURCE, "\treturn x + 1;") == "helper"
+    assert enclosing_function(C_SOURCE, "\tif (rc)\n\t\treturn rc;") == "migrate_pages"
+    assert enclosing_function(C_SOURCE, "nothing like it") is None
+
+
+def test_catalogue_is_well_formed():
+    catalogue = load_catalogue("v5.0")
+    assert len(catalogue) >= 30
+    files = {m.file for m in catalogue}
+    for required in ("mm/migrate.c", "mm/compaction.c", "mm/mempolicy.c", "mm/huge_memory.c", "mm/hugetlb.c",
+                     "mm/zsmalloc.c", "mm/balloon_compaction.c", "drivers/virtio/virtio_balloon.c"):
+        assert required in files, required
+    assert all(m.category in CATEGORIES and m.original != m.replacement and m.what for m in catalogue)
+    with pytest.raises(UserError):
+        select(catalogue, ["no-such-mutant"])
+    with pytest.raises(UserError):
+        load_catalogue("v9.9")
+
+
+def test_a_mutation_in_the_wrong_function_is_refused(tmp_path):
+    (tmp_path / "mm").mkdir()
+    (tmp_path / "mm" / "migrate.c").write_text(C_SOURCE)
+    right = Mutation("m", "mm/migrate.c", "migrate_pages", "return-value", "\treturn 0;\n}", "\treturn 1;\n}", "returns 1")
+    assert b"+\treturn 1;" in right.patch(tmp_path).data
+    wrong = Mutation("m", "mm/migrate.c", "helper", "return-value", "\treturn 0;\n}", "\treturn 1;\n}", "returns 1")
+    with pytest.raises(UserError) as err:
+        wrong.patch(tmp_path)
+    assert "in migrate_pages(), not helper()" in err.value.message
+    twice = Mutation("m", "mm/migrate.c", "migrate_pages", "return-value", "\treturn", "\treturn -1 +", "x")
+    with pytest.raises(UserError) as err:
+        twice.patch(tmp_path)
+    assert "occurs 3 time(s)" in err.value.message
+
+
+@pytest.mark.skipif(v50_tree() is None, reason="needs a v5.0 tree: harness sources --register v5.0 PATH, or HARNESS_TEST_V50_TREE")
+@pytest.mark.skipif(subprocess.run(["which", "patch"], capture_output=True).returncode != 0, reason="needs patch (apt-get install patch)")
+def test_every_mutation_applies_to_v50(tmp_path):
+    tree = v50_tree()
+    for mutation in load_catalogue("v5.0"):
+        patch = mutation.patch(tree)
+        work = tmp_path / mutation.id
+        (work / mutation.file).parent.mkdir(parents=True)
+        (work / mutation.file).write_bytes((tree / mutation.file).read_bytes())
+        out = subprocess.run(["patch", "-p1", "--batch", "--forward"], cwd=work, input=patch.data, capture_output=True)
+        assert out.returncode == 0, (mutation.id, out.stdout)
+        assert mutation.replacement in (work / mutation.file).read_text()
