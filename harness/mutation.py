@@ -41,11 +41,11 @@ class Mutation:
             text = path.read_text()
         except OSError as exc:
             raise UserError(f"mutation {self.id}: cannot read {path}: {exc.strerror}") from None
+        patch = replacement_patch(self.file, text, self.original, self.replacement, f"mutant-{self.id}.patch")
         where = enclosing_function(text, self.original)
         if where is not None and where != self.function:
             raise UserError(f"mutation {self.id}: the original text is in {where}(), not {self.function}()",
                             hint=f"fix the catalogue entry's function or its original text ({self.file})")
-        patch = replacement_patch(self.file, text, self.original, self.replacement, f"mutant-{self.id}.patch")
         return Patch(patch.name, patch.data, subject=f"mutant {self.id}: {self.what}", origin=f"{self.file}:{self.function}")
 
 
