@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: $(STAMP)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n auto tests
 
 deps: $(STAMP)
 	$(BIN)/harness deps --arch $(ARCH) --install
