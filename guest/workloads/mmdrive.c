@@ -31,6 +31,8 @@ struct region {
     size_t map_len;
     int node;         /* node= given at alloc, or -1 */
     int mapped, thp, shared, dontfork;
+    uint64_t seed;    /* from the name: patterns differ between regions */
+    uint8_t *written; /* per page: holds its pattern (verify checks it) */
 };
 
 struct range {
@@ -220,15 +222,40 @@ static void parse_nodes(const char *spec, unsigned long *mask)
 /* ------------------------------------------------------------------ */
 /* page contents                                                        */
 
-static void write_page(const struct region *r, size_t idx)
+static void pattern(const struct region *r, size_t idx, uint64_t w[6])
 {
-    volatile uint64_t *w = (volatile uint64_t *)page_addr(r, idx);
     uint64_t i = idx;
     w[0] = i + 1;
     w[1] = 0x9E3779B97F4A7C15ULL * (i + 1);
-    w[128] = ~i;
-    w[256] = (i << 32) ^ 0xA5A5C3C3ULL;
-    w[511] = i * 0x100000001B3ULL + 0x5bd1e995ULL;
+    w[2] = r->seed ^ i;
+    w[3] = ~i;
+    w[4] = (i << 32) ^ 0xA5A5C3C3ULL;
+    w[5] = i * 0x100000001B3ULL + 0x5bd1e995ULL;
+}
+
+/* The words of a page that carry its pattern. */
+static const unsigned PATTERN_WORDS[6] = {0, 1, 2, 128, 256, 511};
+
+static void write_page(struct region *r, size_t idx)
+{
+    volatile uint64_t *w = (volatile uint64_t *)page_addr(r, idx);
+    uint64_t want[6];
+    pattern(r, idx, want);
+    for (int k = 0; k < 6; k++)
+        w[PATTERN_WORDS[k]] = want[k];
+    r->written[idx] = 1;
+}
+
+/* 1 when a written page still holds its pattern. */
+static int page_intact(const struct region *r, size_t idx)
+{
+    volatile uint64_t *w = (volatile uint64_t *)page_addr(r, idx);
+    uint64_t want[6];
+    pattern(r, idx, want);
+    for (int k = 0; k < 6; k++)
+        if (w[PATTERN_WORDS[k]] != want[k])
+            return 0;
+    return 1;
 }
 
 static volatile uint64_t read_sink;
@@ -415,6 +442,12 @@ static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_
     r->thp = thp;
     r->shared = shared;
     r->dontfork = dontfork;
+    r->seed = 0xcbf29ce484222325ULL;
+    for (const char *c = r->name; *c; c++)
+        r->seed = (r->seed ^ (uint8_t)*c) * 0x100000001b3ULL;
+    r->written = calloc(pages, 1);
+    if (!r->written)
+        sys_fail(ENOMEM, "calloc");
     if (!notouch)
         for (size_t i = 0; i < r->pages; i++)
             write_page(r, i);
@@ -1065,18 +1098,40 @@ static void cmd_vmstat(int argc, char **argv)
     emit_result(&out);
 }
 
-/* kpageflags BIT: the PFNs whose /proc/kpageflags entry has BIT set
- * (KPF_BALLOON is 23), as {"bit", "count", "ranges": [[first, n], ...]}. */
+/* kpageflags BITS [not=BITS]: the PFNs whose /proc/kpageflags entry has
+ * every bit of BITS set and none of not=BITS (comma lists; KPF_BALLOON is
+ * 23), as {"bit" (the first), "mask", "not", "count", "ranges": [[first, n], ...]}. */
+static int parse_bits(const char *spec, uint64_t *mask)
+{
+    char copy[256];
+    if (strlen(spec) >= sizeof copy)
+        return -1;
+    strcpy(copy, spec);
+    *mask = 0;
+    for (char *save = NULL, *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        uint64_t bit;
+        if (parse_u64(item, &bit) || bit > 63)
+            return -1;
+        *mask |= (uint64_t)1 << bit;
+    }
+    return *mask ? 0 : -1;
+}
+
 static void cmd_kpageflags(int argc, char **argv)
 {
-    uint64_t bit;
-    if (argc != 2 || parse_u64(argv[1], &bit) || bit > 63)
-        usage_fail("usage: kpageflags BIT");
+    uint64_t mask = 0, not = 0, bit;
+    if (argc < 2 || argc > 3 || parse_bits(argv[1], &mask) ||
+        (argc == 3 && (strncmp(argv[2], "not=", 4) || parse_bits(argv[2] + 4, &not))))
+        usage_fail("usage: kpageflags BIT[,BIT...] [not=BIT[,BIT...]]");
+    for (bit = 0; !(mask >> bit & 1); bit++)
+        ;
     int fd = open("/proc/kpageflags", O_RDONLY);
     if (fd < 0)
         sys_fail(errno, "open /proc/kpageflags");
     result_begin("kpageflags");
     jo_u64(&out, "bit", bit);
+    jo_u64(&out, "mask", mask);
+    jo_u64(&out, "not", not);
     jo_key(&out, "ranges");
     jb_raw(&out, "[");
     static uint64_t buf[8192];
@@ -1091,7 +1146,7 @@ static void cmd_kpageflags(int argc, char **argv)
         if (n == 0)
             break;
         for (size_t i = 0; i < (size_t)n / sizeof buf[0]; i++, pfn++) {
-            if (buf[i] >> bit & 1) {
+            if ((buf[i] & mask) == mask && !(buf[i] & not)) {
                 if (run && first + run == pfn) {
                     run++;
                 } else {
@@ -1144,8 +1199,62 @@ struct command {
     void (*fn)(int argc, char **argv);
 };
 
+/* verify [NAME [RANGES]]: read every written page (of NAME, or of every
+ * mapped region) and compare it with its pattern.  Unwritten pages are not
+ * read (that would fault them in). */
+static int in_ranges(size_t idx)
+{
+    for (size_t k = 0; k < rl.n; k++)
+        if (idx >= rl.v[k].a && idx <= rl.v[k].b)
+            return 1;
+    return 0;
+}
+
+static void verify_region(const struct region *r, int all, uint64_t *checked, uint64_t *bad_count, int *listed)
+{
+    for (size_t i = 0; i < r->pages; i++) {
+        if (!all && !in_ranges(i))
+            continue;
+        if (!r->written[i])
+            continue;
+        (*checked)++;
+        if (page_intact(r, i))
+            continue;
+        (*bad_count)++;
+        if ((*listed)++ < 32)
+            jb_printf(&out, *listed > 1 ? ",{\"region\":\"%s\",\"page\":%zu}" : "{\"region\":\"%s\",\"page\":%zu}", r->name, i);
+    }
+}
+
+static void cmd_verify(int argc, char **argv)
+{
+    if (argc > 3)
+        usage_fail("usage: verify [NAME [RANGES]]");
+    struct region *one = argc >= 2 ? need_mapped(argv[1]) : NULL;
+    if (argc == 3)
+        parse_ranges(argv[2], one);
+    uint64_t checked = 0, bad_count = 0;
+    int listed = 0;
+    result_begin("verify");
+    if (one)
+        jo_str(&out, "name", one->name);
+    jo_key(&out, "bad");
+    jb_raw(&out, "[");
+    for (size_t k = 0; k < nregions; k++) {
+        const struct region *r = &regions[k];
+        if ((one && r != one) || !r->mapped)
+            continue;
+        verify_region(r, argc != 3, &checked, &bad_count, &listed);
+    }
+    jb_raw(&out, "]");
+    jo_u64(&out, "checked", checked);
+    jo_u64(&out, "bad_count", bad_count);
+    emit_result(&out);
+}
+
 static const struct command commands[] = {
     {"alloc", cmd_alloc},
+    {"verify", cmd_verify},
     {"touch", cmd_touch},
     {"touch_until", cmd_touch_until},
     {"readfault", cmd_readfault},

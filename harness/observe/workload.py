@@ -42,3 +42,12 @@ def ret_of(result: dict) -> int:
     if result.get("ret") == -1 and "errno" in result:
         return -int(result["errno"])
     return int(result["ret"])
+
+
+def kpageflags_pfns(text: str) -> list[int]:
+    """The PFNs of the first ``kpageflags`` result in a workload's output."""
+    results, _ = parse(text)
+    found = next((r for r in results if r.get("cmd") == "kpageflags"), None)
+    if found is None:
+        raise ValueError("no kpageflags result")
+    return [pfn for first, count in found["ranges"] for pfn in range(first, first + count)]

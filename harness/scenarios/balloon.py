@@ -84,7 +84,7 @@ class Balloon(Scenario):
         ck.exact("Δballoon_deflate", 0, inflate.get("balloon_deflate"))
         drop = meminfo_total_kb(captures.load("meminfo-before.out")) - meminfo_total_kb(captures.load("meminfo-inflated.out"))
         ck.exact("MemTotal drop (kB)", INFLATE_MB * 1024, drop)
-        before_pfns = set(_kpf(captures.load("kpf-before.out")))
+        before_pfns = set(workload_mod.kpageflags_pfns(captures.load("kpf-before.out")))
         ck.exact("PFNs with KPF_BALLOON", pages, len(before_pfns))
         out += ck.results
 
@@ -93,7 +93,7 @@ class Balloon(Scenario):
             return out + ck.results
         before, after = split_snapshots(captures.load("compact-memory.out"))
         delta = vmstat_mod.delta(before, after)
-        after_pfns = set(_kpf(captures.load("kpf-after.out")))
+        after_pfns = set(workload_mod.kpageflags_pfns(captures.load("kpf-after.out")))
         ck.exact("Δballoon_inflate", 0, delta.get("balloon_inflate"))
         ck.exact("Δballoon_deflate", 0, delta.get("balloon_deflate"))
         ck.exact("PFNs with KPF_BALLOON", pages, len(after_pfns))
@@ -117,12 +117,3 @@ class Balloon(Scenario):
                      "before inflate", meminfo_total_kb(captures.load("meminfo-before.out")))
         out += ck.results
         return out
-
-
-def _kpf(text: str) -> list[int]:
-    results, _ = workload_mod.parse(text)
-    found = next((r for r in results if r.get("cmd") == "kpageflags"), None)
-    if found is None:
-        raise ValueError("no kpageflags result")
-    return [pfn for first, count in found["ranges"] for pfn in range(first, first + count)]
-

@@ -146,6 +146,8 @@ class Plan:
             lines += ["vmstat", f"mark harness step {index} begin", step.run, f"mark harness step {index} end", "vmstat"]
             if step.after:
                 lines.append(step.after)
+            # every page the workload wrote must still hold its pattern
+            lines.append("verify")
         lines.append("exit")
         return "\n".join(lines) + "\n"
 
@@ -343,6 +345,13 @@ def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: l
         for name, value in pred.vmstat_deltas().items():
             if name in delta:
                 ck.exact(f"Δ{name}", value, delta[name])
+    verify = next((r for r in after if r.get("cmd") == "verify"), None)
+    if verify is not None:  # (runs recorded before the pattern check have none)
+        bad = [f"{b['region']}:{b['page']}" for b in verify.get("bad", [])]
+        ck.exact("page contents intact (every written page's pattern)", [], bad,
+                 "" if not verify.get("bad_count") else
+                 f"{verify['bad_count']} of {verify['checked']} pages lost their content after this step: "
+                 + ", ".join(bad[:8]) + (" ..." if verify["bad_count"] > 8 else ""))
     if "thp" in step.checks and step.thp_region:
         smaps = next((r for r in after if r.get("cmd") == "smaps" and r.get("name") == step.thp_region), None)
         placement = pred.placement[step.thp_page] if step.thp_page < len(pred.placement) else {}

@@ -9,12 +9,18 @@ from typing import Any, Mapping, Optional
 from harness.check import Checker, migration_invariants
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
+from harness.observe import workload as workload_mod
 from harness.observe import zram as zram_mod
 from harness.result import CheckResult
 from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
 from harness.scenarios.compaction import snapshot_around, split_snapshots, window
 
 DISK_MB, LIMIT_MB, FILL_MB = 512, 64, 192
+#: The first page of each zspage: PG_private (35), and "mmapped" (11)
+#: because zsmalloc keeps the first object's offset (0) in the field that
+#: is _mapcount for other pages; not uptodate, LRU, slab, buddy, anon,
+#: swap-backed, compound or reserved (the kernel image's PG_private pages).
+ZSPAGE_FIRST = "kpageflags 35,11 not=3,5,7,10,12,14,15,32"
 CGROUP = "/sys/fs/cgroup/memory"
 
 SETUP = (
@@ -39,8 +45,10 @@ class Zram(Scenario):
         guest_command(guest, captures, "vmstat-after-fill", vmstat_mod.SNAPSHOT)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
         guest_command(guest, captures, "mm-stat-before", "cat /sys/block/zram0/mm_stat")
+        guest_command(guest, captures, "zspages-before", f"mmdrive -c '{ZSPAGE_FIRST}'")
         guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
                       timeout=self.timeout)
+        guest_command(guest, captures, "zspages-after", f"mmdrive -c '{ZSPAGE_FIRST}'")
         guest_command(guest, captures, "mm-stat-after-compaction", "cat /sys/block/zram0/mm_stat")
         guest_command(guest, captures, "zram-compact", snapshot_around("zram_compact", "echo 1 > /sys/block/zram0/compact"),
                       timeout=self.timeout)
@@ -68,6 +76,9 @@ class Zram(Scenario):
         ck.invariant("zram mm_stat (all 8 fields) unchanged by page migration", "after compaction", stat_after,
                      "before", stat_before)
         ck.exact("Δnr_zspages", 0, delta.get("nr_zspages"))
+        if (captures.directory / "zspages-before.out").exists():  # recorded before this check existed: absent
+            moved_check(ck, workload_mod.kpageflags_pfns(captures.load("zspages-before.out")),
+                        workload_mod.kpageflags_pfns(captures.load("zspages-after.out")), after.get("nr_zspages", 0))
         events = [e for e in window(trace_text, "harness compact_memory begin", "harness compact_memory end")
                   if e.name == "mm_migrate_pages"]
         migration_invariants(ck, delta, events)
@@ -84,3 +95,16 @@ class Zram(Scenario):
         ck.bounded("pages_compacted does not go back", compacted["pages_compacted"], low=stat_after["pages_compacted"])
         out += ck.results
         return out
+
+
+def moved_check(ck: Checker, before: list[int], after: list[int], nr_zspages: int) -> None:
+    """compact_memory walks every zone: zsmalloc pages in its path move to
+    new PFNs (their first pages are seen by their flags)."""
+    ck.bounded("zspage first pages seen (kpageflags)", len(before), low=1, high=nr_zspages or None,
+               message="zram holds compressed pages: each zspage's first page is PG_private, off the LRU "
+                       f"(at most nr_zspages = {nr_zspages})")
+    ck.invariant("zspages kept their number across compaction", "first pages after", len(after), "before", len(before))
+    moved = len(set(before) - set(after))
+    ck.bounded("zspage first pages moved by compact_memory", moved, low=1,
+               message=("" if moved else "no zsmalloc page moved: zsmalloc pages did not migrate during compact_memory; ")
+               + f"{moved} of {len(before)} first pages are at new PFNs")
