@@ -422,4 +422,28 @@ def _add_bisect(sub: argparse._SubParsersAction) -> None:
     step.set_defaults(handler=_cmd_bisect_step)
 
 
-ADDERS: list = [_add_deps, _add_sources, _add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report, _add_compare, _add_bisect]
+def _cmd_mutants(args: argparse.Namespace) -> int:
+    from harness.cache import Cache
+    from harness.mutation import load_catalogue, select
+    from harness.source import SourceRequest, SourceResolver
+
+    catalogue = load_catalogue(args.catalogue)
+    if args.patch:
+        (mutation,) = select(catalogue, [args.patch])
+        tree = args.tree or SourceResolver(Cache()).resolve(SourceRequest(args.catalogue, offline=True)).tree
+        sys.stdout.write(mutation.patch(Path(tree)).data.decode())
+        return 0
+    for m in catalogue:
+        print(f"{m.id:38} {m.category:12} {m.file}:{m.function}  {m.what}" + ("  [equivalent]" if m.equivalent else ""))
+    return 0
+
+
+def _add_mutants(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("mutants", help="the catalogue of small migration-code mutations (for bench/teeth.py)")
+    parser.add_argument("--catalogue", default="v5.0", help="which kernel's catalogue (default v5.0)")
+    parser.add_argument("--patch", metavar="ID", help="print this mutant as a patch against the tree")
+    parser.add_argument("--tree", type=Path, help="the tree to make the patch against (default: the v5.0 source)")
+    parser.set_defaults(handler=_cmd_mutants)
+
+
+ADDERS: list = [_add_deps, _add_sources, _add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report, _add_compare, _add_bisect, _add_mutants]

@@ -1,0 +1,43 @@
+"""Recorded runs of real v5.0 mutants (tests/fixtures/mutants), re-checked
+offline: the checks that must kill each one do, with messages that name
+what went wrong (and pristine recordings pass the same checks: see
+test_replay)."""
+import json
+from pathlib import Path
+
+from .test_replay import materialize
+
+from harness.pipeline import recheck
+from harness.report.model import checks_of
+
+MUTANTS = Path(__file__).resolve().parents[1] / "fixtures" / "mutants"
+
+
+def failures(name, tmp_path, scenario):
+    doc = recheck(materialize(name, tmp_path, MUTANTS))
+    out = {}
+    for arch, arch_doc in doc["arches"].items():
+        out[arch] = [c for c in checks_of(arch_doc["scenarios"][scenario]) if c.status.name == "FAIL"]
+    return out
+
+
+def test_zsmalloc_pages_that_cannot_migrate_fail_the_zram_scenario(tmp_path):
+    for arch, failed in failures("zsmalloc-never-isolate", tmp_path, "zram").items():
+        assert [c.name for c in failed] == ["zspage first pages moved by compact_memory"], arch
+        assert failed[0].message.startswith("no zsmalloc page moved: zsmalloc pages did not migrate during compact_memory")
+        assert failed[0].observed == 0
+
+
+def test_a_skipped_page_copy_fails_with_the_pages_named(tmp_path):
+    failed = failures("migrate-copy-skipped", tmp_path, "move-pages-basic")["x86_64"]
+    content = [c for c in failed if c.name.startswith("page contents intact")]
+    assert [c.step for c in content] == ["move-64", "move-again", "alternating"]
+    first = content[0]
+    assert first.expected == [] and first.observed[:2] == ["buf:0", "buf:1"]
+    assert "64 of 72 pages lost their content after this step: buf:0, buf:1" in first.message
+
+
+def test_the_mutants_are_recorded_with_their_patch(tmp_path):
+    for name in ("zsmalloc-never-isolate", "migrate-copy-skipped"):
+        run = json.loads((MUTANTS / name / "run.json").read_text())
+        assert [p["name"] for p in run["inputs"]["patches"]] == [f"{name}.patch"]
