@@ -527,6 +527,49 @@ static WL_UNUSED __attribute__((noreturn)) void hold_forever(void)
         pause();
 }
 
+/* A held workload's check of its own memory: pages checked, pages that
+ * lost their content, and the first of those. */
+typedef uint64_t (*wl_check_fn)(const void *ctx, uint64_t *checked, uint64_t *first_bad);
+
+static volatile sig_atomic_t wl_verify_asked;
+
+static void wl_on_usr1(int sig)
+{
+    (void)sig;
+    wl_verify_asked = 1;
+}
+
+/* Hold the memory; on each SIGUSR1 run the check and write
+ * RESULT {"cmd":"CMD-verify","pages","errors","first_bad"} to
+ * /tmp/CMD-PID.verify (written whole, then renamed into place). */
+static WL_UNUSED __attribute__((noreturn)) void hold_verifying(const char *cmd, wl_check_fn check, const void *ctx)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = wl_on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    char path[96], tmp[112];
+    snprintf(path, sizeof path, "/tmp/%s-%d.verify", cmd, (int)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    for (;;) {
+        while (!wl_verify_asked)
+            pause();
+        wl_verify_asked = 0;
+        uint64_t checked = 0, first_bad = 0;
+        uint64_t errors = check(ctx, &checked, &first_bad);
+        FILE *f = fopen(tmp, "w");
+        if (!f)
+            continue;
+        if (errors)
+            fprintf(f, "RESULT {\"cmd\":\"%s-verify\",\"pages\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"first_bad\":%" PRIu64 "}\n",
+                    cmd, checked, errors, first_bad);
+        else
+            fprintf(f, "RESULT {\"cmd\":\"%s-verify\",\"pages\":%" PRIu64 ",\"errors\":0,\"first_bad\":null}\n", cmd, checked);
+        fclose(f);
+        rename(tmp, path);
+    }
+}
+
 /* mbind(addr, len, MPOL_BIND, {node}, maxnode, flags). */
 static WL_UNUSED long wl_mbind_node(void *addr, size_t len, int node, unsigned flags)
 {

@@ -139,6 +139,29 @@ static void do_tmpfs(int argc, char **argv)
     free(j.p);
 }
 
+struct anon {
+    const char *mem;
+    size_t pages;
+};
+
+/* The kept (even) pages that lost their two words. */
+static uint64_t anon_errors(const void *ctx, uint64_t *checked, uint64_t *first_bad)
+{
+    const struct anon *a = ctx;
+    uint64_t errors = 0;
+    *checked = 0;
+    for (size_t i = 0; i < a->pages; i += 2) {
+        const volatile uint64_t *w = (const volatile uint64_t *)(a->mem + i * PAGE);
+        (*checked)++;
+        if (w[0] != i + 1 || w[1] != 0x9E3779B97F4A7C15ULL * (i + 1)) {
+            if (!errors)
+                *first_bad = i;
+            errors++;
+        }
+    }
+    return errors;
+}
+
 static void do_anon(int argc, char **argv)
 {
     cmd = "anon";
@@ -201,7 +224,9 @@ static void do_anon(int argc, char **argv)
     free(j.p);
     if (hold) {
         hold_release(notify);
-        hold_forever();
+        /* SIGUSR1: check the kept pages (after compaction moved them) */
+        struct anon a = {mem, pages};
+        hold_verifying("fragment", anon_errors, &a);
     }
 }
 

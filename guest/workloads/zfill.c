@@ -32,55 +32,27 @@ static void fill_page(unsigned char *p, size_t idx)
     memcpy(p + PAGE - 8, &v, 8);
 }
 
-static volatile sig_atomic_t verify_asked;
-
-static void on_usr1(int sig)
-{
-    (void)sig;
-    verify_asked = 1;
-}
+struct zmem {
+    const unsigned char *mem;
+    size_t pages;
+};
 
 /* Pages that no longer hold their pattern. */
-static uint64_t count_errors(const unsigned char *mem, size_t pages, uint64_t *first_bad)
+static uint64_t count_errors(const void *ctx, uint64_t *checked, uint64_t *first_bad)
 {
+    const struct zmem *z = ctx;
     static unsigned char ref[PAGE];
     uint64_t errors = 0;
-    for (size_t i = 0; i < pages; i++) {
+    for (size_t i = 0; i < z->pages; i++) {
         fill_page(ref, i);
-        if (memcmp(ref, mem + i * PAGE, PAGE)) {
-            if (!errors && first_bad)
+        if (memcmp(ref, z->mem + i * PAGE, PAGE)) {
+            if (!errors)
                 *first_bad = i;
             errors++;
         }
     }
+    *checked = z->pages;
     return errors;
-}
-
-/* Held: on SIGUSR1, check every page (swapping it back in) and write
- * RESULT {"cmd":"zfill-verify","pages","errors","first_bad"} to
- * /tmp/zfill-PID.verify (written whole, then renamed into place). */
-static __attribute__((noreturn)) void hold_and_verify(const unsigned char *mem, size_t pages)
-{
-    char path[64], tmp[80];
-    snprintf(path, sizeof path, "/tmp/zfill-%d.verify", (int)getpid());
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    for (;;) {
-        while (!verify_asked)
-            pause();
-        verify_asked = 0;
-        uint64_t first_bad = 0;
-        uint64_t errors = count_errors(mem, pages, &first_bad);
-        FILE *f = fopen(tmp, "w");
-        if (!f)
-            continue;
-        if (errors)
-            fprintf(f, "RESULT {\"cmd\":\"zfill-verify\",\"pages\":%zu,\"errors\":%" PRIu64 ",\"first_bad\":%" PRIu64 "}\n",
-                    pages, errors, first_bad);
-        else
-            fprintf(f, "RESULT {\"cmd\":\"zfill-verify\",\"pages\":%zu,\"errors\":0,\"first_bad\":null}\n", pages);
-        fclose(f);
-        rename(tmp, path);
-    }
 }
 
 int main(int argc, char **argv)
@@ -111,17 +83,16 @@ int main(int argc, char **argv)
     jo_str(&j, "cmd", "zfill");
     jo_u64(&j, "mb", mb);
     jo_u64(&j, "pages", (uint64_t)pages);
+    struct zmem z = {mem, pages};
     if (hold) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_usr1;
-        sigaction(SIGUSR1, &sa, NULL);
         jo_int(&j, "pid", getpid());
         emit_result(&j);
         hold_release(notify);
-        hold_and_verify(mem, pages);
+        /* SIGUSR1: check every page (reading it back from zram) */
+        hold_verifying("zfill", count_errors, &z);
     }
-    uint64_t errors = count_errors(mem, pages, NULL);
+    uint64_t checked, first_bad;
+    uint64_t errors = count_errors(&z, &checked, &first_bad);
     jo_u64(&j, "errors", errors);
     emit_result(&j);
     free(j.p);

@@ -13,7 +13,8 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
+from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
+                                    trace_overran, verify_held)
 from harness.scenarios.compaction import fragment_commands, snapshot_around, split_snapshots, window
 
 KPF_BALLOON = 23
@@ -41,7 +42,9 @@ class Balloon(Scenario):
         full = qmp.balloon_actual()
         goal = full - INFLATE_MB * 1024 * 1024
         observation.update(balloon_full=full, balloon_goal=goal)
-        guest_command(guest, captures, "fragment", fragment_commands(target.numa_nodes, 128), timeout=300)
+        held = held_pids(guest_command(guest, captures, "fragment", fragment_commands(target.numa_nodes, 128), timeout=300).stdout,
+                         "anon")
+        observation["held"] = len(held)
         guest_command(guest, captures, "meminfo-before", "cat /proc/meminfo")
         observation["balloon_after_inflate"] = self._resize(guest, captures, qmp, goal, "inflate")
         guest_command(guest, captures, "meminfo-inflated", "cat /proc/meminfo")
@@ -53,6 +56,7 @@ class Balloon(Scenario):
         collect_trace(guest, captures)
         observation["balloon_after_deflate"] = self._resize(guest, captures, qmp, full, "deflate")
         guest_command(guest, captures, "meminfo-after", "cat /proc/meminfo")
+        verify_held(guest, captures, "fragment-verify", "fragment", held)
         return observation
 
     @staticmethod
@@ -115,5 +119,6 @@ class Balloon(Scenario):
         ck.exact("Δballoon_deflate", pages, deflate.get("balloon_deflate"))
         ck.invariant("MemTotal restored (kB)", "after deflate", meminfo_total_kb(captures.load("meminfo-after.out")),
                      "before inflate", meminfo_total_kb(captures.load("meminfo-before.out")))
+        intact_check(ck, captures, "fragment-verify", "inflate, compaction and deflate", "fragment", observation.get("held", 0))
         out += ck.results
         return out

@@ -123,6 +123,57 @@ def trace_overran(ck, captures: Captures) -> bool:
     return bool(lost)
 
 
+def held_pids(text: str, cmd: str) -> list[int]:
+    """The pids of held workloads (``fragment anon ... hold``, ``zfill ...
+    hold``) from their RESULT lines."""
+    from harness.observe import workload as workload_mod
+
+    return [int(r["pid"]) for r in workload_mod.parse(text)[0] if r.get("cmd") == cmd and r.get("pid")]
+
+
+def verify_held(guest: Guest, captures: Captures, name: str, program: str, pids: Sequence[int], timeout: float = 600.0) -> None:
+    """Ask held workloads to check every page they hold (SIGUSR1), and keep
+    their answers as ``name``.out (one RESULT line each)."""
+    if not pids:
+        return
+    parts = []
+    for pid in pids:
+        out = f"/tmp/{program}-{pid}.verify"
+        parts.append(f"rm -f {out}; kill -USR1 {pid} && i=0; while [ ! -e {out} ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done; "
+                     f"cat {out}")
+    guest_command(guest, captures, name, "; ".join(parts), timeout=timeout)
+
+
+def intact_check(ck, captures: Captures, name: str, after: str, program: str, expected: int) -> None:
+    """Exact: every page the held workloads wrote still holds its pattern
+    after ``after`` (absent in runs recorded before this check)."""
+    from harness.observe import workload as workload_mod
+
+    if not (captures.directory / f"{name}.out").exists():
+        return
+    answers = [r for r in workload_mod.parse(captures.load(f"{name}.out"))[0] if r.get("cmd") == f"{program}-verify"]
+    if len(answers) != expected:
+        ck.error(f"{program} pages intact", f"{len(answers)} of {expected} held {program} processes answered the verify request")
+        return
+    errors = sum(int(a["errors"]) for a in answers)
+    bad = [a for a in answers if a["errors"]]
+    ck.exact(f"{program} pages intact after {after}", 0, errors,
+             "" if not errors else
+             f"{errors} of {sum(int(a['pages']) for a in answers)} {program} pages lost their content after {after}; "
+             + ", ".join(f"first bad page {a['first_bad']} of {a['errors']}" for a in bad))
+
+
+def pattern_check(ck, name: str, verify: Optional[dict], after: str) -> None:
+    """Exact: mmdrive's ``verify`` found every written page intact
+    (nothing to check in runs recorded before the pattern check)."""
+    if verify is None:
+        return
+    bad = [f"{b['region']}:{b['page']}" for b in verify.get("bad", [])]
+    ck.exact(name, [], bad, "" if not verify.get("bad_count") else
+             f"{verify['bad_count']} of {verify['checked']} pages lost their content {after}: "
+             + ", ".join(bad[:8]) + (" ..." if verify["bad_count"] > 8 else ""))
+
+
 class Scenario:
     """A scenario: subclasses set the class attributes and implement
     ``drive`` (in the guest) and ``check`` (pure, on the observation)."""

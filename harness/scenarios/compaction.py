@@ -15,7 +15,8 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import zoneinfo
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
+from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
+                                    trace_overran, verify_held)
 
 #: MODEL-SPEC E7: 256 MiB of NOHUGEPAGE anon per node, every other page freed.
 FRAGMENT_MB = 256
@@ -121,7 +122,8 @@ class CompactMemory(Scenario):
 
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
-        guest_command(guest, captures, "fragment", fragment_commands(target.numa_nodes), timeout=300)
+        held = held_pids(guest_command(guest, captures, "fragment", fragment_commands(target.numa_nodes), timeout=300).stdout, "anon")
+        observation["held"] = len(held)
         guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")
         guest_command(guest, captures, "buddyinfo-before", "cat /proc/buddyinfo")
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
@@ -133,6 +135,7 @@ class CompactMemory(Scenario):
                           snapshot_around("node1", "echo 1 > /sys/devices/system/node/node1/compact"), timeout=self.timeout)
         guest_command(guest, captures, "buddyinfo-after", "cat /proc/buddyinfo")
         collect_trace(guest, captures)
+        verify_held(guest, captures, "fragment-verify", "fragment", held)
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
@@ -159,4 +162,6 @@ class CompactMemory(Scenario):
             events = window(trace_text, "harness node1 begin", "harness node1 end")
             check_compaction_window(ck, target, events, vmstat_mod.delta(before, after), zones, "node1/compact", nodes={1})
             out += ck.results
-        return out
+        ck = Checker(self.name, "contents", evidence=[str(captures.directory / "fragment-verify.out")])
+        intact_check(ck, captures, "fragment-verify", "compaction", "fragment", observation.get("held", 0))
+        return out + ck.results

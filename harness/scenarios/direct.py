@@ -14,7 +14,8 @@ from harness.observe import compaction as cmp
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
+from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
+                                    trace_overran, verify_held)
 from harness.scenarios.compaction import snapshot_around, split_snapshots, window
 
 THP_MB = 256
@@ -40,13 +41,15 @@ class DirectCompaction(Scenario):
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
         numa = target.numa_nodes >= 2
-        guest_command(guest, captures, "fragment", fill(numa), timeout=300)
+        held = held_pids(guest_command(guest, captures, "fragment", fill(numa), timeout=300).stdout, "anon")
+        observation["held"] = len(held)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
         pages = THP_MB * 256
         guest_command(guest, captures, "thp-faults",
                       snapshot_around("thp_faults", f"mmdrive -c 'alloc big {pages}{' node=0' if numa else ''} thp' -c 'smaps big'"),
                       timeout=self.timeout)
         collect_trace(guest, captures)
+        verify_held(guest, captures, "fragment-verify", "fragment", held)
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
@@ -72,4 +75,5 @@ class DirectCompaction(Scenario):
         if delta.get("compact_stall", 0):
             tries = [e for e in events if e.name == "mm_compaction_try_to_compact_pages"]
             ck.bounded("try_to_compact_pages events", len(tries), low=1, message="a stall comes from try_to_compact_pages")
+        intact_check(ck, captures, "fragment-verify", "direct compaction", "fragment", observation.get("held", 0))
         return ck.results

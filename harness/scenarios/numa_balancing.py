@@ -12,7 +12,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import workload as workload_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
+from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, pattern_check, trace_overran
 from harness.scenarios.compaction import window
 
 PAGES = 2048
@@ -31,7 +31,7 @@ SYSCTLS = {
 def workload_script() -> str:
     lines = [f"alloc buf {PAGES} node=1", f"mbind buf 0-{PAGES - 1} none 0 mode=default", "vmstat", "mark harness numa begin"]
     lines.append(f"touch_until buf 0-{PAGES - 1} numa_pages_migrated {PAGES} {MAX_MS}")
-    lines += ["mark harness numa end", "vmstat", f"query buf:0-{PAGES - 1}", "exit"]
+    lines += ["mark harness numa end", "vmstat", f"query buf:0-{PAGES - 1}", "verify", "exit"]
     return "\n".join(lines) + "\n"
 
 
@@ -88,4 +88,6 @@ class NumaBalancing(Scenario):
         own = [e for e in migrate if marker is not None and e.pid == marker.pid]
         ck.invariant("the workload's pages now on node 0 = its migrations", "pages on node 0", moved,
                      "Σ nr_succeeded of the workload's events", sum(int(e.fields["nr_succeeded"]) for e in own))
+        pattern_check(ck, "page contents intact after NUMA balancing", next((r for r in results if r.get("cmd") == "verify"), None),
+                      "after NUMA balancing")
         return ck.results

@@ -20,7 +20,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
+from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, pattern_check, trace_overran
 from harness.check import Checker, migration_invariants
 
 PLANS = Path(__file__).with_name("plans")
@@ -345,13 +345,8 @@ def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: l
         for name, value in pred.vmstat_deltas().items():
             if name in delta:
                 ck.exact(f"Δ{name}", value, delta[name])
-    verify = next((r for r in after if r.get("cmd") == "verify"), None)
-    if verify is not None:  # (runs recorded before the pattern check have none)
-        bad = [f"{b['region']}:{b['page']}" for b in verify.get("bad", [])]
-        ck.exact("page contents intact (every written page's pattern)", [], bad,
-                 "" if not verify.get("bad_count") else
-                 f"{verify['bad_count']} of {verify['checked']} pages lost their content after this step: "
-                 + ", ".join(bad[:8]) + (" ..." if verify["bad_count"] > 8 else ""))
+    pattern_check(ck, "page contents intact (every written page's pattern)", next((r for r in after if r.get("cmd") == "verify"), None),
+                  "after this step")
     if "thp" in step.checks and step.thp_region:
         smaps = next((r for r in after if r.get("cmd") == "smaps" and r.get("name") == step.thp_region), None)
         placement = pred.placement[step.thp_page] if step.thp_page < len(pred.placement) else {}

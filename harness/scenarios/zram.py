@@ -12,7 +12,8 @@ from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.observe import zram as zram_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
+from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
+                                    trace_overran, verify_held)
 from harness.scenarios.compaction import snapshot_around, split_snapshots, window
 
 DISK_MB, LIMIT_MB, FILL_MB = 512, 64, 192
@@ -41,8 +42,7 @@ class Zram(Scenario):
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
         guest_command(guest, captures, "vmstat-before-fill", vmstat_mod.SNAPSHOT)
-        fill = guest_command(guest, captures, "fill", SETUP, timeout=self.timeout)
-        pid = next((r.get("pid") for r in workload_mod.parse(fill.stdout)[0] if r.get("cmd") == "zfill"), None)
+        pids = held_pids(guest_command(guest, captures, "fill", SETUP, timeout=self.timeout).stdout, "zfill")
         guest_command(guest, captures, "vmstat-after-fill", vmstat_mod.SNAPSHOT)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
         guest_command(guest, captures, "mm-stat-before", "cat /sys/block/zram0/mm_stat")
@@ -51,13 +51,12 @@ class Zram(Scenario):
                       timeout=self.timeout)
         guest_command(guest, captures, "zspages-after", f"mmdrive -c '{ZSPAGE_FIRST}'")
         guest_command(guest, captures, "mm-stat-after-compaction", "cat /sys/block/zram0/mm_stat")
-        if pid:  # reading every page back swaps: after the mm_stat snapshot
-            guest_command(guest, captures, "zfill-verify-after-compaction", verify_command(int(pid)), timeout=self.timeout)
+        # reading every page back (from zram) swaps: after the mm_stat snapshot
+        verify_held(guest, captures, "zfill-verify-after-compaction", "zfill", pids, self.timeout)
         guest_command(guest, captures, "zram-compact", snapshot_around("zram_compact", "echo 1 > /sys/block/zram0/compact"),
                       timeout=self.timeout)
         guest_command(guest, captures, "mm-stat-after-zram-compact", "cat /sys/block/zram0/mm_stat")
-        if pid:
-            guest_command(guest, captures, "zfill-verify-after-zram-compact", verify_command(int(pid)), timeout=self.timeout)
+        verify_held(guest, captures, "zfill-verify-after-zram-compact", "zfill", pids, self.timeout)
         collect_trace(guest, captures)
         return observation
 
@@ -86,7 +85,7 @@ class Zram(Scenario):
             moved_check(ck, workload_mod.kpageflags_pfns(captures.load("zspages-before.out")),
                         workload_mod.kpageflags_pfns(captures.load("zspages-after.out")), after.get("nr_zspages", 0), events)
         events = [e for e in events if e.name == "mm_migrate_pages"]
-        intact_check(ck, captures, "zfill-verify-after-compaction.out", "compact_memory")
+        intact_check(ck, captures, "zfill-verify-after-compaction", "compact_memory (each read back from zram)", "zfill", 1)
         migration_invariants(ck, delta, events)
         out += ck.results
         ck = Checker(self.name, "zram_compact", evidence=[str(captures.directory / "zram-compact.out")])
@@ -99,7 +98,7 @@ class Zram(Scenario):
         ck.exact("mm_migrate_pages events during zram compact", [], [e.body for e in events])
         compacted = zram_mod.parse_mm_stat(captures.load("mm-stat-after-zram-compact.out"))
         ck.bounded("pages_compacted does not go back", compacted["pages_compacted"], low=stat_after["pages_compacted"])
-        intact_check(ck, captures, "zfill-verify-after-zram-compact.out", "zram compact")
+        intact_check(ck, captures, "zfill-verify-after-zram-compact", "zram compact (each read back from zram)", "zfill", 1)
         out += ck.results
         return out
 
@@ -128,24 +127,3 @@ def moved_check(ck: Checker, before: list[int], after: list[int], nr_zspages: in
                message=("no zsmalloc page moved: zsmalloc pages did not migrate during compact_memory; " if not moved and low else "")
                + f"{len(moved)} of {len(before)} first pages are at new PFNs; {len(scanned)} lay in the scanned ranges "
                f"and at most {put_back} isolated pages were put back (failed or aborted batches)")
-
-
-def verify_command(pid: int) -> str:
-    """Ask the held zfill to check every page (reading each back from
-    zram), and print its RESULT."""
-    out = f"/tmp/zfill-{pid}.verify"
-    return (f"rm -f {out}; kill -USR1 {pid} && i=0; while [ ! -e {out} ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done; "
-            f"cat {out}")
-
-
-def intact_check(ck: Checker, captures: Captures, name: str, after: str) -> None:
-    if not (captures.directory / name).exists():  # recorded before this check existed
-        return
-    results, _ = workload_mod.parse(captures.load(name))
-    verify = next((r for r in results if r.get("cmd") == "zfill-verify"), None)
-    if verify is None:
-        ck.error("zfill pages intact", f"zfill did not answer the verify request ({name})")
-        return
-    ck.exact(f"zfill pages intact after {after} (each read back from zram)", 0, verify["errors"],
-             "" if not verify["errors"] else
-             f"{verify['errors']} of {verify['pages']} zfill pages lost their content after {after}; the first is page {verify['first_bad']}")
