@@ -37,9 +37,9 @@ def compact_memory_zone_runs(populated_zones: Sequence[str]) -> int:
     return len(populated_zones)
 
 
-def compaction_migratepages(nr_isolated: int, nr_succeeded: int, nr_failed: int) -> tuple[int, int]:
-    """(nr_migrated, nr_failed) of the compaction:mm_compaction_migratepages
-    event that follows a compaction migrate_pages() call, given the batch
+def compaction_migratepages(nr_isolated: int, nr_succeeded: int, nr_failed: int, last: bool = False) -> list[tuple[int, int]]:
+    """The (nr_migrated, nr_failed) the compaction:mm_compaction_migratepages
+    event after a compaction migrate_pages() call can show, given the batch
     size and that call's mm_migrate_pages counts.
 
     The event counts ``nr_failed = rc`` when migrate_pages() returned >= 0
@@ -48,8 +48,15 @@ def compaction_migratepages(nr_isolated: int, nr_succeeded: int, nr_failed: int)
     dry) that is the aborting entry, the unprocessed ones and the retries,
     so nr_migrated = successes + permanent failures = nr_succeeded +
     nr_failed - 1 (include/trace/events/compaction.h, mm/migrate.c:1452).
+
+    An abort on the batch's last entry counts every entry too, so from the
+    counts alone it looks like a return >= 0: for the last batch of a
+    compaction run (an abort ends the run) both readings are possible.
     """
-    if nr_succeeded + nr_failed >= nr_isolated:
-        return nr_succeeded, nr_failed
-    removed = nr_succeeded + nr_failed - 1
-    return removed, nr_isolated - removed
+    if nr_succeeded + nr_failed < nr_isolated:
+        removed = nr_succeeded + nr_failed - 1
+        return [(removed, nr_isolated - removed)]
+    readings = [(nr_succeeded, nr_failed)]
+    if last and nr_failed >= 1:
+        readings.append((nr_succeeded + nr_failed - 1, 1))
+    return readings

@@ -456,7 +456,9 @@ def compaction(
             size = cap if cap is not None else (COMPACT_CLUSTER_MAX if first else len(isolated))
             batch, isolated = isolated[:size], isolated[size:]
             first = False
-            result = ctx.run(batch, who_caller, None, pred)
+            # isolate_migratepages_block() list_add()s each page: the batch
+            # is migrated last-isolated first
+            result = ctx.run(batch[::-1], who_caller, None, pred)
             nr_failed = result.rc if result.rc >= 0 else len(result.leftovers)
             pred.compaction_events.append((len(batch) - nr_failed, nr_failed))
             if result.rc < 0:
@@ -485,7 +487,8 @@ def contig_range(ctx: Context) -> Prediction:
         runs_all.append(obj.entry(index))
     ret = 0
     for start in range(0, len(runs_all), COMPACT_CLUSTER_MAX):
-        pending = runs_all[start:start + COMPACT_CLUSTER_MAX]
+        # isolated by isolate_migratepages_block() too: list_add, so last first
+        pending = runs_all[start:start + COMPACT_CLUSTER_MAX][::-1]
         tries = 0
         while pending:
             if tries == 5:

@@ -85,8 +85,13 @@ def check_compaction_window(ck: Checker, target: Target, events: list, delta: di
                message=f"compaction isolates at most {cap or PAGEBLOCK} pages per migrate_pages() call on {target.rules.name}")
     ck.invariant("I7 each mm_migrate_pages is followed by mm_compaction_migratepages", "unpaired events",
                  sum(r.unpaired for r in runs), "zero", 0)
-    expected_pairs = [compaction_migratepages(*m) for run in runs for m in run.migrations]
-    observed_pairs = [c for run in runs for c in run.compaction_migrations]
+    expected_pairs, observed_pairs = [], []
+    for run in runs:
+        for k, batch in enumerate(run.migrations):
+            readings = compaction_migratepages(*batch, last=k == len(run.migrations) - 1)
+            seen = run.compaction_migrations[k] if k < len(run.compaction_migrations) else None
+            expected_pairs.append(seen if seen in readings else readings[0])
+        observed_pairs += run.compaction_migrations
     ck.invariant("I7 mm_compaction_migratepages (nr_migrated, nr_failed) from mm_migrate_pages",
                  "mm_compaction_migratepages", observed_pairs, "the model's pairs from each batch's mm_migrate_pages", expected_pairs,
                  message="" if expected_pairs == observed_pairs else

@@ -116,8 +116,9 @@ def test_compaction_runs_from_a_recorded_trace(tmp_path):
     for arch in ("x86_64", "arm64"):
         for scenario in ("compact-memory", "balloon", "zram"):
             runs = cmp.runs(trace.parse((run_dir / arch / scenario / "trace.out").read_text()))
-            pairs = [(compaction_migratepages(*m), c) for r in runs for m, c in zip(r.migrations, r.compaction_migrations)]
-            assert all(expected == observed for expected, observed in pairs), (arch, scenario)
+            pairs = [(compaction_migratepages(*m, last=k == len(r.migrations) - 1), c)
+                     for r in runs for k, (m, c) in enumerate(zip(r.migrations, r.compaction_migrations))]
+            assert all(observed in readings for readings, observed in pairs), (arch, scenario)
             aborted += sum(1 for r in runs for m in r.migrations if m[1] + m[2] < m[0])
     assert aborted, "the recording holds -ENOMEM aborts at the end of a zone"
 
