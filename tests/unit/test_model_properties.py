@@ -53,15 +53,23 @@ def test_counts_never_exceed_entries_without_thp(pages, mode, memalloc, free):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(any_pages, max_size=12), modes, versions, arches)
-def test_exactly_one_event_per_call_and_counters_match_it(pages, mode, version, arch):
+def test_event_counts_agree_with_each_pages_fate(pages, mode, version, arch):
+    """The counters are kept apart from the per-page outcomes: each page
+    that moved counts as one success (a whole THP as 512 where the kernel
+    counts subpages), each put-back page as one failure (512 likewise), and
+    a page still busy after ten passes as one, THP or not (5.10 adds
+    thp_retry, not its subpages: mm/migrate.c, nr_failed += retry + thp_retry)."""
+    rules = kernel(version)
     result = call(pages, mode, version, arch)
-    event = result.event
-    assert result.vmstat["pgmigrate_success"] == event.succeeded
-    assert result.vmstat["pgmigrate_fail"] == event.failed
-    if kernel(version).thp_vm_events:
-        assert result.vmstat["thp_migration_success"] == event.thp_succeeded
-        assert result.vmstat["thp_migration_fail"] == event.thp_failed
-        assert result.vmstat["thp_migration_split"] == event.thp_split
+    weight = lambda o: 512 if (rules.thp_counts_subpages and o.sub is None and pages[o.origin].kind is PageKind.THP) else 1  # noqa: E731
+    moved = sum(weight(o) for o in result.outcomes if o.result == "migrated")
+    assert result.event.succeeded == moved
+    if result.rc >= 0:
+        stuck = sum(weight(o) for o in result.outcomes if o.result == "failed")
+        stuck += sum(1 for o in result.outcomes if o.result == "retry-exhausted")
+        assert result.event.failed == stuck
+        assert all(o.node == 1 for o in result.outcomes if o.result == "migrated")
+        assert all(o.node == pages[o.origin].node for o in result.outcomes if o.result != "migrated")
     assert result.passes <= 10
 
 
@@ -73,15 +81,21 @@ def test_empty_list_still_emits_one_event():
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from(["anon", "anon+pinned", "thp", "thp+pinned", "anon+mlocked", "hugetlb"]), min_size=1, max_size=10),
        versions, arches, st.lists(st.integers(0, 1), min_size=1, max_size=10))
-def test_move_pages_counters_equal_sums_of_events(specs, version, arch, nodes):
+def test_move_pages_status_agrees_with_where_the_pages_are(specs, version, arch, nodes):
+    """status[] (written by the move_pages model) and the placement (kept by
+    the memory model) are two accounts of one result: a node in status[]
+    is where the page is; an errno means it did not move."""
     entries = [{"page": i, "node": nodes[i % len(nodes)]} for i in range(len(specs))]
     (pred,) = simulate({"kernel": version, "arch": arch, "pages": specs, "call": "move_pages", "entries": entries})
-    deltas = pred.vmstat_deltas()
-    assert deltas["pgmigrate_success"] == sum(e.succeeded for e in pred.events)
-    assert deltas["pgmigrate_fail"] == sum(e.failed for e in pred.events)
     assert len(pred.status) == len(entries)
-    # a status entry is either unwritten, a node, or an errno
-    assert all(s is None or s in (0, 1) or s < 0 for s in pred.status)
+    for i, status in enumerate(pred.status):
+        place = pred.placement[i]
+        if status is None:
+            continue  # a slot the kernel never wrote (v5.0 artefacts)
+        if status >= 0 and not place.get("split"):
+            assert place["node"] == status, (i, status, place)
+        if status < 0 and not place.get("split"):
+            assert place["node"] == 0, (i, status, place)
 
 
 @settings(max_examples=100, deadline=None)

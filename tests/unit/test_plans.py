@@ -16,14 +16,6 @@ def target(name, version):
 
 
 @pytest.mark.parametrize("plan", load_plans(), ids=lambda p: p.name)
-@pytest.mark.parametrize("version", ["v5.0", "5.10"])
-def test_plan_model_matches_its_steps(plan, version):
-    for name in ("x86_64", "arm64"):
-        predictions = plan.predict(target(name, version))
-        assert len(predictions) == len(plan.plan.steps)
-
-
-@pytest.mark.parametrize("plan", load_plans(), ids=lambda p: p.name)
 def test_script_brackets_each_step(plan):
     script = plan.plan.script().splitlines()
     for index, step in enumerate(plan.plan.steps, 1):
