@@ -9,6 +9,7 @@ from typing import Any, Mapping, Optional
 
 from harness.check import Checker, migration_invariants
 from harness.model.callers import caller
+from harness.model.constants import COMPACT_CLUSTER_MAX
 from harness.model.compaction import compact_memory_scanned, compact_memory_zone_runs, compaction_migratepages
 from harness.observe import compaction as cmp
 from harness.observe import trace as trace_mod
@@ -79,10 +80,17 @@ def check_compaction_window(ck: Checker, target: Target, events: list, delta: di
     expected_tail = f"mode={target.rules.mode_name(who.mode)} reason={target.rules.reason_name(who.reason)}"
     ck.every(f"{trigger}: mm_migrate_pages mode and reason (every event)", expected_tail,
              ["mode=" + e.body.split(" mode=", 1)[-1] for e in migrate_events], "mm_migrate_pages events")
-    sizes = [s + f for run in runs for _, s, f in run.migrations]
-    cap = target.rules.compaction_batch_cap
-    ck.bounded("I7 batch size", max(sizes) if sizes else 0, high=cap if cap else PAGEBLOCK,
-               message=f"compaction isolates at most {cap or PAGEBLOCK} pages per migrate_pages() call on {target.rules.name}")
+    # isolate_migratepages_block() stops inside a pageblock only when it has
+    # COMPACT_CLUSTER_MAX pages (sync compaction does not give up on lock
+    # contention): a scan that ended inside a block took exactly that many
+    stopped = []
+    for e in events:
+        if e.name == "mm_compaction_isolate_migratepages" and "range" in e.fields:
+            end = int(e.fields["range"].strip("()").partition("~")[2], 16)
+            if end % PAGEBLOCK:
+                stopped.append(int(e.fields["nr_taken"]))
+    ck.every("I7 a scan that stops inside a pageblock took COMPACT_CLUSTER_MAX pages", COMPACT_CLUSTER_MAX, stopped,
+             "scans that ended inside a pageblock")
     ck.invariant("I7 each mm_migrate_pages is followed by mm_compaction_migratepages", "unpaired events",
                  sum(r.unpaired for r in runs), "zero", 0)
     expected_pairs, observed_pairs = [], []

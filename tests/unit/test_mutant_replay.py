@@ -41,3 +41,28 @@ def test_the_mutants_are_recorded_with_their_patch(tmp_path):
     for name in ("zsmalloc-never-isolate", "migrate-copy-skipped"):
         run = json.loads((MUTANTS / name / "run.json").read_text())
         assert [p["name"] for p in run["inputs"]["patches"]] == [f"{name}.patch"]
+
+
+def test_a_half_batch_scan_fails_the_cluster_rule(tmp_path):
+    """The recorded v5.0 capture edited the way compaction-half-batches
+    would write it: a scan that stops inside a pageblock with 16 pages."""
+    import re
+
+    from .test_replay import RUNS
+
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path, RUNS)
+    trace = run_dir / "x86_64" / "compact-memory" / "trace.out"
+    text = trace.read_text()
+
+    def halve(match):
+        end = int(match.group(2), 16)
+        return match.group(0).replace("nr_taken=32", "nr_taken=16") if end % 512 else match.group(0)
+
+    edited = re.sub(r"mm_compaction_isolate_migratepages: range=\((0x[0-9a-f]+) ~ (0x[0-9a-f]+)\) nr_scanned=\d+ nr_taken=32",
+                    halve, text, count=1)
+    assert edited != text
+    trace.write_text(edited)
+    doc = recheck(run_dir)
+    failed = [c for c in checks_of(doc["arches"]["x86_64"]["scenarios"]["compact-memory"]) if c.status.name == "FAIL"]
+    rule = [c for c in failed if c.name.startswith("I7 a scan that stops inside a pageblock")]
+    assert rule and "16: 1" in rule[0].message
