@@ -12,7 +12,12 @@ retried once.  Equivalent mutants (argued in the catalogue) are listed
 apart.  Prints a table (mutant, category, per arch: killed by which check,
 or survived) and the kill rate per arch; --json writes it all.
 
-    python bench/teeth.py --kernel v5.0 --arch x86_64,arm64 [--mutant ID ...] [--scenario S ...] [--json FILE]
+A mutant's suite stops at its first failed scenario (the first killing
+check is all the table needs); ``--full`` runs every scenario of every
+mutant.  ``--resume DIR`` goes on with an interrupted measurement, keeping
+the rows it already has.
+
+    python bench/teeth.py --kernel v5.0 --arch x86_64,arm64 [--mutant ID ...] [--scenario S ...] [--full] [--resume DIR] [--json FILE]
 """
 from __future__ import annotations
 
@@ -48,11 +53,13 @@ def verdict(doc: dict) -> tuple[str, str]:
     return ("error", infra) if infra else ("survived", "")
 
 
-def run_one(kernel: str, arch: str, patches: tuple, scenarios: tuple, root: Path, name: str, offline: bool) -> dict:
+def run_one(kernel: str, arch: str, patches: tuple, scenarios: tuple, root: Path, name: str, offline: bool,
+            fail_fast: bool = True) -> dict:
     started = time.monotonic()
     for attempt in (1, 2):
         request = RunRequest(source=SourceRequest(kernel, patches=patches, offline=offline), arches=(arch,), scenarios=scenarios,
-                             quiet=True, runs_root=root, run_name=name if attempt == 1 else f"{name}-retry")
+                             quiet=True, runs_root=root, run_name=name if attempt == 1 else f"{name}-retry",
+                             fail_fast=fail_fast)
         try:
             outcome = Pipeline(request).run()
         except KernelError as exc:
@@ -75,17 +82,31 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, help="where the teeth directory goes (default ./runs)")
     parser.add_argument("--json", type=Path, help="write the table as JSON here too")
     parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--full", action="store_true", help="run every scenario of a mutant, not up to its first failure")
+    parser.add_argument("--resume", type=Path, help="a teeth directory of an interrupted measurement to go on with")
     args = parser.parse_args()
     arches = [a for part in args.arch.split(",") for a in [part.strip()] if a]
     scenarios = tuple(s for part in args.scenario for s in part.split(",") if s)
     catalogue = select(load_catalogue(args.kernel if args.kernel in ("v5.0",) else "v5.0"), args.mutant)
     tree = SourceResolver(Cache()).resolve(SourceRequest(args.kernel, offline=args.offline)).tree
-    root = new_run_dir("teeth", "+".join(arches), args.runs)
-    table: dict = {"kernel": args.kernel, "arches": arches, "scenarios": list(scenarios), "pristine": {}, "mutants": []}
+    if args.resume:
+        root = args.resume
+        table = json.loads((root / "teeth.json").read_text())
+        if table["arches"] != arches or table["kernel"] != args.kernel:
+            print(f"--resume {root}: that measurement is of {table['kernel']} {','.join(table['arches'])}", file=sys.stderr)
+            return 2
+    else:
+        root = new_run_dir("teeth", "+".join(arches), args.runs)
+        table = {"kernel": args.kernel, "arches": arches, "scenarios": list(scenarios), "pristine": {}, "mutants": []}
+    table["fail_fast"] = not args.full
+    done = {row["id"] for row in table["mutants"]}
     print(f"teeth: {len(catalogue)} mutants of {args.kernel}, {', '.join(arches)}; runs in {root}", flush=True)
     for arch in arches:
-        pristine = run_one(args.kernel, arch, (), scenarios, root, f"pristine-{arch}", args.offline)
+        if table["pristine"].get(arch, {}).get("result") == "survived":
+            continue
+        pristine = run_one(args.kernel, arch, (), scenarios, root, f"pristine-{arch}", args.offline, fail_fast=False)
         table["pristine"][arch] = pristine
+        write_json(root / "teeth.json", table)
         shown = "passes" if pristine["result"] == "survived" else f"{pristine['result']} {pristine['by']}"
         print(f"  pristine {arch}: {shown} ({pristine['seconds']}s)", flush=True)
         if pristine["result"] != "survived":
@@ -93,11 +114,14 @@ def main() -> int:
             write_json(root / "teeth.json", table)
             return 1
     for mutation in catalogue:
+        if mutation.id in done:
+            continue
         row = {"id": mutation.id, "category": mutation.category, "file": mutation.file, "function": mutation.function,
                "what": mutation.what, "equivalent": mutation.equivalent}
         patch = mutation.patch(tree)
         for arch in arches:
-            row[arch] = run_one(args.kernel, arch, (patch,), scenarios, root, f"{mutation.id}-{arch}", args.offline)
+            row[arch] = run_one(args.kernel, arch, (patch,), scenarios, root, f"{mutation.id}-{arch}", args.offline,
+                                fail_fast=not args.full)
         table["mutants"].append(row)
         write_json(root / "teeth.json", table)
         print(f"  {mutation.id:38} " + "  ".join(f"{arch}: {row[arch]['result']:9} {row[arch]['by'][:60]}" for arch in arches), flush=True)

@@ -2,7 +2,7 @@
 requests; the stage modules do the work.
 
 Exit codes: 0 ok, 1 checks failed, 2 user error, 3 infrastructure error,
-4 kernel error, 130 interrupted.
+4 kernel error, 5 a harness bug (traceback kept), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -177,6 +177,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0
+    except Exception as exc:  # a bug in the harness, not in the input, the machine or the kernel
+        path = getattr(exc, "traceback_path", None) or _keep_traceback(exc)
+        print(f"harness bug: {type(exc).__name__}: {exc}\n"
+              f"  this is not your input's, the machine's or the kernel's fault; the traceback is in {path}\n"
+              "  please report it with that file (and the run directory, if one was printed)", file=sys.stderr)
+        return HARNESS_BUG
+
+
+#: Exit code of an uncaught exception (README "Exit codes").
+HARNESS_BUG = 5
+
+
+def _keep_traceback(exc: BaseException) -> str:
+    """Write the traceback of a crash outside any run directory to the
+    cache's crash folder (or a temporary file) and return where."""
+    import datetime
+    import os
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        from harness.cache import Cache
+
+        folder = Cache().root / "crashes"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stamp}-{os.getpid()}.txt"
+        path.write_text(text)
+        return str(path)
+    except Exception:  # the cache itself may be what is broken
+        fd, name = tempfile.mkstemp(prefix=f"harness-crash-{stamp}-", suffix=".txt")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return name
 
 
 if __name__ == "__main__":  # pragma: no cover

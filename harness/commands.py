@@ -198,7 +198,6 @@ def _add_shell(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.errors import UserError
     from harness.pipeline import Pipeline, RunRequest
-    from harness.result import Status
     from harness.scenarios import plan_files
     from harness.source import SourceRequest
 
@@ -229,7 +228,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     outcome = Pipeline(request).run()
     print((outcome.run_dir / "summary.txt").read_text(), end="")
     print(f"reports: {outcome.run_dir}/summary.txt, results.json, junit.xml, results.tap")
-    return {Status.PASS: 0, Status.SKIP: 0, Status.FAIL: 1}.get(outcome.status, 3)
+    return outcome.exit_code
 
 
 def _run_series(args: argparse.Namespace, request) -> int:
@@ -263,12 +262,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from harness.pipeline import recheck
-    from harness.report.model import run_status
-    from harness.result import Status
+    from harness.report.model import run_exit_code
 
     doc = recheck(args.run_dir)
     print((Path(args.run_dir) / "summary.txt").read_text(), end="")
-    return {Status.PASS: 0, Status.SKIP: 0, Status.FAIL: 1}.get(run_status(doc), 3)
+    return run_exit_code(doc)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -276,8 +274,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     from harness.errors import UserError
     from harness.report import write_all
-    from harness.report.model import run_status
-    from harness.result import Status
+    from harness.report.model import run_exit_code
 
     run_dir = Path(args.run_dir)
     try:
@@ -286,7 +283,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir} has no readable results.json: is it a run directory?") from None
     write_all(run_dir, doc)
     print((run_dir / "summary.txt").read_text(), end="")
-    return {Status.PASS: 0, Status.SKIP: 0, Status.FAIL: 1}.get(run_status(doc), 3)
+    return run_exit_code(doc)
 
 
 def _add_check_report(sub: argparse._SubParsersAction) -> None:

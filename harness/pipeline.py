@@ -25,7 +25,7 @@ from harness.errors import HarnessError, UserError
 from harness.image import ImageBuilder, ImageRequest
 from harness.model.kernels import kernel_for_version
 from harness.report import write_all
-from harness.report.model import run_status, scenario_status
+from harness.report.model import CONSOLE_CHECK, run_exit_code, run_status, scenario_status
 from harness.result import CheckKind, CheckResult, Status
 from harness.rundir import new_run_dir, runs_root, write_json
 from harness.scenarios import Scenario, Target, scenarios_for_run, select
@@ -65,6 +65,10 @@ class RunOutcome:
     run_dir: Path
     status: Status
     doc: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return run_exit_code(self.doc)
 
 
 def _versions() -> dict:
@@ -150,7 +154,10 @@ class Pipeline:
             raise
         except BaseException as exc:
             info["status"] = "crashed"
-            info["crash"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            info["crash"] = text[-4000:]
+            (run_dir / "traceback.txt").write_text(text)
+            exc.traceback_path = run_dir / "traceback.txt"  # type: ignore[attr-defined]
             raise
         finally:
             self._differences(scenarios)
@@ -240,6 +247,12 @@ class Pipeline:
         except HarnessError as exc:
             entry["error"] = exc.render()
             entry["error_blame"] = exc.blame
+        except Exception as exc:  # a bug in the harness: this scenario errs, the run goes on, the exit code says so
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            (sdir / "traceback.txt").write_text(text)
+            entry["error"] = (f"harness bug: {type(exc).__name__}: {exc} (traceback in {sdir / 'traceback.txt'}; "
+                              "please report it with the run directory)")
+            entry["error_blame"] = "harness"
         entry["elapsed_s"] = round(time.monotonic() - started, 1)
         entry["checks"] = [c.as_dict() for c in check_scenario(scenario, target, sdir, observation, entry)]
         entry["status"] = scenario_status(entry).name
@@ -274,7 +287,12 @@ def check_scenario(scenario: Scenario, target: Target, sdir: Path, observation: 
     """The scenario's checks plus the console check; an unusable
     observation becomes an ERROR result, never a silent pass."""
     results: list[CheckResult] = []
-    if observation is not None and not entry.get("error"):
+    if observation is None and not entry.get("error"):
+        why = "is missing" if not (sdir / "observation.json").exists() else "cannot be read"
+        results = [CheckResult(scenario.name, "check", "observation", CheckKind.EXACT, Status.ERROR,
+                               message=f"{sdir / 'observation.json'} {why}: the scenario's checks cannot run, so it cannot pass",
+                               evidence=[str(sdir)])]
+    elif observation is not None and not entry.get("error"):
         try:
             results = scenario.check(observation, target, Captures(sdir))
         except (KeyError, ValueError, IndexError, OSError) as exc:
@@ -288,7 +306,7 @@ def check_scenario(scenario: Scenario, target: Target, sdir: Path, observation: 
     if console.exists():
         problems = [e for e in scan(console.read_text(errors="replace").splitlines()) if e.kind.problem]
         results.append(CheckResult(
-            scenario.name, "kernel", "console clean (no panic, BUG, oops, WARN, lockup)", CheckKind.EXACT,
+            scenario.name, "kernel", CONSOLE_CHECK, CheckKind.EXACT,
             Status.PASS if not problems else Status.FAIL, expected=[], observed=[p.line for p in problems],
             message="" if not problems else f"the kernel logged {problems[0].kind.value}: {problems[0].line}",
             evidence=[f"{console}:{problems[0].lineno}"] if problems else [],
@@ -312,12 +330,20 @@ def recheck(run_dir: Path) -> dict:
             continue
         target = Target.from_dict(arch_doc["target"], config)
         for name, entry in arch_doc.get("scenarios", {}).items():
-            if entry.get("skip_reason") or name not in scenarios:
+            if entry.get("skip_reason"):
+                continue
+            if name not in scenarios:
+                entry.update(error=(f"scenario {name!r} is not known to this harness ({__version__}) and the run kept no plan "
+                                    f"file for it: its recorded verdict ({entry.get('status')}) cannot be re-checked"),
+                             error_blame="user", checks=[])
+                entry["status"] = Status.ERROR.name
                 continue
             sdir = arch_dir / name
             observation = None
-            if (sdir / "observation.json").exists():
+            try:
                 observation = json.loads((sdir / "observation.json").read_text())
+            except (OSError, ValueError):
+                observation = None
             entry["checks"] = [c.as_dict() for c in check_scenario(scenarios[name], target, sdir, observation, entry)]
             entry["status"] = scenario_status(entry).name
     write_json(run_dir / "results.json", doc)

@@ -143,17 +143,95 @@ def test_scenario_without_any_check_is_an_error():
     assert scenario_status({"checks": []}) is Status.ERROR
 
 
-def test_run_json_is_written_before_anything_runs_and_completed_on_a_crash(fake_run, monkeypatch):
+def test_a_bug_in_a_scenario_errs_that_scenario_with_its_traceback_and_exit_5(fake_run):
     class Boom(Passing):
         name = "boom"
 
         def drive(self, guest, target, captures, qmp=None):
             raise RuntimeError("a bug in the harness")
 
-    with pytest.raises(RuntimeError):
-        fake_run(Boom())
+    outcome = fake_run(Boom(), Passing())
+    entry = outcome.doc["arches"]["x86_64"]["scenarios"]["boom"]
+    assert entry["status"] == "ERROR" and entry["error_blame"] == "harness"
+    assert "harness bug: RuntimeError: a bug in the harness" in entry["error"]
+    assert "a bug in the harness" in (outcome.run_dir / "x86_64" / "boom" / "traceback.txt").read_text()
+    assert outcome.doc["arches"]["x86_64"]["scenarios"]["passing"]["status"] == "PASS"  # the run went on
+    assert outcome.exit_code == 5
+
+
+def test_run_json_is_written_before_anything_runs_and_completed_on_a_crash(fake_run, monkeypatch):
+    def broken_build(self, request):
+        raise RuntimeError("a bug in the harness")
+
+    monkeypatch.setattr(pipeline_mod.Builder, "build", broken_build)
+    with pytest.raises(RuntimeError) as raised:
+        fake_run(Passing())
     (run_dir,) = list(fake_run.runs_root.iterdir())
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "crashed" and "a bug in the harness" in run["crash"]
     assert (run_dir / "results.json").is_file() and (run_dir / "summary.txt").is_file()
-    assert (run_dir / "x86_64" / "boom" / "console.log").is_file()
+    assert raised.value.traceback_path == run_dir / "traceback.txt"
+    assert "broken_build" in (run_dir / "traceback.txt").read_text()
+
+
+@pytest.mark.parametrize("scenarios, code", [
+    ((Passing(),), 0),
+    ((Passing(), NeedsZfs()), 0),
+    ((Passing(), Failing()), 1),
+    ((Failing(), Crashing()), 3),
+    ((NoChecks(),), 3),
+    ((NeedsZfs(),), 3),
+])
+def test_exit_code_by_blame(fake_run, scenarios, code):
+    assert fake_run(*scenarios).exit_code == code
+
+
+def test_a_kernel_that_panics_at_boot_exits_4_not_3(fake_run, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "panic-at-boot")
+    monkeypatch.setenv("FAKE_QEMU_CONSOLE", str(ROOT / "tests" / "fixtures" / "console" / "v5.0-x86_64-panic.log"))
+    outcome = fake_run(Passing(), Failing())
+    blames = {e.get("error_blame") for e in outcome.doc["arches"]["x86_64"]["scenarios"].values()}
+    assert blames == {"kernel"}
+    assert outcome.exit_code == 4
+
+
+def test_a_kernel_error_outweighs_a_failed_check_and_infra_trouble():
+    from harness.report.model import run_exit_code
+
+    def doc(*entries):
+        return {"arches": {"x86_64": {"scenarios": {f"s{i}": e for i, e in enumerate(entries)}}}}
+
+    passed = {"checks": [{"scenario": "s", "step": "a", "name": "b", "kind": "exact", "status": "PASS"}]}
+    failed = {"checks": [{"scenario": "s", "step": "a", "name": "b", "kind": "exact", "status": "FAIL"}]}
+    oops = {"checks": [dict(passed["checks"][0]), {"scenario": "s", "step": "kernel", "kind": "exact", "status": "FAIL",
+                                                   "name": pipeline_mod.CONSOLE_CHECK}]}
+    infra = {"error": "ssh", "error_blame": "infra"}
+    panic = {"error": "panic", "error_blame": "kernel"}
+    bug = {"error": "bug", "error_blame": "harness"}
+    assert run_exit_code(doc(passed)) == 0
+    assert run_exit_code(doc(passed, failed)) == 1
+    assert run_exit_code(doc(failed, infra)) == 3
+    assert run_exit_code(doc(oops)) == 4  # an oops logged during a scenario is the kernel's failure
+    assert run_exit_code(doc(failed, infra, panic)) == 4
+    assert run_exit_code(doc(panic, bug)) == 5
+    assert run_exit_code(doc()) == 3
+
+
+def test_the_cli_turns_an_uncaught_exception_into_exit_5_and_keeps_the_traceback(tmp_path, monkeypatch, capsys):
+    from harness import cli
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+
+    def handler(args):
+        raise ZeroDivisionError("nobody expected this")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    args = parser.parse_args(["model", "kernels"])
+    monkeypatch.setattr(parser, "parse_args", lambda argv=None: args)
+    args.handler = handler
+    assert cli.main([]) == 5
+    err = capsys.readouterr().err
+    assert "harness bug: ZeroDivisionError: nobody expected this" in err and "Traceback" not in err
+    (kept,) = (tmp_path / "cache" / "crashes").iterdir()
+    assert str(kept) in err and "nobody expected this" in kept.read_text()

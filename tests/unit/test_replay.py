@@ -59,6 +59,34 @@ def test_check_and_report_commands_offline(tmp_path, capsys):
     assert main(["check", str(tmp_path / "nowhere")]) == 2
 
 
+@pytest.mark.parametrize("damage", ["missing", "unreadable"])
+def test_a_saved_scenario_without_its_observation_cannot_pass(damage, tmp_path, capsys):
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    path = run_dir / "x86_64" / "thp" / "observation.json"
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_text('{"truncated": ')
+    assert main(["check", str(run_dir)]) == 3
+    doc = json.loads((run_dir / "results.json").read_text())
+    entry = doc["arches"]["x86_64"]["scenarios"]["thp"]
+    assert entry["status"] == "ERROR"
+    (check,) = [c for c in entry["checks"] if c["status"] == "ERROR"]
+    assert str(path) in check["message"] and ("missing" if damage == "missing" else "cannot be read") in check["message"]
+    assert doc["arches"]["arm64"]["scenarios"]["thp"]["status"] == "PASS"
+
+
+def test_a_saved_scenario_this_harness_does_not_know_is_an_error_not_its_old_verdict(tmp_path, capsys):
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    doc = json.loads((run_dir / "results.json").read_text())
+    doc["arches"]["x86_64"]["scenarios"]["retired"] = dict(doc["arches"]["x86_64"]["scenarios"]["thp"], status="PASS")
+    (run_dir / "results.json").write_text(json.dumps(doc))
+    assert main(["check", str(run_dir)]) == 2
+    entry = json.loads((run_dir / "results.json").read_text())["arches"]["x86_64"]["scenarios"]["retired"]
+    assert entry["status"] == "ERROR" and "'retired' is not known" in entry["error"] and "(PASS)" in entry["error"]
+    assert "retired" in capsys.readouterr().out
+
+
 def test_checks_have_teeth_a_wrong_model_fails_by_name(tmp_path, monkeypatch):
     """Pretend v5.0 x86_64 had no THP migration: the recorded x86_64 run
     (which moved THPs whole) must now fail, naming scenario, check,
