@@ -124,7 +124,7 @@ def _cmd_boot(args: argparse.Namespace) -> int:
         print(f"guest {args.arch} up: ssh ready {boot['ssh_s']}s after QEMU start ({machine.accel.accel}: {machine.accel.reason})")
         print(f"  run directory: {run_dir}")
         print(f"  shell:         harness shell {run_dir}")
-        print(f"  ssh:           ssh -i {info['key']} -p {info['port']} -o StrictHostKeyChecking=no root@127.0.0.1")
+        print(f"  ssh:           {proc.quote(machine.ssh_command())}")
         if args.command:
             result = machine.run(args.command, timeout=args.timeout)
             sys.stdout.write(result.stdout)

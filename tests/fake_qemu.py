@@ -4,8 +4,13 @@
 It takes QEMU's argv as the harness builds it, connects to the QMP socket
 and answers a minimal QMP, replays a console log recorded from a real boot
 (FAKE_QEMU_CONSOLE), and in "boot" mode serves SSH on the forwarded port
-(paramiko), accepting only the key found in the per-run initrd overlay and
-running commands with /bin/sh on the host inside a scratch directory.
+(paramiko), accepting only the key found in the per-run initrd overlay.
+
+"Guest" commands never reach a host shell: a tiny interpreter knows the few
+commands the harness and its tests send (true, exit N, echo TEXT, cat FILE,
+dmesg, an upload's ``cat > F && chmod M F``, poweroff, sysrq) and keeps the
+guest's files in memory, so nothing is left on the host when the fake dies,
+however it dies.
 
 FAKE_QEMU_MODE: boot | panic-at-boot | hang | silent | silent-once | die | port-busy
 FAKE_QEMU_PIDFILE: write our pid here (so tests can check we are gone).
@@ -13,10 +18,9 @@ FAKE_QEMU_PIDFILE: write our pid here (so tests can check we are gone).
 import io
 import json
 import os
+import shlex
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import zlib
@@ -94,7 +98,7 @@ class Fake:
         self.mode = os.environ.get("FAKE_QEMU_MODE", "boot")
         self.balloon = 2 << 30
         self.host_key = paramiko.Ed25519Key.from_private_key(io.StringIO(_host_key_pem()))
-        self.scratch = tempfile.mkdtemp(prefix="fake-guest-")
+        self.files = {}  # the guest's files: path -> bytes, in memory only
         self.alive = True
 
     def listen_qmp(self):
@@ -188,11 +192,49 @@ class Fake:
                 time.sleep(0.005)
         while channel.recv_ready():
             stdin += channel.recv(65536)
-        proc = subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True, cwd=self.scratch)
-        channel.sendall(proc.stdout)
-        channel.sendall_stderr(proc.stderr)
-        channel.send_exit_status(proc.returncode)
+        status, stdout, stderr = self.interpret(command, stdin)
+        channel.sendall(stdout)
+        channel.sendall_stderr(stderr)
+        channel.send_exit_status(status)
         channel.close()
+
+    def interpret(self, command, stdin):
+        """(status, stdout, stderr) of one guest command line: ``&&``-joined
+        simple commands, no host shell involved."""
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            return 2, b"", f"fake guest: cannot parse {command!r}: {exc}\n".encode()
+        stdout = b""
+        while words:
+            simple = words[:words.index("&&")] if "&&" in words else words
+            words = words[len(simple) + 1:]
+            status, out_, err = self.simple(simple, stdin)
+            stdout += out_
+            if status:
+                return status, stdout, err
+        return 0, stdout, b""
+
+    def simple(self, argv, stdin):
+        name, args = (argv[0], argv[1:]) if argv else ("true", [])
+        if name == "true":
+            return 0, b"", b""
+        if name == "exit":
+            return int(args[0]) if args else 0, b"", b""
+        if name == "echo":
+            return 0, (" ".join(args) + "\n").encode(), b""
+        if name == "dmesg":
+            return 0, b"[    0.000000] Linux version 5.0.0 (fake guest)\n", b""
+        if name == "cat" and len(args) == 2 and args[0] == ">":
+            self.files[args[1]] = stdin
+            return 0, b"", b""
+        if name == "cat" and len(args) == 1:
+            if args[0] not in self.files:
+                return 1, b"", f"cat: {args[0]}: No such file or directory\n".encode()
+            return 0, self.files[args[0]], b""
+        if name == "chmod" and len(args) == 2:
+            return (0, b"", b"") if args[1] in self.files else (1, b"", f"chmod: {args[1]}: no such file\n".encode())
+        return 127, b"", f"fake guest: {name}: command not found\n".encode()
 
     def main(self):
         pidfile = os.environ.get("FAKE_QEMU_PIDFILE")

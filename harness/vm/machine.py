@@ -139,7 +139,10 @@ class Machine:
         os.chmod(self.private, 0o700)
         self._key, self._public, self._private_pem = new_key()
         key_path = self.run_dir / "ssh_key"
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:  # never through a symlink, never over a key that is already there
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            raise UserError(f"{key_path} already exists", hint="a run directory is used for one guest: give a fresh one") from None
         with os.fdopen(fd, "wb") as out:
             out.write(self._private_pem)
         # The per-run initrd holds the run's public key and entropy seed; it
@@ -241,7 +244,14 @@ class Machine:
             raise self._kernel_error(f"boot failed: {what} within {self.request.boot_timeout:.0f}s")
         self.times.ready = time.monotonic()
         hostkey = self.watcher.find(Kind.HOSTKEY)
-        self.ssh = Ssh(self.port or 0, self._key, hostkey.detail if hostkey else None)
+        if hostkey is None:
+            raise InfraError("the guest did not announce its SSH host key on the console (no HARNESS-HOSTKEY line): "
+                             "refusing to connect to a host key nobody vouched for",
+                             hint="the guest image's init prints the key before READY: remove the cached image (under the harness cache's images/) so it is rebuilt",
+                             log_path=self.console_log, log_tail=tail_of(self.console_log, 20))
+        self.ssh = Ssh(self.port or 0, self._key, hostkey.detail)
+        self.known_hosts = self.run_dir / "known_hosts"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {hostkey.detail}\n")
         remaining = max(5.0, deadline - time.monotonic(), self.request.ssh_timeout)
         self.ssh.connect(min(remaining, self.request.ssh_timeout), alive=lambda: self.child is not None and self.child.isalive())
         first = self.ssh.run("true", timeout=30)
@@ -386,7 +396,16 @@ class Machine:
 
     def connection_info(self) -> dict:
         return {"host": "127.0.0.1", "port": self.port, "user": "root", "key": str(self.run_dir / "ssh_key"),
-                "host_key": self.ssh.host_key if self.ssh else None}
+                "host_key": self.ssh.host_key if self.ssh else None,
+                "known_hosts": str(self.run_dir / "known_hosts")}
+
+    def ssh_command(self) -> list[str]:
+        """An OpenSSH command line for this guest that trusts only the host
+        key the guest announced (the run's own known_hosts file)."""
+        info = self.connection_info()
+        return ["ssh", "-i", info["key"], "-p", str(info["port"]), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={info['known_hosts']}", "-o", "StrictHostKeyChecking=yes",
+                "-o", "GlobalKnownHostsFile=/dev/null", "root@127.0.0.1"]
 
 
 class _KvmSilent(Exception):

@@ -48,12 +48,15 @@ class CommandResult:
 
 
 class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
+    """Accept exactly the host key the guest announced on its console; with
+    no announcement, accept nothing (there is no accept-any fallback)."""
+
     def __init__(self, announced: Optional[str]) -> None:
         self.announced = announced
 
     def missing_host_key(self, client, hostname, key):
         if self.announced is None:
-            return  # no announcement to pin to (the guest is ours, on loopback)
+            raise paramiko.SSHException("the guest announced no host key: refusing to trust the one it offers")
         offered = f"{key.get_name()} {key.get_base64()}"
         if offered != self.announced:
             raise paramiko.SSHException(f"host key {offered[:40]}... is not the one the guest announced")

@@ -103,3 +103,41 @@ def test_ctrl_c_during_boot_leaves_no_qemu(guest_inputs, tmp_path):
     assert proc.wait(timeout=30) in (130, 0)
     time.sleep(0.5)
     assert qemu_processes() <= before
+
+
+def _listeners(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state that ``pid`` holds,
+    from /proc/net/tcp{,6} and the process's fds."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and inode in inodes:
+                    address, port = local.split(":")
+                    found.append((address, int(port, 16)))
+    return found
+
+
+def test_every_listener_the_harness_opens_is_on_loopback(guest_inputs, tmp_path):
+    import os
+
+    arch, kernel, initrd = guest_inputs
+    with machine(arch, kernel, initrd, tmp_path / "run") as m:
+        qemu = _listeners(m.child.pid)
+        ours = _listeners(os.getpid())
+        assert (format(0x0100007F, "08X"), m.port) in qemu, qemu  # the SSH forward, on 127.0.0.1
+        for address, port in qemu + ours:
+            assert address == "0100007F", f"a listener on {address}:{port} is not on 127.0.0.1"

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from harness.vm import accel as accel_mod
 from harness.vm.cmdline import MachineSpec, kernel_cmdline, qemu_argv
 from harness.vm.console import Kind, classify, first_problem, scan
 from harness.vm.machine import Machine, MachineRequest
+from harness.vm.ssh import new_key
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = ROOT / "tests" / "fixtures" / "console"
@@ -317,3 +319,85 @@ def test_recorded_failure_consoles(arch, name, first, fatal):
         assert {e.kind for e in events} & {Kind.OOPS}
     assert any(e.kind.fatal for e in events) is fatal
     assert [e.kind for e in events[:3]] == [Kind.INIT, Kind.HOSTKEY, Kind.READY]
+
+
+# --------------------------------------------------------------------------
+# containment
+
+
+def test_no_announced_host_key_means_no_connection(fake_qemu, monkeypatch):
+    # the recorded boot with its HARNESS-HOSTKEY line taken out
+    console = fake_qemu["tmp"] / "no-hostkey.log"
+    console.write_text("".join(line for line in (CONSOLE / "v5.0-x86_64-clean-boot.log").open() if "HOSTKEY" not in line))
+    monkeypatch.setenv("FAKE_QEMU_CONSOLE", str(console))
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with pytest.raises(InfraError) as err:
+        with Machine(request(fake_qemu), fake_qemu["tmp"] / "run"):
+            pass
+    assert "did not announce its SSH host key" in err.value.message
+    assert gone(fake_qemu["pidfile"])
+
+
+def test_the_pinning_policy_accepts_the_announced_key_only():
+    import paramiko
+
+    from harness.vm.ssh import _PinnedHostKey
+
+    key = paramiko.Ed25519Key.from_private_key(__import__("io").StringIO(new_key()[2].decode()))
+    announced = f"{key.get_name()} {key.get_base64()}"
+    _PinnedHostKey(announced).missing_host_key(None, "127.0.0.1", key)
+    other = paramiko.Ed25519Key.from_private_key(__import__("io").StringIO(new_key()[2].decode()))
+    with pytest.raises(paramiko.SSHException):
+        _PinnedHostKey(announced).missing_host_key(None, "127.0.0.1", other)
+    with pytest.raises(paramiko.SSHException):
+        _PinnedHostKey(None).missing_host_key(None, "127.0.0.1", key)
+
+
+def test_the_run_key_is_never_written_through_a_symlink(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    run_dir = fake_qemu["tmp"] / "run"
+    run_dir.mkdir()
+    victim = fake_qemu["tmp"] / "victim"
+    victim.write_text("precious\n")
+    (run_dir / "ssh_key").symlink_to(victim)
+    with pytest.raises(UserError) as err:
+        with Machine(request(fake_qemu), run_dir):
+            pass
+    assert "ssh_key already exists" in err.value.message
+    assert victim.read_text() == "precious\n"
+
+
+def test_openssh_with_the_printed_command_trusts_only_the_announced_key(fake_qemu, monkeypatch):
+    import shutil
+    import subprocess
+
+    if not shutil.which("ssh"):
+        pytest.skip("no ssh client (Debian package openssh-client)")
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    run_dir = fake_qemu["tmp"] / "run"
+    with Machine(request(fake_qemu), run_dir) as m:
+        argv = m.ssh_command()
+        assert "StrictHostKeyChecking=no" not in " ".join(argv) and f"UserKnownHostsFile={run_dir / 'known_hosts'}" in argv
+        env = dict(os.environ, HOME=str(fake_qemu["tmp"]))  # no user's known_hosts or config involved
+        ok = subprocess.run([*argv, "-o", "BatchMode=yes", "-F", "/dev/null", "echo", "pinned"], capture_output=True,
+                            text=True, timeout=30, env=env)
+        assert ok.returncode == 0 and ok.stdout == "pinned\n", ok.stderr
+        # the same command with another host key in the file is refused
+        good = (run_dir / "known_hosts").read_text()
+        wrong = good.split()[0] + " " + f"ssh-ed25519 {new_key()[0].get_base64()}\n"
+        (run_dir / "known_hosts").write_text(wrong)
+        refused = subprocess.run([*argv, "-o", "BatchMode=yes", "-F", "/dev/null", "echo", "pinned"], capture_output=True,
+                                 text=True, timeout=30, env=env)
+        assert refused.returncode == 255 and "HOST IDENTIFICATION HAS CHANGED" in refused.stderr
+        (run_dir / "known_hosts").write_text(good)
+
+
+def test_the_fake_guest_runs_nothing_on_the_host(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    marker = fake_qemu["tmp"] / "made-by-the-guest"
+    with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
+        result = m.run(f"touch {marker}")
+        assert result.status == 127 and "command not found" in result.stderr
+        assert m.run(f"echo x > {marker}").stdout.startswith("x")  # echo's words, not a host redirection
+    assert not marker.exists()
+    assert not list(Path(tempfile.gettempdir()).glob("fake-guest-*"))
