@@ -125,7 +125,25 @@ def layers(request: BuildRequest, the_arch: Arch, plan: compat.CompatPlan) -> tu
     if plan.config_text:
         parsed.append(kconfig.parse_fragment(plan.config_text, "compat"))
         record.append({"file": "compat", "sha256": _sha(plan.config_text)})
+    users = parsed[len(files):len(parsed) - (1 if plan.config_text else 0)]
+    refuse_required_off(parsed[:len(files)], users, root / "required.list")
     return parsed, record
+
+
+def refuse_required_off(ours: Sequence[Sequence[kconfig.Option]], theirs: Sequence[Sequence[kconfig.Option]],
+                        required_list: Path) -> None:
+    """A user layer that turns off an option every scenario needs is a user
+    error naming the option, where it was turned off and why it is needed."""
+    required = [line.strip() for line in required_list.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    reasons = {o.name: o.reason for layer in ours for o in layer}
+    for layer in theirs:
+        for option in layer:
+            if option.name in required and option.value == "n":
+                raise UserError(
+                    f"CONFIG_{option.name}=n ({option.source}:{option.line}) turns off an option no scenario runs without"
+                    + (f": {reasons[option.name]}" if reasons.get(option.name) else ""),
+                    hint=f"drop that line (the list is {required_list}); options only some scenarios need, such as "
+                         "COMPACTION, NUMA or VIRTIO_BALLOON, may be turned off and those scenarios are skipped")
 
 
 def _sha(text: str) -> str:
@@ -229,6 +247,8 @@ class Builder:
             compilers = [f"CC=ccache {cc.command}", "HOSTCC=ccache gcc"]
         make_words = [f"{k}={v}" for k, v in sorted(make_vars.items())]
         build_stamp = ["KBUILD_BUILD_USER=harness", "KBUILD_BUILD_HOST=harness", "KBUILD_BUILD_TIMESTAMP=harness"]
+        if request.jobs is not None and request.jobs < 1:
+            raise UserError(f"{request.jobs} make jobs", hint="give at least 1, or leave -j out for one per CPU")
         jobs = request.jobs or os.cpu_count() or 1
         meta = {
             "schema": 1,

@@ -24,7 +24,7 @@ def _add_source_options(parser: argparse.ArgumentParser, multi_arch: bool = Fals
     parser.add_argument("--option", action="append", default=[], metavar="CONFIG_X=y", help="extra config option (repeatable)")
     parser.add_argument("--debug", action="store_true", help="add the debug layer (DEBUG_VM, PAGE_OWNER, ...)")
     parser.add_argument("--offline", action="store_true", help="never touch the network")
-    parser.add_argument("-j", "--jobs", type=int, help="parallel make jobs (default: all CPUs)")
+    parser.add_argument("-j", "--jobs", type=_positive_jobs, help="parallel make jobs (default: all CPUs)")
 
 
 def build_request(args: argparse.Namespace, quiet: bool):
@@ -193,6 +193,16 @@ def _add_shell(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("run_dir", type=Path, help="the run directory 'harness boot' printed")
     parser.add_argument("command", nargs="*", help="a command to run instead of an interactive shell")
     parser.set_defaults(handler=_cmd_shell)
+
+
+def _positive_jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of make jobs") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} make jobs: give at least 1 (or leave -j out for one per CPU)")
+    return value
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

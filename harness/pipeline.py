@@ -27,7 +27,7 @@ from harness.model.kernels import kernel_for_version
 from harness.report import write_all
 from harness.report.model import CONSOLE_CHECK, run_exit_code, run_status, scenario_status
 from harness.result import CheckKind, CheckResult, Status
-from harness.rundir import new_run_dir, runs_root, write_json
+from harness.rundir import new_run_dir, runs_root, unusable_runs_root, write_json
 from harness.scenarios import Scenario, Target, scenarios_for_run, select
 from harness.scenarios.plan import load_plan_file
 from harness.scenarios.base import Captures
@@ -107,6 +107,12 @@ class Pipeline:
             lookup_arch(name)  # unknown arch: a user error before anything starts
         plans = [load_plan_file(path) for path in req.plans]  # a bad plan: a user error before anything starts
         patches = req.source.patch_list()  # so is a missing patch
+        from harness.cache import Cache
+        from harness.source import SourceResolver
+
+        SourceResolver(Cache()).check_spec(req.source)  # and an unknown kernel source: no run directory for nothing
+        if req.jobs is not None and req.jobs < 1:
+            raise UserError(f"{req.jobs} make jobs", hint="give at least 1, or leave -j out for one per CPU")
         scenarios = select(req.scenarios, plans, req.only_plans)
         if not scenarios:
             raise UserError("no scenario to run", hint="drop --only-plans or give --plan FILE")
@@ -175,7 +181,12 @@ class Pipeline:
         if req.run_name is None:
             return new_run_dir("run", "+".join(req.arches), req.runs_root)
         path = runs_root(req.runs_root) / req.run_name
-        path.mkdir(parents=True, exist_ok=False)
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise UserError(f"run directory {path} already exists", hint="give another --runs directory") from None
+        except OSError as exc:
+            raise unusable_runs_root(path.parent, exc) from None
         return path.resolve()
 
     # ------------------------------------------------------------------

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from harness.errors import UserError
+
 ENV = "HARNESS_RUNS"
 
 
@@ -27,7 +29,15 @@ def new_run_dir(kind: str, arch: str, root: Optional[Path] = None) -> Path:
             return path.resolve()
         except FileExistsError:
             continue
-    raise RuntimeError("could not create a run directory")
+        except OSError as exc:
+            raise unusable_runs_root(base, exc) from None
+    raise UserError(f"could not create a run directory under {base}: 1000 of this second's names are taken",
+                    hint="clean up the runs directory")
+
+
+def unusable_runs_root(base: Path, exc: OSError) -> UserError:
+    return UserError(f"cannot create a run directory under {base}: {exc.strerror or exc}",
+                     hint=f"give --runs (or ${ENV}) a directory you can write")
 
 
 def write_json(path: Path, data: dict) -> None:
