@@ -45,7 +45,7 @@ def run(
     if log:
         log.write(text)
         log.flush()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, text, "")
+    return subprocess.CompletedProcess(list(argv), proc.returncode, text, "")
 
 
 def stream(
@@ -76,6 +76,15 @@ def stream(
             log.flush()
 
 
+GUARD = Path(__file__).with_name("guard.py")
+
+
+def guarded(argv: Sequence[str]) -> list[str]:
+    """``argv`` under the guardian (harness/guard.py): the command's whole
+    process group ends when the harness does, even by SIGKILL."""
+    return [sys.executable, "-I", "-S", str(GUARD), str(os.getpid()), "--", *argv]
+
+
 def _start(argv, cwd, env, echo, log, stdin: bool) -> subprocess.Popen:
     """Echo, log the command line, start the child in its own process group."""
     if echo:
@@ -84,7 +93,7 @@ def _start(argv, cwd, env, echo, log, stdin: bool) -> subprocess.Popen:
         log.write(f"$ {quote(argv)}\n")
         log.flush()
     return subprocess.Popen(
-        [str(a) for a in argv],
+        guarded([str(a) for a in argv]),
         cwd=cwd,
         env=dict(env) if env is not None else None,
         stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
