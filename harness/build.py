@@ -23,7 +23,7 @@ from typing import Optional, Sequence, Tuple
 
 from harness import compat, kconfig, proc, toolchain
 from harness.arches import Arch, arch as lookup_arch
-from harness.cache import Cache, key_of, sha256_file
+from harness.cache import Cache, key_of, raise_if_disk_full, sha256_file
 from harness.errors import KernelError, UserError, tail_of
 from harness.progress import Progress
 from harness.patches import Patch
@@ -222,7 +222,10 @@ class Builder:
 
     def _cached(self, final: Path, started: float) -> Optional[BuildResult]:
         if (final / "build.json").is_file():
-            result = BuildResult.load(final, cached=True, elapsed=time.monotonic() - started)
+            try:
+                result = BuildResult.load(final, cached=True, elapsed=time.monotonic() - started)
+            except (OSError, ValueError, KeyError):
+                return None  # an unreadable build.json: rebuilt, never trusted
             if result.image.is_file():
                 return result
         return None
@@ -309,7 +312,7 @@ class Builder:
             image_size=image.stat().st_size,
             finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
-        with self.cache.staging(final) as tmp:
+        with self.cache.staging(final, complete=lambda entry: self._cached(entry, started) is not None) as tmp:
             shutil.copy2(image, tmp / image.name)
             shutil.copy2(objs / ".config", tmp / "config")
             shutil.copy2(meta_dir / "requested.config", tmp / "requested.config")
@@ -340,6 +343,8 @@ class Builder:
             status = proc.run(argv, cwd=tree, env=env, echo=self.echo, log=log).returncode
         if status != 0:
             log.flush()
+            raise_if_disk_full("\n".join(tail_of(Path(log.name), 200)), tree if what == "config" else Path(log.name).parent,
+                               f"running make ({what})")
             raise KernelError(
                 f"kernel {what} failed for {meta['arch']} {meta['kernel_version']} (make exited {status})",
                 hint=_build_hint(Path(log.name)),

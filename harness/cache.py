@@ -24,10 +24,11 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
-from harness.errors import UserError
+from harness.errors import InfraError, UserError
 
 ENV = "HARNESS_CACHE"
 
@@ -76,32 +77,140 @@ class Cache:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
-    def staging(self, final: Path) -> Iterator[Path]:
+    def staging(self, final: Path, complete: Optional[Callable[[Path], bool]] = None) -> Iterator[Path]:
         """A temporary directory next to ``final``, renamed onto it when the
-        block completes; removed when it fails.  If ``final`` appeared in the
-        meantime (a concurrent run), the new copy is discarded."""
+        block completes; removed when it fails.  If a complete ``final``
+        appeared in the meantime (a concurrent run), the new copy is
+        discarded; an incomplete one (``complete(final)`` is false: say its
+        image was deleted) is replaced, never kept."""
         final.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(final.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
         try:
+            _owner_file(tmp).write_text(f"{os.getpid()} {_boot_id()}\n")
             yield tmp
             try:
                 os.rename(tmp, final)
             except OSError as exc:
                 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and final.is_dir():
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    if complete is None or complete(final):
+                        shutil.rmtree(tmp, ignore_errors=True)
+                    else:
+                        broken = Path(tempfile.mkdtemp(prefix=f".tmp-broken-{final.name}-", dir=final.parent))
+                        os.rename(final, broken / final.name)
+                        os.rename(tmp, final)
+                        shutil.rmtree(broken, ignore_errors=True)
                 else:
                     raise
+            _owner_file(tmp).unlink(missing_ok=True)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            _owner_file(tmp).unlink(missing_ok=True)
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
                 raise cache_error(self.root, exc) from None
             raise
 
 
-def cache_error(root: Path, exc: OSError) -> UserError:
-    if exc.errno == errno.ENOSPC or exc.errno == getattr(errno, "EDQUOT", -1):
-        what = "is full"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+def _owner_file(tmp: Path) -> Path:
+    """Beside a staging directory (not in it: its contents are the entry):
+    "PID BOOT_ID" of the process filling it."""
+    return tmp.with_name(tmp.name + ".owner")
+
+
+#: A staging directory with no owner file is left alone this long.
+STALE_UNOWNED_S = 6 * 3600
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "-"
+
+
+def _owner_alive(tmp: Path) -> bool:
+    try:
+        pid, boot = _owner_file(tmp).read_text().split()
+    except (OSError, ValueError):
+        try:  # no owner written yet (just made) or an old layout: go by age
+            return (time.time() - tmp.stat().st_mtime) < STALE_UNOWNED_S
+        except OSError:
+            return False
+    if boot != _boot_id():
+        return False  # the machine rebooted since
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def sweep_stale(parent: Path) -> list[Path]:
+    """Remove the ``.tmp-*`` staging directories under ``parent`` whose
+    owner is gone (a run killed with SIGKILL, a machine that lost power):
+    they are never reused, and now they do not stay for ever either."""
+    removed = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(".tmp-") and entry.is_dir() and not _owner_alive(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+            _owner_file(entry).unlink(missing_ok=True)
+            removed.append(entry)
+        elif entry.name.startswith(".tmp-") and entry.name.endswith(".owner") and not entry.with_suffix("").exists():
+            entry.unlink(missing_ok=True)
+    return removed
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
+
+
+def free_space(path: Path) -> str:
+    """Free space on ``path``'s filesystem, for people ("12.3 MiB free")."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        stat = os.statvfs(probe)
+    except OSError:
+        return "free space unknown"
+    free = stat.f_bavail * stat.f_frsize
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if free < 1024 or unit == "TiB":
+            return f"{free:.1f} {unit} free" if unit != "B" else f"{free} B free"
+        free /= 1024
+    return ""
+
+
+def disk_full(path: Path, what: str = "") -> InfraError:
+    """The cache's disk filled up: infrastructure (exit 3), with the path
+    and the free space left, never a kernel or input error."""
+    return InfraError(
+        f"cache disk full: {path} ({free_space(path)})" + (f" while {what}" if what else ""),
+        hint=f"free space there, or point {ENV} at a disk with room (a kernel build needs about 2 GB, "
+             "a guest image about 300 MB); the half-written entry was removed and will not be reused",
+    )
+
+
+NO_SPACE = ("No space left on device", "Disk quota exceeded")
+
+
+def raise_if_disk_full(output: str, path: Path, what: str = "") -> None:
+    """A command that failed saying the disk is full failed for that reason
+    (not the kernel's, not the input's): raise the infrastructure error."""
+    if any(marker in output for marker in NO_SPACE):
+        raise disk_full(path, what)
+
+
+def cache_error(root: Path, exc: OSError) -> "UserError | InfraError":
+    if is_disk_full(exc):
+        return disk_full(root)
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         what = "is not writable"
     else:
         what = f"cannot be used ({exc.strerror})"

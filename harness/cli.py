@@ -157,7 +157,11 @@ def _stage_adders() -> list[Callable[[argparse._SubParsersAction], None]]:
     return commands.ADDERS
 
 
+_SIGNALLED: list = []
+
+
 def _raise_interrupt(signum, frame):  # pragma: no cover - signal plumbing
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt
 
 
@@ -173,16 +177,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted; cleaned up", file=sys.stderr)
-        return 130
+        signum = _SIGNALLED[0] if _SIGNALLED else signal.SIGINT
+        print(f"interrupted ({signal.Signals(signum).name}); cleaned up", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0
+    except OSError as exc:
+        from harness.cache import disk_full, is_disk_full
+
+        if not is_disk_full(exc):
+            return _harness_bug(exc)
+        print(disk_full(Path(exc.filename) if exc.filename else Path.cwd()).render(), file=sys.stderr)
+        return 3
     except Exception as exc:  # a bug in the harness, not in the input, the machine or the kernel
-        path = getattr(exc, "traceback_path", None) or _keep_traceback(exc)
-        print(f"harness bug: {type(exc).__name__}: {exc}\n"
-              f"  this is not your input's, the machine's or the kernel's fault; the traceback is in {path}\n"
-              "  please report it with that file (and the run directory, if one was printed)", file=sys.stderr)
-        return HARNESS_BUG
+        return _harness_bug(exc)
+
+
+def _harness_bug(exc: BaseException) -> int:
+    path = getattr(exc, "traceback_path", None) or _keep_traceback(exc)
+    print(f"harness bug: {type(exc).__name__}: {exc}\n"
+          f"  this is not your input's, the machine's or the kernel's fault; the traceback is in {path}\n"
+          "  please report it with that file (and the run directory, if one was printed)", file=sys.stderr)
+    return HARNESS_BUG
 
 
 #: Exit code of an uncaught exception (README "Exit codes").

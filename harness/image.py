@@ -25,7 +25,7 @@ import yaml
 from harness import cpio, elf, proc, toolchain
 from harness.apt import Apt
 from harness.arches import Arch, arch as lookup_arch
-from harness.cache import Cache, key_of, sha256_file
+from harness.cache import Cache, key_of, raise_if_disk_full, sha256_file
 from harness.errors import InfraError, UserError
 
 RECIPE_VERSION = 1
@@ -228,7 +228,8 @@ class ImageBuilder:
                 "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "elapsed_s": round(time.monotonic() - started, 1),
             }
-            with self.cache.staging(final) as tmp:
+            with self.cache.staging(final, complete=lambda entry: (entry / "image.json").is_file()
+                                    and (entry / "initramfs.cpio.gz").is_file()) as tmp:
                 data = cpio.archive(entries)
                 with open(tmp / "initramfs.cpio.gz", "wb") as raw:
                     with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
@@ -250,6 +251,7 @@ class ImageBuilder:
             root.mkdir(parents=True)
             result = proc.run(["dpkg-deb", "-x", str(deb), str(root)], echo=self.echo)
             if result.returncode != 0:
+                raise_if_disk_full(result.stdout, root, f"unpacking {deb.name}")
                 raise InfraError(f"cannot unpack {deb}", log_tail=result.stdout.splitlines()[-5:])
             roots.append(root)
         init_text = render_init((guest / "init.j2").read_text(), key)
@@ -296,6 +298,7 @@ def compile_workload(the_arch: Arch, source: Path, work: Path, echo=None) -> byt
     argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", "-std=gnu11", "-o", str(out), str(source)]
     result = proc.run(argv, echo=echo)
     if result.returncode != 0:
+        raise_if_disk_full(result.stdout, out.parent, f"compiling {source.name}")
         if "cannot find -lc" in result.stdout or "crt1.o" in result.stdout:
             pkg = toolchain.LIBC_DEV.get(the_arch.user_cross, "libc6-dev")
             raise UserError(f"no static C library for {the_arch.user_cross or 'the host'}gcc", hint=f"apt-get install {pkg}")

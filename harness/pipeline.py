@@ -21,6 +21,7 @@ from typing import Optional, Sequence, Tuple
 from harness import __version__, kconfig, proc
 from harness.arches import arch as lookup_arch
 from harness.build import BuildRequest, Builder
+from harness.cache import disk_full, is_disk_full
 from harness.errors import HarnessError, UserError
 from harness.image import ImageBuilder, ImageRequest
 from harness.model.kernels import kernel_for_version
@@ -159,6 +160,11 @@ class Pipeline:
             info["error"] = exc.render()
             raise
         except BaseException as exc:
+            if is_disk_full(exc):
+                error = disk_full(Path(exc.filename) if exc.filename else run_dir)  # type: ignore[attr-defined]
+                info["status"] = "infra error"
+                info["error"] = error.render()
+                raise error from None
             info["status"] = "crashed"
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             info["crash"] = text[-4000:]
@@ -259,11 +265,16 @@ class Pipeline:
             entry["error"] = exc.render()
             entry["error_blame"] = exc.blame
         except Exception as exc:  # a bug in the harness: this scenario errs, the run goes on, the exit code says so
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            (sdir / "traceback.txt").write_text(text)
-            entry["error"] = (f"harness bug: {type(exc).__name__}: {exc} (traceback in {sdir / 'traceback.txt'}; "
-                              "please report it with the run directory)")
-            entry["error_blame"] = "harness"
+            if is_disk_full(exc):
+                entry["error"] = disk_full(Path(exc.filename) if exc.filename else sdir,  # type: ignore[attr-defined]
+                                           f"running {scenario.name}").render()
+                entry["error_blame"] = "infra"
+            else:
+                text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                (sdir / "traceback.txt").write_text(text)
+                entry["error"] = (f"harness bug: {type(exc).__name__}: {exc} (traceback in {sdir / 'traceback.txt'}; "
+                                  "please report it with the run directory)")
+                entry["error_blame"] = "harness"
         entry["elapsed_s"] = round(time.monotonic() - started, 1)
         entry["checks"] = [c.as_dict() for c in check_scenario(scenario, target, sdir, observation, entry)]
         entry["status"] = scenario_status(entry).name

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 from harness import proc, toolchain
 from harness.apt import Apt
-from harness.cache import Cache, sha256_file
+from harness.cache import Cache, raise_if_disk_full, sha256_file
 from harness.errors import InfraError, UserError
 from harness.patches import Patch, patch_from_file
 
@@ -358,6 +358,7 @@ class SourceResolver:
             with self.cache.staging(final) as tmp:
                 result = proc.run(["tar", "-xf", str(tarball), "-C", str(tmp)], echo=self.echo)
                 if result.returncode != 0:
+                    raise_if_disk_full(result.stdout, tmp, f"extracting {tarball.name}")
                     raise UserError(
                         f"{tarball} is corrupt or truncated: tar could not extract it",
                         hint="download it again (and check its sha256)",
@@ -380,10 +381,12 @@ class SourceResolver:
                 unpack = tmp / ".deb"
                 result = proc.run(["dpkg-deb", "-x", str(deb), str(unpack)], echo=self.echo)
                 if result.returncode != 0:
+                    raise_if_disk_full(result.stdout, tmp, f"unpacking {deb.name}")
                     raise UserError(f"{deb} is not a valid .deb", log_tail=result.stdout.splitlines()[-5:])
                 inner = unpack / preset.inner
                 result = proc.run(["tar", "-xf", str(inner), "-C", str(tmp)], echo=self.echo)
                 if result.returncode != 0:
+                    raise_if_disk_full(result.stdout, tmp, f"extracting {inner.name}")
                     raise UserError(f"{inner} in {deb.name} is corrupt", log_tail=result.stdout.splitlines()[-5:])
                 shutil.rmtree(unpack)
                 _flatten(tmp, preset.top)

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from .conftest import needs
 
 from harness.build import BuildRequest, Builder
 from harness.cli import main
-from harness.errors import KernelError, UserError
+from harness.errors import InfraError, KernelError, UserError
 from harness.source import SourceRequest
 
 
@@ -142,9 +143,9 @@ def test_full_cache_is_a_clear_error(monkeypatch, cache, fake_tree):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(cache_mod.os, "fsync", full)
-    with pytest.raises(UserError) as err:
+    with pytest.raises(InfraError) as err:  # the machine's trouble, not the input's or the kernel's
         builder(cache).build(request(fake_tree))
-    assert "is full" in err.value.message
+    assert err.value.message.startswith(f"cache disk full: {cache.root} (") and " free)" in err.value.message
 
 
 def test_cli_exit_codes(tmp_path, fake_tree, capsys, monkeypatch):
@@ -161,3 +162,83 @@ def test_missing_cross_compiler_names_the_package():
     with pytest.raises(UserError) as err:
         toolchain.require(["aarch64-linux-gnu-gcc"], "building arm64", path="/nonexistent")
     assert "gcc-aarch64-linux-gnu" in err.value.hint
+
+
+@pytest.mark.parametrize("damage", ["image deleted", "build.json corrupt"])
+def test_a_cache_entry_with_its_image_missing_is_rebuilt_not_returned(cache, fake_tree, damage):
+    first = builder(cache).build(request(fake_tree))
+    if damage == "image deleted":
+        first.image.unlink()
+    else:
+        (first.directory / "build.json").write_text('{"key": ')
+    second = builder(cache).build(request(fake_tree))
+    assert not second.cached and second.directory == first.directory
+    assert second.image.is_file() and second.image.read_text().startswith("image\n")
+    assert json.loads((second.directory / "build.json").read_text())["status"] == "complete"
+    assert builder(cache).build(request(fake_tree)).cached
+
+
+def test_a_staging_directory_left_by_a_killed_run_is_swept_and_never_reused(cache, tmp_path):
+    import subprocess
+    import time as _time
+
+    from harness.cache import sweep_stale
+
+    parent = cache.dir("builds")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    boot = open("/proc/sys/kernel/random/boot_id").read().strip()
+    for name, owner in ((".tmp-k1-dead", f"{dead.pid} {boot}"), (".tmp-k2-live", f"{os.getpid()} {boot}"),
+                        (".tmp-k3-rebooted", f"{os.getpid()} another-boot"), (".tmp-k4-unowned-new", None),
+                        (".tmp-k5-unowned-old", None)):
+        (parent / name).mkdir()
+        (parent / name / "bzImage").write_text("half")
+        if owner:
+            (parent / f"{name}.owner").write_text(owner + "\n")
+    old = _time.time() - 7 * 3600
+    os.utime(parent / ".tmp-k5-unowned-old", (old, old))
+    removed = {p.name for p in sweep_stale(parent)}
+    assert removed == {".tmp-k1-dead", ".tmp-k3-rebooted", ".tmp-k5-unowned-old"}
+    assert sorted(p.name for p in parent.iterdir()) == [".tmp-k2-live", ".tmp-k2-live.owner", ".tmp-k4-unowned-new"]
+    # a staging directory is always a new one, with its owner beside it, gone once installed
+    with cache.staging(parent / "k6") as tmp:
+        assert tmp.name.startswith(".tmp-k6-") and (parent / f"{tmp.name}.owner").read_text().split()[0] == str(os.getpid())
+        (tmp / "bzImage").write_text("whole")
+    assert (parent / "k6" / "bzImage").read_text() == "whole"
+    assert not [p for p in parent.iterdir() if p.name.startswith(".tmp-k6")]
+
+
+def test_a_full_disk_during_make_is_infrastructure_not_the_kernel(tmp_path, fake_tree):
+    """The fake tree builds in a 2 MiB tmpfs cache (a private mount
+    namespace: nothing changes on the machine) and make runs out of space
+    copying a 1.2 MiB object."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private tmpfs")
+    (fake_tree / "mm" / "big.c").write_text("/* filler */\n" * 100_000)
+    cache_dir = tmp_path / "small-cache"
+    cache_dir.mkdir()
+    build = ("import sys\n"
+             "from harness.build import BuildRequest, Builder\n"
+             "from harness.errors import HarnessError\n"
+             "from harness.source import SourceRequest\n"
+             "try:\n"
+             f"    Builder(tools=['make']).build(BuildRequest(SourceRequest({str(fake_tree)!r}), 'x86_64', quiet=True, ccache=False))\n"
+             "except HarnessError as exc:\n"
+             "    print(exc.render(), file=sys.stderr)\n"
+             "    sys.exit(exc.exit_code)\n")
+    (tmp_path / "build.py").write_text(build)
+    script = (f"mount -t tmpfs -o size=2m tmpfs {cache_dir} && "
+              f"HARNESS_CACHE={cache_dir} {sys.executable} {tmp_path / 'build.py'}; "
+              f"echo rc=$?; ls -a {cache_dir}/builds 2>/dev/null")
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    if "mount:" in done.stderr and "rc=" not in done.stdout:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert "rc=3" in done.stdout, done.stdout + done.stderr
+    assert f"cache disk full: {cache_dir}" in done.stderr and "free" in done.stderr
+    assert "kernel error" not in done.stderr
+    assert ".tmp-" not in done.stdout  # no half-written build entry left
