@@ -100,6 +100,7 @@ class Fake:
         self.host_key = paramiko.Ed25519Key.from_private_key(io.StringIO(_host_key_pem()))
         self.files = {}  # the guest's files: path -> bytes, in memory only
         self.alive = True
+        self.hung = False
 
     def listen_qmp(self):
         """Like -chardev socket,server=on,wait=off: listen before anything else."""
@@ -174,6 +175,8 @@ class Fake:
             server.event.clear()
 
     def execute(self, channel, command):
+        if self.hung:  # a hung kernel: sshd accepted the channel, nothing runs
+            time.sleep(3600)
         if "sysrq-trigger" in command:
             for line in PANIC_LINES:
                 out(line)
@@ -223,6 +226,12 @@ class Fake:
             return int(args[0]) if args else 0, b"", b""
         if name == "echo":
             return 0, (" ".join(args) + "\n").encode(), b""
+        if name == "sleep" and len(args) == 1:  # slow, but the guest still answers
+            time.sleep(float(args[0]))
+            return 0, b"", b""
+        if name == "hang":  # the kernel stops scheduling anything: nothing answers any more
+            self.hung = True
+            time.sleep(3600)
         if name == "dmesg":
             return 0, b"[    0.000000] Linux version 5.0.0 (fake guest)\n", b""
         if name == "cat" and len(args) == 2 and args[0] == ">":

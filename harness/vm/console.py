@@ -112,6 +112,7 @@ class ConsoleWatcher(threading.Thread):
         self.events: list[ConsoleEvent] = []
         self.lines = 0
         self.first_output: Optional[float] = None
+        self.last_output: Optional[float] = None
         self.eof = threading.Event()
         self.changed = threading.Condition()
         self._halt = threading.Event()
@@ -130,6 +131,7 @@ class ConsoleWatcher(threading.Thread):
                     continue
                 if self.first_output is None:
                     self.first_output = time.monotonic()
+                self.last_output = time.monotonic()
                 log.write(chunk)
                 pending += chunk
                 *complete, pending = pending.split(b"\n")

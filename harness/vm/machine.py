@@ -299,6 +299,10 @@ class Machine:
             fatal = self.wait_fatal(2.0)
             if fatal:
                 raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}") from exc
+            if "did not finish within" in exc.message:
+                hung = self._unresponsive()
+                if hung:
+                    raise self._kernel_error(f"the guest stopped responding while running {command!r}: {hung}") from exc
             raise
         # An oops kills the task and the command "finishes" (status 255 or a
         # signal) before its console lines may have been read: give them a
@@ -312,6 +316,31 @@ class Machine:
                 log_tail=(result.stderr or result.stdout).strip().splitlines()[-10:],
             )
         return result
+
+    hang_probe_s = 15.0  # how long a fresh command may take before the guest counts as hung
+
+    def _unresponsive(self) -> Optional[str]:
+        """After a command timed out: why the guest (not QEMU, not SSH) is at
+        fault, or None when it is not.  QEMU must be alive and its vCPUs
+        running (a paused or dead QEMU is infrastructure's), and a fresh
+        command must get no answer either: then the kernel hangs."""
+        if self.child is None or not self.child.isalive() or self.ssh is None:
+            return None
+        try:
+            state = self.qmp.command("query-status") if self.qmp else None
+        except (InfraError, OSError):
+            return None
+        if not isinstance(state, dict) or state.get("status") != "running":
+            return None
+        try:
+            if self.ssh.run("true", timeout=self.hang_probe_s).ok:
+                return None  # the guest answers: the command was only slow
+        except InfraError:
+            pass
+        last = self.watcher.last_output if self.watcher else None
+        silent = f"{time.monotonic() - last:.0f}s" if last else "ever since boot"
+        return (f"QEMU is running, a new SSH command got no answer within {self.hang_probe_s:.0f}s and the console "
+                f"has been silent for {silent}")
 
     def wait_fatal(self, seconds: float) -> Optional[ConsoleEvent]:
         """A fatal console event now, or within ``seconds`` (lines arriving)."""

@@ -401,3 +401,29 @@ def test_the_fake_guest_runs_nothing_on_the_host(fake_qemu, monkeypatch):
         assert m.run(f"echo x > {marker}").stdout.startswith("x")  # echo's words, not a host redirection
     assert not marker.exists()
     assert not list(Path(tempfile.gettempdir()).glob("fake-guest-*"))
+
+
+def test_a_guest_that_stops_answering_is_the_kernels_fault(fake_qemu, monkeypatch):
+    # QEMU alive and running, SSH accepted, but neither the command nor a
+    # fresh probe gets an answer: a hung kernel (exit 4), not infrastructure.
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
+        m.hang_probe_s = 1.0
+        with pytest.raises(KernelError) as err:
+            m.run("hang", timeout=1.5)
+        assert "stopped responding" in err.value.message and "'hang'" in err.value.message
+        assert "QEMU is running" in err.value.message
+    assert gone(fake_qemu["pidfile"])
+
+
+def test_a_command_that_is_only_slow_stays_infrastructure(fake_qemu, monkeypatch):
+    # The command outlives its timeout but the guest answers a fresh probe:
+    # the harness's timeout was too short, the kernel is not to blame.
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
+        m.hang_probe_s = 2.0
+        with pytest.raises(InfraError) as err:
+            m.run("sleep 5", timeout=1.0)
+        assert not isinstance(err.value, KernelError)
+        assert "did not finish within" in err.value.message
+        assert m.run("echo still here").stdout == "still here\n"
