@@ -291,7 +291,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         doc = _json.loads((run_dir / "results.json").read_text())
     except (OSError, ValueError):
         raise UserError(f"{run_dir} has no readable results.json: is it a run directory?") from None
-    write_all(run_dir, doc)
+    with proc.signals_deferred():
+        write_all(run_dir, doc)
     print((run_dir / "summary.txt").read_text(), end="")
     return run_exit_code(doc)
 

@@ -96,6 +96,10 @@ class Pipeline:
         self.echo = proc.stderr_echo(request.quiet)
         self.doc: dict = {}
         self.run_dir: Optional[Path] = None
+        #: Where the run is (build, image, boot, scenario, report) and on
+        #: what, for the record of an interrupted run.
+        self.stage = "setup"
+        self.where = ""
 
     def say(self, text: str) -> None:
         if not self.request.quiet:
@@ -154,6 +158,7 @@ class Pipeline:
                     break
         except KeyboardInterrupt:
             info["status"] = "interrupted"
+            info["error"] = f"interrupted during the {self.stage} stage" + (f" ({self.where})" if self.where else "")
             raise
         except HarnessError as exc:
             info["status"] = f"{exc.blame} error"
@@ -172,14 +177,18 @@ class Pipeline:
             exc.traceback_path = run_dir / "traceback.txt"  # type: ignore[attr-defined]
             raise
         finally:
-            self._differences(scenarios)
-            status = run_status(self.doc)
-            if info["status"] == "running":
-                info["status"] = status.name
-            info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            write_json(run_dir / "run.json", info)
-            write_json(run_dir / "results.json", self.doc)
-            write_all(run_dir, self.doc)
+            # A second Ctrl-C (or a SIGTERM) must not cut the reports short:
+            # the signals wait until they are written.
+            with proc.signals_deferred():
+                self.stage, self.where = "report", ""
+                self._differences(scenarios)
+                status = run_status(self.doc)
+                if info["status"] == "running":
+                    info["status"] = status.name
+                info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+                write_json(run_dir / "run.json", info)
+                write_json(run_dir / "results.json", self.doc)
+                write_all(run_dir, self.doc)
         return RunOutcome(run_dir, status, self.doc)
 
     def _run_dir(self) -> Path:
@@ -202,9 +211,11 @@ class Pipeline:
         arch_doc: dict = {"target": {"arch": arch_name}, "scenarios": {}}
         self.doc["arches"][arch_name] = arch_doc
         started = time.monotonic()
+        self.stage, self.where = "build", arch_name
         build = Builder(echo=self.echo, stream=self.stream).build(
             BuildRequest(req.source, arch_name, req.fragments, req.options, req.debug, jobs=req.jobs, quiet=req.quiet)
         )
+        self.stage = "image"
         image = ImageBuilder(echo=self.echo, stream=self.stream).build(ImageRequest(arch_name, req.source.offline, req.quiet))
         shutil.copyfile(build.config, arch_dir / "kernel.config")
         (arch_dir / "build.json").write_text(json.dumps(build.metadata, indent=2) + "\n")
@@ -250,8 +261,10 @@ class Pipeline:
             numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel,
         )
         observation: Optional[dict] = None
+        self.stage, self.where = "boot", f"{target.arch.name} {scenario.name}"
         try:
             with Machine(request, sdir, echo=None) as machine:
+                self.stage = "scenario"
                 entry["accel"] = machine.accel.accel if machine.accel else None
                 entry["accel_reason"] = machine.accel.reason if machine.accel else None
                 entry["qemu_argv"] = machine.argv
@@ -264,6 +277,13 @@ class Pipeline:
         except HarnessError as exc:
             entry["error"] = exc.render()
             entry["error_blame"] = exc.blame
+        except KeyboardInterrupt:
+            # The run stops here; the scenario keeps what it had, and says why.
+            entry.update(error=f"interrupted during the {self.stage} stage: the scenario did not finish", error_blame="infra",
+                         elapsed_s=round(time.monotonic() - started, 1), checks=[], status=Status.ERROR.name)
+            self.doc["arches"][target.arch.name]["scenarios"][scenario.name] = entry
+            write_json(sdir / "results.json", entry)
+            raise
         except Exception as exc:  # a bug in the harness: this scenario errs, the run goes on, the exit code says so
             if is_disk_full(exc):
                 entry["error"] = disk_full(Path(exc.filename) if exc.filename else sdir,  # type: ignore[attr-defined]
@@ -368,8 +388,9 @@ def recheck(run_dir: Path) -> dict:
                 observation = None
             entry["checks"] = [c.as_dict() for c in check_scenario(scenarios[name], target, sdir, observation, entry)]
             entry["status"] = scenario_status(entry).name
-    write_json(run_dir / "results.json", doc)
-    write_all(run_dir, doc)
+    with proc.signals_deferred():  # the records change together or not at all
+        write_json(run_dir / "results.json", doc)
+        write_all(run_dir, doc)
     return doc
 
 

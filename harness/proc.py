@@ -8,8 +8,10 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, TextIO
+from typing import Callable, Iterator, Mapping, Optional, Sequence, TextIO
 
 Echo = Callable[[str], None]
 
@@ -117,3 +119,30 @@ def kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+@contextmanager
+def signals_deferred(signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back while the block runs (e.g. the
+    last writes of a run's records), then act on the first one that came,
+    with the handler that was in place.  Handlers, not a signal mask: the
+    Python handler runs in the main thread whichever thread the kernel
+    picked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {number: signal.getsignal(number) for number in signals}
+    for number in signals:
+        signal.signal(number, lambda got, frame: pending.append(got))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if pending:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), pending[0])

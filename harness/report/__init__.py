@@ -3,9 +3,10 @@ summary, and a cross-arch view.  All of them are made from the results
 (``results.json``), so ``harness report RUN_DIR`` can redo them offline."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from harness.report.junit import write_junit
+from harness.report.junit import junit_text
 from harness.report.summary import summary_text
 from harness.report.tap import ktap
 
@@ -17,7 +18,14 @@ def write_all(run_dir: Path, doc: dict) -> dict[str, Path]:
         "tap": run_dir / "results.tap",
         "summary": run_dir / "summary.txt",
     }
-    write_junit(doc, paths["junit"])
-    paths["tap"].write_text(ktap(doc))
-    paths["summary"].write_text(summary_text(doc))
+    for name, text in (("junit", junit_text(doc)), ("tap", ktap(doc)), ("summary", summary_text(doc))):
+        _replace(paths[name], text)
     return paths
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (an interrupted report leaves the
+    previous version, never half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -10,6 +10,10 @@ from harness.result import Status
 
 
 def write_junit(doc: dict, path: Path) -> None:
+    path.write_text(junit_text(doc), encoding="utf-8")
+
+
+def junit_text(doc: dict) -> str:
     root = ET.Element("testsuites", name="harness")
     for arch, arch_doc in doc.get("arches", {}).items():
         suite = ET.SubElement(root, "testsuite", name=f"{arch} {arch_doc.get('target', {}).get('kernel_version', '')}".strip())
@@ -43,4 +47,4 @@ def write_junit(doc: dict, path: Path) -> None:
         for key, value in counts.items():
             suite.set(key, str(value))
     ET.indent(root)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    return "<?xml version='1.0' encoding='utf-8'?>\n" + ET.tostring(root, encoding="unicode") + "\n"

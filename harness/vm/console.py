@@ -24,6 +24,7 @@ class Kind(enum.Enum):
     BUG = "bug"
     OOPS = "oops"
     SOFT_LOCKUP = "soft-lockup"
+    HARD_LOCKUP = "hard-lockup"
     HUNG_TASK = "hung-task"
     RCU_STALL = "rcu-stall"
     WARNING = "warning"
@@ -33,18 +34,23 @@ class Kind(enum.Enum):
 
     @property
     def fatal(self) -> bool:
-        """The kernel is dead or broken: end the run."""
-        return self in (Kind.PANIC, Kind.BUG, Kind.OOPS, Kind.SOFT_LOCKUP)
+        """The kernel is dead or broken: end the run.  An RCU stall is
+        fatal too: a CPU has been stuck (interrupts off, or looping in the
+        kernel) for rcu_cpu_stall_timeout (21 s), and the next IPI to it
+        wedges the rest of the guest; where no NMI watchdog can fire (TCG
+        has no PMU), it is how a hard lockup shows."""
+        return self in (Kind.PANIC, Kind.BUG, Kind.OOPS, Kind.SOFT_LOCKUP, Kind.HARD_LOCKUP, Kind.RCU_STALL)
 
     @property
     def problem(self) -> bool:
-        return self in (Kind.PANIC, Kind.BUG, Kind.OOPS, Kind.SOFT_LOCKUP, Kind.HUNG_TASK, Kind.RCU_STALL, Kind.WARNING)
+        return self.fatal or self in (Kind.HUNG_TASK, Kind.WARNING)
 
 
 # Order matters: the first match wins ("BUG: soft lockup" is a lockup).
 _RULES = [
     (Kind.PANIC, re.compile(r"Kernel panic - not syncing")),
     (Kind.SOFT_LOCKUP, re.compile(r"BUG: soft lockup|watchdog: BUG: soft lockup")),
+    (Kind.HARD_LOCKUP, re.compile(r"Watchdog detected hard LOCKUP on cpu")),
     (Kind.RCU_STALL, re.compile(r"rcu: INFO: rcu_\w+ (self-)?detected stall|INFO: rcu_\w+ detected stalls")),
     (Kind.HUNG_TASK, re.compile(r"INFO: task \S+ blocked for more than \d+ seconds")),
     (Kind.BUG, re.compile(r"\bBUG: |kernel BUG at |BUG: Bad page state")),

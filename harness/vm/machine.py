@@ -96,6 +96,9 @@ class Machine:
         self.times = BootTimes()
         self.port: Optional[int] = None
         self.exit_status: Optional[int] = None
+        #: How long a command may run before the harness checks, and then
+        #: checks again, that the guest still answers (HARNESS_LIVENESS_S).
+        self.liveness_s = float(os.environ.get("HARNESS_LIVENESS_S") or 60.0)
         self._key = None
         self._public = ""
         self._private_pem = b""
@@ -293,16 +296,35 @@ class Machine:
     def run(self, command: str, timeout: float = 300.0, stdin: Optional[bytes] = None, check: bool = False) -> CommandResult:
         if self.ssh is None:
             raise InfraError("the machine is not running")
+        hung: list[str] = []
+        next_probe = time.monotonic() + self.liveness_s
+
+        def abort() -> Optional[str]:
+            # A kernel that died says so on the console; one that hangs in
+            # silence is found by asking it, every liveness_s of a long command.
+            nonlocal next_probe
+            reason = self._abort_reason()
+            if reason or time.monotonic() < next_probe:
+                return reason
+            why = self._unresponsive()
+            next_probe = time.monotonic() + self.liveness_s
+            if why:
+                hung.append(why)
+                return f"the guest stopped responding: {why}"
+            return None
+
         try:
-            result = self.ssh.run(command, timeout=timeout, stdin=stdin, abort=self._abort_reason)
+            result = self.ssh.run(command, timeout=timeout, stdin=stdin, abort=abort)
         except InfraError as exc:
             fatal = self.wait_fatal(2.0)
             if fatal:
                 raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}") from exc
-            if "did not finish within" in exc.message:
-                hung = self._unresponsive()
-                if hung:
-                    raise self._kernel_error(f"the guest stopped responding while running {command!r}: {hung}") from exc
+            if not hung and "did not finish within" in exc.message:
+                why = self._unresponsive()
+                if why:
+                    hung.append(why)
+            if hung:
+                raise self._kernel_error(f"the guest stopped responding while running {command!r}: {hung[0]}") from exc
             raise
         # An oops kills the task and the command "finishes" (status 255 or a
         # signal) before its console lines may have been read: give them a

@@ -427,3 +427,25 @@ def test_a_command_that_is_only_slow_stays_infrastructure(fake_qemu, monkeypatch
         assert not isinstance(err.value, KernelError)
         assert "did not finish within" in err.value.message
         assert m.run("echo still here").stdout == "still here\n"
+
+
+def test_a_hang_is_found_by_the_liveness_probe_long_before_the_commands_timeout(fake_qemu, monkeypatch):
+    # A scenario command may be given ten minutes; a guest that hangs in
+    # silence is found after liveness_s, not at the end of them.
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
+        m.hang_probe_s, m.liveness_s = 1.0, 1.0
+        start = time.monotonic()
+        with pytest.raises(KernelError) as err:
+            m.run("hang", timeout=600)
+        assert time.monotonic() - start < 10
+        assert "stopped responding while running 'hang'" in err.value.message
+    assert gone(fake_qemu["pidfile"])
+
+
+def test_a_long_command_of_a_live_guest_outlasts_the_liveness_probes(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
+        m.hang_probe_s, m.liveness_s = 1.0, 0.5
+        result = m.run("sleep 3", timeout=30)
+        assert result.ok and result.elapsed >= 3
