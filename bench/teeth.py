@@ -17,6 +17,11 @@ check is all the table needs); ``--full`` runs every scenario of every
 mutant.  ``--resume DIR`` goes on with an interrupted measurement, keeping
 the rows it already has.
 
+The anchor: the kernel's own kselftest vm programs (the kselftest-vm
+scenario) run apart on the same kernels, pristine and mutated, and get a
+kill rate of their own; a kselftest that fails on the pristine kernel
+already kills nothing (``--no-kselftest`` leaves the anchor out).
+
     python bench/teeth.py --kernel v5.0 --arch x86_64,arm64 [--mutant ID ...] [--scenario S ...] [--full] [--resume DIR] [--json FILE]
 """
 from __future__ import annotations
@@ -36,11 +41,16 @@ from harness.pipeline import Pipeline, RunRequest  # noqa: E402
 from harness.report.model import checks_of, iter_scenarios  # noqa: E402
 from harness.result import Status  # noqa: E402
 from harness.rundir import new_run_dir, write_json  # noqa: E402
+from harness.scenarios import builtin_scenarios  # noqa: E402
 from harness.source import SourceRequest, SourceResolver  # noqa: E402
 
 
-def verdict(doc: dict) -> tuple[str, str]:
-    """("killed", first killing check) / ("survived", "") / ("error", why)."""
+KSELFTEST = "kselftest-vm"
+
+
+def verdict(doc: dict, baseline: frozenset = frozenset()) -> tuple[str, str]:
+    """("killed", first killing check) / ("survived", "") / ("error", why).
+    A check in ``baseline`` (it fails on the pristine kernel too) kills nothing."""
     infra = ""
     for arch, name, entry in iter_scenarios(doc):
         if entry.get("error_blame") == "kernel":
@@ -48,29 +58,46 @@ def verdict(doc: dict) -> tuple[str, str]:
         if entry.get("error"):
             infra = infra or f"{name}: {entry['error'].splitlines()[0]}"
         for check in checks_of(entry):
-            if check.status is Status.FAIL:
+            if check.status is Status.FAIL and check.id not in baseline:
                 return "killed", check.id
     return ("error", infra) if infra else ("survived", "")
 
 
+def failing(doc: dict) -> list[str]:
+    return [c.id for _, _, entry in iter_scenarios(doc) for c in checks_of(entry) if c.status is Status.FAIL]
+
+
 def run_one(kernel: str, arch: str, patches: tuple, scenarios: tuple, root: Path, name: str, offline: bool,
-            fail_fast: bool = True) -> dict:
+            fail_fast: bool = True, baseline: frozenset = frozenset()) -> dict:
     started = time.monotonic()
+    doc: dict = {}
     for attempt in (1, 2):
         request = RunRequest(source=SourceRequest(kernel, patches=patches, offline=offline), arches=(arch,), scenarios=scenarios,
                              quiet=True, runs_root=root, run_name=name if attempt == 1 else f"{name}-retry",
                              fail_fast=fail_fast)
         try:
-            outcome = Pipeline(request).run()
+            doc = Pipeline(request).run().doc
         except KernelError as exc:
             return {"result": "does not build", "by": exc.message, "seconds": round(time.monotonic() - started, 1)}
         except InfraError as exc:
             result, by = "error", exc.message
         else:
-            result, by = verdict(outcome.doc)
+            result, by = verdict(doc, baseline)
         if result != "error":
             break
-    return {"result": result, "by": by, "seconds": round(time.monotonic() - started, 1), "run": str(root / name)}
+    return {"result": result, "by": by, "seconds": round(time.monotonic() - started, 1), "run": str(root / name),
+            "failing": failing(doc)}
+
+
+def harness_scenarios(chosen: tuple) -> tuple:
+    """The harness's own scenarios (kselftest vm is measured apart)."""
+    names = chosen or tuple(s.name for s in builtin_scenarios())
+    return tuple(n for n in names if n != KSELFTEST)
+
+
+def rate(rows: list, arch: str, key: str) -> tuple[int, int]:
+    counted = [r for r in rows if not r["equivalent"] and r[arch][key]["result"] in ("killed", "survived")]
+    return sum(r[arch][key]["result"] == "killed" for r in counted), len(counted)
 
 
 def main() -> int:
@@ -83,10 +110,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the table as JSON here too")
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--full", action="store_true", help="run every scenario of a mutant, not up to its first failure")
+    parser.add_argument("--no-kselftest", action="store_true", help="do not measure kselftest vm beside the harness")
     parser.add_argument("--resume", type=Path, help="a teeth directory of an interrupted measurement to go on with")
     args = parser.parse_args()
     arches = [a for part in args.arch.split(",") for a in [part.strip()] if a]
-    scenarios = tuple(s for part in args.scenario for s in part.split(",") if s)
+    chosen = tuple(s for part in args.scenario for s in part.split(",") if s)
+    ours = harness_scenarios(chosen)
+    anchor = not args.no_kselftest
     catalogue = select(load_catalogue(args.kernel if args.kernel in ("v5.0",) else "v5.0"), args.mutant)
     tree = SourceResolver(Cache()).resolve(SourceRequest(args.kernel, offline=args.offline)).tree
     if args.resume:
@@ -97,21 +127,26 @@ def main() -> int:
             return 2
     else:
         root = new_run_dir("teeth", "+".join(arches), args.runs)
-        table = {"kernel": args.kernel, "arches": arches, "scenarios": list(scenarios), "pristine": {}, "mutants": []}
+        table = {"kernel": args.kernel, "arches": arches, "scenarios": list(ours), "kselftest": anchor, "pristine": {},
+                 "mutants": []}
     table["fail_fast"] = not args.full
     done = {row["id"] for row in table["mutants"]}
     print(f"teeth: {len(catalogue)} mutants of {args.kernel}, {', '.join(arches)}; runs in {root}", flush=True)
     for arch in arches:
-        if table["pristine"].get(arch, {}).get("result") == "survived":
-            continue
-        pristine = run_one(args.kernel, arch, (), scenarios, root, f"pristine-{arch}", args.offline, fail_fast=False)
-        table["pristine"][arch] = pristine
-        write_json(root / "teeth.json", table)
-        shown = "passes" if pristine["result"] == "survived" else f"{pristine['result']} {pristine['by']}"
-        print(f"  pristine {arch}: {shown} ({pristine['seconds']}s)", flush=True)
-        if pristine["result"] != "survived":
-            print(f"false alarm: the pristine kernel fails on {arch} ({pristine['by']}): stop", file=sys.stderr)
+        pristine = table["pristine"].get(arch)
+        if not pristine or pristine["harness"]["result"] != "survived":
+            pristine = {"harness": run_one(args.kernel, arch, (), ours, root, f"pristine-{arch}", args.offline, fail_fast=False)}
+            if anchor:
+                pristine["kselftest"] = run_one(args.kernel, arch, (), (KSELFTEST,), root, f"pristine-{arch}-kselftest",
+                                                args.offline, fail_fast=False)
+            table["pristine"][arch] = pristine
             write_json(root / "teeth.json", table)
+        shown = "passes" if pristine["harness"]["result"] == "survived" else f"{pristine['harness']['result']} {pristine['harness']['by']}"
+        print(f"  pristine {arch}: harness {shown} ({pristine['harness']['seconds']}s)"
+              + (f"; kselftest vm fails {pristine['kselftest'].get('failing') or 'nothing'} ({pristine['kselftest']['seconds']}s)"
+                 if anchor else ""), flush=True)
+        if pristine["harness"]["result"] != "survived":
+            print(f"false alarm: the pristine kernel fails on {arch} ({pristine['harness']['by']}): stop", file=sys.stderr)
             return 1
     for mutation in catalogue:
         if mutation.id in done:
@@ -120,25 +155,38 @@ def main() -> int:
                "what": mutation.what, "equivalent": mutation.equivalent}
         patch = mutation.patch(tree)
         for arch in arches:
-            row[arch] = run_one(args.kernel, arch, (patch,), scenarios, root, f"{mutation.id}-{arch}", args.offline,
-                                fail_fast=not args.full)
+            row[arch] = {"harness": run_one(args.kernel, arch, (patch,), ours, root, f"{mutation.id}-{arch}", args.offline,
+                                            fail_fast=not args.full)}
+            if anchor and row[arch]["harness"]["result"] != "does not build":
+                baseline = frozenset(table["pristine"][arch]["kselftest"].get("failing", []))
+                row[arch]["kselftest"] = run_one(args.kernel, arch, (patch,), (KSELFTEST,), root,
+                                                 f"{mutation.id}-{arch}-kselftest", args.offline, fail_fast=False, baseline=baseline)
+            elif anchor:
+                row[arch]["kselftest"] = dict(row[arch]["harness"])
         table["mutants"].append(row)
         write_json(root / "teeth.json", table)
-        print(f"  {mutation.id:38} " + "  ".join(f"{arch}: {row[arch]['result']:9} {row[arch]['by'][:60]}" for arch in arches), flush=True)
+        print(f"  {mutation.id:38} " + "  ".join(
+            f"{arch}: {row[arch]['harness']['result']:9}" + (f" (kselftest {row[arch]['kselftest']['result']})" if anchor else "")
+            + f" {row[arch]['harness']['by'][:50]}" for arch in arches), flush=True)
     print()
-    print(f"{'mutant':38} {'category':12} " + " ".join(f"{a:>10}" for a in arches) + "  first killing check")
+    header = " ".join(f"{a:>10}" + (f" {'ksft ' + a:>14}" if anchor else "") for a in arches)
+    print(f"{'mutant':38} {'category':12} {header}  first killing check")
     for row in table["mutants"]:
-        cells = " ".join(f"{row[a]['result']:>10}" for a in arches)
-        by = next((row[a]["by"] for a in arches if row[a]["result"] == "killed"), "")
+        cells = " ".join(f"{row[a]['harness']['result']:>10}" + (f" {row[a]['kselftest']['result']:>14}" if anchor else "")
+                         for a in arches)
+        by = next((row[a]["harness"]["by"] for a in arches if row[a]["harness"]["result"] == "killed"), "")
         print(f"{row['id']:38} {row['category']:12} {cells}  {by[:70]}{'  (equivalent)' if row['equivalent'] else ''}")
     for arch in arches:
-        counted = [r for r in table["mutants"] if not r["equivalent"] and r[arch]["result"] in ("killed", "survived")]
-        killed = sum(r[arch]["result"] == "killed" for r in counted)
-        rate = killed / len(counted) if counted else 0.0
-        table.setdefault("kill_rate", {})[arch] = rate
-        print(f"kill rate {arch}: {killed}/{len(counted)} = {rate:.0%} "
-              f"({sum(1 for r in table['mutants'] if r['equivalent'])} equivalent, "
-              f"{sum(1 for r in table['mutants'] if r[arch]['result'] not in ('killed', 'survived'))} not counted)")
+        killed, counted = rate(table["mutants"], arch, "harness")
+        table.setdefault("kill_rate", {})[arch] = killed / counted if counted else 0.0
+        line = f"kill rate {arch}: harness {killed}/{counted} = {killed / counted if counted else 0:.0%}"
+        if anchor:
+            k2, c2 = rate(table["mutants"], arch, "kselftest")
+            table.setdefault("kselftest_kill_rate", {})[arch] = k2 / c2 if c2 else 0.0
+            line += f"; kselftest vm alone {k2}/{c2} = {k2 / c2 if c2 else 0:.0%}"
+        equivalent = sum(1 for r in table["mutants"] if r["equivalent"])
+        uncounted = sum(1 for r in table["mutants"] if r[arch]["harness"]["result"] not in ("killed", "survived"))
+        print(line + f" ({equivalent} equivalent, {uncounted} not counted: did not build or infrastructure)")
     write_json(root / "teeth.json", table)
     if args.json:
         args.json.write_text(json.dumps(table, indent=2) + "\n")

@@ -128,7 +128,7 @@ def _boot_id() -> str:
         return "-"
 
 
-def _owner_alive(tmp: Path) -> bool:
+def owner_alive(tmp: Path) -> bool:
     try:
         pid, boot = _owner_file(tmp).read_text().split()
     except (OSError, ValueError):
@@ -157,7 +157,7 @@ def sweep_stale(parent: Path) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        if entry.name.startswith(".tmp-") and entry.is_dir() and not _owner_alive(entry):
+        if entry.name.startswith(".tmp-") and entry.is_dir() and not owner_alive(entry):
             shutil.rmtree(entry, ignore_errors=True)
             _owner_file(entry).unlink(missing_ok=True)
             removed.append(entry)

@@ -14,6 +14,7 @@ from harness.errors import InfraError, UserError
 COMMON = (
     "make", "gcc", "libc6-dev", "flex", "bison", "bc", "perl", "libelf-dev", "libssl-dev",
     "cpio", "xz-utils", "ccache", "patch", "dpkg", "apt", "debian-archive-keyring", "git",
+    "rsync",  # make headers_install (5.3+), for the kselftest vm programs
 )
 #: Per arch: QEMU, the kernel's cross compiler, and the workloads' one with
 #: its static C library.

@@ -28,7 +28,7 @@ from harness.arches import Arch, arch as lookup_arch
 from harness.cache import Cache, key_of, raise_if_disk_full, sha256_file
 from harness.errors import InfraError, UserError
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: a nobody user (kselftest on-fault-limit)
 MARKER = "HARNESS-"
 TRIPLETS = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu", "armhf": "arm-linux-gnueabihf"}
 #: The guest's view of QEMU user networking.
@@ -96,8 +96,9 @@ def base_entries(init_text: str, recipe: Recipe) -> list[cpio.Entry]:
     entries.append(cpio.Entry.node("dev/null", "c", 1, 3, 0o666))
     entries.append(cpio.Entry.file("init", init_text, 0o755))
     entries.append(cpio.Entry.symlink("bin/sh", "busybox"))
-    entries.append(cpio.Entry.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"))
-    entries.append(cpio.Entry.file("etc/group", "root:x:0:\ntty:x:5:\n"))
+    # nobody: kselftest's on-fault-limit runs as an unprivileged user
+    entries.append(cpio.Entry.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n"))
+    entries.append(cpio.Entry.file("etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"))
     entries.append(cpio.Entry.file("etc/shells", "/bin/sh\n"))
     return entries
 

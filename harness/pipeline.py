@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -230,6 +230,9 @@ class Pipeline:
                 f"the model has no data for Linux {version[0]}.{version[1]}: predictions use its {rules.name} rules, "
                 "so a failed check may be a difference between kernel versions")
             self.say(f"[{arch_name}] note: {arch_doc['target']['model_note']}")
+        assets = self._assets(scenarios, build, the_arch, target)
+        if assets:
+            target = replace(target, assets=assets)
         info = {"kernel": str(build.image), "kernel_version": build.kernel_version, "model": rules.name,
                 "build": str(build.directory), "image": str(image.path), "scenarios": {}}
         for scenario in scenarios:
@@ -243,6 +246,23 @@ class Pipeline:
         arch_doc["target"]["accel"] = next((e.get("accel") for e in arch_doc["scenarios"].values() if e.get("accel")), None)
         arch_doc["elapsed_s"] = info["elapsed_s"]
         return info
+
+    def _assets(self, scenarios: Sequence[Scenario], build, the_arch, target: Target) -> dict:
+        """Build what the scenarios about to run asked for; a failure is
+        kept as that asset's error (its scenario errs, the others run)."""
+        wanted = {asset for s in scenarios if not s.skip_reason(target) for asset in s.assets}
+        out: dict = {}
+        if "kselftest-vm" in wanted:
+            from harness.kselftest import SelftestBuilder
+
+            self.stage = "kselftest build"
+            try:
+                built = SelftestBuilder(echo=self.echo).build(Path(build.source["tree"]), build.source["identity"], the_arch,
+                                                              _version_tuple(build.kernel_version))
+                out["kselftest-vm"] = {"directory": str(built.directory), "programs": built.programs}
+            except HarnessError as exc:
+                out["kselftest-vm"] = {"error": exc.render()}
+        return out
 
     def _run_scenario(self, scenario: Scenario, target: Target, kernel: Path, initrd: Path, sdir: Path) -> dict:
         sdir.mkdir(parents=True, exist_ok=True)
@@ -323,6 +343,11 @@ class Pipeline:
                     continue
             if notes:
                 self.doc["differences"][scenario.name] = notes
+
+
+def _version_tuple(kernel_version: str) -> tuple:
+    parts = kernel_version.split("-")[0].split(".")
+    return int(parts[0]), int(parts[1])
 
 
 def check_scenario(scenario: Scenario, target: Target, sdir: Path, observation: Optional[dict], entry: dict) -> list[CheckResult]:

@@ -539,35 +539,83 @@ static void wl_on_usr1(int sig)
     wl_verify_asked = 1;
 }
 
+/* A held workload's second service: on SIGUSR2 it changes its memory
+ * (e.g. frees every other page) and describes what it did in ``result``. */
+typedef void (*wl_action_fn)(void *ctx, struct jbuf *result);
+
+static volatile sig_atomic_t wl_action_asked;
+
+static void wl_on_usr2(int sig)
+{
+    (void)sig;
+    wl_action_asked = 1;
+}
+
+/* Write one RESULT line to PATH whole (a temporary file renamed onto it). */
+static WL_UNUSED void wl_write_result_file(const char *path, const char *line)
+{
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    fprintf(f, "RESULT %s\n", line);
+    fclose(f);
+    rename(tmp, path);
+}
+
 /* Hold the memory; on each SIGUSR1 run the check and write
  * RESULT {"cmd":"CMD-verify","pages","errors","first_bad"} to
- * /tmp/CMD-PID.verify (written whole, then renamed into place). */
-static WL_UNUSED __attribute__((noreturn)) void hold_verifying(const char *cmd, wl_check_fn check, const void *ctx)
+ * /tmp/CMD-PID.verify; on each SIGUSR2 (when ``action`` is given) run it
+ * and write its RESULT {"cmd":"CMD-action", ...} to /tmp/CMD-PID.action. */
+static WL_UNUSED __attribute__((noreturn)) void hold_serving(const char *cmd, wl_check_fn check, const void *ctx,
+                                                             wl_action_fn action, void *actx)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = wl_on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
-    char path[96], tmp[112];
-    snprintf(path, sizeof path, "/tmp/%s-%d.verify", cmd, (int)getpid());
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    for (;;) {
-        while (!wl_verify_asked)
-            pause();
-        wl_verify_asked = 0;
-        uint64_t checked = 0, first_bad = 0;
-        uint64_t errors = check(ctx, &checked, &first_bad);
-        FILE *f = fopen(tmp, "w");
-        if (!f)
-            continue;
-        if (errors)
-            fprintf(f, "RESULT {\"cmd\":\"%s-verify\",\"pages\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"first_bad\":%" PRIu64 "}\n",
-                    cmd, checked, errors, first_bad);
-        else
-            fprintf(f, "RESULT {\"cmd\":\"%s-verify\",\"pages\":%" PRIu64 ",\"errors\":0,\"first_bad\":null}\n", cmd, checked);
-        fclose(f);
-        rename(tmp, path);
+    if (action) {
+        sa.sa_handler = wl_on_usr2;
+        sigaction(SIGUSR2, &sa, NULL);
     }
+    char path[96], done[96];
+    snprintf(path, sizeof path, "/tmp/%s-%d.verify", cmd, (int)getpid());
+    snprintf(done, sizeof done, "/tmp/%s-%d.action", cmd, (int)getpid());
+    for (;;) {
+        while (!wl_verify_asked && !wl_action_asked)
+            pause();
+        if (wl_action_asked) {
+            wl_action_asked = 0;
+            struct jbuf j = {0};
+            char name[64];
+            snprintf(name, sizeof name, "%s-action", cmd);
+            jo_begin(&j);
+            jo_str(&j, "cmd", name);
+            action(actx, &j);
+            jo_end(&j);
+            wl_write_result_file(done, j.p);
+            free(j.p);
+        }
+        if (wl_verify_asked) {
+            wl_verify_asked = 0;
+            uint64_t checked = 0, first_bad = 0;
+            uint64_t errors = check(ctx, &checked, &first_bad);
+            char line[192];
+            if (errors)
+                snprintf(line, sizeof line, "{\"cmd\":\"%s-verify\",\"pages\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"first_bad\":%" PRIu64 "}",
+                         cmd, checked, errors, first_bad);
+            else
+                snprintf(line, sizeof line, "{\"cmd\":\"%s-verify\",\"pages\":%" PRIu64 ",\"errors\":0,\"first_bad\":null}", cmd,
+                         checked);
+            wl_write_result_file(path, line);
+        }
+    }
+}
+
+static WL_UNUSED __attribute__((noreturn)) void hold_verifying(const char *cmd, wl_check_fn check, const void *ctx)
+{
+    hold_serving(cmd, check, ctx, NULL, NULL);
 }
 
 /* mbind(addr, len, MPOL_BIND, {node}, maxnode, flags). */

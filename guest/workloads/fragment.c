@@ -9,6 +9,15 @@
  *       MB MiB anonymous (MADV_NOHUGEPAGE, mbind to node N if given),
  *       touch every page, MADV_DONTNEED every odd page; with hold, print
  *       the RESULT and stay in the background holding the memory.
+ *   fragment hog MB [node=N] lowfree=LOW
+ *       MB MiB anonymous as above, every page touched, then the LOW MiB of
+ *       it at the lowest physical addresses (pagemap) freed again: the
+ *       next allocations of the node (a balloon, zspages, ...) land
+ *       there, wherever the allocator would have put them otherwise.
+ *       Always held: SIGUSR1 checks the kept pages (as anon), SIGUSR2
+ *       frees every other kept page (holes above them, where compaction
+ *       finds targets) and writes RESULT {"cmd":"fragment-action"} to
+ *       /tmp/fragment-PID.action.
  *
  * Output: one "RESULT {json}" line; errors "ERROR {json}" (exit 2 usage,
  * 3 syscall failure).  See README.md.
@@ -28,8 +37,9 @@ static void usage_exit(void)
 {
     fprintf(stderr,
             "usage: fragment tmpfs DIR FILES SIZE_KB\n"
-            "       fragment anon MB [node=N] [hold]\n");
-    wl_fail(2, cmd, 0, "usage: fragment tmpfs DIR FILES SIZE_KB | fragment anon MB [node=N] [hold]");
+            "       fragment anon MB [node=N] [hold]\n"
+            "       fragment hog MB [node=N] lowfree=LOW\n");
+    wl_fail(2, cmd, 0, "usage: fragment tmpfs DIR FILES SIZE_KB | fragment anon MB [node=N] [hold] | fragment hog MB [node=N] lowfree=LOW");
 }
 
 /* mkdir -p */
@@ -230,6 +240,147 @@ static void do_anon(int argc, char **argv)
     }
 }
 
+struct hog {
+    char *mem;
+    size_t pages;
+    uint8_t *kept;
+};
+
+static uint64_t hog_errors(const void *ctx, uint64_t *checked, uint64_t *first_bad)
+{
+    const struct hog *h = ctx;
+    uint64_t errors = 0;
+    *checked = 0;
+    for (size_t i = 0; i < h->pages; i++) {
+        if (!h->kept[i])
+            continue;
+        const volatile uint64_t *w = (const volatile uint64_t *)(h->mem + i * PAGE);
+        (*checked)++;
+        if (w[0] != i + 1 || w[1] != 0x9E3779B97F4A7C15ULL * (i + 1)) {
+            if (!errors)
+                *first_bad = i;
+            errors++;
+        }
+    }
+    return errors;
+}
+
+/* SIGUSR2: free every other kept page. */
+static void hog_holes(void *ctx, struct jbuf *j)
+{
+    struct hog *h = ctx;
+    uint64_t freed = 0, kept = 0, odd = 0;
+    for (size_t i = 0; i < h->pages; i++) {
+        if (!h->kept[i])
+            continue;
+        if (odd++ % 2) {
+            if (madvise(h->mem + i * PAGE, PAGE, MADV_DONTNEED) == 0) {
+                h->kept[i] = 0;
+                freed++;
+                continue;
+            }
+        }
+        kept++;
+    }
+    jo_u64(j, "freed", freed);
+    jo_u64(j, "kept", kept);
+}
+
+static const uint64_t *sort_pfns;
+
+static int by_pfn(const void *a, const void *b)
+{
+    uint64_t x = sort_pfns[*(const size_t *)a], y = sort_pfns[*(const size_t *)b];
+    return x < y ? -1 : x > y;
+}
+
+static void do_hog(int argc, char **argv)
+{
+    cmd = "hog";
+    if (argc < 4)
+        usage_exit();
+    size_t bytes, low_bytes = 0;
+    uint64_t mb, low_mb = 0;
+    if (mb_to_bytes(argv[2], &bytes, &mb))
+        wl_fail(2, cmd, 0, "bad MB '%s'", argv[2]);
+    long node = -1;
+    for (int i = 3; i < argc; i++) {
+        if (!strncmp(argv[i], "node=", 5)) {
+            if (parse_long(argv[i] + 5, &node) || node < 0 || node >= WL_NODEMASK_BITS)
+                wl_fail(2, cmd, 0, "bad node in '%s'", argv[i]);
+        } else if (!strncmp(argv[i], "lowfree=", 8)) {
+            if (mb_to_bytes(argv[i] + 8, &low_bytes, &low_mb) || low_bytes > bytes)
+                wl_fail(2, cmd, 0, "bad lowfree in '%s' (at most MB)", argv[i]);
+        } else {
+            wl_fail(2, cmd, 0, "unknown option '%s'", argv[i]);
+        }
+    }
+    int notify = hold_begin(cmd);
+    char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED)
+        wl_fail(3, cmd, errno, "mmap of %" PRIu64 " MiB failed", mb);
+    if (madvise(mem, bytes, MADV_NOHUGEPAGE))
+        wl_fail(3, cmd, errno, "madvise(MADV_NOHUGEPAGE) failed");
+    if (node >= 0 && wl_mbind_node(mem, bytes, (int)node, 0))
+        wl_fail(3, cmd, errno, "mbind(MPOL_BIND, node %ld) failed", node);
+    size_t pages = bytes / PAGE;
+    for (size_t i = 0; i < pages; i++) {
+        volatile uint64_t *w = (volatile uint64_t *)(mem + i * PAGE);
+        w[0] = i + 1;
+        w[1] = 0x9E3779B97F4A7C15ULL * (i + 1);
+    }
+    uint64_t *pfn = calloc(pages, sizeof *pfn);
+    size_t *order = calloc(pages, sizeof *order);
+    uint8_t *kept = calloc(pages, 1);
+    if (!pfn || !order || !kept)
+        wl_fail(3, cmd, ENOMEM, "out of memory");
+    int map = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (map < 0)
+        wl_fail(3, cmd, errno, "cannot open /proc/self/pagemap");
+    for (size_t i = 0; i < pages; i++) {
+        uint64_t ent = 0;
+        if (pread(map, &ent, 8, (off_t)((uint64_t)(uintptr_t)(mem + i * PAGE) / PAGE * 8)) != 8)
+            wl_fail(3, cmd, errno, "pread of /proc/self/pagemap failed");
+        pfn[i] = (ent >> 63) & 1 ? ent & ((1ULL << 55) - 1) : UINT64_MAX;
+        order[i] = i;
+        kept[i] = 1;
+    }
+    close(map);
+    sort_pfns = pfn;
+    qsort(order, pages, sizeof *order, by_pfn);
+    size_t low = low_bytes / PAGE;
+    uint64_t highest_freed = 0;
+    for (size_t k = 0; k < low; k++) {
+        size_t i = order[k];
+        if (madvise(mem + i * PAGE, PAGE, MADV_DONTNEED))
+            wl_fail(3, cmd, errno, "madvise(MADV_DONTNEED) of page %zu failed", i);
+        kept[i] = 0;
+        if (pfn[i] != UINT64_MAX && pfn[i] > highest_freed)
+            highest_freed = pfn[i];
+    }
+    struct jbuf j = {0};
+    jo_begin(&j);
+    jo_str(&j, "cmd", "hog");
+    jo_u64(&j, "mb", mb);
+    jo_u64(&j, "pages", (uint64_t)pages);
+    jo_u64(&j, "freed_low", (uint64_t)low);
+    jo_u64(&j, "lowest_pfn", pages ? pfn[order[0]] : 0);
+    jo_u64(&j, "highest_freed_pfn", highest_freed);
+    jo_u64(&j, "lowest_kept_pfn", low < pages ? pfn[order[low]] : 0);
+    if (node >= 0)
+        jo_int(&j, "node", node);
+    else
+        jo_null(&j, "node");
+    jo_int(&j, "pid", getpid());
+    emit_result(&j);
+    free(j.p);
+    free(pfn);
+    free(order);
+    hold_release(notify);
+    struct hog h = {mem, pages, kept};
+    hold_serving("fragment", hog_errors, &h, hog_holes, &h);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -238,8 +389,11 @@ int main(int argc, char **argv)
         do_tmpfs(argc, argv);
     else if (!strcmp(argv[1], "anon"))
         do_anon(argc, argv);
+    else if (!strcmp(argv[1], "hog"))
+        do_hog(argc, argv);
     else if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: fragment tmpfs DIR FILES SIZE_KB\n       fragment anon MB [node=N] [hold]\n");
+        fprintf(stderr, "usage: fragment tmpfs DIR FILES SIZE_KB\n       fragment anon MB [node=N] [hold]\n"
+                        "       fragment hog MB [node=N] lowfree=LOW\n");
         return 0;
     } else
         usage_exit();

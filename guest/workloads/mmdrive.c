@@ -710,6 +710,82 @@ static void cmd_fork_share(int argc, char **argv)
     emit_result(&out);
 }
 
+/* holes NAME: MADV_DONTNEED every odd page of the region, leaving its
+ * memory fragmented (each freed page sits between two used ones, where
+ * compaction's free scanner finds targets); the freed pages no longer
+ * hold a pattern. */
+static void cmd_holes(int argc, char **argv)
+{
+    if (argc != 2)
+        usage_fail("usage: holes NAME");
+    struct region *r = need_mapped(argv[1]);
+    size_t freed = 0;
+    for (size_t i = 1; i < r->pages; i += 2) {
+        if (madvise((void *)page_addr(r, i), PAGE, MADV_DONTNEED))
+            sys_fail(errno, "madvise(MADV_DONTNEED) of page %zu failed", i);
+        r->written[i] = 0;
+        freed++;
+    }
+    result_begin("holes");
+    jo_str(&out, "name", r->name);
+    jo_u64(&out, "freed", (uint64_t)freed);
+    emit_result(&out);
+}
+
+static const uint64_t *release_pfns;
+
+static int release_by_pfn(const void *a, const void *b)
+{
+    uint64_t x = release_pfns[*(const size_t *)a], y = release_pfns[*(const size_t *)b];
+    return x < y ? -1 : x > y;
+}
+
+/* release NAME COUNT: MADV_DONTNEED the COUNT pages of the region that sit
+ * at the lowest physical addresses (pagemap), so that what is allocated
+ * next on that node lands there, low in the zone where compaction's
+ * migration scanner starts; they no longer hold a pattern. */
+static void cmd_release(int argc, char **argv)
+{
+    uint64_t count;
+    if (argc != 3 || parse_u64(argv[2], &count))
+        usage_fail("usage: release NAME COUNT");
+    struct region *r = need_mapped(argv[1]);
+    if (count > r->pages)
+        usage_fail("release: %s has %zu pages, not %" PRIu64, r->name, r->pages, count);
+    uint64_t *pfn = xreallocarray(NULL, r->pages, sizeof *pfn);
+    size_t *order = xreallocarray(NULL, r->pages, sizeof *order);
+    int map = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (map < 0)
+        sys_fail(errno, "cannot open /proc/self/pagemap");
+    for (size_t i = 0; i < r->pages; i++) {
+        uint64_t ent = 0;
+        if (pread(map, &ent, 8, (off_t)((uint64_t)(page_addr(r, i) / PAGE) * 8)) != 8)
+            sys_fail(errno, "pread of /proc/self/pagemap failed");
+        pfn[i] = (ent >> 63) & 1 ? ent & ((1ULL << 55) - 1) : UINT64_MAX;
+        order[i] = i;
+    }
+    close(map);
+    release_pfns = pfn;
+    qsort(order, r->pages, sizeof *order, release_by_pfn);
+    uint64_t highest = 0;
+    for (size_t k = 0; k < count; k++) {
+        size_t i = order[k];
+        if (madvise((void *)page_addr(r, i), PAGE, MADV_DONTNEED))
+            sys_fail(errno, "madvise(MADV_DONTNEED) of page %zu failed", i);
+        r->written[i] = 0;
+        if (pfn[i] != UINT64_MAX && pfn[i] > highest)
+            highest = pfn[i];
+    }
+    result_begin("release");
+    jo_str(&out, "name", r->name);
+    jo_u64(&out, "released", count);
+    jo_u64(&out, "lowest_pfn", r->pages ? pfn[order[0]] : 0);
+    jo_u64(&out, "highest_released_pfn", highest);
+    free(pfn);
+    free(order);
+    emit_result(&out);
+}
+
 static void cmd_unmap(int argc, char **argv)
 {
     if (argc != 2)
@@ -1054,6 +1130,80 @@ static void cmd_soft_offline(int argc, char **argv)
     emit_result(&out);
 }
 
+/* drain: empty every CPU's LRU pagevecs (lru_add_drain_all()) without
+ * migrating anything: move_pages() of one scratch page to the node it is
+ * on runs migrate_prep() and then finds nothing to move (no migrate_pages()
+ * call, no counter, no event).  Pages put back by an earlier call or
+ * mlocked in the setup then reach their LRU (and unevictable_pgs_culled)
+ * before a step's snapshot, not inside the next step. */
+static void cmd_drain(int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 1)
+        usage_fail("usage: drain");
+    static volatile char *scratch;
+    if (!scratch) {
+        void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            sys_fail(errno, "mmap of the drain page");
+        scratch = p;
+    }
+    scratch[0] = 1;
+    int node = -1;
+    void *page = (void *)scratch;
+    long ret = syscall(SYS_get_mempolicy, &node, NULL, 0UL, page, (unsigned long)(WL_MPOL_F_NODE | WL_MPOL_F_ADDR));
+    /* v5.0 writes no status[] for a page already on its node: only the
+     * return value tells that migrate_prep() ran. */
+    int status = -12345, err = 0;
+    if (ret == 0) {
+        ret = syscall(SYS_move_pages, 0L, 1UL, &page, &node, &status, (long)WL_MPOL_MF_MOVE);
+        err = ret < 0 ? errno : 0;
+    } else {
+        err = errno;
+    }
+    result_begin("drain");
+    jo_bool(&out, "drained", ret == 0);
+    jo_int(&out, "node", node);
+    if (err)
+        jo_errno(&out, err);
+    emit_result(&out);
+}
+
+/* write PATH TEXT...: write TEXT (the words joined by spaces, and a
+ * newline) to PATH, e.g. a sysctl or a sysfs knob, so that a step can
+ * change a setting or trigger compaction at its place in the script (the
+ * kernel work it starts runs in this process: its trace events carry our
+ * pid).  The result has the write's return value and errno. */
+static void cmd_write(int argc, char **argv)
+{
+    if (argc < 3)
+        usage_fail("usage: write PATH TEXT...");
+    char text[512];
+    size_t len = 0;
+    for (int i = 2; i < argc; i++) {
+        int n = snprintf(text + len, sizeof text - len, "%s%s", i > 2 ? " " : "", argv[i]);
+        if (n < 0 || (size_t)n >= sizeof text - len)
+            usage_fail("write: TEXT is too long");
+        len += (size_t)n;
+    }
+    text[len++] = '\n';
+    int fd = open(argv[1], O_WRONLY | O_CLOEXEC);
+    int err = fd < 0 ? errno : 0;
+    ssize_t ret = -1;
+    if (fd >= 0) {
+        ret = write(fd, text, len);
+        err = ret < 0 ? errno : 0;
+        if (close(fd) < 0 && !err)
+            err = errno;
+    }
+    result_begin("write");
+    jo_str(&out, "path", argv[1]);
+    jo_int(&out, "ret", (long)ret);
+    if (err)
+        jo_errno(&out, err);
+    emit_result(&out);
+}
+
 static void cmd_sleep(int argc, char **argv)
 {
     uint64_t ms;
@@ -1095,6 +1245,54 @@ static void cmd_vmstat(int argc, char **argv)
     jb_raw(&out, "}");
     out.first = 0;
     fclose(f);
+    emit_result(&out);
+}
+
+/* pageflags NAME RANGES: per page, the PFN (/proc/self/pagemap, 0 when not
+ * present) and that PFN's /proc/kpageflags word (0 when not present), so a
+ * check can compare the flags a page had before a migration with those of
+ * the page that replaced it. */
+static void cmd_pageflags(int argc, char **argv)
+{
+    if (argc != 3)
+        usage_fail("usage: pageflags NAME RANGES");
+    struct region *r = need_region(argv[1]);
+    parse_ranges(argv[2], r);
+    int map = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (map < 0)
+        sys_fail(errno, "cannot open /proc/self/pagemap");
+    int kpf = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+    if (kpf < 0)
+        sys_fail(errno, "cannot open /proc/kpageflags");
+    struct jbuf kflags = {0};
+    kflags.first = 1;
+    result_begin("pageflags");
+    jo_str(&out, "name", r->name);
+    jo_key(&out, "pfns");
+    ja_begin(&out);
+    for (size_t k = 0; k < rl.n; k++)
+        for (size_t i = rl.v[k].a; i <= rl.v[k].b; i++) {
+            uint64_t ent = 0, word = 0, pfn = 0;
+            if (pread(map, &ent, 8, (off_t)((uint64_t)(page_addr(r, i) / PAGE) * 8)) != 8)
+                ent = 0;
+            if ((ent >> 63) & 1)
+                pfn = ent & ((1ULL << 55) - 1);
+            if (pfn && pread(kpf, &word, 8, (off_t)(pfn * 8)) != 8)
+                word = 0;
+            ja_sep(&out);
+            jb_u64(&out, pfn);
+            ja_sep(&kflags);
+            jb_u64(&kflags, word);
+        }
+    close(map);
+    close(kpf);
+    ja_end(&out);
+    jo_key(&out, "kflags");
+    jb_raw(&out, "[");
+    if (kflags.p)
+        jb_raw(&out, kflags.p);
+    jb_raw(&out, "]");
+    free(kflags.p);
     emit_result(&out);
 }
 
@@ -1275,6 +1473,11 @@ static const struct command commands[] = {
     {"sleep", cmd_sleep},
     {"vmstat", cmd_vmstat},
     {"kpageflags", cmd_kpageflags},
+    {"pageflags", cmd_pageflags},
+    {"drain", cmd_drain},
+    {"write", cmd_write},
+    {"holes", cmd_holes},
+    {"release", cmd_release},
     {"exit", cmd_exit},
 };
 
@@ -1358,7 +1561,7 @@ static void usage(FILE *f)
             "usage: mmdrive < script\n"
             "       mmdrive -c CMD [-c CMD]...\n"
             "commands: alloc touch readfault mlock munlock pin unpin fork_share unmap move query\n"
-            "          mbind migrate_pages nodes pfns smaps soft_offline sleep echo exit\n"
+            "          mbind migrate_pages nodes pfns pageflags drain write holes release smaps soft_offline sleep echo exit\n"
             "see README.md\n");
 }
 

@@ -143,6 +143,11 @@ _BASE_EVENTS = (
     "unevictable_pgs_mlocked",
     "unevictable_pgs_cleared",
     "unevictable_pgs_stranded",
+    # migrate_page_states() hands PG_unevictable (and PG_active) to the new
+    # page, so putting it back on an LRU (__pagevec_lru_add_fn) neither culls
+    # nor rescues it: both stay 0 in every migration, mlocked pages included.
+    "unevictable_pgs_culled",
+    "unevictable_pgs_rescued",
     "balloon_migrate",
     "numa_pages_migrated",
 )

@@ -95,9 +95,12 @@ def parse_indices(value: Any, count: int, what: str = "pages") -> list[int]:
     return out
 
 
-def parse_pages(items: Any) -> list[Page]:
+def parse_pages(items: Any, allow_empty: bool = False) -> list[Page]:
+    if isinstance(items, list) and not items and allow_empty:
+        return []
     if not isinstance(items, list) or not items:
-        raise UserError("pages: give a non-empty list of page specs such as 'anon*64' or {kind: thp}")
+        raise UserError("pages: give a non-empty list of page specs such as 'anon*64' or {kind: thp}"
+                        + ("" if allow_empty else " (only contig_range takes an empty list: a free range)"))
     pages: list[Page] = []
     for item in items:
         if isinstance(item, str):
@@ -323,7 +326,10 @@ def simulate(data: Mapping) -> list[Prediction]:
         raise UserError(f"numa_nodes: a positive number of NUMA nodes, got {nodes!r}")
     if nodes > 1 and not arch.numa:
         raise UserError(f"arch {arch_name} has no NUMA: numa_nodes must be 1")
-    memory = Memory(parse_pages(data.get("pages")))
+    calls = [step.get("call") for step in data.get("steps", []) if isinstance(step, dict) and "call" in step] \
+        if "steps" in data else [data.get("call")]
+    # a range with no page to move is a question only contig_range asks
+    memory = Memory(parse_pages(data.get("pages"), allow_empty=bool(calls) and set(calls) == {"contig_range"}))
     for page in (obj.page for obj in memory.objects):
         if page.node >= nodes:
             raise UserError(f"a page is on node {page.node} but the scenario has {nodes} node(s)")

@@ -486,6 +486,11 @@ def contig_range(ctx: Context) -> Prediction:
             continue
         runs_all.append(obj.entry(index))
     ret = 0
+    if not runs_all:
+        # a free range: isolate_migratepages_range() takes nothing, and
+        # migrate_pages() is called on the empty list all the same (one
+        # mm_migrate_pages with 0 and 0)
+        ctx.run([], who, None, pred)
     for start in range(0, len(runs_all), COMPACT_CLUSTER_MAX):
         # isolated by isolate_migratepages_block() too: list_add, so last first
         pending = runs_all[start:start + COMPACT_CLUSTER_MAX][::-1]

@@ -3,6 +3,7 @@
 Pure functions over parsed trace events."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -82,3 +83,108 @@ def runs(events: Sequence[TraceEvent]) -> list[ZoneRun]:
 
 def count(events: Sequence[TraceEvent], name: str) -> int:
     return sum(1 for e in events if e.name == name)
+
+
+@dataclass
+class Batch:
+    """One migrate_pages() call of compaction: the PFN ranges the migration
+    scanner examined for it (every mm_compaction_isolate_migratepages since
+    the previous call, including scans that took nothing), and how the call
+    ended."""
+    pid: int
+    ranges: list  # [(start_pfn, end_pfn)], end exclusive: where the scan stopped
+    taken: int
+    succeeded: int
+    failed: int
+    #: mm_compaction_migratepages nr_failed: pages that went back, counted
+    #: from the list when migrate_pages() returned an error.
+    returned: int
+    #: migrate_pages() gave up with an error (-ENOMEM: the free scanner had
+    #: no page for the next target) instead of counting failures: the pages
+    #: left on the list were never tried.
+    aborted: bool
+
+
+_RANGE = re.compile(r"range=\((0x[0-9a-f]+|\d+) ~ (0x[0-9a-f]+|\d+)\)")
+
+
+def batches(events: Sequence[TraceEvent]) -> list[Batch]:
+    """Compaction's migration batches, in order, per task.  A batch ends at
+    its mm_compaction_migratepages; one without it (trace cut) is dropped,
+    and so are scans after a task's last batch (nothing was isolated)."""
+    ranges: dict[int, list] = {}
+    taken: dict[int, int] = {}
+    migrated: dict[int, TraceEvent] = {}
+    out: list[Batch] = []
+    for event in events:
+        pid = event.pid
+        if event.name == "mm_compaction_begin":
+            ranges[pid], taken[pid] = [], 0
+            migrated.pop(pid, None)
+        elif event.name == "mm_compaction_isolate_migratepages":
+            match = _RANGE.search(event.body)
+            if match:
+                ranges.setdefault(pid, []).append((int(match.group(1), 0), int(match.group(2), 0)))
+                taken[pid] = taken.get(pid, 0) + event.int("nr_taken")
+        elif event.name == "mm_migrate_pages" and event.fields.get("reason") == "compaction":
+            migrated[pid] = event
+        elif event.name == "mm_compaction_migratepages" and pid in migrated:
+            call = migrated.pop(pid)
+            failed, returned = call.int("nr_failed"), event.int("nr_failed")
+            out.append(Batch(pid, ranges.get(pid, []), taken.get(pid, 0), call.int("nr_succeeded"), failed, returned,
+                             aborted=returned > failed))
+            ranges[pid], taken[pid] = [], 0
+    return out
+
+
+#: isolate_migratepages_block() scans within one pageblock (512 pages with
+#: 4 KiB pages and 2 MiB huge pages, 1024 on 32-bit arm without them).
+SPAN_MAX = 2048
+
+
+@dataclass
+class Fate:
+    """What compaction did to a set of non-LRU movable pages (balloon or
+    zsmalloc pages, found by their flags before and after)."""
+    #: Pages the migration scanner examined in batches that ran their
+    #: course (no -ENOMEM abort): the model isolates and migrates each one.
+    judged: list
+    #: Of those, the ones still at their old PFN after compaction.
+    stayed: list
+    #: How many of them may have stayed: the failures counted in the
+    #: batches that held them (each failure may be one of these pages).
+    allowed: int
+    #: Pages examined in batches cut short by -ENOMEM (not judged).
+    cut_short: int
+
+
+def fate(before: Sequence[int], after: Sequence[int], events: Sequence[TraceEvent]) -> Fate:
+    """Which of the pages at ``before`` the migration scanner examined in a
+    batch that ran its course, and which of those stayed put.  In a
+    quiesced guest isolate_movable_page() takes every balloon and zsmalloc
+    page it is shown (the page lock and the zspage are free), so each such
+    page either moved or is one of its batch's counted failures."""
+    import bisect
+
+    runs = batches(events)
+    spans = sorted((start, end, index) for index, b in enumerate(runs) for start, end in b.ranges)
+    starts = [span[0] for span in spans]
+    after_set = set(after)
+    judged, stayed, holding, cut = [], [], set(), 0
+    for pfn in sorted(before):
+        # a scan never leaves its pageblock: only ranges starting at most
+        # SPAN_MAX below the page can hold it
+        i = bisect.bisect_right(starts, pfn) - 1
+        while i >= 0 and spans[i][0] > pfn - SPAN_MAX and not spans[i][0] <= pfn < spans[i][1]:
+            i -= 1
+        if i < 0 or not spans[i][0] <= pfn < spans[i][1]:
+            continue
+        batch = runs[spans[i][2]]
+        if batch.aborted:
+            cut += 1
+            continue
+        judged.append(pfn)
+        holding.add(spans[i][2])
+        if pfn in after_set:
+            stayed.append(pfn)
+    return Fate(judged, stayed, sum(runs[i].failed for i in holding), cut)

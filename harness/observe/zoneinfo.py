@@ -15,6 +15,9 @@ class Zone:
     present: int
     spanned: int
     start_pfn: Optional[int]
+    #: Free pages ("pages free"), and of them in CMA pageblocks (nr_free_cma).
+    free: int = 0
+    free_cma: int = 0
 
     @property
     def populated(self) -> bool:
@@ -41,6 +44,10 @@ def parse(text: str) -> list[Zone]:
             current[words[0]] = int(words[1])
         elif len(words) >= 2 and words[0] == "start_pfn:":
             current["start_pfn"] = int(words[1])
+        elif len(words) >= 3 and words[:2] == ["pages", "free"]:
+            current["free"] = int(words[2])
+        elif len(words) >= 2 and words[0] == "nr_free_cma":
+            current["free_cma"] = int(words[1])
     if current:
         zones.append(Zone(**current))
     return zones

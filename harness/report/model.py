@@ -15,7 +15,9 @@ def scenario_status(entry: dict) -> Status:
     checks = [CheckResult.from_dict(c) for c in entry.get("checks", [])]
     if not checks:
         return Status.ERROR  # no checks ran: never a pass
-    return Status.worst(c.status for c in checks)
+    # skipped checks make a scenario SKIP only when nothing else ran
+    ran = [c.status for c in checks if c.status is not Status.SKIP]
+    return Status.worst(ran) if ran else Status.SKIP
 
 
 def run_status(doc: dict) -> Status:

@@ -9,15 +9,19 @@ from typing import Sequence
 from harness.errors import UserError, one_of
 from harness.scenarios.balloon import Balloon
 from harness.scenarios.base import Scenario, Target
+from harness.scenarios.cma import Cma
 from harness.scenarios.compaction import CompactMemory
+from harness.scenarios.kselftest_vm import KselftestVm
 from harness.scenarios.direct import DirectCompaction
 from harness.scenarios.numa_balancing import NumaBalancing
+from harness.scenarios.offline import MemoryOffline
 from harness.scenarios.plan import PlanScenario, load_plan_file, load_plans
+from harness.scenarios.unevictable import CompactUnevictable
 from harness.scenarios.zram import Zram
 
 
 def builtin_scenarios() -> list[Scenario]:
-    return [*load_plans(), CompactMemory(), DirectCompaction(), NumaBalancing(), Balloon(), Zram()]
+    return [*load_plans(), CompactMemory(), CompactUnevictable(), DirectCompaction(), NumaBalancing(), Balloon(), Zram(), Cma(), MemoryOffline(), KselftestVm()]
 
 
 def all_scenarios(plans: Sequence[PlanScenario] = (), only_plans: bool = False) -> list[Scenario]:

@@ -12,10 +12,12 @@ from harness.errors import InfraError
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
+from harness.observe.compaction import fate
 from harness.result import CheckResult
 from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
                                     trace_overran, verify_held)
-from harness.scenarios.compaction import fragment_commands, snapshot_around, split_snapshots, window
+from harness.scenarios.compaction import (FREE_MEMORY, free_mb, hog_commands, make_holes, scanned_moved_check, snapshot_around,
+                                          split_snapshots, window)
 
 KPF_BALLOON = 23
 INFLATE_MB = 256
@@ -42,12 +44,19 @@ class Balloon(Scenario):
         full = qmp.balloon_actual()
         goal = full - INFLATE_MB * 1024 * 1024
         observation.update(balloon_full=full, balloon_goal=goal)
-        held = held_pids(guest_command(guest, captures, "fragment", fragment_commands(target.numa_nodes, 128), timeout=300).stdout,
-                         "anon")
+        # Where the balloon pages land decides whether compaction meets
+        # them: hogs take each node's free memory and give back its lowest
+        # part, the balloon fills that, then the hogs free every other page
+        # they keep (holes above the balloon, where the free scanner finds
+        # its targets).
+        free = free_mb(guest_command(guest, captures, "free-memory", FREE_MEMORY).stdout)
+        held = held_pids(guest_command(guest, captures, "hog", hog_commands(free, INFLATE_MB // max(1, len(free))),
+                                       timeout=300).stdout, "hog")
         observation["held"] = len(held)
         guest_command(guest, captures, "meminfo-before", "cat /proc/meminfo")
         observation["balloon_after_inflate"] = self._resize(guest, captures, qmp, goal, "inflate")
         guest_command(guest, captures, "meminfo-inflated", "cat /proc/meminfo")
+        make_holes(guest, captures, "holes", held)
         guest_command(guest, captures, "kpf-before", f"mmdrive -c 'kpageflags {KPF_BALLOON}'")
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
         guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
@@ -110,6 +119,8 @@ class Balloon(Scenario):
         ck.invariant("I11 balloon_migrate <= Σ nr_succeeded", "Δballoon_migrate", delta.get("balloon_migrate"), "Σ nr_succeeded",
                      succeeded, relation="<=")
         migration_invariants(ck, delta, events)
+        scanned_moved_check(ck, "balloon", fate(sorted(before_pfns), sorted(after_pfns), window(
+            captures.load("trace.out"), "harness compact_memory begin", "harness compact_memory end")))
         out += ck.results
 
         ck = Checker(self.name, "deflate", evidence=[str(captures.directory / "vmstat-after-deflate.out")])
@@ -122,3 +133,4 @@ class Balloon(Scenario):
         intact_check(ck, captures, "fragment-verify", "inflate, compaction and deflate", "fragment", observation.get("held", 0))
         out += ck.results
         return out
+

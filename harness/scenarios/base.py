@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol, Sequence
 
@@ -44,6 +44,9 @@ class Target:
     #: The built kernel's .config as {NAME: value}.
     config: Mapping[str, str]
     numa_nodes: int
+    #: What the pipeline built for the scenarios that asked (``assets``):
+    #: {"kselftest-vm": {"directory": ..., "programs": {...}}}.
+    assets: Mapping[str, Any] = field(default_factory=dict)
 
     def has(self, option: str) -> bool:
         return self.config.get(option, "n") in ("y", "m")
@@ -65,6 +68,8 @@ class Guest(Protocol):
     """What scenarios use of a Machine."""
 
     def run(self, command: str, timeout: float = ..., stdin: Optional[bytes] = ..., check: bool = ...) -> CommandResult: ...
+
+    def upload(self, data: bytes, remote: str, mode: str = ...) -> None: ...
 
 
 class Captures:
@@ -193,6 +198,9 @@ class Scenario:
     #: Scenarios that change global state run in their own VM anyway; this
     #: is how long a scenario may take in the guest.
     timeout: float = 600.0
+    #: Things the pipeline must build before this scenario runs (see
+    #: ``Target.assets``), e.g. "kselftest-vm".
+    assets: Sequence[str] = ()
 
     def skip_reason(self, target: Target) -> Optional[str]:
         if self.needs_numa and target.numa_nodes < 2:

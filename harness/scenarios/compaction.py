@@ -12,6 +12,7 @@ from harness.model.callers import caller
 from harness.model.constants import COMPACT_CLUSTER_MAX
 from harness.model.compaction import compact_memory_scanned, compact_memory_zone_runs, compaction_migratepages
 from harness.observe import compaction as cmp
+from harness.observe.compaction import Fate
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import zoneinfo
@@ -30,6 +31,51 @@ def fragment_commands(nodes: int, mb: int = FRAGMENT_MB) -> str:
     if nodes < 2:
         return f"fragment anon {mb} hold"
     return "; ".join(f"fragment anon {mb} node={node} hold" for node in range(nodes))
+
+
+#: Free memory per node (MemFree, kB), or of the whole guest without NUMA.
+FREE_MEMORY = ("for f in /sys/devices/system/node/node*/meminfo; do [ -e $f ] && grep MemFree $f; done; "
+               "grep MemFree /proc/meminfo")
+#: What a hog leaves free on its node for the kernel and the harness (MiB).
+HOG_MARGIN_MB = 96
+
+
+def free_mb(text: str) -> dict:
+    """{node: MemFree in MiB} (node None: the whole guest) from FREE_MEMORY's output."""
+    out: dict = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 5 and words[0] == "Node" and words[2] == "MemFree:":
+            out[int(words[1])] = int(words[3]) // 1024
+        elif len(words) >= 2 and words[0] == "MemFree:":
+            out.setdefault(None, int(words[1]) // 1024)
+    if any(key is not None for key in out):
+        out.pop(None, None)
+    return out
+
+
+def hog_commands(free: dict, low_mb: int) -> str:
+    """Held hogs (fragment hog) that take each node's free memory but its
+    margin, then give back the ``low_mb`` MiB at its lowest addresses:
+    what the node allocates next (balloon pages, zspages) lands there,
+    low in the zone, whatever order the allocator hands pages out in."""
+    parts = []
+    for node, mb in sorted(free.items(), key=lambda item: (item[0] is None, item[0])):
+        size = max(low_mb, mb - HOG_MARGIN_MB)
+        parts.append(f"fragment hog {size}" + (f" node={node}" if node is not None else "") + f" lowfree={low_mb}")
+    return "; ".join(parts)
+
+
+def make_holes(guest: Guest, captures: Captures, name: str, pids) -> None:
+    """Ask the held hogs to free every other page they keep (SIGUSR2): the
+    free scanner's targets, above what was placed low."""
+    parts = []
+    for pid in pids:
+        out = f"/tmp/fragment-{pid}.action"
+        parts.append(f"rm -f {out}; kill -USR2 {pid} && i=0; while [ ! -e {out} ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done; "
+                     f"cat {out}")
+    if parts:
+        guest_command(guest, captures, name, "; ".join(parts), timeout=300)
 
 
 def window(trace_text: str, begin: str, end: str) -> list:
@@ -55,6 +101,25 @@ def snapshot_around(label: str, action: str) -> str:
 def split_snapshots(text: str) -> tuple[dict, dict]:
     before, _, after = text.partition("== after")
     return vmstat_mod.parse(before.replace("== before", "")), vmstat_mod.parse(after)
+
+
+def scanned_moved_check(ck: Checker, what: str, seen: Fate) -> None:
+    """Bounded by the model: every ``what`` page compaction's migration
+    scanner examined, in a batch that ran its course, moved (the model:
+    isolate_movable_page() takes it, its migratepage callback succeeds in
+    MIGRATE_SYNC), except as many as those batches counted failures.  A
+    setup that put none where the scanner went cannot judge: an error."""
+    if not seen.judged:
+        ck.error(f"{what} pages compaction examined moved",
+                 f"no {what} page lay in a range the migration scanner examined in a batch that ran its course "
+                 f"({seen.cut_short} in batches cut short by -ENOMEM): the setup did not place them where compaction goes")
+        return
+    ck.bounded(f"{what} pages compaction examined moved (stayed at their PFN, at most the batches' failures)",
+               len(seen.stayed), low=0, high=seen.allowed,
+               message=(f"no {what} page moved: " if len(seen.stayed) == len(seen.judged) else "")
+               + f"the migration scanner examined {len(seen.judged)} {what} pages in batches that ran their course; "
+               f"{len(seen.stayed)} are still at their old PFN" + (f" (e.g. {seen.stayed[:4]})" if seen.stayed else "")
+               + f"; those batches counted {seen.allowed} failures")
 
 
 def check_compaction_window(ck: Checker, target: Target, events: list, delta: dict, zones: list, trigger: str,

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[int, Optional[int]]] = {
     "alloc": (2, None), "touch": (2, 2), "touch_until": (5, 5), "readfault": (2, 2),
     "mlock": (2, 2), "munlock": (2, 2), "pin": (2, 2), "unpin": (0, 0), "fork_share": (2, 2),
     "unmap": (1, 1), "move": (1, None), "query": (1, None), "mbind": (4, 5), "migrate_pages": (2, 2),
-    "nodes": (2, 2), "pfns": (2, 2), "smaps": (1, 1), "vmstat": (0, 0), "kpageflags": (1, 2),
+    "nodes": (2, 2), "pfns": (2, 2), "smaps": (1, 1), "vmstat": (0, 0), "kpageflags": (1, 2), "pageflags": (2, 2), "drain": (0, 0), "write": (2, None), "holes": (1, 1), "release": (2, 2),
     "mark": (1, None), "soft_offline": (2, 2), "sleep": (1, 1), "echo": (0, None), "exit": (0, 0),
     "verify": (0, 2),
 }

@@ -69,6 +69,9 @@ class Plan:
     targets: Optional[Mapping[str, Any]] = None
     #: The file the plan came from.
     source: str = ""
+    #: (name, pages) of the setup's base-page regions: their pages' flags
+    #: are read before and after every step (page states carried).
+    regions: tuple = ()
 
     @classmethod
     def load(cls, path: Path) -> "Plan":
@@ -132,6 +135,7 @@ class Plan:
             prepare=str(data.get("prepare") or "").strip(),
             targets=data.get("targets"),
             source=source,
+            regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind == "anon"),
         )
 
     def script(self) -> str:
@@ -140,14 +144,20 @@ class Plan:
         lines = [self.setup] if self.setup else []
         for region in self.require_thp:
             lines.append(f"smaps {region}")
+        flags = [f"pageflags {name} 0-{pages - 1}" for name, pages in self.regions]
         for index, step in enumerate(self.steps, 1):
             if step.before:
                 lines.append(step.before)
-            lines += ["vmstat", f"mark harness step {index} begin", step.run, f"mark harness step {index} end", "vmstat"]
+            # Pages put back earlier (or mlocked in the setup) reach their
+            # LRU now, not inside the step; the step's own reach theirs
+            # before its closing snapshot.
+            lines += ["drain"] + flags
+            lines += ["vmstat", f"mark harness step {index} begin", step.run, f"mark harness step {index} end", "drain", "vmstat"]
             if step.after:
                 lines.append(step.after)
             # every page the workload wrote must still hold its pattern
             lines.append("verify")
+            lines += flags
         lines.append("exit")
         return "\n".join(lines) + "\n"
 
@@ -209,6 +219,8 @@ class PlanScenario(Scenario):
         predictions = self.predict(target)
         snapshots = [r["values"] for r in results if r.get("cmd") == "vmstat"]
         measured = _measured(results, self.plan)
+        flags = _flags_around(results, len(self.plan.steps))
+        drained = any(r.get("cmd") == "drain" for r in results)
         out = list(top.results)
         for index, (step, prediction) in enumerate(zip(self.plan.steps, predictions), 1):
             ck = Checker(self.name, step.name, evidence=[
@@ -220,7 +232,8 @@ class PlanScenario(Scenario):
                 continue
             delta = vmstat_mod.delta(snapshots[2 * index - 2], snapshots[2 * index - 1])
             step_events = _step_events(events, index)
-            check_step(ck, step, prediction, result, after, delta, step_events)
+            check_step(ck, step, prediction, result, after, delta, step_events, drained=drained)
+            page_state_check(ck, *flags[index - 1])
             out += ck.results
         if not out:
             top.error("checks", "no checks ran")
@@ -297,13 +310,85 @@ def _measured(results: list[dict], plan: Plan) -> list[tuple[Optional[dict], lis
             continue
         result = results[begin + 1]
         after: list[dict] = []
-        # after the end mark: the "vmstat" snapshot, then the step's after-commands
-        position = end + 2
+        # after the end mark: "drain" (recorded runs before it lack it), the
+        # "vmstat" snapshot, then the step's after-commands
+        position = end + 1
+        for skipped in ("drain", "vmstat"):
+            if position < len(results) and results[position].get("cmd") == skipped:
+                position += 1
         while position < len(results) and results[position].get("cmd") not in ("vmstat", "mark", "exit"):
             after.append(results[position])
             position += 1
         out.append((result, after))
     return out
+
+
+def _flags_around(results: list[dict], steps: int) -> list[tuple[dict, dict]]:
+    """For each step: {region: (pfns, kpageflags)} read just before its
+    opening snapshot, and just after its verify ({} where not recorded)."""
+    out = []
+    marks = {r.get("text"): i for i, r in enumerate(results) if r.get("cmd") == "mark"}
+    for index in range(1, steps + 1):
+        pre: dict = {}
+        post: dict = {}
+        begin, end = marks.get(f"harness step {index} begin"), marks.get(f"harness step {index} end")
+        if begin is not None:
+            position = begin - 2  # results[begin - 1] is the opening vmstat
+            while position >= 0 and results[position].get("cmd") == "pageflags":
+                pre.setdefault(results[position]["name"], (results[position]["pfns"], results[position]["kflags"]))
+                position -= 1
+        if end is not None:
+            verify = next((i for i in range(end + 1, len(results)) if results[i].get("cmd") in ("verify", "mark")), None)
+            if verify is not None and results[verify].get("cmd") == "verify":
+                position = verify + 1
+                while position < len(results) and results[position].get("cmd") == "pageflags":
+                    post.setdefault(results[position]["name"], (results[position]["pfns"], results[position]["kflags"]))
+                    position += 1
+        out.append((pre, post))
+    return out
+
+
+#: /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h) that
+#: migrate_page_states() and migrate_page_move_mapping() hand from the old
+#: page to the new one.
+CARRIED_FLAGS = {"error": 1, "referenced": 2, "uptodate": 3, "active": 6, "anon": 12, "swapcache": 13, "swapbacked": 14,
+                 "unevictable": 18, "mlocked": 33, "mappedtodisk": 34}
+#: A step that pins the page with FOLL_TOUCH (madvise soft offline's
+#: get_user_pages) marks it accessed first: referenced, then active.
+MAY_BE_GAINED = ("referenced", "active")
+KPF_DIRTY = 4
+#: compound_head, compound_tail, huge, thp: a tail page's own word lacks
+#: the head's states; THP and hugetlb pages are checked elsewhere.
+KPF_COMPOUND = (1 << 15) | (1 << 16) | (1 << 17) | (1 << 22)
+
+
+def page_state_check(ck: Checker, pre: dict, post: dict) -> None:
+    """Every base page the step moved (its PFN changed) arrives with the
+    states the old page had: active, unevictable, mlocked, uptodate, ...;
+    and dirty: an anonymous page's dirty PTE becomes PG_dirty when
+    try_to_unmap() takes it down, and the new page must keep it (else a
+    clean anonymous page can be dropped).  No check when nothing moved."""
+    compared, wrong = 0, []
+    for name, (pfns0, flags0) in sorted(pre.items()):
+        if name not in post:
+            continue
+        pfns1, flags1 = post[name]
+        for i, (p0, f0, p1, f1) in enumerate(zip(pfns0, flags0, pfns1, flags1)):
+            if not p0 or not p1 or p0 == p1 or (f0 | f1) & KPF_COMPOUND:
+                continue
+            compared += 1
+            lost = [flag for flag, bit in CARRIED_FLAGS.items() if f0 >> bit & 1 and not f1 >> bit & 1]
+            gained = [flag for flag, bit in CARRIED_FLAGS.items()
+                      if f1 >> bit & 1 and not f0 >> bit & 1 and flag not in MAY_BE_GAINED]
+            if (f0 >> KPF_DIRTY & 1 or f0 >> CARRIED_FLAGS["anon"] & 1) and not f1 >> KPF_DIRTY & 1:
+                lost.append("dirty")
+            if lost or gained:
+                wrong.append(f"{name}:{i} pfn {p0}->{p1}" + (f" lost {','.join(lost)}" if lost else "")
+                             + (f" gained {','.join(gained)}" if gained else ""))
+    if compared:
+        ck.exact("page states carried to the new page (kpageflags)", [], wrong[:8],
+                 message=f"{compared} moved base pages compared, {len(wrong)} arrived with other states" if wrong else
+                 f"{compared} moved base pages compared")
 
 
 def _step_events(events: list, index: int) -> list:
@@ -317,7 +402,14 @@ def _step_events(events: list, index: int) -> list:
     return [e for e in window if e.pid == marker.pid]
 
 
-def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: list[dict], delta: dict, events: list) -> None:
+#: Counters the drain around every step makes exact: without it (runs
+#: recorded before it), pages mlocked in the setup and still in a pagevec
+#: were culled inside the first step.
+DRAIN_EXACT = ("unevictable_pgs_culled", "unevictable_pgs_rescued")
+
+
+def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: list[dict], delta: dict, events: list,
+               drained: bool = True) -> None:
     observed_ret = workload_mod.ret_of(result)
     migrate = [e for e in events if e.name == "mm_migrate_pages"]
     observed_lines = [f"mm_migrate_pages: {e.body}" for e in migrate]
@@ -343,7 +435,7 @@ def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: l
                    message="the process also has pages the model does not list (stack, text)")
     if "vmstat" in step.checks:
         for name, value in pred.vmstat_deltas().items():
-            if name in delta:
+            if name in delta and (drained or name not in DRAIN_EXACT):
                 ck.exact(f"Δ{name}", value, delta[name])
     pattern_check(ck, "page contents intact (every written page's pattern)", next((r for r in after if r.get("cmd") == "verify"), None),
                   "after this step")

@@ -53,6 +53,11 @@ def test_run_status():
     assert run_status(doc_with(PASS, FAIL)) is Status.FAIL
     assert run_status(doc_with(skip="no NUMA")) is Status.ERROR
     assert scenario_status({"error": "boom", "checks": [PASS.as_dict()]}) is Status.ERROR
+    skipped = CheckResult("s", "st", "t", CheckKind.EXACT, Status.SKIP, message="kernel lacks CONFIG_X")
+    # a skipped check among passes (kselftest's va_128TBswitch) leaves the scenario passing
+    assert scenario_status({"checks": [PASS.as_dict(), skipped.as_dict()]}) is Status.PASS
+    assert scenario_status({"checks": [FAIL.as_dict(), skipped.as_dict()]}) is Status.FAIL
+    assert scenario_status({"checks": [skipped.as_dict()]}) is Status.SKIP
 
 
 def test_ktap_and_junit_and_summary(tmp_path):

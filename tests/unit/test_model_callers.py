@@ -1,6 +1,8 @@
 """Each caller's mode, reason and printed strings (MODEL-SPEC section 4)."""
 import pytest
 
+from harness.errors import UserError
+
 from harness.model import CALLERS, caller, kernel, simulate
 
 # name -> (printed mode, printed reason, PF_MEMALLOC), from MODEL-SPEC 4
@@ -87,6 +89,19 @@ def test_cma_pinned_page_five_calls():
     assert pred.vmstat_deltas()["pgmigrate_fail"] == 5
     assert pred.ret == -16
     assert all(line.endswith("reason=contig_range") for line in pred.trace_lines())
+
+
+def test_cma_on_a_free_range_calls_migrate_pages_once_on_an_empty_list():
+    # MODEL-SPEC E14: isolate_migratepages_range() takes nothing, migrate_pages() still runs
+    (pred,) = simulate({"pages": [], "call": "contig_range"})
+    assert pred.trace_lines() == ["mm_migrate_pages: nr_succeeded=0 nr_failed=0 mode=MIGRATE_SYNC reason=contig_range"]
+    assert pred.ret == 0 and pred.vmstat_deltas()["pgmigrate_success"] == 0
+
+
+def test_only_contig_range_takes_an_empty_page_list():
+    with pytest.raises(UserError) as err:
+        simulate({"pages": [], "call": "compaction"})
+    assert "only contig_range" in err.value.message
 
 
 def test_cma_reclaims_clean_file_pages_instead():

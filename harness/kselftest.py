@@ -1,0 +1,171 @@
+"""kselftest vm: the kernel's own ``tools/testing/selftests/vm`` programs,
+built static for the guest's arch from the kernel's source tree, and the
+tests v5.0's ``run_vmtests`` runs, as data (``guest/kselftest-vm.yaml``).
+
+The programs are the anchor the harness is measured against
+(``bench/teeth.py`` reports their kill rate beside the harness's): they
+are built from the base tree of the kernel under test (a mutant patches
+``mm/``, never the selftests), with the UAPI headers of that same tree
+(``make headers_install``), and cached by tree, arch and compiler."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from harness import compat, proc, toolchain
+from harness.arches import Arch
+from harness.cache import Cache, key_of, raise_if_disk_full
+from harness.errors import InfraError, UserError
+
+RECIPE = Path(__file__).resolve().parents[1] / "guest" / "kselftest-vm.yaml"
+RECIPE_VERSION = 1
+SELFTESTS = "tools/testing/selftests/vm"
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """One test of run_vmtests: a program with its arguments, the guest
+    shell that prepares for it, and how long it may take."""
+
+    name: str
+    program: str
+    args: tuple = ()
+    setup: str = ""
+    cleanup: str = ""
+    timeout: float = 300.0
+    #: Run as this user (on-fault-limit runs as nobody).
+    user: str = ""
+    #: {arch or "any": [options]}: kernel options the test cannot pass without.
+    needs_config: tuple = ()
+    #: (("5.0", why), ...): kernel versions on which the test fails on its own.
+    known_failures: tuple = ()
+
+    def known_failure(self, kernel_version: str) -> str:
+        """Why this test fails on ``kernel_version`` (e.g. 5.0.0) whatever
+        the kernel does, or ""."""
+        short = ".".join(kernel_version.split("-")[0].split(".")[:2])
+        return next((why for version, why in self.known_failures if version == short), "")
+
+    def missing_config(self, arch: str, has) -> list[str]:
+        """The options this test needs on ``arch`` that the kernel lacks."""
+        wanted = [o for key, options in self.needs_config if key in ("any", arch) for o in options]
+        return [o for o in wanted if not has(o)]
+
+    def command(self, directory: str) -> str:
+        """Guest shell: set up, run (as ``user``), clean up; prints the exit
+        status on its own last line."""
+        run = " ".join([f"./{self.program}", *self.args])
+        if self.user:
+            run = f"su -s /bin/sh {self.user} -c {proc.quote([run])}"
+        parts = [f"cd {directory}"]
+        if self.setup:
+            parts.append(self.setup)
+        parts.append(f"timeout {int(self.timeout)} {run}; status=$?")
+        if self.cleanup:
+            parts.append(self.cleanup)
+        parts.append("printf '\\nKSFT-STATUS %d\\n' $status")
+        return "; ".join(parts)
+
+
+def load_prepare(path: Path = RECIPE) -> str:
+    """Guest shell run once before the tests (huge pages, hugetlbfs)."""
+    return "; ".join(line.strip() for line in (yaml.safe_load(path.read_text()).get("prepare") or "").splitlines() if line.strip())
+
+
+def load_tests(path: Path = RECIPE) -> list[SelfTest]:
+    data = yaml.safe_load(path.read_text())
+    return [SelfTest(name=t["name"], program=t["program"], args=tuple(str(a) for a in t.get("args", ())),
+                     setup=t.get("setup", "").strip(), cleanup=t.get("cleanup", "").strip(),
+                     timeout=float(t.get("timeout", 300)), user=t.get("user", ""),
+                     needs_config=tuple((k, tuple(v)) for k, v in (t.get("needs_config") or {}).items()),
+                     known_failures=tuple((str(k), str(v)) for k, v in (t.get("known_failures") or {}).items()))
+            for t in data["tests"]]
+
+
+def programs_in(tree: Path) -> list[str]:
+    """TEST_GEN_FILES of the tree's selftests/vm Makefile (the programs it builds)."""
+    makefile = tree / SELFTESTS / "Makefile"
+    try:
+        text = makefile.read_text()
+    except OSError:
+        raise UserError(f"{tree} has no {SELFTESTS}/Makefile", hint="kselftest-vm needs a kernel tree with its selftests") from None
+    found = []
+    for match in re.finditer(r"^TEST_GEN_FILES\s*\+?=\s*(.+)$", text, re.M):
+        found += [word for word in match.group(1).split() if not word.startswith("$")]
+    return found
+
+
+@dataclass
+class Built:
+    directory: Path
+    #: program -> None (built) or the compiler's last lines (did not build).
+    programs: dict
+    cached: bool
+
+    def path(self, program: str) -> Optional[Path]:
+        return self.directory / program if self.programs.get(program) is None and program in self.programs else None
+
+
+class SelftestBuilder:
+    def __init__(self, cache: Optional[Cache] = None, echo=None) -> None:
+        self.cache = cache or Cache()
+        self.echo = echo
+
+    def build(self, tree: Path, source_id: str, the_arch: Arch, version: tuple) -> Built:
+        """The vm selftests of ``tree`` (whose content identity is
+        ``source_id``) for ``the_arch``, cached."""
+        cc = toolchain.compiler(the_arch.user_cross)
+        toolchain.require(["make", "rsync"], "building the kselftest vm programs (make headers_install)")
+        tests = load_tests()
+        programs = sorted({t.program for t in tests} & set(programs_in(tree)))
+        sources = {p: (tree / SELFTESTS / f"{p}.c").read_bytes() for p in programs if (tree / SELFTESTS / f"{p}.c").exists()}
+        key = key_of({"recipe": RECIPE_VERSION, "arch": the_arch.name, "compiler": cc.version,
+                      "sources": {p: hashlib.sha256(data).hexdigest() for p, data in sources.items()},
+                      "tree": source_id})
+        final = self.cache.dir("kselftest") / key
+        if (final / "manifest.json").exists():
+            return Built(final, json.loads((final / "manifest.json").read_text())["programs"], cached=True)
+        with self.cache.lock(f"kselftest-{key}"):
+            if (final / "manifest.json").exists():
+                return Built(final, json.loads((final / "manifest.json").read_text())["programs"], cached=True)
+            with self.cache.staging(final) as tmp:
+                headers = self._headers(tree, the_arch, version, tmp / "hdr")
+                outcome = {}
+                for program in programs:
+                    outcome[program] = self._compile(the_arch, tree, program, headers, tmp)
+                (tmp / "manifest.json").write_text(json.dumps({"programs": outcome, "arch": the_arch.name, "tree": str(tree),
+                                                               "compiler": cc.version, "built": time.time()}, indent=2) + "\n")
+                shutil.rmtree(tmp / "hdr", ignore_errors=True)
+        return Built(final, json.loads((final / "manifest.json").read_text())["programs"], cached=False)
+
+    def _headers(self, tree: Path, the_arch: Arch, version: tuple, out: Path) -> Path:
+        """``make headers_install`` of the tree, out of tree (the tree is not touched)."""
+        plan = compat.select(version, the_arch.name)
+        argv = ["make", "-s", f"O={out / 'objs'}", f"ARCH={the_arch.linux_arch}", f"CROSS_COMPILE={the_arch.kernel_cross}",
+                f"INSTALL_HDR_PATH={out / 'usr'}", *[f"{k}={v}" for k, v in plan.make_vars.items()], "headers_install"]
+        result = proc.run(argv, cwd=tree, echo=self.echo)
+        if result.returncode != 0:
+            raise_if_disk_full(result.stdout, out, "installing the UAPI headers")
+            raise InfraError(f"make headers_install failed in {tree}", log_tail=result.stdout.splitlines()[-15:])
+        return out / "usr" / "include"
+
+    def _compile(self, the_arch: Arch, tree: Path, program: str, headers: Path, out: Path) -> Optional[list]:
+        source = tree / SELFTESTS / f"{program}.c"
+        if not source.exists():
+            return [f"{source} is missing"]
+        argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", f"-I{headers}", "-o", str(out / program), str(source),
+                "-lrt", "-lpthread"]
+        result = proc.run(argv, cwd=source.parent, echo=self.echo)
+        if result.returncode != 0:
+            raise_if_disk_full(result.stdout, out, f"compiling {program}")
+            return result.stdout.splitlines()[-6:] or ["the compiler failed"]
+        return None
+

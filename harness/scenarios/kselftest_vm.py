@@ -1,0 +1,93 @@
+"""kselftest-vm: the kernel's own tools/testing/selftests/vm programs, as
+v5.0's run_vmtests runs them (guest/kselftest-vm.yaml), built from the
+tree of the kernel under test and run one by one in the guest.  Each test
+is one check: its exit status (0 pass, 4 KSFT_SKIP, else fail), as
+kselftest itself judges it; the model plays no part.  It is the anchor
+the harness's own scenarios are measured against (bench/teeth.py)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from harness.check import Checker
+from harness.errors import InfraError
+from harness.kselftest import load_prepare, load_tests
+from harness.result import CheckResult
+from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+
+GUEST_DIR = "/tmp/ksft"  # world-readable: on-fault-limit runs as nobody
+KSFT_SKIP = 4
+_STATUS = re.compile(r"^KSFT-STATUS (\d+)$", re.M)
+
+
+class KselftestVm(Scenario):
+    name = "kselftest-vm"
+    title = "the kernel's own kselftest vm programs, as run_vmtests runs them"
+    needs_config = ("HUGETLBFS",)
+    #: The pipeline builds these before the scenario runs (Target.assets).
+    assets = ("kselftest-vm",)
+    timeout = 900.0
+
+    def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
+        observation = self.prepare(guest, captures)
+        built = target.assets.get("kselftest-vm")
+        if not built or built.get("error"):
+            raise InfraError(f"the kselftest vm programs were not built: {(built or {}).get('error', 'nothing was built')}")
+        tests = load_tests()
+        programs = built["programs"]
+        guest_command(guest, captures, "ksft-mkdir", f"mkdir -p {GUEST_DIR} && chmod 755 {GUEST_DIR}")
+        for program, problem in sorted(programs.items()):
+            if problem is None:
+                guest.upload(Path(built["directory"], program).read_bytes(), f"{GUEST_DIR}/{program}")
+        prepare = load_prepare()
+        if prepare:
+            guest_command(guest, captures, "ksft-prepare", f"cd {GUEST_DIR}; {prepare}", timeout=300, check=False)
+        ran = []
+        for test in tests:
+            missing = test.missing_config(target.arch.name, target.has)
+            if missing:
+                ran.append({"name": test.name, "status": None, "missing_config": missing})
+                continue
+            if programs.get(test.program, ["not in this tree's selftests/vm"]) is not None:
+                ran.append({"name": test.name, "status": None,
+                            "not_built": programs.get(test.program) or ["not in this tree's selftests/vm"]})
+                continue
+            result = guest_command(guest, captures, f"ksft-{test.name}", test.command(GUEST_DIR),
+                                   timeout=test.timeout + 60, check=False)
+            found = _STATUS.findall(result.stdout)
+            ran.append({"name": test.name, "status": int(found[-1]) if found else None, "seconds": round(result.elapsed, 1),
+                        "output": f"ksft-{test.name}.out"})
+        observation["kselftest"] = ran
+        return observation
+
+    def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
+        assert captures is not None
+        ck = Checker(self.name, "run_vmtests")
+        known = {t.name: t.known_failure(target.kernel_version) for t in load_tests()}
+        for test in observation["kselftest"]:
+            evidence = [str(captures.directory / test["output"])] if test.get("output") else []
+            if test.get("missing_config"):
+                ck.skip(test["name"], "kernel lacks " + ", ".join(f"CONFIG_{o}" for o in test["missing_config"]))
+            elif test.get("not_built"):
+                ck.skip(test["name"], f"not built for {target.arch.name}: {' '.join(test['not_built'])[-200:]}")
+            elif test["status"] == KSFT_SKIP:
+                ck.skip(test["name"], "the test skipped itself (KSFT_SKIP): " + _last_line(captures, test))
+            elif test["status"] is None:
+                ck.error(test["name"], "no exit status came back", evidence=evidence)
+            elif test["status"] and known.get(test["name"]):
+                ck.skip(test["name"], f"known to fail on {target.kernel_version} ({known[test['name']]}): exit status {test['status']}: "
+                        + _last_line(captures, test))
+            else:
+                ck.exact(test["name"], 0, test["status"],
+                         "" if test["status"] == 0 else f"exit status {test['status']}: " + _last_line(captures, test),
+                         evidence=evidence)
+        return ck.results
+
+
+def _last_line(captures: Captures, test: dict) -> str:
+    try:
+        lines = [line for line in captures.load(test["output"]).splitlines() if line.strip() and not line.startswith("KSFT-")]
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""

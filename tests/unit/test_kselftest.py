@@ -1,0 +1,82 @@
+"""kselftest vm as data (guest/kselftest-vm.yaml), its programs built from
+a tree, and the scenario's checks."""
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness import toolchain
+from harness.arches import arch
+from harness.cache import Cache
+from harness.kselftest import SelftestBuilder, SelfTest, load_prepare, load_tests, programs_in
+
+V50_PROGRAMS = """compaction_test gup_benchmark hugepage-mmap hugepage-shm map_hugetlb map_fixed_noreplace map_populate
+mlock-random-test mlock2-tests on-fault-limit thuge-gen transhuge-stress userfaultfd va_128TBswitch virtual_address_range""".split()
+
+
+def test_the_recipe_runs_what_v50s_run_vmtests_runs_in_its_order():
+    names = [t.name for t in load_tests()]
+    assert names == ["hugepage-mmap", "hugepage-shm", "map_hugetlb", "userfaultfd", "userfaultfd_hugetlb", "userfaultfd_shmem",
+                     "compaction_test", "on-fault-limit", "map_populate", "mlock2-tests", "virtual_address_range",
+                     "va_128TBswitch"]
+    assert {t.program for t in load_tests()} <= set(V50_PROGRAMS)
+    assert "nr_hugepages" in load_prepare() and "hugetlbfs" in load_prepare()
+
+
+def test_a_test_command_sets_up_runs_cleans_up_and_reports_its_status_on_a_line_of_its_own():
+    shm = next(t for t in load_tests() if t.name == "hugepage-shm")
+    command = shm.command("/tmp/ksft")
+    assert command.startswith("cd /tmp/ksft; ")
+    assert command.index("shmmax=") < command.index("./hugepage-shm") < command.index("echo $shmmax")
+    assert command.endswith("printf '\\nKSFT-STATUS %d\\n' $status")
+    nobody = next(t for t in load_tests() if t.user)
+    assert "su -s /bin/sh nobody -c ./on-fault-limit" in nobody.command("/tmp/ksft")
+    ufd = SelfTest("x", "userfaultfd", ("hugetlb", "32", "16", "huge/f"), timeout=600)
+    assert "timeout 600 ./userfaultfd hugetlb 32 16 huge/f; status=$?" in ufd.command("/d")
+
+
+def test_kernel_options_a_test_needs_are_per_arch():
+    va = next(t for t in load_tests() if t.name == "va_128TBswitch")
+    assert va.missing_config("x86_64", lambda option: False) == ["X86_5LEVEL"]
+    assert va.missing_config("x86_64", lambda option: option == "X86_5LEVEL") == []
+    assert va.missing_config("arm64", lambda option: False) == []
+    shm = next(t for t in load_tests() if t.name == "hugepage-shm")
+    assert shm.missing_config("arm", lambda option: False) == ["SYSVIPC"]
+
+
+def fake_tree(root: Path) -> Path:
+    """A tree with a selftests/vm Makefile, two programs (one that does not
+    compile) and a Makefile whose headers_install writes one header."""
+    vm = root / "tools" / "testing" / "selftests" / "vm"
+    vm.mkdir(parents=True)
+    (vm / "Makefile").write_text("TEST_GEN_FILES = compaction_test\nTEST_GEN_FILES += map_populate\nTEST_GEN_FILES += $(EXTRA)\n")
+    (vm / "compaction_test.c").write_text('#include <linux/harness_uapi.h>\nint main(void) { return HARNESS_OK; }\n')
+    (vm / "map_populate.c").write_text("int main(void) { return missing_symbol; }\n")
+    (root / "Makefile").write_text(textwrap.dedent("""\
+        headers_install:
+        \tmkdir -p $(INSTALL_HDR_PATH)/include/linux
+        \techo '#define HARNESS_OK 0' > $(INSTALL_HDR_PATH)/include/linux/harness_uapi.h
+        """))
+    return root
+
+
+def test_programs_are_read_from_the_trees_makefile(tmp_path):
+    assert programs_in(fake_tree(tmp_path)) == ["compaction_test", "map_populate"]
+
+
+@pytest.mark.skipif(bool(toolchain.missing(["gcc", "make", "rsync"])), reason="needs gcc, make and rsync (packages gcc make rsync)")
+def test_programs_build_static_against_the_trees_headers_and_are_cached(tmp_path):
+    tree = fake_tree(tmp_path / "tree")
+    cache = Cache(tmp_path / "cache")
+    built = SelftestBuilder(cache).build(tree, "fake-identity", arch("x86_64"), (5, 0))
+    assert not built.cached
+    assert built.programs["compaction_test"] is None and built.path("compaction_test").is_file()
+    assert built.programs["map_populate"] and built.path("map_populate") is None  # the compiler's words, not a crash
+    assert "missing_symbol" in " ".join(built.programs["map_populate"])
+    assert not (built.directory / "hdr").exists()
+    again = SelftestBuilder(cache).build(tree, "fake-identity", arch("x86_64"), (5, 0))
+    assert again.cached and again.directory == built.directory
+    other = SelftestBuilder(cache).build(tree, "another-tree", arch("x86_64"), (5, 0))
+    assert other.directory != built.directory
+    shutil.rmtree(cache.root)
