@@ -2,6 +2,7 @@
 #   make test         the fast offline test suite (own virtualenv)
 #   make test-guest   build, boot and check real kernels against the model
 #   make test-vm      the real-QEMU tests of the VM layer (pytest -m guest)
+#   make test-faults  faults injected into real runs (pytest -m faults; run alone)
 #   make bench        build and boot benchmarks (bench/)
 #
 # test-guest knobs:
@@ -24,7 +25,7 @@ SCENARIO   ?=
 RUN_ARGS   ?=
 GUEST_SOURCE = $(if $(KERNEL_SRC),$(KERNEL_SRC),$(KERNEL))
 
-.PHONY: test test-guest test-vm bench deps venv clean
+.PHONY: test test-guest test-vm test-faults bench deps venv clean
 
 venv: $(STAMP)
 
@@ -46,6 +47,9 @@ test-guest: deps
 
 test-vm: deps
 	HARNESS_TEST_KERNEL=$(GUEST_SOURCE) HARNESS_TEST_ARCHES=$(ARCH) $(BIN)/pytest -q -m guest tests/guest
+
+test-faults: deps
+	HARNESS_TEST_KERNEL=$(GUEST_SOURCE) HARNESS_TEST_ARCHES=$(ARCH) $(BIN)/pytest -v -m faults -p no:xdist --timeout 3600 tests/faults
 
 bench: deps
 	$(BIN)/python bench/boot.py --kernel $(GUEST_SOURCE) --arch $(ARCH)
