@@ -61,6 +61,10 @@ class CompactUnevictable(Scenario):
     title = "compact_memory with compact_unevictable_allowed 0, then 1, over mlocked pages"
     needs_config = ("COMPACTION",)
 
+    #: 1 GiB is room enough: the hogs then touch, and compaction moves,
+    #: half of what a 2 GiB guest would make them (TCG time).
+    memory_mb = 1024
+
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
         guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")

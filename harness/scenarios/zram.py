@@ -43,6 +43,10 @@ class Zram(Scenario):
     title = "zram swap under a memcg limit, compact_memory, zram compact"
     needs_config = ("ZRAM", "ZSMALLOC", "SWAP", "MEMCG", "COMPACTION")
 
+    #: 1 GiB is room enough: the hogs then touch, and compaction moves,
+    #: half of what a 2 GiB guest would make them (TCG time).
+    memory_mb = 1024
+
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
         # Where the zspages land decides whether compaction meets them: hogs
