@@ -278,7 +278,7 @@ class Pipeline:
         self.say(f"[{target.arch.name}] {scenario.name}: {scenario.title}")
         request = MachineRequest(
             arch=target.arch.name, kernel=kernel, initrd=initrd, memory_mb=scenario.memory_mb,
-            numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel,
+            numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel, disk_mb=scenario.disk_mb,
         )
         observation: Optional[dict] = None
         self.stage, self.where = "boot", f"{target.arch.name} {scenario.name}"

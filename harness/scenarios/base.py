@@ -195,6 +195,8 @@ class Scenario:
     #: Guest memory this scenario wants (MiB) and extra kernel words.
     memory_mb: int = 2048
     append: Sequence[str] = ()
+    #: A scratch disk (/dev/vda) of this many MiB; 0: none.
+    disk_mb: int = 0
     #: Scenarios that change global state run in their own VM anyway; this
     #: is how long a scenario may take in the guest.
     timeout: float = 600.0

@@ -67,6 +67,9 @@ class KselftestVm(Scenario):
         known = {t.name: t.known_failure(target.kernel_version) for t in load_tests()}
         for test in observation["kselftest"]:
             evidence = [str(captures.directory / test["output"])] if test.get("output") else []
+            if test.get("output"):  # the status as the raw capture has it (harness check redoes it from there)
+                found = _STATUS.findall(captures.load(test["output"]))
+                test = dict(test, status=int(found[-1]) if found else None)
             if test.get("missing_config"):
                 ck.skip(test["name"], "kernel lacks " + ", ".join(f"CONFIG_{o}" for o in test["missing_config"]))
             elif test.get("not_built"):

@@ -23,6 +23,8 @@ class MachineSpec:
     #: 0 or 1: no NUMA topology; 2+: that many nodes, memory split evenly.
     numa_nodes: int = 2
     balloon: bool = True
+    #: A scratch disk image for the guest (virtio-blk, /dev/vda), or None.
+    disk: Optional[Path] = None
     #: Extra kernel command-line words (after the harness's own).
     append: Tuple[str, ...] = ()
     #: Extra QEMU arguments (appended last).
@@ -85,6 +87,8 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
     argv += ["-device", "virtio-net-pci,netdev=net0"]
     if spec.balloon:
         argv += ["-device", "virtio-balloon-pci,id=balloon0"]
+    if spec.disk is not None:
+        argv += ["-drive", f"file={spec.disk},if=none,format=raw,id=disk0,cache=unsafe", "-device", "virtio-blk-pci,drive=disk0"]
     argv += ["-chardev", f"socket,id=qmp,path={spec.qmp_socket},server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
     argv += list(arch.qemu_extra) + list(spec.extra)
     return argv

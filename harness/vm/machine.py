@@ -61,6 +61,9 @@ class MachineRequest:
     qemu_binary: Optional[str] = None
     #: Force an accelerator ("kvm" or "tcg"); None: choose.
     accel: Optional[str] = None
+    #: A scratch disk of this many MiB (sparse, in the machine's private
+    #: directory, gone with it) as /dev/vda; 0: none.
+    disk_mb: int = 0
 
 
 @dataclass
@@ -159,6 +162,11 @@ class Machine:
             out.write(base + b"\0" * (-len(base) % 4))
             out.write(overlay(self._public, os.urandom(512)))
         self._initrd = initrd
+        self._disk = None
+        if req.disk_mb:
+            self._disk = self.private / "disk.img"
+            with open(self._disk, "wb") as out:
+                out.truncate(req.disk_mb << 20)
         if req.accel:
             self.accel = accel_mod.AccelChoice(req.accel, "requested")
         else:
@@ -180,6 +188,7 @@ class Machine:
             numa_nodes=nodes,
             append=req.append,
             qemu_binary=req.qemu_binary,
+            disk=self._disk,
         )
 
     def _launch(self, accel: str, probe: bool) -> None:

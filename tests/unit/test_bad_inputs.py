@@ -3,7 +3,6 @@ and the fix, through the command line a user types.  More bad inputs are
 tested where their stage is (the index at the bottom names them)."""
 import io
 import os
-from pathlib import Path
 
 import pytest
 

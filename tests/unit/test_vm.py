@@ -53,6 +53,13 @@ def test_arm64_and_arm_argv():
     assert "-numa" not in arm
 
 
+def test_a_scratch_disk_is_a_virtio_block_device_only_when_asked():
+    assert "virtio-blk-pci,drive=disk0" not in qemu_argv(spec("arm64"))
+    argv = qemu_argv(spec("arm64", disk=Path("/p/disk.img")))
+    assert argv[argv.index("-drive") + 1] == "file=/p/disk.img,if=none,format=raw,id=disk0,cache=unsafe"
+    assert "virtio-blk-pci,drive=disk0" in argv
+
+
 def test_kvm_argv_uses_host_cpu():
     joined = " ".join(qemu_argv(spec("x86_64", accel="kvm")))
     assert "-accel kvm -cpu host" in joined
@@ -449,3 +456,12 @@ def test_a_long_command_of_a_live_guest_outlasts_the_liveness_probes(fake_qemu, 
         m.hang_probe_s, m.liveness_s = 1.0, 0.5
         result = m.run("sleep 3", timeout=30)
         assert result.ok and result.elapsed >= 3
+
+
+def test_a_scratch_disk_lives_in_the_machines_private_directory_and_goes_with_it(fake_qemu, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu, disk_mb=8), fake_qemu["tmp"] / "run") as m:
+        disk = Path(m.argv[m.argv.index("-drive") + 1].split(",")[0].removeprefix("file="))
+        assert disk.parent == m.private and disk.stat().st_size == 8 << 20
+        assert disk.stat().st_blocks == 0  # sparse: nothing written yet
+    assert not disk.exists()

@@ -1,0 +1,119 @@
+"""Every check kind of the newer scenarios, shown failing: a recorded v5.0
+capture (tests/fixtures/runs) edited the way a broken kernel would have
+written it, re-checked offline; the pristine recording passes the same
+checks (test_replay)."""
+import json
+
+import pytest
+
+from .test_replay import materialize
+
+from harness.pipeline import recheck
+from harness.report.model import checks_of
+from harness.scenarios.cma import parse_area
+from harness.scenarios.compaction import free_mb
+from harness.scenarios.offline import movable_block, parse_blocks
+
+RUN = "v5.0-x86_64+arm64"
+
+
+def failed(run_dir, arch, scenario):
+    doc = recheck(run_dir)
+    return [c for c in checks_of(doc["arches"][arch]["scenarios"][scenario]) if c.status.name in ("FAIL", "ERROR")]
+
+
+def edit(path, old, new, count=1):
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, count))
+
+
+@pytest.fixture
+def run(tmp_path):
+    return materialize(RUN, tmp_path)
+
+
+def test_recorded_helpers_read_the_guests_own_words(run):
+    size, blocks = parse_blocks((run / "x86_64" / "memory-offline" / "memory-blocks.out").read_text())
+    assert size == 128 << 20 and [b.index for b in blocks] == sorted(b.index for b in blocks)
+    block = movable_block(blocks)
+    assert block.node == "node1" and block.zones == "Movable"
+    assert block.index == min(b.index for b in blocks if b.node == "node1" and b.zones == "Movable")
+    area, base, count = parse_area((run / "x86_64" / "cma" / "cma-area.out").read_text())
+    assert area.endswith("reserved") and count == 16384 and base > 0
+    free = free_mb((run / "x86_64" / "balloon" / "free-memory.out").read_text())
+    assert sorted(free) == [0, 1] and all(mb > 100 for mb in free.values())
+
+
+def test_a_balloon_page_compaction_examined_that_stayed_is_named(run):
+    # the pristine capture: every examined balloon page left the balloon
+    # set; put one of them back, as if balloon_page_migrate() had refused it
+    sdir = run / "x86_64" / "balloon"
+    before = json.loads(next(l for l in (sdir / "kpf-before.out").read_text().splitlines() if l.startswith("RESULT"))[7:])
+    first = before["ranges"][0][0]
+    after = sdir / "kpf-after.out"
+    line = next(l for l in after.read_text().splitlines() if l.startswith("RESULT"))
+    data = json.loads(line[7:])
+    data["ranges"] = [[first, 1]] + data["ranges"]
+    data["count"] += 1
+    after.write_text(after.read_text().replace(line, "RESULT " + json.dumps(data)))
+    names = [c.name for c in failed(run, "x86_64", "balloon")]
+    assert any(n.startswith("balloon pages compaction examined moved") for n in names), names
+
+
+def test_an_mlocked_page_moved_while_compact_unevictable_allowed_is_0_fails(run):
+    sdir = run / "x86_64" / "compact-unevictable"
+    out = sdir / "workload.out"
+    lines = out.read_text().splitlines()
+    pfns = [i for i, l in enumerate(lines) if '"cmd":"pfns"' in l]
+    after_forbidden = json.loads(lines[pfns[1]][7:])
+    after_forbidden["pfns"][5] += 1  # page 5 is somewhere else after the compaction
+    lines[pfns[1]] = "RESULT " + json.dumps(after_forbidden, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+    bad = [c for c in failed(run, "x86_64", "compact-unevictable") if "passed over stayed" in c.name]
+    assert bad and bad[0].observed == [after_forbidden["pfns"][5] - 1]
+    assert "1 of 16384 mlocked pages moved although compact_unevictable_allowed is 0" in bad[0].message
+
+
+def test_a_page_that_arrives_clean_or_evictable_is_named(run):
+    # move-pages-basic: after step 1 every buf page is on node 1, dirty;
+    # clear PG_dirty (bit 4) and PG_unevictable (bit 18) of one page's word
+    out = run / "x86_64" / "move-pages-basic" / "workload.out"
+    lines = out.read_text().splitlines()
+    flags = [i for i, l in enumerate(lines) if '"cmd":"pageflags"' in l and '"name":"buf"' in l]
+    post = json.loads(lines[flags[1]][7:])
+    post["kflags"][3] &= ~(1 << 4)
+    lines[flags[1]] = "RESULT " + json.dumps(post, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+    bad = [c for c in failed(run, "x86_64", "move-pages-basic") if c.name.startswith("page states carried")]
+    assert bad and bad[0].step == "move-64"
+    assert bad[0].observed[0].startswith("buf:3 pfn ") and bad[0].observed[0].endswith("lost dirty")
+
+
+def test_an_extra_migrate_pages_call_on_a_free_cma_range_fails(run):
+    trace = run / "x86_64" / "cma" / "trace.out"
+    line = next(l for l in trace.read_text().splitlines() if "mm_migrate_pages:" in l and "contig_range" in l)
+    edit(trace, line, line + "\n" + line)
+    names = [c.name for c in failed(run, "x86_64", "cma")]
+    assert any(n.startswith("mm_migrate_pages lines (model: one call on the empty list)") for n in names), names
+
+
+def test_a_page_left_in_an_offlined_block_fails(run):
+    out = run / "x86_64" / "memory-offline" / "workload.out"
+    lines = out.read_text().splitlines()
+    nodes = [i for i, l in enumerate(lines) if '"cmd":"nodes"' in l]
+    after = json.loads(lines[nodes[1]][7:])
+    pfns = [json.loads(l[7:]) for l in lines if '"cmd":"pfns"' in l]
+    moved = next(i for i, (a, b) in enumerate(zip(pfns[0]["pfns"], pfns[1]["pfns"])) if a != b)
+    after["nodes"][moved] = 1  # still on the offlined node
+    lines[nodes[1]] = "RESULT " + json.dumps(after, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+    bad = [c for c in failed(run, "x86_64", "memory-offline") if c.name.startswith("they moved to the other node")]
+    assert bad and bad[0].observed == [moved]
+
+
+def test_a_kselftest_that_fails_fails_its_check(run):
+    out = run / "x86_64" / "kselftest-vm" / "ksft-compaction_test.out"
+    edit(out, "KSFT-STATUS 0", "KSFT-STATUS 1")
+    bad = failed(run, "x86_64", "kselftest-vm")
+    assert [c.name for c in bad] == ["compaction_test"] and bad[0].observed == 1
