@@ -333,12 +333,12 @@ static void *map_avoiding_holes(size_t len, int flags)
 }
 
 static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_t map_lo, size_t map_len, int node,
-                       int thp, int shared, int dontfork, int notouch, const char *kind);
+                       int thp, int shared, int dontfork, int notouch, const char *kind, int sync_fd);
 
 static void cmd_alloc(int argc, char **argv)
 {
     if (argc < 3)
-        usage_fail("usage: alloc NAME PAGES [node=N] [thp] [nothp] [hugetlb] [shared] [notouch] [dontfork] [align=2M]");
+        usage_fail("usage: alloc NAME PAGES [node=N] [thp] [nothp] [hugetlb] [shared] [file=PATH [sync]] [notouch] [dontfork] [align=2M]");
     const char *name = argv[1];
     check_name(name);
     if (find_region(name))
@@ -349,7 +349,8 @@ static void cmd_alloc(int argc, char **argv)
     if (pages > (uint64_t)((SIZE_MAX - 4 * HPAGE) / PAGE))
         usage_fail("page count %" PRIu64 " too large for this address space", pages);
     long node = -1;
-    int thp = 0, nothp = 0, shared = 0, notouch = 0, dontfork = 0, hugetlb = 0;
+    int thp = 0, nothp = 0, shared = 0, notouch = 0, dontfork = 0, hugetlb = 0, sync = 0;
+    const char *file = NULL;
     size_t align = PAGE;
     for (int i = 3; i < argc; i++) {
         const char *o = argv[i];
@@ -368,6 +369,10 @@ static void cmd_alloc(int argc, char **argv)
             notouch = 1;
         } else if (!strcmp(o, "dontfork")) {
             dontfork = 1;
+        } else if (!strncmp(o, "file=", 5) && o[5]) {
+            file = o + 5;
+        } else if (!strcmp(o, "sync")) {
+            sync = 1;
         } else if (!strcmp(o, "align=2M") || !strcmp(o, "align=2m")) {
             align = HPAGE;
         } else if (!strcmp(o, "align=4K") || !strcmp(o, "align=4k")) {
@@ -378,6 +383,10 @@ static void cmd_alloc(int argc, char **argv)
     }
     if (thp && nothp)
         usage_fail("thp and nothp together");
+    if (file && (thp || hugetlb || shared))
+        usage_fail("file= takes no thp, hugetlb or shared (a file mapping is shared)");
+    if (sync && !file)
+        usage_fail("sync needs file=");
     if (hugetlb && (thp || shared || pages % (HPAGE / PAGE)))
         usage_fail("hugetlb takes a multiple of %zu pages and no thp or shared", (size_t)(HPAGE / PAGE));
     if (thp)
@@ -392,7 +401,7 @@ static void cmd_alloc(int argc, char **argv)
             sys_fail(errno, "mmap(MAP_HUGETLB) of %zu bytes failed (vm.nr_hugepages?)", len);
         if (node >= 0 && wl_mbind_node(h, len, (int)node, 0))
             sys_fail(errno, "mbind(MPOL_BIND, node %ld) failed", node);
-        add_region(name, (uintptr_t)h, (size_t)pages, (uintptr_t)h, len, (int)node, 0, 0, dontfork, notouch, "hugetlb");
+        add_region(name, (uintptr_t)h, (size_t)pages, (uintptr_t)h, len, (int)node, 0, 0, dontfork, notouch, "hugetlb", -1);
         return;
     }
     /* One PROT_NONE guard page either side, so that the region's VMAs never
@@ -419,12 +428,28 @@ static void cmd_alloc(int argc, char **argv)
     if (node >= 0 && wl_mbind_node((void *)start, len, (int)node, 0))
         sys_fail(errno, "mbind(MPOL_BIND, node %ld) failed", node);
 
-    add_region(name, start, (size_t)pages, keep_lo, keep_hi - keep_lo, (int)node, thp, shared, dontfork, notouch, NULL);
+    int sync_fd = -1;
+    if (file) {
+        /* the file's page cache, mapped shared over the reserved range */
+        int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            sys_fail(errno, "open of %s failed", file);
+        if (ftruncate(fd, (off_t)len))
+            sys_fail(errno, "ftruncate of %s failed", file);
+        if (mmap((void *)start, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+            sys_fail(errno, "mmap of %s failed", file);
+        if (sync)
+            sync_fd = fd;
+        else
+            close(fd);
+    }
+    add_region(name, start, (size_t)pages, keep_lo, keep_hi - keep_lo, (int)node, thp, shared || file != NULL, dontfork, notouch,
+               file ? "file" : NULL, sync_fd);
 }
 
 /* Register a mapped region, touch it unless asked not to, print its RESULT. */
 static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_t map_lo, size_t map_len, int node,
-                       int thp, int shared, int dontfork, int notouch, const char *kind)
+                       int thp, int shared, int dontfork, int notouch, const char *kind, int sync_fd)
 {
     if (nregions == capregions) {
         capregions = capregions ? capregions * 2 : 16;
@@ -451,6 +476,12 @@ static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_
     if (!notouch)
         for (size_t i = 0; i < r->pages; i++)
             write_page(r, i);
+    if (sync_fd >= 0) {
+        /* write the file's pages back: clean page-cache pages */
+        if (msync((void *)start, pages * PAGE, MS_SYNC) || fsync(sync_fd))
+            sys_fail(errno, "msync/fsync of %s failed", name);
+        close(sync_fd);
+    }
 
     result_begin("alloc");
     jo_str(&out, "name", r->name);

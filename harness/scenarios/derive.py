@@ -50,6 +50,8 @@ class Region:
     mlocked: set = field(default_factory=set)
     pins: dict = field(default_factory=dict)
     forked: set = field(default_factory=set)
+    #: A file region's pages written since their last writeback (``sync`` writes them back).
+    dirty: set = field(default_factory=set)
 
 
 def parse_ranges(text: str, count: int, where: str) -> list[int]:
@@ -120,29 +122,39 @@ class Layout:
             pages = int(args[1])
         except ValueError:
             raise PlanError(f"{where}: bad page count {args[1]!r}") from None
-        node, opts = 0, set()
+        node, opts, file = 0, set(), None
         for option in args[2:]:
             if option.startswith("node="):
                 try:
                     node = int(option[5:])
                 except ValueError:
                     raise PlanError(f"{where}: bad node in {option!r}") from None
-            elif option in ALLOC_OPTIONS:
+            elif option.startswith("file=") and len(option) > 5:
+                file = option[5:]
+            elif option in ALLOC_OPTIONS or option == "sync":
                 opts.add(option)
             else:
-                raise PlanError(f"{where}: unknown alloc option {option!r}", hint=f"alloc takes node=N and {', '.join(ALLOC_OPTIONS[:6])}")
-        kind = "hugetlb" if "hugetlb" in opts else "thp" if "thp" in opts else "anon"
-        if kind != "anon" and pages % HUGE:
+                raise PlanError(f"{where}: unknown alloc option {option!r}",
+                                hint=f"alloc takes node=N, file=PATH [sync] and {', '.join(ALLOC_OPTIONS[:6])}")
+        if "sync" in opts and file is None:
+            raise PlanError(f"{where}: sync needs file=PATH")
+        if file is not None and opts & {"thp", "hugetlb", "shared"}:
+            raise PlanError(f"{where}: a file= region takes no thp, hugetlb or shared (a file mapping is shared)")
+        kind = "file" if file else "hugetlb" if "hugetlb" in opts else "thp" if "thp" in opts else "anon"
+        if kind in ("thp", "hugetlb") and pages % HUGE:
             raise PlanError(f"{where}: a {kind} region takes a multiple of {HUGE} pages, not {pages}")
         touched = "notouch" not in opts
-        self.regions[name] = Region(name, pages, kind, node, "shared" in opts, "dontfork" in opts,
-                                    ["present" if touched else "absent"] * pages)
+        self.regions[name] = Region(name, pages, kind, node, "shared" in opts or file is not None, "dontfork" in opts,
+                                    ["present" if touched else "absent"] * pages,
+                                    dirty=set(range(pages)) if touched and "sync" not in opts and file else set())
 
     def _touching(self, name: str, region: Region, indices: list[int], where: str) -> None:
         if name in ("touch", "touch_until", "mlock"):
             # a write fault (mlock populates writable mappings by writing)
             for i in indices:
                 region.present[i] = "present"
+            if region.kind == "file" and name != "mlock":
+                region.dirty.update(indices)
         elif name in ("readfault", "nodes"):
             for i in indices:
                 if region.present[i] == "absent":
@@ -171,12 +183,17 @@ class Layout:
         for region in self.regions.values():
             if not region.mapped:
                 continue
-            if region.kind == "anon":
+            if region.kind in ("anon", "file"):
                 for i, state in enumerate(region.present):
                     if state != "present":
                         continue
                     index[(region.name, i)] = (len(specs), 0)
-                    specs.append(self._spec("shmem" if region.shared else "anon", region, [i]))
+                    if region.kind == "file":
+                        # written through the mapping: the file system gave it buffer heads
+                        kind = "file+private" + ("+dirty" if i in region.dirty else "")
+                    else:
+                        kind = "shmem" if region.shared else "anon"
+                    specs.append(self._spec(kind, region, [i]))
                 continue
             for block in range(region.pages // HUGE):
                 subs = list(range(block * HUGE, (block + 1) * HUGE))
@@ -269,7 +286,7 @@ def derive_call(layout: Layout, words: list[str], index: dict, after: list[list[
             mapped = index.get((region_name, i))
             if mapped is None:
                 entries.append({"fault": layout.fault(layout.regions[region_name], i), "node": node})
-            elif layout.regions[region_name].kind == "anon":
+            elif layout.regions[region_name].kind in ("anon", "file"):
                 entries.append({"page": mapped[0], "node": node})
             else:
                 entries.append({"page": mapped[0], "subpages": mapped[1], "node": node})

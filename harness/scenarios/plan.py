@@ -30,7 +30,7 @@ KNOWN_CHECKS = DEFAULT_CHECKS + ("event_shape", "succeeded_at_least", "thp")
 
 TOP_KEYS = ("name", "experiment", "title", "requires", "setup", "pages", "steps", "require_thp", "prepare", "targets")
 STEP_KEYS = ("name", "run", "model", "before", "after", "model_set", "checks", "thp_region", "thp_page")
-REQUIRES_KEYS = ("numa", "thp", "config")
+REQUIRES_KEYS = ("numa", "thp", "config", "disk_mb")
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class Plan:
     #: (name, pages) of the setup's base-page regions: their pages' flags
     #: are read before and after every step (page states carried).
     regions: tuple = ()
+    #: A scratch disk (/dev/vda) of this many MiB for the guest (requires: {disk_mb: N}).
+    disk_mb: int = 0
 
     @classmethod
     def load(cls, path: Path) -> "Plan":
@@ -131,11 +133,12 @@ class Plan:
             needs_numa=bool(requires.get("numa", True)),
             needs_thp=bool(requires.get("thp", False)),
             needs_config=tuple(requires.get("config", ())),
+            disk_mb=int(requires.get("disk_mb", 0)),
             require_thp=tuple(data.get("require_thp", ()) or ()),
             prepare=str(data.get("prepare") or "").strip(),
             targets=data.get("targets"),
             source=source,
-            regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind == "anon"),
+            regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind in ("anon", "file")),
         )
 
     def script(self) -> str:
@@ -182,6 +185,7 @@ class PlanScenario(Scenario):
         self.needs_numa = plan.needs_numa
         self.needs_thp = plan.needs_thp
         self.needs_config = plan.needs_config
+        self.disk_mb = plan.disk_mb
         self.source = plan.source
 
     # ------------------------------------------------------------------

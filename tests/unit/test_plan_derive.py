@@ -138,3 +138,34 @@ def test_readme_example_plan_is_a_valid_plan(tmp_path):
     block = readme.split("```yaml\n# my-plans/", 1)[1].split("```", 1)[0]
     plan = load_plan_file(write(tmp_path, "# " + block)).plan
     assert plan.steps and plan.pages
+
+
+FILE_PLAN = """\
+name: file-pages
+requires: {disk_mb: 16}
+setup: |
+  alloc d 4 file=/mnt/disk/d dontfork
+  alloc c 4 file=/mnt/disk/c sync
+  touch c 0-1
+  fork_share c 3
+steps:
+  - run: move d:0-3=1 c:0-3=1
+    after: query d:0-3 c:0-3
+"""
+
+
+def test_file_pages_are_derived_from_file_regions_dirty_until_written_back(tmp_path):
+    plan = load_plan_file(write(tmp_path, FILE_PLAN)).plan
+    # written through the mapping: buffer heads; sync wrote c back, touch
+    # dirtied two of its pages again; the child maps all of c (d: dontfork)
+    assert plan.pages == ("file+private+dirty*4", "file+private+dirty+shared*2", "file+private+shared*2")
+    assert plan.disk_mb == 16 and ("d", 4) in plan.regions
+    prediction = simulate(plan.model_scenario(target("x86_64", "v5.0")))[0]
+    assert prediction.status == [1] * 4 + [-13] * 4  # pages the child maps too need MOVE_ALL
+
+
+@pytest.mark.parametrize("option,words", [("alloc x 4 sync", "sync needs file=PATH"),
+                                          ("alloc x 4 file=/f shared", "a file= region takes no thp, hugetlb or shared")])
+def test_bad_file_region_options_are_refused(tmp_path, capsys, option, words):
+    text = FILE_PLAN.replace("  alloc d 4 file=/mnt/disk/d dontfork", "  " + option).replace("d:0-3=1 ", "").replace("d:0-3 ", "")
+    assert words in refused(tmp_path, text, capsys)
