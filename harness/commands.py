@@ -105,6 +105,7 @@ def _machine_request(args: argparse.Namespace, kernel: Path, initrd: Path):
         append=tuple(args.append),
         boot_timeout=args.boot_timeout,
         accel=args.accel,
+        disk_mb=getattr(args, "disk", 0) or 0,
     )
 
 
@@ -150,6 +151,7 @@ def _add_vm_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     parser.add_argument("--append", action="append", default=[], help="extra kernel command-line word (repeatable)")
     parser.add_argument("--boot-timeout", type=float, default=90.0, help="seconds to reach the guest's READY line")
+    parser.add_argument("--disk", type=_positive_mb, metavar="MB", help="a scratch virtio disk of MB MiB (/dev/vda)")
     parser.add_argument("--accel", choices=["kvm", "tcg"], help="force the accelerator (default: KVM when it really works)")
     parser.add_argument("--runs", type=Path, help="where run directories go (default ./runs or $HARNESS_RUNS)")
 
@@ -193,6 +195,16 @@ def _add_shell(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("run_dir", type=Path, help="the run directory 'harness boot' printed")
     parser.add_argument("command", nargs="*", help="a command to run instead of an interactive shell")
     parser.set_defaults(handler=_cmd_shell)
+
+
+def _positive_mb(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in MiB") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a disk of {value} MiB: give at least 1")
+    return value
 
 
 def _positive_jobs(text: str) -> int:

@@ -33,6 +33,7 @@ struct region {
     int mapped, thp, shared, dontfork;
     uint64_t seed;    /* from the name: patterns differ between regions */
     uint8_t *written; /* per page: holds its pattern (verify checks it) */
+    int fd;           /* a file region's file, kept open (writeback); else -1 */
 };
 
 struct range {
@@ -333,7 +334,7 @@ static void *map_avoiding_holes(size_t len, int flags)
 }
 
 static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_t map_lo, size_t map_len, int node,
-                       int thp, int shared, int dontfork, int notouch, const char *kind, int sync_fd);
+                       int thp, int shared, int dontfork, int notouch, const char *kind, int fd, int sync);
 
 static void cmd_alloc(int argc, char **argv)
 {
@@ -401,7 +402,7 @@ static void cmd_alloc(int argc, char **argv)
             sys_fail(errno, "mmap(MAP_HUGETLB) of %zu bytes failed (vm.nr_hugepages?)", len);
         if (node >= 0 && wl_mbind_node(h, len, (int)node, 0))
             sys_fail(errno, "mbind(MPOL_BIND, node %ld) failed", node);
-        add_region(name, (uintptr_t)h, (size_t)pages, (uintptr_t)h, len, (int)node, 0, 0, dontfork, notouch, "hugetlb", -1);
+        add_region(name, (uintptr_t)h, (size_t)pages, (uintptr_t)h, len, (int)node, 0, 0, dontfork, notouch, "hugetlb", -1, 0);
         return;
     }
     /* One PROT_NONE guard page either side, so that the region's VMAs never
@@ -428,7 +429,7 @@ static void cmd_alloc(int argc, char **argv)
     if (node >= 0 && wl_mbind_node((void *)start, len, (int)node, 0))
         sys_fail(errno, "mbind(MPOL_BIND, node %ld) failed", node);
 
-    int sync_fd = -1;
+    int file_fd = -1;
     if (file) {
         /* the file's page cache, mapped shared over the reserved range */
         int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -438,18 +439,15 @@ static void cmd_alloc(int argc, char **argv)
             sys_fail(errno, "ftruncate of %s failed", file);
         if (mmap((void *)start, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
             sys_fail(errno, "mmap of %s failed", file);
-        if (sync)
-            sync_fd = fd;
-        else
-            close(fd);
+        file_fd = fd;  /* kept open: writeback starts I/O on it */
     }
     add_region(name, start, (size_t)pages, keep_lo, keep_hi - keep_lo, (int)node, thp, shared || file != NULL, dontfork, notouch,
-               file ? "file" : NULL, sync_fd);
+               file ? "file" : NULL, file_fd, sync);
 }
 
 /* Register a mapped region, touch it unless asked not to, print its RESULT. */
 static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_t map_lo, size_t map_len, int node,
-                       int thp, int shared, int dontfork, int notouch, const char *kind, int sync_fd)
+                       int thp, int shared, int dontfork, int notouch, const char *kind, int fd, int sync)
 {
     if (nregions == capregions) {
         capregions = capregions ? capregions * 2 : 16;
@@ -476,11 +474,11 @@ static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_
     if (!notouch)
         for (size_t i = 0; i < r->pages; i++)
             write_page(r, i);
-    if (sync_fd >= 0) {
+    r->fd = fd;
+    if (fd >= 0 && sync) {
         /* write the file's pages back: clean page-cache pages */
-        if (msync((void *)start, pages * PAGE, MS_SYNC) || fsync(sync_fd))
+        if (msync((void *)start, pages * PAGE, MS_SYNC) || fsync(fd))
             sys_fail(errno, "msync/fsync of %s failed", name);
-        close(sync_fd);
     }
 
     result_begin("alloc");
@@ -814,6 +812,27 @@ static void cmd_release(int argc, char **argv)
     jo_u64(&out, "highest_released_pfn", highest);
     free(pfn);
     free(order);
+    emit_result(&out);
+}
+
+/* writeback NAME RANGES: start writeback of a file region's dirty pages
+ * (sync_file_range(SYNC_FILE_RANGE_WRITE): the I/O is submitted, not
+ * waited for), so that they are under writeback, and clean, for a while
+ * (on a throttled disk) when the next command runs. */
+static void cmd_writeback(int argc, char **argv)
+{
+    if (argc != 3)
+        usage_fail("usage: writeback NAME RANGES");
+    struct region *r = need_mapped(argv[1]);
+    if (r->fd < 0)
+        usage_fail("writeback: %s is not a file region", r->name);
+    parse_ranges(argv[2], r);
+    for (size_t k = 0; k < rl.n; k++)
+        if (sync_file_range(r->fd, (off_t)(rl.v[k].a * PAGE), (off_t)((rl.v[k].b - rl.v[k].a + 1) * PAGE), SYNC_FILE_RANGE_WRITE))
+            sys_fail(errno, "sync_file_range of %s failed", r->name);
+    result_begin("writeback");
+    jo_str(&out, "name", r->name);
+    jo_u64(&out, "pages", (uint64_t)rl.total);
     emit_result(&out);
 }
 
@@ -1521,6 +1540,7 @@ static const struct command commands[] = {
     {"write", cmd_write},
     {"holes", cmd_holes},
     {"release", cmd_release},
+    {"writeback", cmd_writeback},
     {"exit", cmd_exit},
 };
 
@@ -1604,7 +1624,7 @@ static void usage(FILE *f)
             "usage: mmdrive < script\n"
             "       mmdrive -c CMD [-c CMD]...\n"
             "commands: alloc touch readfault mlock munlock pin unpin fork_share unmap move query\n"
-            "          mbind migrate_pages nodes pfns pageflags drain write holes release smaps soft_offline sleep echo exit\n"
+            "          mbind migrate_pages nodes pfns pageflags drain write holes release writeback smaps soft_offline sleep echo exit\n"
             "see README.md\n");
 }
 

@@ -197,6 +197,7 @@ class Scenario:
     append: Sequence[str] = ()
     #: A scratch disk (/dev/vda) of this many MiB; 0: none.
     disk_mb: int = 0
+
     #: Scenarios that change global state run in their own VM anyway; this
     #: is how long a scenario may take in the guest.
     timeout: float = 600.0

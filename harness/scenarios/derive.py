@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[int, Optional[int]]] = {
     "alloc": (2, None), "touch": (2, 2), "touch_until": (5, 5), "readfault": (2, 2),
     "mlock": (2, 2), "munlock": (2, 2), "pin": (2, 2), "unpin": (0, 0), "fork_share": (2, 2),
     "unmap": (1, 1), "move": (1, None), "query": (1, None), "mbind": (4, 5), "migrate_pages": (2, 2),
-    "nodes": (2, 2), "pfns": (2, 2), "smaps": (1, 1), "vmstat": (0, 0), "kpageflags": (1, 2), "pageflags": (2, 2), "drain": (0, 0), "write": (2, None), "holes": (1, 1), "release": (2, 2),
+    "nodes": (2, 2), "pfns": (2, 2), "smaps": (1, 1), "vmstat": (0, 0), "kpageflags": (1, 2), "pageflags": (2, 2), "drain": (0, 0), "write": (2, None), "holes": (1, 1), "release": (2, 2), "writeback": (2, 2),
     "mark": (1, None), "soft_offline": (2, 2), "sleep": (1, 1), "echo": (0, None), "exit": (0, 0),
     "verify": (0, 2),
 }
@@ -52,6 +52,8 @@ class Region:
     forked: set = field(default_factory=set)
     #: A file region's pages written since their last writeback (``sync`` writes them back).
     dirty: set = field(default_factory=set)
+    #: A file region's pages under writeback (``writeback`` started it; a throttled disk keeps it going).
+    writeback: set = field(default_factory=set)
 
 
 def parse_ranges(text: str, count: int, where: str) -> list[int]:
@@ -102,6 +104,14 @@ class Layout:
         name, args = words[0], words[1:]
         if name == "alloc":
             self._alloc(args, where)
+        elif name == "writeback":
+            region = self.region(args[0], where)
+            if region.kind != "file":
+                raise PlanError(f"{where}: writeback of {region.name!r}, which is not a file= region")
+            indices = [i for i in parse_ranges(args[1], region.pages, where) if i in region.dirty]
+            # clear_page_dirty_for_io(), then set_page_writeback(): clean and under writeback
+            region.dirty.difference_update(indices)
+            region.writeback.update(indices)
         elif name in ("touch", "mlock", "munlock", "pin", "readfault", "nodes", "fork_share", "touch_until"):
             region = self.region(args[0], where)
             if not region.mapped:
@@ -190,7 +200,7 @@ class Layout:
                     index[(region.name, i)] = (len(specs), 0)
                     if region.kind == "file":
                         # written through the mapping: the file system gave it buffer heads
-                        kind = "file+private" + ("+dirty" if i in region.dirty else "")
+                        kind = "file+private" + ("+dirty" if i in region.dirty else "") + ("+writeback" if i in region.writeback else "")
                     else:
                         kind = "shmem" if region.shared else "anon"
                     specs.append(self._spec(kind, region, [i]))
@@ -352,7 +362,8 @@ def state_changes(before: list[str], after: list[str]) -> list[dict]:
     for i, (a, b) in enumerate(zip(old, new)):
         if a == b:
             continue
-        diff = tuple(sorted((k, getattr(b, k)) for k in ("pins", "mlocked", "mapcount") if getattr(a, k) != getattr(b, k)))
+        diff = tuple(sorted((k, getattr(b, k)) for k in ("pins", "mlocked", "mapcount", "dirty", "writeback")
+                            if getattr(a, k) != getattr(b, k)))
         groups.setdefault(diff, []).append(i)
     return [dict({"pages": _ranges_text(idx)}, **dict(diff)) for diff, idx in groups.items()]
 

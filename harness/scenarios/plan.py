@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
-from harness.errors import UserError
+from harness.errors import InfraError, UserError
 from harness.scenarios import derive
 from harness.scenarios.derive import PlanError
 from harness.model import simulate
@@ -30,7 +30,7 @@ KNOWN_CHECKS = DEFAULT_CHECKS + ("event_shape", "succeeded_at_least", "thp")
 
 TOP_KEYS = ("name", "experiment", "title", "requires", "setup", "pages", "steps", "require_thp", "prepare", "targets")
 STEP_KEYS = ("name", "run", "model", "before", "after", "model_set", "checks", "thp_region", "thp_page")
-REQUIRES_KEYS = ("numa", "thp", "config", "disk_mb")
+REQUIRES_KEYS = ("numa", "thp", "config", "disk_mb", "disk_write_bps")
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,11 @@ class Plan:
     #: (name, pages) of the setup's base-page regions: their pages' flags
     #: are read before and after every step (page states carried).
     regions: tuple = ()
-    #: A scratch disk (/dev/vda) of this many MiB for the guest (requires: {disk_mb: N}).
+    #: A scratch disk (/dev/vda) of this many MiB for the guest (requires: {disk_mb: N}),
+    #: its writes throttled to disk_write_bps bytes per second once ``prepare`` ran
+    #: (over QMP: the file system is made at full speed; 0: never throttled).
     disk_mb: int = 0
+    disk_write_bps: int = 0
 
     @classmethod
     def load(cls, path: Path) -> "Plan":
@@ -134,6 +137,7 @@ class Plan:
             needs_thp=bool(requires.get("thp", False)),
             needs_config=tuple(requires.get("config", ())),
             disk_mb=int(requires.get("disk_mb", 0)),
+            disk_write_bps=int(requires.get("disk_write_bps", 0)),
             require_thp=tuple(data.get("require_thp", ()) or ()),
             prepare=str(data.get("prepare") or "").strip(),
             targets=data.get("targets"),
@@ -186,6 +190,7 @@ class PlanScenario(Scenario):
         self.needs_thp = plan.needs_thp
         self.needs_config = plan.needs_config
         self.disk_mb = plan.disk_mb
+        self.disk_write_bps = plan.disk_write_bps
         self.source = plan.source
 
     # ------------------------------------------------------------------
@@ -193,6 +198,12 @@ class PlanScenario(Scenario):
         observation = self.prepare(guest, captures)
         if self.plan.prepare:
             guest_command(guest, captures, "plan-prepare", self.plan.prepare, timeout=120)
+        if self.plan.disk_write_bps:
+            if qmp is None:
+                raise InfraError(f"{self.name} throttles its disk over QMP, and has no QMP")
+            from harness.vm.cmdline import DISK_DEVICE
+
+            qmp.throttle_disk_writes(DISK_DEVICE, self.plan.disk_write_bps)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
         script = self.plan.script()
         captures.save("workload.script", script)

@@ -32,6 +32,9 @@ class MachineSpec:
     qemu_binary: Optional[str] = None
 
 
+#: The scratch disk's drive (its block backend: QMP block_set_io_throttle names it).
+DISK_DEVICE = "disk0"
+
 #: Kernel command-line words the harness always passes.
 BASE_CMDLINE = (
     "panic=-1",  # a panic reboots at once, and -no-reboot turns that into QEMU exiting
@@ -88,7 +91,8 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
     if spec.balloon:
         argv += ["-device", "virtio-balloon-pci,id=balloon0"]
     if spec.disk is not None:
-        argv += ["-drive", f"file={spec.disk},if=none,format=raw,id=disk0,cache=unsafe", "-device", "virtio-blk-pci,drive=disk0"]
+        argv += ["-drive", f"file={spec.disk},if=none,format=raw,id={DISK_DEVICE},cache=unsafe", "-device",
+                 f"virtio-blk-pci,drive={DISK_DEVICE}"]
     argv += ["-chardev", f"socket,id=qmp,path={spec.qmp_socket},server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
     argv += list(arch.qemu_extra) + list(spec.extra)
     return argv

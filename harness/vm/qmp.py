@@ -83,6 +83,12 @@ class Qmp:
             actual = self.balloon_actual()
         return actual
 
+    def throttle_disk_writes(self, device: str, bytes_per_second: int) -> None:
+        """Throttle a drive's writes (0: no limit), e.g. to keep pages under
+        writeback while a scenario looks at them.  ``device`` is the
+        drive's -drive id (its block backend's name)."""
+        self.command("block_set_io_throttle", device=device, bps=0, bps_rd=0, bps_wr=bytes_per_second, iops=0, iops_rd=0, iops_wr=0)
+
     def close(self) -> None:
         self._open = False
         if self._proto is None:

@@ -169,3 +169,14 @@ def test_file_pages_are_derived_from_file_regions_dirty_until_written_back(tmp_p
 def test_bad_file_region_options_are_refused(tmp_path, capsys, option, words):
     text = FILE_PLAN.replace("  alloc d 4 file=/mnt/disk/d dontfork", "  " + option).replace("d:0-3=1 ", "").replace("d:0-3 ", "")
     assert words in refused(tmp_path, text, capsys)
+
+
+def test_writeback_leaves_file_pages_clean_and_under_writeback(tmp_path):
+    plan = load_plan_file(write(tmp_path, FILE_PLAN.replace(
+        "  - run: move d:0-3=1 c:0-3=1", "  - before: writeback d 0-1\n    run: move d:0-3=1 c:0-3=1"))).plan
+    assert plan.steps[0].model_sets == ({"pages": "0-1", "dirty": False, "writeback": True},)
+    prediction = simulate(plan.model_scenario(target("x86_64", "v5.0")))[0]
+    assert prediction.status[:4] == [1] * 4  # MIGRATE_SYNC waits for the writeback on the forcing pass
+    text = FILE_PLAN.replace("  - run: move d:0-3=1 c:0-3=1", "  - before: writeback x 0\n    run: move d:0-3=1 c:0-3=1")
+    with pytest.raises(UserError):
+        load_plan_file(write(tmp_path, text.replace("  touch c 0-1\n", "  alloc x 1\n  touch c 0-1\n"), "bad.yaml"))
