@@ -137,6 +137,36 @@ def batches(events: Sequence[TraceEvent]) -> list[Batch]:
     return out
 
 
+def scanned_ranges(events: Sequence[TraceEvent]) -> list:
+    """[(start_pfn, end_pfn)] of every mm_compaction_isolate_migratepages
+    (end exclusive: where the scan stopped), whether it took pages or not."""
+    out = []
+    for event in events:
+        if event.name == "mm_compaction_isolate_migratepages":
+            match = _RANGE.search(event.body)
+            if match:
+                out.append((int(match.group(1), 0), int(match.group(2), 0)))
+    return out
+
+
+def in_ranges(pfns: Sequence[int], ranges: Sequence) -> list:
+    """The PFNs that lie in one of ``ranges`` (each one scan, so at most
+    SPAN_MAX long)."""
+    import bisect
+
+    spans = sorted(ranges)
+    starts = [start for start, _ in spans]
+    found = []
+    for pfn in pfns:
+        i = bisect.bisect_right(starts, pfn) - 1
+        while i >= 0 and spans[i][0] > pfn - SPAN_MAX:
+            if pfn < spans[i][1]:
+                found.append(pfn)
+                break
+            i -= 1
+    return found
+
+
 #: isolate_migratepages_block() scans within one pageblock (512 pages with
 #: 4 KiB pages and 2 MiB huge pages, 1024 on 32-bit arm without them).
 SPAN_MAX = 2048

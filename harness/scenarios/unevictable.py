@@ -19,7 +19,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.observe import zoneinfo
-from harness.observe.compaction import fate
+from harness.observe.compaction import fate, in_ranges, scanned_ranges
 from harness.result import CheckResult
 from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, pattern_check, trace_overran
 from harness.scenarios.compaction import FREE_MEMORY, HOG_MARGIN_MB, check_compaction_window, free_mb, scanned_moved_check
@@ -103,7 +103,7 @@ class CompactUnevictable(Scenario):
             per_page = self.per_page(target, allowed)
             if not per_page["moves"]:
                 # the model: none moves; they must have been looked at, or this says nothing
-                examined = _in_scanned_ranges(before, window)
+                examined = in_ranges(before, scanned_ranges(window))
                 if not examined:
                     ck.error("mlocked pages compaction passed over stayed",
                              "no mlocked page lay where the migration scanner went: the check cannot judge")
@@ -130,22 +130,3 @@ class CompactUnevictable(Scenario):
                                   "steps": [{"call": "compaction", "unevictable_allowed": allowed}]})
         return {"moves": sum(e.succeeded for e in prediction.events) == 1, "deltas": prediction.vmstat_deltas()}
 
-
-def _in_scanned_ranges(pfns, events) -> list:
-    """The PFNs inside a range the migration scanner examined (whether or
-    not it took anything there)."""
-    ranges = []
-    for e in events:
-        if e.name == "mm_compaction_isolate_migratepages" and "range" in e.fields:
-            lo, _, hi = e.fields["range"].strip("()").partition("~")
-            ranges.append((int(lo, 16), int(hi, 16)))
-    ranges.sort()
-    import bisect
-
-    starts = [r[0] for r in ranges]
-    found = []
-    for pfn in pfns:
-        i = bisect.bisect_right(starts, pfn) - 1
-        if i >= 0 and pfn < ranges[i][1]:
-            found.append(pfn)
-    return found

@@ -11,7 +11,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.observe import zram as zram_mod
-from harness.observe.compaction import fate
+from harness.observe.compaction import fate, in_ranges, scanned_ranges
 from harness.result import CheckResult
 from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
                                     trace_overran, verify_held)
@@ -128,12 +128,7 @@ def moved_check(ck: Checker, before: list[int], after: list[int], nr_zspages: in
                message="zram holds compressed pages: each zspage's first page is PG_private, off the LRU "
                        f"(at most nr_zspages = {nr_zspages})")
     ck.invariant("zspages kept their number across compaction", "first pages after", len(after), "before", len(before))
-    ranges = []
-    for e in events:
-        if e.name == "mm_compaction_isolate_migratepages" and "range" in e.fields:
-            lo, _, hi = e.fields["range"].strip("()").partition("~")
-            ranges.append((int(lo, 16), int(hi, 16)))
-    scanned = {pfn for pfn in before if any(lo <= pfn < hi for lo, hi in ranges)}
+    scanned = set(in_ranges(before, scanned_ranges(events)))
     moved = set(before) - set(after)
     ck.invariant("zspages moved only from ranges the migration scanner scanned", "moved outside the scanned ranges",
                  sorted(moved - scanned)[:16], "none", [])
