@@ -235,3 +235,37 @@ def test_the_cli_turns_an_uncaught_exception_into_exit_5_and_keeps_the_traceback
     assert "harness bug: ZeroDivisionError: nobody expected this" in err and "Traceback" not in err
     (kept,) = (tmp_path / "cache" / "crashes").iterdir()
     assert str(kept) in err and "nobody expected this" in kept.read_text()
+
+
+def test_an_interrupted_scenario_keeps_its_entry_and_the_run_says_where(fake_run):
+    class Interrupted(Passing):
+        name = "interrupted"
+
+        def drive(self, guest, target, captures, qmp=None):
+            guest.run("echo started")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fake_run(Passing(), Interrupted(), Failing())
+    (run_dir,) = list(fake_run.runs_root.iterdir())
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "interrupted" and run.get("finished")
+    assert run["error"] == "interrupted during the scenario stage (x86_64 interrupted)"
+    results = json.loads((run_dir / "results.json").read_text())["arches"]["x86_64"]["scenarios"]
+    assert results["passing"]["status"] == "PASS"  # what ran before stays
+    assert results["interrupted"]["status"] == "ERROR" and "interrupted during the scenario stage" in results["interrupted"]["error"]
+    assert "failing" not in results  # never started
+    assert (run_dir / "x86_64" / "interrupted" / "console.log").exists()
+    assert (run_dir / "junit.xml").exists() and (run_dir / "summary.txt").exists()
+
+
+def test_an_interrupted_build_is_recorded_as_such(fake_run, monkeypatch):
+    def interrupted_build(self, request):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_mod.Builder, "build", interrupted_build)
+    with pytest.raises(KeyboardInterrupt):
+        fake_run(Passing())
+    (run_dir,) = list(fake_run.runs_root.iterdir())
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["error"] == "interrupted during the build stage (x86_64)"
