@@ -3,7 +3,9 @@ from the harness cache, and a fault injected from outside at a chosen
 moment.  HARNESS_TEST_KERNEL names the kernel (default debian-5.10),
 HARNESS_TEST_ARCHES the arches (default x86_64); a kernel or image that is
 not built skips the test with the reason.  They kill and look for QEMU
-and make processes, so nothing else may run harness guests meanwhile."""
+and make processes: the only other harness jobs that may run meanwhile
+are bench/teeth.py and bench/soak.py measurements (their processes are
+told apart), not other runs."""
 from __future__ import annotations
 
 import os
@@ -25,8 +27,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def pids(pattern: str) -> set[int]:
+    """Processes matching ``pattern``, but those of other harness jobs on
+    this machine (a teeth or soak measurement and everything under it)."""
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()} - {os.getpid()}
+    return {int(p) for p in out.stdout.split()} - {os.getpid()} - others()
+
+
+def others() -> set[int]:
+    """The process trees of bench/teeth.py and bench/soak.py runs."""
+    roots = subprocess.run(["pgrep", "-f", r"bench/(teeth|soak)\.py"], capture_output=True, text=True).stdout.split()
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [int(r) for r in roots]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo += children.get(pid, [])
+    return found
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
