@@ -65,10 +65,13 @@ def overlay_key(initrd_path):
 
 
 class Server(paramiko.ServerInterface):
-    def __init__(self, key_b64):
+    def __init__(self, key_b64, frozen=lambda: False):
         self.key_b64 = key_b64
         self.command = None
         self.event = threading.Event()
+        #: The guest's sshd no longer answers anything (after 'freeze'): a
+        #: request blocks the whole SSH transport, as a stuck sshd would.
+        self.frozen = frozen
 
     def check_auth_publickey(self, username, key):
         if username == "root" and key.get_base64() == self.key_b64:
@@ -82,6 +85,8 @@ class Server(paramiko.ServerInterface):
         return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_exec_request(self, channel, command):
+        while self.frozen():
+            time.sleep(0.1)
         self.command = command.decode()
         self.event.set()
         return True
@@ -101,6 +106,7 @@ class Fake:
         self.files = {}  # the guest's files: path -> bytes, in memory only
         self.alive = True
         self.hung = False
+        self.frozen = False
 
     def listen_qmp(self):
         """Like -chardev socket,server=on,wait=off: listen before anything else."""
@@ -161,7 +167,7 @@ class Fake:
     def session(self, conn, key_b64):
         transport = paramiko.Transport(conn)
         transport.add_server_key(self.host_key)
-        server = Server(key_b64)
+        server = Server(key_b64, frozen=lambda: self.frozen)
         try:
             transport.start_server(server=server)
         except paramiko.SSHException:
@@ -229,6 +235,10 @@ class Fake:
         if name == "sleep" and len(args) == 1:  # slow, but the guest still answers
             time.sleep(float(args[0]))
             return 0, b"", b""
+        if name == "freeze":  # sshd stops answering requests: a new channel's exec never gets a reply
+            self.frozen = True
+            self.hung = True
+            time.sleep(3600)
         if name == "hang":  # the kernel stops scheduling anything: nothing answers any more
             self.hung = True
             time.sleep(3600)

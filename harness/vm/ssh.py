@@ -106,13 +106,12 @@ class Ssh:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise InfraError(f"the SSH connection is gone (running {command!r})")
-        channel = transport.open_session()
-        channel.exec_command(command)
+        deadline = start + timeout
+        channel = self._open(transport, command, timeout, deadline, abort)
         if stdin is not None:
             channel.sendall(stdin)
         channel.shutdown_write()
         out, err = bytearray(), bytearray()
-        deadline = start + timeout
         while True:
             while channel.recv_ready():
                 out += channel.recv(65536)
@@ -138,6 +137,41 @@ class Ssh:
         status = channel.recv_exit_status()
         channel.close()
         return CommandResult(command, status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), time.monotonic() - start)
+
+    @staticmethod
+    def _open(transport: paramiko.Transport, command: str, timeout: float, deadline: float,
+              abort: Callable[[], Optional[str]]) -> paramiko.Channel:
+        """A session channel running ``command``.  paramiko waits for the
+        server's answers to the channel open and to the exec request without
+        end: a guest that stops answering there would hang the harness, so
+        they are asked in a thread while this one keeps to the deadline and
+        polls ``abort``."""
+        import threading
+
+        opened: dict = {}
+
+        def ask() -> None:
+            try:
+                channel = transport.open_session(timeout=max(1.0, deadline - time.monotonic()))
+                channel.exec_command(command)
+                opened["channel"] = channel
+            except Exception as exc:  # handed to the waiting thread
+                opened["error"] = exc
+
+        asker = threading.Thread(target=ask, name="ssh-open", daemon=True)
+        asker.start()
+        while asker.is_alive():
+            asker.join(0.02)
+            if not asker.is_alive():
+                break
+            reason = abort()
+            if reason:
+                raise InfraError(f"command {command!r} interrupted: {reason}")
+            if time.monotonic() > deadline:
+                raise InfraError(f"command {command!r} did not finish within {timeout:.0f}s (the guest never opened its channel)")
+        if "error" in opened:
+            raise InfraError(f"could not start {command!r} over SSH: {opened['error']}")
+        return opened["channel"]
 
     def upload(self, data: bytes, remote: str, mode: str = "0755") -> None:
         from shlex import quote

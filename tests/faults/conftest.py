@@ -68,6 +68,7 @@ class Harness:
     """One `harness` command in the background, its stderr in a file."""
 
     def __init__(self, args: list[str], tmp: Path, env: Optional[dict] = None, name: str = "harness") -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
         self.log = tmp / f"{name}.stderr"
         self.runs = tmp / "runs"
         full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))

@@ -61,7 +61,8 @@ def inject(sdir: Path, command: str) -> None:
     """Run ``command`` in the guest in the background (it may never end)."""
     ssh = guest_ssh(sdir)
     try:
-        ssh.run(f"nohup sh -c {shlex.quote(command)} >/dev/null 2>&1 &", timeout=20)
+        # busybox has no nohup: a session of its own keeps it from the SSH session's hangup
+        ssh.run(f"setsid sh -c {shlex.quote(command)} </dev/null >/dev/null 2>&1 &", timeout=20)
     finally:
         ssh.close()
 

@@ -465,3 +465,19 @@ def test_a_scratch_disk_lives_in_the_machines_private_directory_and_goes_with_it
         assert disk.parent == m.private and disk.stat().st_size == 8 << 20
         assert disk.stat().st_blocks == 0  # sparse: nothing written yet
     assert not disk.exists()
+
+
+def test_a_guest_whose_sshd_stops_answering_requests_cannot_hang_the_harness(fake_qemu, monkeypatch):
+    # paramiko waits without end for the answer to a channel's exec request;
+    # a guest stuck there (a CPU spinning in the kernel, say) is still found
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
+        m.hang_probe_s, m.liveness_s = 1.0, 1.0
+        with pytest.raises(KernelError) as first:
+            m.run("freeze", timeout=600)
+        start = time.monotonic()
+        with pytest.raises(KernelError) as err:
+            m.run("echo x", timeout=600)
+        assert time.monotonic() - start < 15
+        assert "stopped responding" in err.value.message and "stopped responding" in first.value.message
+    assert gone(fake_qemu["pidfile"])
