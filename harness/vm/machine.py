@@ -334,6 +334,10 @@ class Machine:
                     hung.append(why)
             if hung:
                 raise self._kernel_error(f"the guest stopped responding while running {command!r}: {hung[0]}") from exc
+            if self.child is not None and not self.child.isalive():
+                self._wait_exit(0.5)
+                raise InfraError(f"QEMU exited while running {command!r} ({self._exit_text()}): {exc.message}",
+                                 log_path=self.console_log, log_tail=tail_of(self.console_log, 15)) from exc
             raise
         # An oops kills the task and the command "finishes" (status 255 or a
         # signal) before its console lines may have been read: give them a
@@ -411,6 +415,15 @@ class Machine:
             if self.private is not None:
                 shutil.rmtree(self.private, ignore_errors=True)
                 self.private = None
+
+    def _exit_text(self) -> str:
+        """How QEMU ended, once it has: its exit status or signal."""
+        child = self.child
+        if child is None or child.isalive():
+            return "still running"
+        if child.signalstatus is not None:
+            return f"killed by signal {child.signalstatus}"
+        return f"exit status {child.exitstatus}"
 
     def _wait_exit(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

@@ -129,12 +129,13 @@ class Ssh:
             if not transport.is_active():
                 raise InfraError(f"the SSH connection dropped while running {command!r}")
             time.sleep(0.01)
-        if not channel.status_event.is_set():
-            # closed without an exit status: the connection (or the guest) died
+        status = channel.recv_exit_status() if channel.status_event.is_set() else -1
+        if status == -1:
+            # closed without an exit status (paramiko's -1): the connection, the
+            # guest's sshd or QEMU died under the command
             channel.close()
             reason = abort()
             raise InfraError(f"the SSH channel closed without an exit status while running {command!r}" + (f": {reason}" if reason else ""))
-        status = channel.recv_exit_status()
         channel.close()
         return CommandResult(command, status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), time.monotonic() - start)
 

@@ -72,8 +72,11 @@ class Harness:
         self.log = tmp / f"{name}.stderr"
         self.runs = tmp / "runs"
         full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+        # SIGINT as a user's terminal would deliver it (a background job
+        # starts with it ignored, and Python then keeps it ignored)
         self.proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "wb"), env=full_env, cwd=tmp)
+                                     stderr=open(self.log, "wb"), env=full_env, cwd=tmp,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def stderr(self) -> str:
         return self.log.read_text(errors="replace")
