@@ -62,3 +62,25 @@ def test_registered_tree_changed_later_is_reported(cache, fingerprinted):
 def test_only_known_presets_can_be_registered(cache, fake_tree):
     with pytest.raises(UserError):
         SourceResolver(cache).register("debian-5.10", fake_tree)
+
+
+def test_apt_saying_the_disk_is_full_is_a_full_disk_not_the_mirror(tmp_path, monkeypatch):
+    """apt-get update's own words when the cache's disk filled up (recorded
+    by the full-disk fault test): infrastructure, naming the path and the
+    free space, not "check the network or the mirror"."""
+    import subprocess
+    from pathlib import Path
+
+    from harness import apt as apt_mod
+    from harness import toolchain
+    from harness.cache import Cache
+    from harness.errors import InfraError
+
+    said = (Path(__file__).resolve().parents[1] / "fixtures" / "apt" / "update-disk-full.txt").read_text()
+    monkeypatch.setattr(toolchain, "require", lambda tools, purpose, path=None: None)
+    monkeypatch.setattr(apt_mod.proc, "run", lambda argv, **kw: subprocess.CompletedProcess(argv, 100, said, ""))
+    with pytest.raises(InfraError) as err:
+        apt_mod.Apt(Cache(tmp_path / "cache"), "bookworm", "amd64").update()
+    text = err.value.render()
+    assert "disk" in text and "full" in text and str(tmp_path / "cache") in text and "free" in text
+    assert "mirror" not in text
