@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,22 @@ from harness.vm.ssh import CommandResult, Ssh, free_port, new_key
 PR_SET_PDEATHSIG = 1
 #: Console text that means the forwarded port was taken meanwhile.
 PORT_BUSY = ("Could not set up host forwarding rule", "could not set up host forwarding")
+
+
+def _serialize_waits(child: pexpect.spawn) -> None:
+    """pexpect asks ``waitpid`` from whichever thread calls ``isalive`` (the
+    console reader does on EOF, the main thread while it waits for QEMU to
+    end): two at once and the loser sees ECHILD and raises "did someone
+    else call waitpid()".  One lock around the pty process's check."""
+    proc = child.ptyproc
+    lock = threading.RLock()
+    check = proc.isalive
+
+    def isalive() -> bool:
+        with lock:
+            return check()
+
+    proc.isalive = isalive
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -223,6 +240,7 @@ class Machine:
         self.child = pexpect.spawn(
             self.argv[0], self.argv[1:], encoding=None, echo=False, preexec_fn=_die_with_parent, dimensions=(50, 200)
         )
+        _serialize_waits(self.child)
         self.watcher = ConsoleWatcher(self.child, self.console_log)
         self.watcher.start()
 

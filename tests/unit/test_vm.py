@@ -481,3 +481,34 @@ def test_a_guest_whose_sshd_stops_answering_requests_cannot_hang_the_harness(fak
         assert time.monotonic() - start < 15
         assert "stopped responding" in err.value.message and "stopped responding" in first.value.message
     assert gone(fake_qemu["pidfile"])
+
+
+def test_threads_asking_whether_qemu_lives_never_race_for_its_exit_status():
+    # the console reader and the main thread both ask while the child ends;
+    # unserialized, one of them gets ECHILD ("did someone else call
+    # waitpid()?") in about one run in ten on this host
+    import threading
+
+    import pexpect
+
+    from harness.vm.machine import _serialize_waits
+
+    errors = []
+    for _ in range(100):
+        child = pexpect.spawn("true")
+        _serialize_waits(child)
+
+        def spin():
+            try:
+                while child.isalive():
+                    pass
+            except pexpect.ExceptionPexpect as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=spin) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert child.exitstatus == 0
+    assert errors == []
