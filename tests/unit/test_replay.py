@@ -45,7 +45,8 @@ def test_recorded_run_rechecks_to_the_recorded_verdicts(name, tmp_path):
     for arch, arch_doc in doc["arches"].items():
         for scenario, entry in arch_doc["scenarios"].items():
             assert entry["status"] == recorded["arches"][arch]["scenarios"][scenario]["status"], (arch, scenario)
-            assert len(entry["checks"]) >= len(recorded["arches"][arch]["scenarios"][scenario]["checks"])
+            # a skipped scenario (no memory hot-remove on arm64) has no checks
+            assert len(entry.get("checks", [])) >= len(recorded["arches"][arch]["scenarios"][scenario].get("checks", []))
     assert ET.parse(run_dir / "junit.xml").getroot().tag == "testsuites"
     assert (run_dir / "results.tap").read_text().startswith("KTAP version 1")
 
