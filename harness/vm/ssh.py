@@ -4,6 +4,7 @@ status on their own channel, uploads through stdin."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import select
 import socket
@@ -18,6 +19,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.errors import InfraError
+
+# paramiko's transport thread logs what the harness already handles (a
+# connection reset while dropbear starts, which the connect loop retries)
+# at ERROR; with no handler anywhere, Python's last-resort handler would
+# print it on the user's terminal between progress lines
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def new_key() -> tuple[paramiko.PKey, str, bytes]:

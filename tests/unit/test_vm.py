@@ -512,3 +512,12 @@ def test_threads_asking_whether_qemu_lives_never_race_for_its_exit_status():
             thread.join()
         assert child.exitstatus == 0
     assert errors == []
+
+
+def test_paramikos_own_log_lines_stay_off_the_terminal(capsys):
+    import logging
+
+    import harness.vm.ssh  # noqa: F401  (installs the handler)
+
+    logging.getLogger("paramiko.transport").error("Socket exception: Connection reset by peer (104)")
+    assert capsys.readouterr().err == ""
