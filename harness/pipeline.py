@@ -28,7 +28,8 @@ from harness.model.kernels import kernel_for_version
 from harness.report import write_all
 from harness.report.model import CONSOLE_CHECK, run_exit_code, run_status, scenario_status
 from harness.result import CheckKind, CheckResult, Status
-from harness.rundir import new_run_dir, runs_root, unusable_runs_root, write_json
+from harness.rundir import mark_abandoned, new_run_dir, runs_root, unusable_runs_root, write_json
+from harness.rundir import owner as rundir_owner
 from harness.scenarios import Scenario, Target, scenarios_for_run, select
 from harness.scenarios.plan import load_plan_file
 from harness.scenarios.base import Captures
@@ -127,6 +128,7 @@ class Pipeline:
         info = {
             "schema": 1,
             "status": "running",
+            "owner": rundir_owner(),
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "inputs": {
                 "kernel": req.source.spec,
@@ -145,6 +147,9 @@ class Pipeline:
             "arches": {},
         }
         write_json(run_dir / "run.json", info)
+        for killed in mark_abandoned(run_dir.parent, f"run {run_dir.name}"):
+            if killed != run_dir:
+                self.say(f"[run] {killed}: its harness was killed before it finished (run.json now says so)")
         if req.plans:
             (run_dir / "plans").mkdir(exist_ok=True)
             for plan, path in zip(plans, req.plans):

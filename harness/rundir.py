@@ -44,3 +44,71 @@ def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------
+# Runs whose harness died: SIGKILL, an OOM kill, a power cut.  Nothing can
+# write "finished" then; the next run under the same root notices and says so.
+
+def _start_ticks(pid: int) -> Optional[str]:
+    """The process's start time (clock ticks since boot): with the pid and
+    the boot id it names one process, even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "-"
+
+
+def owner() -> dict:
+    """Who is writing a run directory: this process, this boot."""
+    pid = os.getpid()
+    return {"pid": pid, "boot_id": _boot_id(), "start": _start_ticks(pid)}
+
+
+def owner_gone(record: dict) -> bool:
+    """The process of ``record`` (from :func:`owner`) no longer exists."""
+    try:
+        pid = int(record["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False  # an old run.json: nobody to ask
+    if record.get("boot_id") != _boot_id():
+        return True
+    start = _start_ticks(pid)
+    return start is None or (record.get("start") is not None and start != record["start"])
+
+
+def mark_abandoned(root: Path, by: str) -> list:
+    """Every run directory under ``root`` (and one level of series stages
+    below) whose run.json still says "running" while its harness is gone
+    gets status "killed" and a sentence saying so; returns them."""
+    found = []
+    try:
+        candidates = list(root.glob("*/run.json")) + list(root.glob("*/*/run.json"))
+    except OSError:
+        return found
+    for path in candidates:
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(info, dict) or info.get("status") != "running" or not owner_gone(info.get("owner") or {}):
+            continue
+        pid = info["owner"]["pid"]
+        info["status"] = "killed"
+        info["error"] = (f"the harness (pid {pid}) ended without finishing this run: killed (SIGKILL, the OOM "
+                         f"killer), or the machine went down; the evidence up to then is kept; noticed by {by}")
+        info["noticed"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        try:
+            write_json(path, info)
+        except OSError:
+            continue
+        found.append(path.parent)
+    return found

@@ -260,10 +260,16 @@ def test_sigkill_of_the_harness_mid_scenario(tmp_path, arch, quiet_host):
     run.signal(signal.SIGKILL)
     run.wait(30)
     assert not wait_for_none(lambda: qemu_of(sdir), 5), "QEMU outlived the harness"
-    info = json.loads((run.run_dir() / "run.json").read_text())
+    killed = run.run_dir()
+    info = json.loads((killed / "run.json").read_text())
     assert info["status"] == "running"  # nothing can write after SIGKILL: the record says it never finished
     assert (sdir / "console.log").exists()
-    rerun_passes(tmp_path, arch)
+    # the next run under the same root notices and says so
+    again = harness_run(tmp_path, arch, quick_scenario(arch), name="rerun")
+    assert again.wait(1200) == 0, again.stderr()[-3000:]
+    info = json.loads((killed / "run.json").read_text())
+    assert info["status"] == "killed" and f"pid {run.proc.pid}" in info["error"], info
+    assert "its harness was killed" in again.stderr()
 
 
 def test_sigkill_of_the_harness_during_a_build(tmp_path, arch, quiet_host):
