@@ -176,14 +176,16 @@ class Builder:
         resolver.check_spec(request.source)
         user_patches = request.source.patch_list()
         self.cache.check_writable()
-        toolchain.require(list(self.tools), "building a kernel")
-        cc = toolchain.compiler(the_arch.kernel_cross)
+        # The user's inputs first (a tree that is not a kernel, a bad
+        # fragment or option), then the host: a cached build needs the
+        # compiler (its version is part of the key) but not flex or bison.
         base = resolver.resolve(request.source)
         plan = compat.select(base.version.short, the_arch.name)
         patches = user_patches + [Patch(f"compat-{fix.name}", fix.source_patch.encode(), origin="harness/compat")
                                   for fix in plan.source_patches]
         source = base.with_patches(patches)
         parsed, fragment_record = layers(request, the_arch, plan)
+        cc = toolchain.compiler(the_arch.kernel_cross)
         requested = kconfig.layer(parsed)
         requested_text = kconfig.render(requested)
         make_vars = dict(plan.make_vars)
@@ -211,6 +213,7 @@ class Builder:
         if request.cache_only:
             raise NotBuilt(f"no cached {the_arch.name} build of {request.source.spec} with these inputs",
                            hint=f"build it: {reproducer(request)}")
+        toolchain.require(list(self.tools), "building a kernel")
         work = WorkCopy(self.cache, base.tree, immutable=base.owned, echo=self.echo)
         with work.lock():
             hit = self._cached(final, started)

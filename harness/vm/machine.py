@@ -152,11 +152,12 @@ class Machine:
 
     def _pre_launch(self) -> None:
         req = self.request
-        qemu = req.qemu_binary or self.arch.qemu_binary
-        toolchain.require([qemu], f"running a {self.arch.name} guest")
+        # what the user named first, then what the host lacks
         for what, path in (("kernel image", req.kernel), ("initramfs", req.initrd)):
             if not os.access(path, os.R_OK) or not Path(path).is_file():
                 raise UserError(f"the {what} {path} is missing or unreadable", hint="build it first (harness build / harness image)")
+        qemu = req.qemu_binary or self.arch.qemu_binary
+        toolchain.require([qemu], f"running a {self.arch.name} guest")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.private = Path(tempfile.mkdtemp(prefix="harness-vm-"))
         os.chmod(self.private, 0o700)
