@@ -45,14 +45,26 @@ class SelfTest:
     user: str = ""
     #: {arch or "any": [options]}: kernel options the test cannot pass without.
     needs_config: tuple = ()
-    #: (("5.0", why), ...): kernel versions on which the test fails on its own.
+    #: (("5.0", why, signature), ...): kernel versions on which the test
+    #: fails on its own, why, and a regular expression its output (stdout
+    #: or stderr) shows when it fails that way.
     known_failures: tuple = ()
 
-    def known_failure(self, kernel_version: str) -> str:
-        """Why this test fails on ``kernel_version`` (e.g. 5.0.0) whatever
-        the kernel does, or ""."""
+    def known_failure(self, kernel_version: str) -> tuple:
+        """(why, signature) of the way this test fails on ``kernel_version``
+        (e.g. 5.0.0) whatever the kernel does, or ("", "")."""
         short = ".".join(kernel_version.split("-")[0].split(".")[:2])
-        return next((why for version, why in self.known_failures if version == short), "")
+        return next(((why, sig) for version, why, sig in self.known_failures if version == short), ("", ""))
+
+    def excused(self, kernel_version: str, status: int, output: str) -> str:
+        """Why this failure (exit ``status``, ``output``) is the known one of
+        this version, or "": only with its signature in the output, and
+        never a test that timed out or was killed (a hang is not excused
+        by a different known failure)."""
+        why, signature = self.known_failure(kernel_version)
+        if not why or status in TIMED_OUT or not re.search(signature, output, re.M):
+            return ""
+        return why
 
     def missing_config(self, arch: str, has) -> list[str]:
         """The options this test needs on ``arch`` that the kernel lacks."""
@@ -86,8 +98,21 @@ def load_tests(path: Path = RECIPE) -> list[SelfTest]:
                      setup=t.get("setup", "").strip(), cleanup=t.get("cleanup", "").strip(),
                      timeout=float(t.get("timeout", 300)), user=t.get("user", ""),
                      needs_config=tuple((k, tuple(v)) for k, v in (t.get("needs_config") or {}).items()),
-                     known_failures=tuple((str(k), str(v)) for k, v in (t.get("known_failures") or {}).items()))
+                     known_failures=tuple(_known(t["name"], str(k), v) for k, v in (t.get("known_failures") or {}).items()))
             for t in data["tests"]]
+
+
+#: timeout(1)'s own status, and SIGKILL/SIGTERM as exit statuses
+TIMED_OUT = (124, 137, 143)
+
+
+def _known(test: str, version: str, entry) -> tuple:
+    """A known_failures entry: {why: ..., signature: REGEX}."""
+    if not isinstance(entry, dict) or not entry.get("why") or not entry.get("signature"):
+        raise ValueError(f"kselftest-vm.yaml: {test}: known_failures {version!r} needs 'why' and 'signature' "
+                         "(a regular expression the failing output shows), so that only that failure is excused")
+    re.compile(entry["signature"])
+    return (version, str(entry["why"]), str(entry["signature"]))
 
 
 def programs_in(tree: Path) -> list[str]:

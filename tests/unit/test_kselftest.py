@@ -80,3 +80,12 @@ def test_programs_build_static_against_the_trees_headers_and_are_cached(tmp_path
     other = SelftestBuilder(cache).build(tree, "another-tree", arch("x86_64"), (5, 0))
     assert other.directory != built.directory
     shutil.rmtree(cache.root)
+
+
+def test_a_known_failure_without_a_signature_is_refused(tmp_path):
+    from harness.kselftest import load_tests
+
+    recipe = tmp_path / "kselftest-vm.yaml"
+    recipe.write_text("tests:\n  - name: t\n    program: t\n    known_failures:\n      '5.10': it just fails\n")
+    with pytest.raises(ValueError, match="needs 'why' and 'signature'"):
+        load_tests(recipe)
