@@ -135,3 +135,27 @@ def test_a_known_failing_kselftest_is_excused_only_for_its_known_failure(tmp_pat
     bad = failed(run, "x86_64", "kselftest-vm")
     assert [c.name for c in bad] == ["userfaultfd"]
     assert "not the known failure of this version" in bad[0].message
+
+
+def test_a_balloon_page_that_stayed_is_not_excused_by_its_batchs_failure(run):
+    # as if virtballoon_migratepage() always answered -EAGAIN: the page
+    # stays, and its batch counts it among its failures; the model says
+    # it moves (the balloon lock is free in a quiesced guest)
+    sdir = run / "x86_64" / "balloon"
+    before = json.loads(next(l for l in (sdir / "kpf-before.out").read_text().splitlines() if l.startswith("RESULT"))[7:])
+    first = before["ranges"][0][0]
+    after = sdir / "kpf-after.out"
+    line = next(l for l in after.read_text().splitlines() if l.startswith("RESULT"))
+    data = json.loads(line[7:])
+    data["ranges"] = [[first, 1]] + data["ranges"]
+    data["count"] += 1
+    after.write_text(after.read_text().replace(line, "RESULT " + json.dumps(data)))
+    trace = sdir / "trace.out"
+    text = trace.read_text()
+    import re
+
+    # every batch of the window counts one failure more
+    trace.write_text(re.sub(r"mm_migrate_pages: nr_succeeded=(\d+) nr_failed=(\d+)",
+                            lambda m: f"mm_migrate_pages: nr_succeeded={m.group(1)} nr_failed={int(m.group(2)) + 1}", text))
+    bad = [c for c in failed(run, "x86_64", "balloon") if c.name.startswith("balloon pages compaction examined moved")]
+    assert bad and bad[0].observed == 1 and "still at their old PFN" in bad[0].message, bad
