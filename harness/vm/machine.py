@@ -40,14 +40,23 @@ def _serialize_waits(child: pexpect.spawn) -> None:
     """pexpect asks ``waitpid`` from whichever thread calls ``isalive`` (the
     console reader does on EOF, the main thread while it waits for QEMU to
     end): two at once and the loser sees ECHILD and raises "did someone
-    else call waitpid()".  One lock around the pty process's check."""
+    else call waitpid()".  One lock around the pty process's check, never
+    waited for: after EOF pexpect's waitpid blocks until QEMU exits, and a
+    thread queued behind it (the main thread, about to SIGKILL QEMU) would
+    wait for ever; while another thread asks, the answer is "running"
+    unless the exit was seen (every caller polls, or kills a process that
+    may already be gone)."""
     proc = child.ptyproc
-    lock = threading.RLock()
+    lock = threading.Lock()
     check = proc.isalive
 
     def isalive() -> bool:
-        with lock:
+        if not lock.acquire(blocking=False):
+            return not proc.terminated
+        try:
             return check()
+        finally:
+            lock.release()
 
     proc.isalive = isalive
 

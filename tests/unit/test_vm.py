@@ -523,3 +523,29 @@ def test_paramikos_own_log_lines_stay_off_the_terminal():
             "logging.getLogger('paramiko.transport').error('Socket exception: Connection reset by peer (104)')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_a_thread_waiting_for_qemus_exit_never_keeps_another_from_killing_it():
+    # after EOF pexpect's waitpid blocks until the child exits: a second
+    # thread asking meanwhile is told "running" at once (it then kills it)
+    import threading
+    import time
+
+    import pexpect
+
+    from harness.vm.machine import _serialize_waits
+
+    child = pexpect.spawn("sleep 30")
+    _serialize_waits(child)
+    child.flag_eof = True  # as the console reader leaves it at EOF
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(child.isalive()))
+    waiter.start()
+    time.sleep(0.3)  # the waiter is in its blocking waitpid
+    started = time.monotonic()
+    assert child.isalive() is True
+    assert time.monotonic() - started < 1.0
+    child.kill(signal.SIGKILL)
+    waiter.join(10)
+    assert not waiter.is_alive() and answers == [False]
+    assert child.isalive() is False and child.signalstatus == signal.SIGKILL
