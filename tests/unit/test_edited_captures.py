@@ -28,6 +28,19 @@ def edit(path, old, new, count=1):
     path.write_text(text.replace(old, new, count))
 
 
+def keep_first_balloon_page(sdir):
+    """Edit kpf-after: the first balloon page of kpf-before is still a
+    balloon page at its PFN after compaction (it did not move)."""
+    before = json.loads(next(l for l in (sdir / "kpf-before.out").read_text().splitlines() if l.startswith("RESULT"))[7:])
+    first = before["ranges"][0][0]
+    after = sdir / "kpf-after.out"
+    line = next(l for l in after.read_text().splitlines() if l.startswith("RESULT"))
+    data = json.loads(line[7:])
+    data["ranges"] = [[first, 1]] + data["ranges"]
+    data["count"] += 1
+    after.write_text(after.read_text().replace(line, "RESULT " + json.dumps(data)))
+
+
 @pytest.fixture
 def run(tmp_path):
     return materialize(RUN, tmp_path)
@@ -49,14 +62,7 @@ def test_a_balloon_page_compaction_examined_that_stayed_is_named(run):
     # the pristine capture: every examined balloon page left the balloon
     # set; put one of them back, as if balloon_page_migrate() had refused it
     sdir = run / "x86_64" / "balloon"
-    before = json.loads(next(l for l in (sdir / "kpf-before.out").read_text().splitlines() if l.startswith("RESULT"))[7:])
-    first = before["ranges"][0][0]
-    after = sdir / "kpf-after.out"
-    line = next(l for l in after.read_text().splitlines() if l.startswith("RESULT"))
-    data = json.loads(line[7:])
-    data["ranges"] = [[first, 1]] + data["ranges"]
-    data["count"] += 1
-    after.write_text(after.read_text().replace(line, "RESULT " + json.dumps(data)))
+    keep_first_balloon_page(sdir)
     names = [c.name for c in failed(run, "x86_64", "balloon")]
     assert any(n.startswith("balloon pages compaction examined moved") for n in names), names
 
@@ -142,14 +148,7 @@ def test_a_balloon_page_that_stayed_is_not_excused_by_its_batchs_failure(run):
     # stays, and its batch counts it among its failures; the model says
     # it moves (the balloon lock is free in a quiesced guest)
     sdir = run / "x86_64" / "balloon"
-    before = json.loads(next(l for l in (sdir / "kpf-before.out").read_text().splitlines() if l.startswith("RESULT"))[7:])
-    first = before["ranges"][0][0]
-    after = sdir / "kpf-after.out"
-    line = next(l for l in after.read_text().splitlines() if l.startswith("RESULT"))
-    data = json.loads(line[7:])
-    data["ranges"] = [[first, 1]] + data["ranges"]
-    data["count"] += 1
-    after.write_text(after.read_text().replace(line, "RESULT " + json.dumps(data)))
+    keep_first_balloon_page(sdir)
     trace = sdir / "trace.out"
     text = trace.read_text()
     import re
