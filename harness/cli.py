@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -177,9 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        signum = _SIGNALLED[0] if _SIGNALLED else signal.SIGINT
-        print(f"interrupted ({signal.Signals(signum).name}); cleaned up", file=sys.stderr)
-        return 128 + signum
+        return _interrupted()
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0
     except OSError as exc:
@@ -190,7 +189,46 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(disk_full(Path(exc.filename) if exc.filename else Path.cwd()).render(), file=sys.stderr)
         return 3
     except Exception as exc:  # a bug in the harness, not in the input, the machine or the kernel
+        if _caused_by_interrupt(exc):
+            # Python wraps an exception raised where it cannot pass one on
+            # (e.g. Ctrl-C inside a class body's __set_name__ during an
+            # import becomes a RuntimeError): still an interruption
+            return _interrupted()
         return _harness_bug(exc)
+
+
+def _interrupted() -> int:
+    signum = _SIGNALLED[0] if _SIGNALLED else signal.SIGINT
+    print(f"interrupted ({signal.Signals(signum).name}); cleaned up", file=sys.stderr)
+    return 128 + signum
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def entry() -> None:  # pragma: no cover - exercised as a process by the interrupt tests
+    """The console script and ``python -m harness``.  After an interruption
+    the process leaves with os._exit (everything was cleaned up on the way
+    out): CPython notes a KeyboardInterrupt that left code run by exec()
+    (dataclasses make their methods that way, so one arriving during an
+    import) as unhandled even when main() caught it, and would end the
+    process by SIGINT instead of our 130/143."""
+    code = main()
+    if _SIGNALLED or code == 128 + signal.SIGINT:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 def _harness_bug(exc: BaseException) -> int:

@@ -75,3 +75,35 @@ def test_interrupting_harness_check_never_leaves_half_a_report(tmp_path, signum)
                 assert (run_dir / name).read_bytes().replace(bytes(run_dir), b"RUN") == wanted[name], f"{name} cut short after {delay}s"
         assert not [p.name for p in run_dir.glob(".*.tmp")], f"temporary files left after {delay}s"
     assert 128 + signum in codes, f"no attempt was interrupted: {codes}"
+
+
+FAKE_MAIN = """
+import sys
+from harness import cli
+def fake(argv=None):
+    try:
+        # where a signal lands during an import: code run by exec()
+        # (a dataclass's generated methods)
+        exec({what!r})
+    except KeyboardInterrupt:
+        return cli._interrupted()
+    except Exception as exc:
+        if cli._caused_by_interrupt(exc):
+            return cli._interrupted()
+        return 5
+cli.main = fake
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("what", ["raise KeyboardInterrupt",
+                                  "try:\n    raise KeyboardInterrupt\nexcept KeyboardInterrupt as e:\n    raise RuntimeError('wrapped') from e"])
+def test_an_interrupt_inside_exec_run_code_still_exits_130(what):
+    """CPython marks a KeyboardInterrupt that left exec()'d code as
+    unhandled, and at exit would kill the process with SIGINT (-2) though
+    main() caught it; one that Python wrapped (RuntimeError from a class
+    body) is an interruption too, not a harness bug."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    done = subprocess.run([sys.executable, "-c", FAKE_MAIN.format(what=what)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert "interrupted (SIGINT); cleaned up" in done.stderr
