@@ -1247,6 +1247,77 @@ static void cmd_drain(int argc, char **argv)
     emit_result(&out);
 }
 
+/* Read a cgroup v1 memory file's number (-1 if unreadable). */
+static long long memcg_value(const char *dir, const char *file)
+{
+    char path[512];
+    if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path)
+        return -1;
+    FILE *f = fopen(path, "r");
+    long long v = -1;
+    if (f) {
+        if (fscanf(f, "%lld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+/* Write TEXT to DIR/FILE; 0 or the errno. */
+static int memcg_write(const char *dir, const char *file, const char *text)
+{
+    char path[512];
+    if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path)
+        return ENAMETOOLONG;
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = write(fd, text, strlen(text)) < 0 ? errno : 0;
+    if (close(fd) < 0 && !err)
+        err = errno;
+    return err;
+}
+
+/* memcg DIR: move this process into the cgroup v1 memory cgroup DIR, so
+ * that the pages it faults from now on are charged there (and `swapout`
+ * can reclaim them); pages it already has stay where they were charged. */
+static void cmd_memcg(int argc, char **argv)
+{
+    if (argc != 2)
+        usage_fail("usage: memcg DIR");
+    int err = memcg_write(argv[1], "cgroup.procs", "0\n");
+    if (err)
+        sys_fail(err, "cannot join memory cgroup %s", argv[1]);
+    result_begin("memcg");
+    jo_str(&out, "dir", argv[1]);
+    jo_int(&out, "usage", memcg_value(argv[1], "memory.usage_in_bytes"));
+    emit_result(&out);
+}
+
+/* swapout DIR: reclaim every page charged to memory cgroup DIR
+ * (memory.force_empty: anonymous pages go to swap, their PTEs become swap
+ * entries) without lowering its limit, so the process faults its stack
+ * back at once.  A later read fault brings a page back through the swap
+ * cache (a swap device that is not SWP_SYNCHRONOUS_IO, e.g. a disk, not
+ * zram), where it stays: a mapped anonymous swap-cache page. */
+static void cmd_swapout(int argc, char **argv)
+{
+    if (argc != 2)
+        usage_fail("usage: swapout DIR");
+    long long before = memcg_value(argv[1], "memory.usage_in_bytes");
+    long long pswpout = vmstat_value("pswpout");
+    int err = memcg_write(argv[1], "memory.force_empty", "1\n");
+    if (err)
+        sys_fail(err, "memory.force_empty of %s failed", argv[1]);
+    long long after = memcg_value(argv[1], "memory.usage_in_bytes");
+    result_begin("swapout");
+    jo_str(&out, "dir", argv[1]);
+    jo_int(&out, "usage_before", before);
+    jo_int(&out, "usage_after", after);
+    jo_int(&out, "pswpout", vmstat_value("pswpout") - pswpout);
+    emit_result(&out);
+}
+
 /* write PATH TEXT...: write TEXT (the words joined by spaces, and a
  * newline) to PATH, e.g. a sysctl or a sysfs knob, so that a step can
  * change a setting or trigger compaction at its place in the script (the
@@ -1554,6 +1625,8 @@ static const struct command commands[] = {
     {"pageflags", cmd_pageflags},
     {"drain", cmd_drain},
     {"write", cmd_write},
+    {"memcg", cmd_memcg},
+    {"swapout", cmd_swapout},
     {"holes", cmd_holes},
     {"release", cmd_release},
     {"writeback", cmd_writeback},
@@ -1640,7 +1713,7 @@ static void usage(FILE *f)
             "usage: mmdrive < script\n"
             "       mmdrive -c CMD [-c CMD]...\n"
             "commands: alloc touch readfault mlock munlock pin unpin fork_share unmap move query\n"
-            "          mbind migrate_pages nodes pfns pageflags drain write holes release writeback smaps soft_offline sleep echo exit\n"
+            "          mbind migrate_pages nodes pfns pageflags drain write holes release writeback smaps soft_offline memcg swapout sleep echo exit\n"
             "see README.md\n");
 }
 

@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[int, Optional[int]]] = {
     "unmap": (1, 1), "move": (1, None), "query": (1, None), "mbind": (4, 5), "migrate_pages": (2, 2),
     "nodes": (2, 2), "pfns": (2, 2), "smaps": (1, 1), "vmstat": (0, 0), "kpageflags": (1, 2), "pageflags": (2, 2), "drain": (0, 0), "write": (2, None), "holes": (1, 1), "release": (2, 2), "writeback": (2, 2),
     "mark": (1, None), "soft_offline": (2, 2), "sleep": (1, 1), "echo": (0, None), "exit": (0, 0),
-    "verify": (0, 2),
+    "verify": (0, 2), "memcg": (1, 1), "swapout": (1, 1),
 }
 ALLOC_OPTIONS = ("thp", "nothp", "hugetlb", "shared", "notouch", "dontfork", "align=2M", "align=2m", "align=4K", "align=4k")
 HUGE = 512
@@ -54,6 +54,10 @@ class Region:
     dirty: set = field(default_factory=set)
     #: A file region's pages under writeback (``writeback`` started it; a throttled disk keeps it going).
     writeback: set = field(default_factory=set)
+    #: Allocated after ``memcg``: its pages are charged to that memory cgroup (``swapout`` reclaims them).
+    charged: bool = False
+    #: Pages read back from swap: anonymous pages that stay in the swap cache.
+    swapcache: set = field(default_factory=set)
 
 
 def parse_ranges(text: str, count: int, where: str) -> list[int]:
@@ -93,6 +97,8 @@ class Layout:
 
     def __init__(self) -> None:
         self.regions: dict[str, Region] = {}
+        #: ``memcg`` ran: regions allocated from now on are charged to it.
+        self.memcg = False
 
     def region(self, name: str, where: str) -> Region:
         if name not in self.regions:
@@ -121,6 +127,10 @@ class Layout:
         elif name == "unpin":
             for region in self.regions.values():
                 region.pins.clear()
+        elif name == "memcg":
+            self.memcg = True
+        elif name == "swapout":
+            self._swapout(where)
         elif name == "unmap":
             self.region(args[0], where).mapped = False
 
@@ -156,12 +166,39 @@ class Layout:
         touched = "notouch" not in opts
         self.regions[name] = Region(name, pages, kind, node, "shared" in opts or file is not None, "dontfork" in opts,
                                     ["present" if touched else "absent"] * pages,
-                                    dirty=set(range(pages)) if touched and "sync" not in opts and file else set())
+                                    dirty=set(range(pages)) if touched and "sync" not in opts and file else set(),
+                                    charged=self.memcg)
+
+    def _swapout(self, where: str) -> None:
+        """memory.force_empty: every page charged to the memory cgroup goes
+        to swap (its PTE becomes a swap entry).  Only private anonymous base
+        pages, not mlocked or pinned (reclaim keeps those), are derived."""
+        if not self.memcg:
+            raise PlanError(f"{where}: swapout before memcg: no region is charged to a memory cgroup",
+                            hint="join the cgroup (memcg DIR) before the alloc of the region to swap out")
+        for region in self.regions.values():
+            if not region.charged or not region.mapped:
+                continue
+            if region.kind != "anon" or region.shared:
+                raise PlanError(f"{where}: swapout of {region.name!r}: only private anonymous base-page regions "
+                                "are derived (a THP is split, shmem and file pages take other paths)",
+                                hint="allocate that region before memcg")
+            if region.mlocked or region.pins or region.forked:
+                raise PlanError(f"{where}: swapout of {region.name!r}, which has mlocked, pinned or shared pages "
+                                "(reclaim keeps them or leaves them half-unmapped)", hint="swap out before mlock, pin or fork_share")
+            for i, state in enumerate(region.present):
+                if state == "present":
+                    region.present[i] = "swapped"
+            region.swapcache.clear()
 
     def _touching(self, name: str, region: Region, indices: list[int], where: str) -> None:
         if name in ("touch", "touch_until", "mlock"):
             # a write fault (mlock populates writable mappings by writing)
             for i in indices:
+                if region.present[i] == "swapped":
+                    # do_swap_page(): reuse_swap_page() takes the only
+                    # user's page out of the swap cache on a write fault
+                    region.swapcache.discard(i)
                 region.present[i] = "present"
             if region.kind == "file" and name != "mlock":
                 region.dirty.update(indices)
@@ -169,6 +206,11 @@ class Layout:
             for i in indices:
                 if region.present[i] == "absent":
                     region.present[i] = "present" if region.shared else "zero"
+                elif region.present[i] == "swapped":
+                    # do_swap_page() on a read fault: the page stays in the
+                    # swap cache (the swap device is not near full)
+                    region.present[i] = "present"
+                    region.swapcache.add(i)
         if name == "mlock":
             region.mlocked.update(indices)
         elif name == "munlock":
@@ -202,7 +244,7 @@ class Layout:
                         # written through the mapping: the file system gave it buffer heads
                         kind = "file+private" + ("+dirty" if i in region.dirty else "") + ("+writeback" if i in region.writeback else "")
                     else:
-                        kind = "shmem" if region.shared else "anon"
+                        kind = "shmem" if region.shared else "anon_swapcache" if i in region.swapcache else "anon"
                     specs.append(self._spec(kind, region, [i]))
                 continue
             for block in range(region.pages // HUGE):
@@ -231,11 +273,14 @@ class Layout:
             flags.append("shared")
         return "+".join([kind, *flags]) + (f"@{region.node}" if region.node else "")
 
-    def fault(self, region: Region, i: int) -> Optional[str]:
+    def fault(self, region: Region, i: int, where: str = "") -> Optional[str]:
         """The move_pages fault kind of an address that has no model page."""
         if not region.mapped:
             return "no_vma"
         state = region.present[i]
+        if state == "swapped":
+            raise PlanError(f"{where}: page {i} of {region.name!r} is swapped out: the model has no page for it",
+                            hint=f"read it back first (readfault {region.name} RANGES)")
         if state == "zero":
             return "zero_page"
         if state == "absent":
@@ -295,7 +340,7 @@ def derive_call(layout: Layout, words: list[str], index: dict, after: list[list[
         for region_name, i, node in addrs:
             mapped = index.get((region_name, i))
             if mapped is None:
-                entries.append({"fault": layout.fault(layout.regions[region_name], i), "node": node})
+                entries.append({"fault": layout.fault(layout.regions[region_name], i, where), "node": node})
             elif layout.regions[region_name].kind in ("anon", "file"):
                 entries.append({"page": mapped[0], "node": node})
             else:

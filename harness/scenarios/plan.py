@@ -77,6 +77,9 @@ class Plan:
     #: (over QMP: the file system is made at full speed; 0: never throttled).
     disk_mb: int = 0
     disk_write_bps: int = 0
+    #: (name, page indices) of the setup's pages read back from swap: they
+    #: must be in the swap cache when the first step begins.
+    swapcache: tuple = ()
 
     @classmethod
     def load(cls, path: Path) -> "Plan":
@@ -114,6 +117,7 @@ class Plan:
                 raise PlanError(f"{where}: {words[0]} is a measured call: put it in a step's run:")
             layout.apply(words, where)
         specs, index = layout.model_pages(f"{source}: setup")
+        swapcache = tuple((r.name, tuple(sorted(r.swapcache))) for r in layout.regions.values() if r.swapcache)
         pages = _pages(data.get("pages"), specs, source)
         steps = []
         state = list(specs)
@@ -143,6 +147,7 @@ class Plan:
             targets=data.get("targets"),
             source=source,
             regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind in ("anon", "file")),
+            swapcache=swapcache,
         )
 
     def script(self) -> str:
@@ -236,6 +241,8 @@ class PlanScenario(Scenario):
         measured = _measured(results, self.plan)
         flags = _flags_around(results, len(self.plan.steps))
         drained = any(r.get("cmd") == "drain" for r in results)
+        if self.plan.swapcache:
+            swapcache_check(top, self.plan.swapcache, flags[0][0] if flags else {})
         out = list(top.results)
         for index, (step, prediction) in enumerate(zip(self.plan.steps, predictions), 1):
             ck = Checker(self.name, step.name, evidence=[
@@ -395,7 +402,9 @@ def page_state_check(ck: Checker, pre: dict, post: dict) -> None:
             lost = [flag for flag, bit in CARRIED_FLAGS.items() if f0 >> bit & 1 and not f1 >> bit & 1]
             gained = [flag for flag, bit in CARRIED_FLAGS.items()
                       if f1 >> bit & 1 and not f0 >> bit & 1 and flag not in MAY_BE_GAINED]
-            if (f0 >> KPF_DIRTY & 1 or f0 >> CARRIED_FLAGS["anon"] & 1) and not f1 >> KPF_DIRTY & 1:
+            # (a clean swap-cache page may stay clean: its content is in swap)
+            anon_dirty = f0 >> CARRIED_FLAGS["anon"] & 1 and not f0 >> CARRIED_FLAGS["swapcache"] & 1
+            if (f0 >> KPF_DIRTY & 1 or anon_dirty) and not f1 >> KPF_DIRTY & 1:
                 lost.append("dirty")
             if lost or gained:
                 wrong.append(f"{name}:{i} pfn {p0}->{p1}" + (f" lost {','.join(lost)}" if lost else "")
@@ -404,6 +413,23 @@ def page_state_check(ck: Checker, pre: dict, post: dict) -> None:
         ck.exact("page states carried to the new page (kpageflags)", [], wrong[:8],
                  message=f"{compared} moved base pages compared, {len(wrong)} arrived with other states" if wrong else
                  f"{compared} moved base pages compared")
+
+
+def swapcache_check(ck: Checker, swapcache: tuple, pre: dict) -> None:
+    """The pages the model takes for swap-cache pages (read back after a
+    swapout) are in the swap cache before the first step: else the steps
+    would test plain anonymous pages and call it the swap cache."""
+    expected, observed = [], []
+    for name, indices in swapcache:
+        pfns, flags = pre.get(name, ([], []))
+        for i in indices:
+            expected.append(f"{name}:{i}")
+            if i < len(flags) and pfns[i] and flags[i] >> CARRIED_FLAGS["swapcache"] & 1 and flags[i] >> CARRIED_FLAGS["anon"] & 1:
+                observed.append(f"{name}:{i}")
+    missing = [p for p in expected if p not in observed]
+    ck.exact("pages in the swap cache before the first step (kpageflags anon+swapcache)", len(expected), len(observed),
+             f"not in the swap cache: {', '.join(missing[:8])}" + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+             if missing else f"{len(expected)} pages")
 
 
 def _step_events(events: list, index: int) -> list:

@@ -158,3 +158,46 @@ def test_a_balloon_page_that_stayed_is_not_excused_by_its_batchs_failure(run):
                             lambda m: f"mm_migrate_pages: nr_succeeded={m.group(1)} nr_failed={int(m.group(2)) + 1}", text))
     bad = [c for c in failed(run, "x86_64", "balloon") if c.name.startswith("balloon pages compaction examined moved")]
     assert bad and bad[0].observed == 1 and "still at their old PFN" in bad[0].message, bad
+
+
+def _pageflags_lines(out, name):
+    lines = out.read_text().splitlines()
+    return lines, [i for i, l in enumerate(lines) if '"cmd":"pageflags"' in l and f'"name":"{name}"' in l]
+
+
+def _edit_kflags(out, lines, index, page, clear):
+    data = json.loads(lines[index][7:])
+    data["kflags"][page] &= ~clear
+    lines[index] = "RESULT " + json.dumps(data, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("kernel", ["v5.0", "5.10"])
+def test_a_page_not_in_the_swap_cache_before_the_step_is_named(kernel, tmp_path):
+    # the setup read sc back from swap: clear PG_swapcache (bit 13) of page 7
+    # in the flags read before the first step (as if swap-in had skipped the
+    # swap cache, as zram's does): the step would test plain anonymous pages
+    run = materialize(f"{kernel}-swap-cache-x86_64+arm64", tmp_path)
+    out = run / "arm64" / "swap-cache" / "workload.out"
+    lines, flags = _pageflags_lines(out, "sc")
+    _edit_kflags(out, lines, flags[0], 7, 1 << 13)
+    bad = failed(run, "arm64", "swap-cache")
+    # (and the moved page seems to have gained the state: named too)
+    assert [(c.step, c.name) for c in bad] == [("setup", "pages in the swap cache before the first step (kpageflags anon+swapcache)"),
+                                               ("move", "page states carried to the new page (kpageflags)")]
+    assert bad[0].expected == 64 and bad[0].observed == 63 and "not in the swap cache: sc:7" in bad[0].message
+    assert len(bad[1].observed) == 1 and bad[1].observed[0].startswith("sc:7 ") and bad[1].observed[0].endswith("gained swapcache")
+
+
+def test_a_swap_cache_page_that_arrives_outside_the_swap_cache_is_named(tmp_path):
+    # after the move: the new page of sc:5 lacks PG_swapcache (its swap
+    # entry lost); a clean swap-cache page that stays clean is no loss
+    run = materialize("v5.0-swap-cache-x86_64+arm64", tmp_path)
+    out = run / "x86_64" / "swap-cache" / "workload.out"
+    lines, flags = _pageflags_lines(out, "sc")
+    pre = json.loads(lines[flags[0]][7:])
+    assert all(f >> 13 & 1 and not f >> 4 & 1 for f in pre["kflags"])  # in the swap cache, clean
+    _edit_kflags(out, lines, flags[1], 5, 1 << 13)
+    bad = failed(run, "x86_64", "swap-cache")
+    assert [(c.step, c.name) for c in bad] == [("move", "page states carried to the new page (kpageflags)")]
+    assert bad[0].observed[0].startswith("sc:5 pfn ") and bad[0].observed[0].endswith("lost swapcache")

@@ -67,3 +67,17 @@ def test_a_half_batch_scan_fails_the_cluster_rule(tmp_path):
     failed = [c for c in checks_of(doc["arches"]["x86_64"]["scenarios"]["compact-memory"]) if c.status.name == "FAIL"]
     rule = [c for c in failed if c.name.startswith("I7 a scan that stops inside a pageblock")]
     assert rule and "16: 1" in rule[0].message
+
+
+def test_swap_cache_pages_expected_to_hold_one_reference_too_few_fail_to_move(tmp_path):
+    """migrate-file-refs-off-by-one: expected_page_refs() forgets the swap
+    cache's reference, so every swap-cache page stays busy (-EAGAIN) for
+    ten passes and fails; the plain anonymous pages still move."""
+    for arch, failed in failures("migrate-file-refs-off-by-one", tmp_path, "swap-cache").items():
+        names = [(c.step, c.name) for c in failed]
+        assert ("move", "query status") in names and ("move", "Δpgmigrate_fail") in names, arch
+        query = next(c for c in failed if c.name == "query status" and c.step == "move")
+        assert query.expected == [1] * 80
+        assert query.observed == [0] * 64 + [1] * 16  # the swap-cache pages (listed first) stayed on node 0
+        fail = next(c for c in failed if c.name == "Δpgmigrate_fail" and c.step == "move")
+        assert (fail.expected, fail.observed) == (0, 64)

@@ -180,3 +180,42 @@ def test_writeback_leaves_file_pages_clean_and_under_writeback(tmp_path):
     text = FILE_PLAN.replace("  - run: move d:0-3=1 c:0-3=1", "  - before: writeback x 0\n    run: move d:0-3=1 c:0-3=1")
     with pytest.raises(UserError):
         load_plan_file(write(tmp_path, text.replace("  touch c 0-1\n", "  alloc x 1\n  touch c 0-1\n"), "bad.yaml"))
+
+
+SWAP_PLAN = """\
+name: my-swap
+requires: {numa: true, disk_mb: 16}
+setup: |
+  alloc before 4
+  memcg /sys/fs/cgroup/memory/x
+  alloc sc 8
+  swapout /sys/fs/cgroup/memory/x
+  readfault sc 0-5
+  touch sc 6-7
+steps:
+  - run: move before:0-3=1 sc:0-7=1
+    after: query before:0-3 sc:0-7
+"""
+
+
+def test_pages_read_back_after_a_swapout_are_swap_cache_pages_written_ones_are_not(tmp_path):
+    plan = load_plan_file(write(tmp_path, SWAP_PLAN)).plan
+    # "before" was charged to the root cgroup: never swapped; a write fault
+    # takes the only user's page out of the swap cache (reuse_swap_page)
+    assert plan.pages == ("anon*4", "anon_swapcache*6", "anon*2")
+    assert plan.swapcache == (("sc", (0, 1, 2, 3, 4, 5)),)
+    assert "swapout /sys/fs/cgroup/memory/x" in plan.script()
+    assert plan.steps[0].model["entries"][4:10] == [{"page": i, "node": 1} for i in range(4, 10)]
+
+
+@pytest.mark.parametrize("change,words", [
+    (("  memcg /sys/fs/cgroup/memory/x\n", ""), "swapout before memcg"),
+    (("  alloc sc 8\n", "  alloc sc 512 thp\n"), "only private anonymous base-page regions"),
+    (("  alloc sc 8\n", "  alloc sc 8\n  mlock sc 0\n"), "mlocked, pinned or shared"),
+    (("  readfault sc 0-5\n", "  readfault sc 0-4\n"), "page 5 of 'sc' is swapped out"),
+])
+def test_swapouts_the_model_cannot_follow_are_refused(tmp_path, capsys, change, words):
+    text = SWAP_PLAN.replace(*change)
+    if "thp" in change[1]:
+        text = text.replace("readfault sc 0-5", "readfault sc 0-511").replace("  touch sc 6-7\n", "")
+    assert words in refused(tmp_path, text, capsys)
