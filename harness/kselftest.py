@@ -14,7 +14,7 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -87,6 +87,54 @@ class SelfTest:
         return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class SourceFix:
+    """A bug of a selftest program itself (not of the kernel), fixed in the
+    harness's copy of its source before it is compiled: ``anchor`` must
+    occur exactly once in the program's source, and ``insert`` goes right
+    before it.  A source without the anchor (fixed upstream, or rewritten)
+    is compiled as it is."""
+
+    name: str
+    program: str
+    why: str
+    upstream: str
+    anchor: str
+    insert: str
+
+    def apply(self, source: str) -> tuple[str, bool]:
+        count = source.count(self.anchor)
+        if count == 0:
+            return source, False
+        if count > 1:
+            raise InfraError(f"kselftest-vm.yaml: source fix {self.name}: its anchor occurs {count} times in {self.program}.c",
+                             hint="make the anchor unique")
+        return source.replace(self.anchor, self.insert + self.anchor, 1), True
+
+
+def load_source_fixes(path: Path = RECIPE) -> list[SourceFix]:
+    data = yaml.safe_load(path.read_text())
+    out = []
+    for raw in data.get("source_fixes") or ():
+        missing = [k for k in ("name", "program", "why", "upstream", "anchor", "insert") if not raw.get(k)]
+        if missing:
+            raise ValueError(f"kselftest-vm.yaml: source fix {raw.get('name', '?')}: missing {', '.join(missing)}")
+        out.append(SourceFix(**{k: str(raw[k]) for k in ("name", "program", "why", "upstream", "anchor", "insert")}))
+    return out
+
+
+def fixed_sources(sources: dict, fixes: list) -> tuple[dict, dict]:
+    """The programs' sources with the fixes that apply, and {program: [fix names]}."""
+    out, applied = dict(sources), {}
+    for fix in fixes:
+        if fix.program in out:
+            text, did = fix.apply(out[fix.program].decode())
+            if did:
+                out[fix.program] = text.encode()
+                applied.setdefault(fix.program, []).append(fix.name)
+    return out, applied
+
+
 def load_prepare(path: Path = RECIPE) -> str:
     """Guest shell run once before the tests (huge pages, hugetlbfs)."""
     return "; ".join(line.strip() for line in (yaml.safe_load(path.read_text()).get("prepare") or "").splitlines() if line.strip())
@@ -134,9 +182,16 @@ class Built:
     #: program -> None (built) or the compiler's last lines (did not build).
     programs: dict
     cached: bool
+    #: {program: [names of the source fixes applied]} (guest/kselftest-vm.yaml)
+    source_fixes: dict = field(default_factory=dict)
 
     def path(self, program: str) -> Optional[Path]:
         return self.directory / program if self.programs.get(program) is None and program in self.programs else None
+
+
+def _built(directory: Path, cached: bool) -> Built:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return Built(directory, manifest["programs"], cached, manifest.get("source_fixes", {}))
 
 
 class SelftestBuilder:
@@ -152,24 +207,27 @@ class SelftestBuilder:
         tests = load_tests()
         programs = sorted({t.program for t in tests} & set(programs_in(tree)))
         sources = {p: (tree / SELFTESTS / f"{p}.c").read_bytes() for p in programs if (tree / SELFTESTS / f"{p}.c").exists()}
+        sources, applied = fixed_sources(sources, load_source_fixes())
         key = key_of({"recipe": RECIPE_VERSION, "arch": the_arch.name, "compiler": cc.version,
                       "sources": {p: hashlib.sha256(data).hexdigest() for p, data in sources.items()},
                       "tree": source_id})
         final = self.cache.dir("kselftest") / key
         if (final / "manifest.json").exists():
-            return Built(final, json.loads((final / "manifest.json").read_text())["programs"], cached=True)
+            return _built(final, cached=True)
         with self.cache.lock(f"kselftest-{key}"):
             if (final / "manifest.json").exists():
-                return Built(final, json.loads((final / "manifest.json").read_text())["programs"], cached=True)
+                return _built(final, cached=True)
             with self.cache.staging(final) as tmp:
                 headers = self._headers(tree, the_arch, version, tmp / "hdr")
                 outcome = {}
                 for program in programs:
-                    outcome[program] = self._compile(the_arch, tree, program, headers, tmp)
+                    outcome[program] = self._compile(the_arch, tree, program, headers, tmp, sources.get(program))
                 (tmp / "manifest.json").write_text(json.dumps({"programs": outcome, "arch": the_arch.name, "tree": str(tree),
-                                                               "compiler": cc.version, "built": time.time()}, indent=2) + "\n")
+                                                               "compiler": cc.version, "built": time.time(),
+                                                               "source_fixes": applied}, indent=2) + "\n")
                 shutil.rmtree(tmp / "hdr", ignore_errors=True)
-        return Built(final, json.loads((final / "manifest.json").read_text())["programs"], cached=False)
+                shutil.rmtree(tmp / "src", ignore_errors=True)
+        return _built(final, cached=False)
 
     def _headers(self, tree: Path, the_arch: Arch, version: tuple, out: Path) -> Path:
         """``make headers_install`` of the tree, out of tree (the tree is not touched)."""
@@ -182,12 +240,21 @@ class SelftestBuilder:
             raise InfraError(f"make headers_install failed in {tree}", log_tail=result.stdout.splitlines()[-15:])
         return out / "usr" / "include"
 
-    def _compile(self, the_arch: Arch, tree: Path, program: str, headers: Path, out: Path) -> Optional[list]:
+    def _compile(self, the_arch: Arch, tree: Path, program: str, headers: Path, out: Path,
+                 text: Optional[bytes] = None) -> Optional[list]:
         source = tree / SELFTESTS / f"{program}.c"
         if not source.exists():
             return [f"{source} is missing"]
-        argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", f"-I{headers}", "-o", str(out / program), str(source),
-                "-lrt", "-lpthread"]
+        if text is not None and text != source.read_bytes():
+            # the fixed copy, compiled where the original is (its #includes)
+            fixed = out / "src" / f"{program}.c"
+            fixed.parent.mkdir(exist_ok=True)
+            fixed.write_bytes(text)
+            compiled = fixed
+        else:
+            compiled = source
+        argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", f"-I{headers}", f"-I{source.parent}", "-o", str(out / program),
+                str(compiled), "-lrt", "-lpthread"]
         result = proc.run(argv, cwd=source.parent, echo=self.echo)
         if result.returncode != 0:
             raise_if_disk_full(result.stdout, out, f"compiling {program}")

@@ -264,7 +264,8 @@ class Pipeline:
             try:
                 built = SelftestBuilder(echo=self.echo).build(Path(build.source["tree"]), build.source["identity"], the_arch,
                                                               _version_tuple(build.kernel_version))
-                out["kselftest-vm"] = {"directory": str(built.directory), "programs": built.programs}
+                out["kselftest-vm"] = {"directory": str(built.directory), "programs": built.programs,
+                                       "source_fixes": built.source_fixes}
             except HarnessError as exc:
                 out["kselftest-vm"] = {"error": exc.render()}
         return out

@@ -59,6 +59,8 @@ class KselftestVm(Scenario):
             ran.append({"name": test.name, "status": int(found[-1]) if found else None, "seconds": round(result.elapsed, 1),
                         "output": f"ksft-{test.name}.out"})
         observation["kselftest"] = ran
+        # the selftests' own bugs the harness fixed in its copy of their source
+        observation["source_fixes"] = built.get("source_fixes", {})
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
@@ -87,6 +89,9 @@ class KselftestVm(Scenario):
                             + _last_line(captures, test))
                     continue
                 message = "" if test["status"] == 0 else f"exit status {test['status']}: " + _last_line(captures, test)
+                fixes = observation.get("source_fixes", {}).get(recipe.program if recipe else "", [])
+                if fixes:
+                    message += ("; " if message else "") + f"{recipe.program} built with the harness's source fixes: {', '.join(fixes)}"
                 known = recipe.known_failure(target.kernel_version)[0] if recipe else ""
                 if test["status"] and known:
                     message += f" (not the known failure of this version: {known})"

@@ -89,3 +89,36 @@ def test_a_known_failure_without_a_signature_is_refused(tmp_path):
     recipe.write_text("tests:\n  - name: t\n    program: t\n    known_failures:\n      '5.10': it just fails\n")
     with pytest.raises(ValueError, match="needs 'why' and 'signature'"):
         load_tests(recipe)
+
+
+def test_a_source_fix_goes_before_its_anchor_once_or_not_at_all():
+    from harness.errors import InfraError
+    from harness.kselftest import SourceFix, fixed_sources
+
+    fix = SourceFix("wake", "uffd", "why", "upstream", anchor="\t} else if (x) {\n", insert="\t\twake();\n")
+    source = b"if (copy) {\n\tfail();\n\t} else if (x) {\n}\n"
+    fixed, applied = fixed_sources({"uffd": source, "other": source}, [fix])
+    assert fixed["uffd"] == b"if (copy) {\n\tfail();\n\t\twake();\n\t} else if (x) {\n}\n"
+    assert fixed["other"] == source and applied == {"uffd": ["wake"]}  # only its program
+    # fixed upstream (no anchor): compiled as it is
+    assert fixed_sources({"uffd": b"int main(void) { return 0; }\n"}, [fix]) == ({"uffd": b"int main(void) { return 0; }\n"}, {})
+    with pytest.raises(InfraError, match="occurs 2 times"):
+        fixed_sources({"uffd": source + source}, [fix])
+
+
+def test_the_userfaultfd_fix_applies_to_the_v50_and_510_sources_of_the_same_shape():
+    """The recipe's own fix against both shapes __copy_page() has (v5.0's
+    one-line error, 5.10's braces): the wake lands inside the failed
+    UFFDIO_COPY branch, after the -EEXIST test, in both."""
+    from harness.kselftest import fixed_sources, load_source_fixes
+
+    v50 = (b"\tif (ioctl(ufd, UFFDIO_COPY, &uffdio_copy)) {\n\t\tif (uffdio_copy.copy != -EEXIST)\n"
+           b"\t\t\tfprintf(stderr, \"UFFDIO_COPY error %Ld\\n\",\n\t\t\t\tuffdio_copy.copy), exit(1);\n"
+           b"\t} else if (uffdio_copy.copy != page_size) {\n\t\tfprintf(stderr, \"UFFDIO_COPY unexpected copy %Ld\\n\",\n")
+    v510 = v50.replace(b"-EEXIST)\n", b"-EEXIST) {\n").replace(b"uffdio_copy.copy), exit(1);\n", b"uffdio_copy.copy);\n\t\t\texit(1);\n\t\t}\n")
+    for source in (v50, v510):
+        fixed, applied = fixed_sources({"userfaultfd": source}, load_source_fixes())
+        assert applied == {"userfaultfd": ["userfaultfd-wake-after-copy-eexist"]}
+        text = fixed["userfaultfd"].decode()
+        wake = text.index("ioctl(ufd, UFFDIO_WAKE")
+        assert text.index("-EEXIST") < wake < text.index("} else if (uffdio_copy.copy != page_size)")
