@@ -14,6 +14,7 @@ from harness.model.compaction import compact_memory_scanned, compact_memory_zone
 from harness.observe import compaction as cmp
 from harness.observe.compaction import Fate
 from harness.observe import trace as trace_mod
+from harness.observe import samples as samples_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import zoneinfo
 from harness.result import CheckResult
@@ -90,15 +91,18 @@ TRACEFS = "for d in /sys/kernel/tracing /sys/kernel/debug/tracing; do [ -e $d/tr
 
 
 def snapshot_around(label: str, action: str) -> str:
-    """Shell: vmstat snapshot, begin marker, action, end marker, snapshot."""
+    """Shell: vmstat snapshot, begin marker, action, end marker, snapshot;
+    /proc/vmstat sampled meanwhile (for the report's plots), printed last."""
     return (
-        TRACEFS
+        TRACEFS + samples_mod.sampler_start(label)
         + f"echo '== before'; {vmstat_mod.SNAPSHOT}; {mark(f'harness {label} begin')}; "
         + f"{action}; {mark(f'harness {label} end')}; echo '== after'; {vmstat_mod.SNAPSHOT}"
+        + samples_mod.sampler_stop(label)
     )
 
 
 def split_snapshots(text: str) -> tuple[dict, dict]:
+    text, _ = samples_mod.split(text)
     before, _, after = text.partition("== after")
     return vmstat_mod.parse(before.replace("== before", "")), vmstat_mod.parse(after)
 

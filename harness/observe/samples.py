@@ -1,0 +1,67 @@
+"""/proc/vmstat sampled in the guest while a step runs (guest/workloads/
+vmsample.c), for the report's plots.  A capture made with
+``compaction.snapshot_around`` ends with a ``== samples`` section:
+
+    == samples
+    SAMPLE <CLOCK_MONOTONIC ms (since boot, as the trace clock)> name=value ...
+    RESULT {"cmd": "vmsample", ...}
+
+Pure: text in, numbers out."""
+from __future__ import annotations
+
+import csv
+import io
+
+MARK = "== samples"
+#: The counters sampled: migration, compaction, THP, balloon, NUMA
+#: balancing, zsmalloc, swap, and free memory.
+PREFIXES = ("pgmigrate_", "compact_", "thp_", "balloon_", "numa_", "nr_free_pages", "nr_zspages", "pswp")
+INTERVAL_MS = 100
+
+
+def sampler_start(label: str) -> str:
+    """Guest shell: start the sampler in the background (its pid in $VS)."""
+    return f"vmsample {INTERVAL_MS} {','.join(PREFIXES)} > /tmp/vmsample-{label}.out 2>/dev/null & VS=$!; "
+
+
+def sampler_stop(label: str) -> str:
+    """Guest shell: stop the sampler and print its samples after the mark."""
+    return (f"; kill -TERM $VS 2>/dev/null; wait $VS 2>/dev/null; echo '{MARK}'; "
+            f"cat /tmp/vmsample-{label}.out 2>/dev/null; rm -f /tmp/vmsample-{label}.out")
+
+
+def split(text: str) -> tuple[str, str]:
+    """The capture without its samples, and the samples section."""
+    head, mark, tail = text.partition("\n" + MARK + "\n")
+    if not mark and text.startswith(MARK + "\n"):
+        return "", text[len(MARK) + 1:]
+    return head + ("\n" if mark else ""), tail
+
+
+def parse(text: str) -> list[tuple[int, dict[str, int]]]:
+    """[(ms, {counter: value})] of a capture's samples section (or of the
+    samples alone); malformed lines are skipped."""
+    _, section = split(text)
+    out = []
+    for line in (section or text).splitlines():
+        if not line.startswith("SAMPLE "):
+            continue
+        words = line.split()
+        try:
+            ms = int(words[1])
+            values = {k: int(v) for k, _, v in (w.partition("=") for w in words[2:])}
+        except (IndexError, ValueError):
+            continue
+        out.append((ms, values))
+    return out
+
+
+def to_csv(samples: list[tuple[int, dict[str, int]]]) -> str:
+    """One row per sample: ms, then every counter seen (blank where absent)."""
+    names = sorted({k for _, values in samples for k in values})
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["ms", *names])
+    for ms, values in samples:
+        writer.writerow([ms, *[values.get(n, "") for n in names]])
+    return buf.getvalue()
