@@ -249,7 +249,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _run_series(args, request)
     outcome = Pipeline(request).run()
     print((outcome.run_dir / "summary.txt").read_text(), end="")
-    print(f"reports: {outcome.run_dir}/summary.txt, results.json, junit.xml, results.tap")
+    print(f"reports: {outcome.run_dir}/summary.txt, report.html, results.json, junit.xml, results.tap")
     return outcome.exit_code
 
 

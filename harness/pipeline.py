@@ -323,6 +323,7 @@ class Pipeline:
                 entry["error_blame"] = "harness"
         entry["elapsed_s"] = round(time.monotonic() - started, 1)
         entry["checks"] = [c.as_dict() for c in check_scenario(scenario, target, sdir, observation, entry)]
+        _add_model_account(entry, scenario, target)
         entry["status"] = scenario_status(entry).name
         write_json(sdir / "results.json", entry)
         self.say(f"[{target.arch.name}] {scenario.name}: {entry['status']} ({entry['elapsed_s']}s)")
@@ -387,6 +388,18 @@ def check_scenario(scenario: Scenario, target: Target, sdir: Path, observation: 
     return results
 
 
+def _add_model_account(entry: dict, scenario: Scenario, target: Target) -> None:
+    """The model's per-step prediction and per-page reasoning, for the
+    reports (plan scenarios: the model predicts them page by page)."""
+    account = getattr(scenario, "model_account", None)
+    if account is None:
+        return
+    try:
+        entry["model"] = account(target)
+    except HarnessError as exc:  # the checks already said what is wrong with the plan
+        entry["model"] = [{"error": exc.render()}]
+
+
 def recheck(run_dir: Path) -> dict:
     """Redo every check of a saved run from its captures (no VM)."""
     run_dir = Path(run_dir)
@@ -418,6 +431,7 @@ def recheck(run_dir: Path) -> dict:
             except (OSError, ValueError):
                 observation = None
             entry["checks"] = [c.as_dict() for c in check_scenario(scenarios[name], target, sdir, observation, entry)]
+            _add_model_account(entry, scenarios[name], target)
             entry["status"] = scenario_status(entry).name
     with proc.signals_deferred():  # the records change together or not at all
         write_json(run_dir / "results.json", doc)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SKIP = {"ssh_key", "initrd.img", "dmesg.txt", "junit.xml", "results.tap", "summary.txt"}
+SKIP = {"ssh_key", "initrd.img", "dmesg.txt", "junit.xml", "results.tap", "summary.txt", "report.html"}
 LIMIT = 64 * 1024
 
 
@@ -35,7 +35,7 @@ def main(run_dir: str, name: str, kind: str = "runs", extra_rewrites=()) -> None
     if dest.exists():
         shutil.rmtree(dest)
     for path in sorted(src.rglob("*")):
-        if path.is_dir() or path.name in SKIP:
+        if path.is_dir() or path.name in SKIP or (path.name.startswith("samples-") and path.suffix == ".csv"):  # reports make them
             continue
         if path.name == "results.json" and not (path.parent / "run.json").exists():
             continue  # the per-scenario copy of what the run's results.json holds

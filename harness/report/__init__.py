@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import json
+
+from harness.report.html import html_text
 from harness.report.junit import junit_text
 from harness.report.summary import summary_text
 from harness.report.tap import ktap
@@ -17,10 +20,20 @@ def write_all(run_dir: Path, doc: dict) -> dict[str, Path]:
         "junit": run_dir / "junit.xml",
         "tap": run_dir / "results.tap",
         "summary": run_dir / "summary.txt",
+        "html": run_dir / "report.html",
     }
-    for name, text in (("junit", junit_text(doc)), ("tap", ktap(doc)), ("summary", summary_text(doc))):
+    for name, text in (("junit", junit_text(doc)), ("tap", ktap(doc)), ("summary", summary_text(doc)),
+                       ("html", html_text(doc, run_dir, _run_record(run_dir)))):
         _replace(paths[name], text)
     return paths
+
+
+def _run_record(run_dir: Path) -> dict:
+    """run.json (inputs, reproducer, versions), or {} where there is none."""
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _replace(path: Path, text: str) -> None:

@@ -5,6 +5,8 @@ writes trace markers, so counters and events are attributed to the step
 (and to the workload's pid)."""
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -15,6 +17,7 @@ from harness.errors import InfraError, UserError
 from harness.scenarios import derive
 from harness.scenarios.derive import PlanError
 from harness.model import simulate
+from harness.model.scenario import parse_entries
 from harness.model.prediction import Prediction
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
@@ -80,6 +83,8 @@ class Plan:
     #: (name, page indices) of the setup's pages read back from swap: they
     #: must be in the swap cache when the first step begins.
     swapcache: tuple = ()
+    #: Per model page, the guest's name for it ("buf:3", "big:0-511").
+    page_labels: tuple = ()
 
     @classmethod
     def load(cls, path: Path) -> "Plan":
@@ -148,6 +153,7 @@ class Plan:
             source=source,
             regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind in ("anon", "file")),
             swapcache=swapcache,
+            page_labels=_page_labels(index),
         )
 
     def script(self) -> str:
@@ -185,6 +191,20 @@ class Plan:
         return scenario
 
 
+def _page_labels(index: dict) -> tuple:
+    """{(region, i): (page, subpage)} -> per model page "region:i" (or
+    "region:i-j" for a huge page's subpages)."""
+    spans: dict = {}
+    for (region, i), (page, _) in index.items():
+        name, lo, hi = spans.get(page, (region, i, i))
+        spans[page] = (name, min(lo, i), max(hi, i))
+    return tuple(f"{name}:{lo}" + (f"-{hi}" if hi != lo else "") for _, (name, lo, hi) in sorted(spans.items()))
+
+
+#: "pass 0: page 10 (anon): ..." -- a line of the model's reasoning about one page.
+_LOG_PAGE = re.compile(r"^pass \d+: page (\d+)\b")
+
+
 class PlanScenario(Scenario):
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
@@ -220,6 +240,34 @@ class PlanScenario(Scenario):
     # ------------------------------------------------------------------
     def predict(self, target: Target) -> list[Prediction]:
         return simulate(self.plan.model_scenario(target))
+
+    def model_account(self, target: Target) -> list[dict]:
+        """Per step, the model's prediction and its per-page reasoning (what
+        ``harness model simulate --explain`` prints), for the reports: each
+        entry of the call with the guest's name of its page."""
+        labels = self.plan.page_labels
+        out = []
+        for step, prediction in zip(self.plan.steps, self.predict(target)):
+            entries = []
+            raw = step.model.get("entries") if step.model.get("call") == "move_pages" else None
+            for entry in parse_entries(raw, [None] * len(labels)) if raw else ():
+                if entry.fault:
+                    entries.append({"fault": entry.fault, "node": entry.node})
+                else:
+                    label = labels[entry.page] if entry.page < len(labels) else f"page {entry.page}"
+                    entries.append({"page": entry.page, "label": label + (f" (subpage {entry.sub})" if entry.sub else ""),
+                                    "node": entry.node})
+            reasons: dict = {}
+            for line in prediction.log:
+                found = _LOG_PAGE.match(line)
+                if found:
+                    reasons.setdefault(int(found.group(1)), []).append(line)
+            out.append({"step": step.name, "call": step.model.get("call"), "entries": entries,
+                        "ret": prediction.ret, "status": prediction.status, "query": prediction.query,
+                        "trace": prediction.trace_lines(), "notes": list(prediction.notes),
+                        "reasons": {str(k): v for k, v in sorted(reasons.items())},
+                        "text": prediction.render(explain=True)})
+        return out
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None
