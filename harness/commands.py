@@ -377,6 +377,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
         a, b = compare.load_run(args.run_a), compare.load_run(args.run_b)
         comparisons = [("", compare.compare(a, b, scenarios_for_run(a.path, b.path)))]
+    if args.html is not None:
+        from harness.report import _replace
+
+        title = f"{args.run_a}" + (f" vs {args.run_b}" if args.run_b is not None else " (series)")
+        try:
+            _replace(args.html, compare.render_html(comparisons, title))
+        except OSError as exc:
+            raise UserError(f"cannot write {args.html}: {exc.strerror}", hint="pass --html a path in a writable directory") from None
+        print(f"wrote {args.html}")
     if args.json:
         docs = [dict(c.as_dict(), label=label) for label, c in comparisons]
         print(json.dumps(docs[0] if args.run_b is not None else {"series": str(args.run_a), "comparisons": docs}, indent=2, default=str))
@@ -396,6 +405,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("run_b", type=Path, nargs="?", help="run directory B")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--changes", action="store_true", help="list only the checks that are not the same")
+    parser.add_argument("--html", type=Path, metavar="FILE",
+                        help="also write the comparison as a page: A and B side by side, differences first and highlighted")
     parser.set_defaults(handler=_cmd_compare)
 
 

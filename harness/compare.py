@@ -312,3 +312,49 @@ def render(comparison: Comparison, only_changes: bool = False) -> str:
     counts = comparison.counts()
     lines.append("verdicts: " + (", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no checks in common"))
     return "\n".join(lines) + "\n"
+
+
+_ORDER = {Verdict.REGRESSION: 0, Verdict.BOTH_FAIL: 1, Verdict.CHANGED: 2, Verdict.FIXED: 3, Verdict.ONLY_A: 4, Verdict.ONLY_B: 4,
+          Verdict.SAME: 5}
+
+
+def render_html(comparisons: list[tuple[str, Comparison]], title: str) -> str:
+    """The comparison as a page: per pairing of arches, the model's account
+    of the expected differences, then per scenario every check with A and B
+    side by side (observed, the model's expectation, status), the checks
+    that differ first and highlighted."""
+    import jinja2
+
+    from harness.report.html import TEMPLATES, _show
+
+    docs = []
+    for label, comparison in comparisons:
+        pairings = []
+        for pairing in comparison.pairings:
+            by_scenario: dict[str, list[Row]] = {}
+            for row in pairing.rows:
+                by_scenario.setdefault(row.scenario, []).append(row)
+            scenarios = []
+            for name, rows in by_scenario.items():
+                same = sum(r.verdict is Verdict.SAME for r in rows)
+                scenarios.append({"name": name, "summary": f"{len(rows)} checks, {same} same", "rows": [
+                    {"step": r.step, "check": r.check, "kind": r.kind, "verdict": r.verdict.value,
+                     "css": "only" if r.verdict in (Verdict.ONLY_A, Verdict.ONLY_B) else r.verdict.value.replace(" ", "-"),
+                     "a_status": r.a_status or "-", "b_status": r.b_status or "-",
+                     "a_observed": _show(r.a_observed), "b_observed": _show(r.b_observed),
+                     "a_expected": _show(r.a_expected), "b_expected": _show(r.b_expected), "message": r.message}
+                    for r in sorted(rows, key=lambda r: _ORDER[r.verdict])]})
+            scenarios.sort(key=lambda s: min(_ORDER[Verdict(r["verdict"])] for r in s["rows"]))
+            pairings.append({"a_arch": pairing.a_arch, "b_arch": pairing.b_arch, "a": comparison.a.describe(pairing.a_arch),
+                             "b": comparison.b.describe(pairing.b_arch), "account": list(pairing.account.items()),
+                             "notes": list(pairing.notes.items()), "only_a": pairing.only_a, "only_b": pairing.only_b,
+                             "scenarios": scenarios})
+        docs.append((label, {"pairings": pairings, "unpaired": comparison.unpaired}))
+    counts: dict[str, int] = {}
+    for _, comparison in comparisons:
+        for verdict_name, n in comparison.counts().items():
+            counts[verdict_name] = counts.get(verdict_name, 0) + n
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("compare.html.j2").render(
+        title=title, comparisons=docs, regressions=sum(len(c.regressions) for _, c in comparisons),
+        counts=", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no checks in common")

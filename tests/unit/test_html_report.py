@@ -117,3 +117,27 @@ def test_the_report_opens_offline_in_a_browser(mutant_run, tmp_path):
     width, height, colours = _png_size_and_colours(shot)
     assert (width, height) == (1280, 1600)
     assert colours > 20  # text, tables and the red and green verdicts, not a blank page
+
+
+def test_compare_html_puts_a_and_b_side_by_side_regressions_first(tmp_path, capsys):
+    """harness compare A B --html: the pristine swap-cache run against the
+    refs-off-by-one mutant; every regression is a highlighted row, before
+    the checks that stayed the same, with both observations and the model's
+    expectation for each."""
+    from harness.cli import main
+
+    a = materialize("v5.0-swap-cache-x86_64+arm64", tmp_path / "a", RUNS)
+    b = materialize("migrate-file-refs-off-by-one", tmp_path / "b", MUTANTS)
+    out = tmp_path / "compare.html"
+    assert main(["compare", str(a), str(b), "--html", str(out)]) == 1  # regressions
+    page = rendered(out)
+    rows = [dict(r, cells=[c.strip() for c in r["cells"]]) for r in page.rows if r["cells"] and len(r["cells"]) == 11]
+    verdicts = [r["cells"][3] for r in rows]
+    assert verdicts.count("regression") == 16 and verdicts.count("same") == 68
+    first_same = verdicts.index("same")
+    assert all(v == "regression" for v in verdicts[:8]) and "regression" not in verdicts[first_same:first_same + 34]
+    pgfail = next(r for r in rows if r["cells"][1] == "Δpgmigrate_fail" and r["cells"][0] == "move")
+    assert pgfail["class"] == "regression"
+    assert [pgfail["cells"][i] for i in (4, 5, 6, 7, 8, 9)] == ["PASS", "0", "0", "FAIL", "64", "0"]
+    assert "16 regressions" in "".join(page.text)
+    assert main(["compare", str(a), str(b), "--html", str(tmp_path / "nowhere" / "x.html")]) == 2
