@@ -11,6 +11,7 @@ returns at once and rebuilds nothing.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
@@ -243,7 +244,10 @@ class Builder:
         meta_dir.mkdir(exist_ok=True)
         log_path = meta_dir / "build.log"
         marker = meta_dir / "building"
-        progress = Progress(f"build {the_arch.name} {source.version}", quiet=request.quiet, stream=self.stream)
+        history_path = meta_dir / "objects.json"
+        config_id = hashlib.sha256(json.dumps([requested_text, request.base, sorted(make_vars.items()), plan.names]).encode()).hexdigest()[:16]
+        expected = _expected_objects(history_path, config_id)
+        progress = Progress(f"build {the_arch.name} {source.version}", quiet=request.quiet, stream=self.stream, expected=expected)
         env = self._env(the_arch, work)
         base_make = ["make", f"O={objs}", f"ARCH={the_arch.linux_arch}"]
         if the_arch.kernel_cross:
@@ -303,8 +307,12 @@ class Builder:
             # does not
             marker.touch()
             argv = base_make + compilers + make_words + build_stamp + [f"-j{jobs}", the_arch.image_target]
-            self._make(argv, work.tree, env, log, progress, meta, "build", stream=True)
+            try:
+                self._make(argv, work.tree, env, log, progress, meta, "build", stream=True)
+            finally:
+                progress.close()
         marker.unlink(missing_ok=True)
+        _record_objects(history_path, config_id, progress.count)
         elapsed = time.monotonic() - started
         image = objs / the_arch.image_path
         meta.update(
@@ -447,3 +455,26 @@ def reproducer(request: BuildRequest) -> str:
     if request.source.offline:
         words.append("--offline")
     return proc.quote(words)
+
+
+def _expected_objects(history: Path, config_id: str) -> Optional[int]:
+    """How many objects the last build of this configuration in this build
+    directory compiled (the progress line's 100 %), or None."""
+    try:
+        value = json.loads(history.read_text()).get(config_id)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _record_objects(history: Path, config_id: str, count: int) -> None:
+    try:
+        data = json.loads(history.read_text())
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    if count:
+        data[config_id] = count
+        tmp = history.with_name(history.name + ".tmp")
+        tmp.write_text(json.dumps(data) + "\n")
+        os.replace(tmp, history)
