@@ -303,6 +303,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         doc = _json.loads((run_dir / "results.json").read_text())
     except (OSError, ValueError):
         raise UserError(f"{run_dir} has no readable results.json: is it a run directory?") from None
+    if args.kcidb:
+        from harness.report import _replace
+        from harness.report.kcidb import kcidb_doc
+
+        kcidb = kcidb_doc(run_dir)  # refused before anything is written
+        with proc.signals_deferred():
+            _replace(run_dir / "kcidb.json", _json.dumps(kcidb, indent=1, default=str) + "\n")
+        print(f"wrote {run_dir / 'kcidb.json'}: {len(kcidb['builds'])} builds, {len(kcidb['tests'])} tests")
+        return 0
     with proc.signals_deferred():
         write_all(run_dir, doc)
     print((run_dir / "summary.txt").read_text(), end="")
@@ -315,6 +324,8 @@ def _add_check_report(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=_cmd_check)
     report = sub.add_parser("report", help="rewrite the reports of a saved run (junit, KTAP, summary)")
     report.add_argument("run_dir", type=Path)
+    report.add_argument("--kcidb", action="store_true",
+                        help="write kcidb.json (KernelCI's KCIDB v5 format: the checkout, a build per arch, a test per check)")
     report.set_defaults(handler=_cmd_report)
 
 
