@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.cache import Cache  # noqa: E402
 from harness.errors import InfraError, KernelError  # noqa: E402
-from harness.mutation import load_catalogue, select  # noqa: E402
+from harness.mutation import equivalent_on, load_catalogue, select  # noqa: E402
 from harness.pipeline import Pipeline, RunRequest  # noqa: E402
 from harness.report.model import checks_of, iter_scenarios  # noqa: E402
 from harness.result import Status  # noqa: E402
@@ -96,7 +96,7 @@ def harness_scenarios(chosen: tuple) -> tuple:
 
 
 def rate(rows: list, arch: str, key: str) -> tuple[int, int]:
-    counted = [r for r in rows if not r["equivalent"] and r[arch][key]["result"] in ("killed", "survived")]
+    counted = [r for r in rows if not equivalent_on(r["equivalent"], arch) and r[arch][key]["result"] in ("killed", "survived")]
     return sum(r[arch][key]["result"] == "killed" for r in counted), len(counted)
 
 
@@ -168,6 +168,10 @@ def main() -> int:
         print(f"  {mutation.id:38} " + "  ".join(
             f"{arch}: {row[arch]['harness']['result']:9}" + (f" (kselftest {row[arch]['kselftest']['result']})" if anchor else "")
             + f" {row[arch]['harness']['by'][:50]}" for arch in arches), flush=True)
+    # the catalogue's current arguments (a resumed table may predate them)
+    arguments = {m.id: m.equivalent for m in load_catalogue(args.kernel if args.kernel in ("v5.0",) else "v5.0")}
+    for row in table["mutants"]:
+        row["equivalent"] = arguments.get(row["id"], row["equivalent"])
     print()
     header = " ".join(f"{a:>10}" + (f" {'ksft ' + a:>14}" if anchor else "") for a in arches)
     print(f"{'mutant':38} {'category':12} {header}  first killing check")
@@ -175,7 +179,8 @@ def main() -> int:
         cells = " ".join(f"{row[a]['harness']['result']:>10}" + (f" {row[a]['kselftest']['result']:>14}" if anchor else "")
                          for a in arches)
         by = next((row[a]["harness"]["by"] for a in arches if row[a]["harness"]["result"] == "killed"), "")
-        print(f"{row['id']:38} {row['category']:12} {cells}  {by[:70]}{'  (equivalent)' if row['equivalent'] else ''}")
+        on = [a for a in arches if equivalent_on(row["equivalent"], a)]
+        print(f"{row['id']:38} {row['category']:12} {cells}  {by[:70]}" + (f"  (equivalent on {', '.join(on)})" if on else ""))
     for arch in arches:
         killed, counted = rate(table["mutants"], arch, "harness")
         table.setdefault("kill_rate", {})[arch] = killed / counted if counted else 0.0
@@ -184,7 +189,7 @@ def main() -> int:
             k2, c2 = rate(table["mutants"], arch, "kselftest")
             table.setdefault("kselftest_kill_rate", {})[arch] = k2 / c2 if c2 else 0.0
             line += f"; kselftest vm alone {k2}/{c2} = {k2 / c2 if c2 else 0:.0%}"
-        equivalent = sum(1 for r in table["mutants"] if r["equivalent"])
+        equivalent = sum(1 for r in table["mutants"] if equivalent_on(r["equivalent"], arch))
         uncounted = sum(1 for r in table["mutants"] if r[arch]["harness"]["result"] not in ("killed", "survived"))
         print(line + f" ({equivalent} equivalent, {uncounted} not counted: did not build or infrastructure)")
     write_json(root / "teeth.json", table)

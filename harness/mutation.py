@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import yaml
 
@@ -30,8 +30,13 @@ class Mutation:
     original: str
     replacement: str
     what: str
-    #: Why no user could tell this mutant from the kernel (or None).
-    equivalent: Optional[str] = None
+    #: Why no user could tell this mutant from the kernel: a string (on
+    #: every arch) or {arch: why} (on those arches only); None: not equivalent.
+    equivalent: Optional[Union[str, dict]] = None
+
+    def equivalent_on(self, arch: str) -> Optional[str]:
+        """Why the mutant is equivalent on ``arch``, or None."""
+        return equivalent_on(self.equivalent, arch)
 
     def patch(self, tree: Path) -> Patch:
         """The mutation as a patch against ``tree`` (checked: the original
@@ -47,6 +52,12 @@ class Mutation:
             raise UserError(f"mutation {self.id}: the original text is in {where}(), not {self.function}()",
                             hint=f"fix the catalogue entry's function or its original text ({self.file})")
         return Patch(patch.name, patch.data, subject=f"mutant {self.id}: {self.what}", origin=f"{self.file}:{self.function}")
+
+
+def equivalent_on(equivalent: Optional[Union[str, dict]], arch: str) -> Optional[str]:
+    if isinstance(equivalent, dict):
+        return equivalent.get(arch)
+    return equivalent or None
 
 
 def enclosing_function(text: str, needle: str) -> Optional[str]:
@@ -83,6 +94,9 @@ def load_catalogue(kernel: str = "v5.0", path: Optional[Path] = None) -> list[Mu
         if raw["id"] in seen:
             raise UserError(f"{path}: mutation id {raw['id']!r} appears twice")
         seen.add(raw["id"])
+        eq = raw.get("equivalent")
+        if eq is not None and not (isinstance(eq, str) or (isinstance(eq, dict) and all(isinstance(v, str) for v in eq.values()))):
+            raise UserError(f"{path}: mutation {raw['id']}: equivalent is a reason, or a mapping of arch to reason")
         out.append(Mutation(**{k: raw.get(k) for k in KEYS}))
     return out
 

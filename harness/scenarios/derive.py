@@ -379,8 +379,9 @@ def derive_call(layout: Layout, words: list[str], index: dict, after: list[list[
         region = layout.region(args[0], where)
         i = parse_ranges(args[1], region.pages, where)[0]
         mapped = index.get((region.name, i))
-        if mapped is None or region.kind != "anon":
+        if mapped is None or region.kind not in ("anon", "hugetlb"):
             return None
+        # a hugetlb page is offlined whole, from any of its addresses
         return {"call": "soft_offline", "page": mapped[0]}
     return None
 

@@ -88,3 +88,30 @@ def test_every_mutation_applies_to_v50(tmp_path):
         out = subprocess.run(["patch", "-p1", "--batch", "--forward"], cwd=work, input=patch.data, capture_output=True)
         assert out.returncode == 0, (mutation.id, out.stdout)
         assert mutation.replacement in (work / mutation.file).read_text()
+
+
+def test_a_mutant_may_be_equivalent_on_some_arches_only(tmp_path):
+    by_id = {m.id: m for m in load_catalogue()}
+    no_pool = by_id["hugetlb-no-pool"]
+    assert "ARCH_ENABLE_HUGEPAGE_MIGRATION" in no_pool.equivalent_on("arm64")
+    assert no_pool.equivalent_on("x86_64") is None  # x86_64 v5.0 migrates hugetlb pages: it counts there
+    assert Mutation("m", "f", "g", "content", "a", "b", "w", equivalent="no user can tell").equivalent_on("arm") == "no user can tell"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kernel: v5.0\nmutations:\n  - {id: m, file: f, function: g, category: content, original: a, "
+                   "replacement: b, what: w, equivalent: [arm64]}\n")
+    with pytest.raises(UserError, match="equivalent is a reason, or a mapping of arch to reason"):
+        load_catalogue(path=bad)
+
+
+def test_teeth_counts_a_mutant_only_where_it_is_not_equivalent():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("teeth", Path(__file__).resolve().parents[2] / "bench" / "teeth.py")
+    teeth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teeth)
+    row = lambda id_, eq, x86, arm: {"id": id_, "equivalent": eq, "x86_64": {"harness": {"result": x86}},  # noqa: E731
+                                     "arm64": {"harness": {"result": arm}}}
+    rows = [row("a", None, "killed", "killed"), row("b", {"arm64": "why"}, "killed", "survived"),
+            row("c", None, "survived", "does not build")]
+    assert teeth.rate(rows, "x86_64", "harness") == (2, 3)
+    assert teeth.rate(rows, "arm64", "harness") == (1, 1)  # b equivalent there, c not counted
