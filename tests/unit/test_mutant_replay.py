@@ -81,3 +81,16 @@ def test_swap_cache_pages_expected_to_hold_one_reference_too_few_fail_to_move(tm
         assert query.observed == [0] * 64 + [1] * 16  # the swap-cache pages (listed first) stayed on node 0
         fail = next(c for c in failed if c.name == "Δpgmigrate_fail" and c.step == "move")
         assert (fail.expected, fail.observed) == (0, 64)
+
+
+def test_a_hugetlb_page_that_cannot_be_isolated_fails_soft_offline_on_both_arches(tmp_path):
+    """hugetlb-isolate-refused: soft_offline_huge_page() answers -EBUSY
+    before any migration.  On arm64 v5.0, where move_pages never reaches
+    isolation (no hugetlb migration there), this is the check that kills it:
+    -EBUSY where the model says -EIO (a migration tried and failed)."""
+    failed = failures("hugetlb-isolate-refused", tmp_path, "soft-offline-hugetlb")
+    for arch, expected in (("x86_64", 0), ("arm64", -5)):
+        ret = next(c for c in failed[arch] if c.name == "return value")
+        assert (ret.expected, ret.observed) == (expected, -16), arch
+        events = next(c for c in failed[arch] if c.name == "mm_migrate_pages events")
+        assert events.observed == [] and len(events.expected) == 1  # no migration was even tried

@@ -97,12 +97,12 @@ def fake_run(tmp_path, monkeypatch):
     import dataclasses
 
     import harness.arches as arches_mod
-    patched = dataclasses.replace(arches_mod.ARCHES["x86_64"], qemu_binary=str(wrapper))
-    monkeypatch.setattr(arches_mod, "ARCHES", {**arches_mod.ARCHES, "x86_64": patched})
+    patched = {name: dataclasses.replace(arches_mod.ARCHES[name], qemu_binary=str(wrapper)) for name in ("x86_64", "arm64")}
+    monkeypatch.setattr(arches_mod, "ARCHES", {**arches_mod.ARCHES, **patched})
 
-    def run(*scenarios):
+    def run(*scenarios, vms=1, arches=("x86_64",), runs_root=None):
         monkeypatch.setattr(pipeline_mod, "select", lambda names, plans=(), only_plans=False: list(scenarios))
-        request = RunRequest(SourceRequest(str(tmp_path)), ("x86_64",), quiet=True, runs_root=tmp_path / "runs")
+        request = RunRequest(SourceRequest(str(tmp_path)), arches, quiet=True, runs_root=runs_root or tmp_path / "runs", vms=vms)
         return Pipeline(request).run()
 
     run.runs_root = tmp_path / "runs"
@@ -269,3 +269,105 @@ def test_an_interrupted_build_is_recorded_as_such(fake_run, monkeypatch):
     (run_dir,) = list(fake_run.runs_root.iterdir())
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "interrupted" and run["error"] == "interrupted during the build stage (x86_64)"
+
+
+def _comparable(run_dir: Path) -> dict:
+    """results.json without timings and with the run directory's own path
+    written as RUN."""
+    text = (run_dir / "results.json").read_text().replace(str(run_dir), "RUN")
+    doc = json.loads(text)
+    doc.pop("run_id", None)
+    for arch_doc in doc["arches"].values():
+        arch_doc.pop("elapsed_s", None)
+        for entry in arch_doc["scenarios"].values():
+            for key in ("elapsed_s", "boot_s", "qemu_argv"):
+                entry.pop(key, None)
+    return doc
+
+
+def test_parallel_guests_give_the_results_of_a_serial_run(fake_run, tmp_path):
+    suite = (Passing(), Failing(), Crashing(), NeedsZfs(), NoChecks())
+    serial = fake_run(*suite, arches=("x86_64", "arm64"), runs_root=tmp_path / "serial")
+    parallel = fake_run(*suite, arches=("x86_64", "arm64"), vms=3, runs_root=tmp_path / "parallel")
+    assert _comparable(parallel.run_dir) == _comparable(serial.run_dir)
+    assert parallel.exit_code == serial.exit_code == 3
+    for arch in ("x86_64", "arm64"):
+        assert list(json.loads((parallel.run_dir / "results.json").read_text())["arches"][arch]["scenarios"]) == \
+            [s.name for s in suite]  # the suite's order, whichever finished first
+        assert sorted(p.name for p in (parallel.run_dir / arch).iterdir()) == sorted(p.name for p in (serial.run_dir / arch).iterdir())
+    assert (parallel.run_dir / "report.html").exists()
+
+
+class Overlapping(Passing):
+    """Records when its guest was up (the parallel runs' guests overlap)."""
+
+    spans: dict = {}
+
+    def drive(self, guest, target, captures, qmp=None):
+        import time
+
+        start = time.monotonic()
+        guest.run("echo 42")
+        time.sleep(1.0)
+        Overlapping.spans[(target.arch.name, self.name)] = (start, time.monotonic())
+        return super().drive(guest, target, captures, qmp)
+
+
+def test_parallel_guests_run_at_the_same_time(fake_run):
+    class A(Overlapping):
+        name = "a"
+
+    class B(Overlapping):
+        name = "b"
+
+    Overlapping.spans.clear()
+    outcome = fake_run(A(), B(), arches=("x86_64", "arm64"), vms=4)
+    assert outcome.exit_code == 0
+    spans = list(Overlapping.spans.values())
+    assert len(spans) == 4
+    assert max(s for s, _ in spans) < min(e for _, e in spans)  # all four guests were up at once
+
+
+def test_ctrl_c_during_parallel_guests_kills_them_all_and_says_which_were_running(fake_run):
+    import os
+    import signal
+    import time
+
+    class Slow(Passing):
+        name = "slow"
+
+        def drive(self, guest, target, captures, qmp=None):
+            guest.run("echo 42")
+            for _ in range(600):  # until its guest is killed under it
+                guest.run("echo still")
+                time.sleep(0.05)
+            captures.save("outlived.txt", "the guest outlived Ctrl-C\n")
+            return super().drive(guest, target, captures, qmp)
+
+    class Interrupting(Passing):
+        name = "interrupting"
+
+        def drive(self, guest, target, captures, qmp=None):
+            guest.run("echo 42")
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered to the main thread
+            for _ in range(600):
+                guest.run("echo still")
+                time.sleep(0.05)
+            return super().drive(guest, target, captures, qmp)
+
+    from harness.vm import machine as machine_mod
+
+    with pytest.raises(KeyboardInterrupt):
+        fake_run(Slow(), Interrupting(), Passing(), vms=2)
+    assert not list(machine_mod._LIVE)  # every guest shut down
+    (run_dir,) = list(fake_run.runs_root.iterdir())
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["error"].startswith("interrupted during the scenario stage (")
+    results = json.loads((run_dir / "results.json").read_text())["arches"]["x86_64"]["scenarios"]
+    assert results["slow"]["status"] == "ERROR" and "interrupted" in results["slow"]["error"]
+    assert "passing" not in results  # never started
+    assert not (run_dir / "x86_64" / "slow" / "outlived.txt").exists()  # its guest was killed, not waited for
+    for name in ("slow", "interrupting"):
+        machine = json.loads((run_dir / "x86_64" / name / "machine.json").read_text())
+        assert machine.get("argv")  # the guest ran, and its record was written when it was shut down
