@@ -217,6 +217,20 @@ def _positive_jobs(text: str) -> int:
     return value
 
 
+def _guests(text: str) -> int:
+    if text == "auto":
+        from harness.vm.machine import auto_guests
+
+        return auto_guests()
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of guests (or 'auto')") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} guests at once: give at least 1")
+    return value
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.errors import UserError
     from harness.pipeline import Pipeline, RunRequest
@@ -244,6 +258,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         reproducer=proc.quote(["harness", *sys.argv[1:]]),
         plans=plans,
         only_plans=args.only_plans,
+        vms=args.vms,
     )
     if args.series:
         return _run_series(args, request)
@@ -271,6 +286,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs", type=Path, help="where run directories go (default ./runs or $HARNESS_RUNS)")
     parser.add_argument("--accel", choices=["kvm", "tcg"], help="force the accelerator")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing scenario")
+    parser.add_argument("--vms", type=_guests, default=1, metavar="N|auto",
+                        help="guests at once: run the scenarios of every arch in up to N fresh guests in parallel "
+                             "('auto': from the CPUs and the free memory; default 1, one after the other)")
     parser.add_argument("--plan", type=Path, action="append", default=[], metavar="FILE.yaml",
                         help="run your own plan file too (repeatable; format in README)")
     parser.add_argument("--plans", type=Path, action="append", default=[], metavar="DIR", help="run every *.yaml plan in DIR too")

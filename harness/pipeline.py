@@ -12,6 +12,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -60,6 +61,22 @@ class RunRequest:
     #: The run directory's name under ``runs_root`` (a series stage); by
     #: default a dated name.
     run_name: Optional[str] = None
+    #: Guests at once: scenarios (of every arch) run in up to this many
+    #: fresh guests in parallel; 1 runs them one after the other.
+    vms: int = 1
+
+
+@dataclass
+class _ArchRun:
+    """One arch of a run, ready for its scenarios."""
+
+    name: str
+    target: Target
+    kernel: Path
+    initrd: Path
+    directory: Path
+    info: dict
+    started: float
 
 
 @dataclass
@@ -101,10 +118,12 @@ class Pipeline:
         #: what, for the record of an interrupted run.
         self.stage = "setup"
         self.where = ""
+        self._say_lock = threading.Lock()
 
     def say(self, text: str) -> None:
         if not self.request.quiet:
-            print(text, file=self.stream, flush=True)
+            with self._say_lock:
+                print(text, file=self.stream, flush=True)
 
     # ------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -155,12 +174,17 @@ class Pipeline:
             for plan, path in zip(plans, req.plans):
                 (run_dir / "plans" / f"{plan.name}.yaml").write_text(Path(path).read_text())
         self.say(f"[run] {run_dir}")
+        if req.vms < 1:
+            raise UserError(f"{req.vms} guests at once", hint="give --vms 1 or more")
         try:
-            for arch_name in req.arches:
-                info["arches"][arch_name] = self._run_arch(arch_name, scenarios, run_dir / arch_name)
-                write_json(run_dir / "run.json", info)
-                if req.fail_fast and run_status(self.doc) >= Status.FAIL:
-                    break
+            if req.vms > 1:
+                self._run_parallel(scenarios, run_dir, info)
+            else:
+                for arch_name in req.arches:
+                    info["arches"][arch_name] = self._run_arch(arch_name, scenarios, run_dir / arch_name)
+                    write_json(run_dir / "run.json", info)
+                    if req.fail_fast and run_status(self.doc) >= Status.FAIL:
+                        break
         except KeyboardInterrupt:
             info["status"] = "interrupted"
             info["error"] = f"interrupted during the {self.stage} stage" + (f" ({self.where})" if self.where else "")
@@ -211,6 +235,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------
     def _run_arch(self, arch_name: str, scenarios: Sequence[Scenario], arch_dir: Path) -> dict:
+        ctx = self._prepare_arch(arch_name, scenarios, arch_dir)
+        order = [s.name for s in scenarios]
+        for scenario in scenarios:
+            entry = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, arch_dir / scenario.name)
+            self._record_entry(ctx, scenario.name, entry, order)
+            if self.request.fail_fast and entry["status"] in ("FAIL", "ERROR"):
+                break
+        return self._finish_arch(ctx)
+
+    def _prepare_arch(self, arch_name: str, scenarios: Sequence[Scenario], arch_dir: Path) -> "_ArchRun":
+        """Build the kernel and the image, find the target and build the
+        scenarios' assets: what every scenario of the arch runs on."""
         req = self.request
         arch_dir.mkdir(parents=True, exist_ok=True)
         arch_doc: dict = {"target": {"arch": arch_name}, "scenarios": {}}
@@ -240,17 +276,94 @@ class Pipeline:
             target = replace(target, assets=assets)
         info = {"kernel": str(build.image), "kernel_version": build.kernel_version, "model": rules.name,
                 "build": str(build.directory), "image": str(image.path), "scenarios": {}}
-        for scenario in scenarios:
-            entry = self._run_scenario(scenario, target, build.image, image.path, arch_dir / scenario.name)
-            arch_doc["scenarios"][scenario.name] = entry
-            info["scenarios"][scenario.name] = {k: entry.get(k) for k in ("status", "elapsed_s", "accel", "qemu_argv")}
-            write_json(self.run_dir / "results.json", self.doc)
-            if req.fail_fast and entry["status"] in ("FAIL", "ERROR"):
-                break
-        info["elapsed_s"] = round(time.monotonic() - started, 1)
+        return _ArchRun(arch_name, target, build.image, image.path, arch_dir, info, started)
+
+    def _record_entry(self, ctx: "_ArchRun", name: str, entry: dict, order: Sequence[str]) -> None:
+        """A finished scenario into the results, in the suite's order
+        whichever order the scenarios finished in."""
+        arch_doc = self.doc["arches"][ctx.name]
+        scenarios = dict(arch_doc["scenarios"], **{name: entry})
+        arch_doc["scenarios"] = {n: scenarios[n] for n in order if n in scenarios}
+        ctx.info["scenarios"][name] = {k: entry.get(k) for k in ("status", "elapsed_s", "accel", "qemu_argv")}
+        ctx.info["scenarios"] = {n: ctx.info["scenarios"][n] for n in order if n in ctx.info["scenarios"]}
+        write_json(self.run_dir / "results.json", self.doc)
+
+    def _finish_arch(self, ctx: "_ArchRun") -> dict:
+        arch_doc = self.doc["arches"][ctx.name]
+        ctx.info["elapsed_s"] = round(time.monotonic() - ctx.started, 1)
         arch_doc["target"]["accel"] = next((e.get("accel") for e in arch_doc["scenarios"].values() if e.get("accel")), None)
-        arch_doc["elapsed_s"] = info["elapsed_s"]
-        return info
+        arch_doc["elapsed_s"] = ctx.info["elapsed_s"]
+        return ctx.info
+
+    def _run_parallel(self, scenarios: Sequence[Scenario], run_dir: Path, info: dict) -> None:
+        """Every arch's kernel and image first, then the scenarios of all
+        arches in up to ``vms`` fresh guests at once.  Results, reports and
+        the run directory are those of a serial run; Ctrl-C kills every
+        guest (the workers then unwind through their own shutdown) and the
+        scenarios that were running say they were interrupted."""
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        from harness.vm.machine import kill_all
+
+        req = self.request
+        contexts = []
+        for arch_name in req.arches:
+            contexts.append(self._prepare_arch(arch_name, scenarios, run_dir / arch_name))
+            info["arches"][arch_name] = contexts[-1].info
+            write_json(run_dir / "run.json", info)
+        order = [s.name for s in scenarios]
+        lock = threading.Lock()
+        stop = threading.Event()
+        running: dict = {}
+
+        def work(ctx: _ArchRun, scenario: Scenario) -> Optional[dict]:
+            if stop.is_set():
+                return None
+            with lock:
+                running[(ctx.name, scenario.name)] = time.monotonic()
+            try:
+                entry = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, ctx.directory / scenario.name)
+            finally:
+                with lock:
+                    running.pop((ctx.name, scenario.name), None)
+            with lock:  # (a scenario Ctrl-C cut short is recorded again below, as interrupted)
+                self._record_entry(ctx, scenario.name, entry, order)
+            if req.fail_fast and entry["status"] in ("FAIL", "ERROR"):
+                stop.set()
+            return entry
+
+        pool = ThreadPoolExecutor(max_workers=req.vms, thread_name_prefix="guest")
+        futures = [pool.submit(work, ctx, scenario) for ctx in contexts for scenario in scenarios]
+        try:
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.5)
+            for future in futures:
+                future.result()  # a harness bug outside a scenario's own handling
+        except KeyboardInterrupt:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            with lock:
+                interrupted = sorted(running)
+            self.stage, self.where = "scenario", ", ".join(f"{a} {n}" for a, n in interrupted) or "between scenarios"
+            with proc.signals_deferred():  # a second Ctrl-C waits until the guests are gone
+                while not all(f.done() for f in futures):
+                    kill_all()
+                    wait(futures, timeout=0.2)
+                for arch_name, name in interrupted:
+                    ctx = next(c for c in contexts if c.name == arch_name)
+                    entry = dict(self.doc["arches"][arch_name]["scenarios"].get(name) or {},
+                                 error="interrupted during the scenario stage: the scenario did not finish", error_blame="infra",
+                                 checks=[], status=Status.ERROR.name)
+                    self._record_entry(ctx, name, entry, order)
+                    write_json(ctx.directory / name / "results.json", entry)
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for ctx in contexts:
+                self._finish_arch(ctx)
+            write_json(run_dir / "run.json", info)
 
     def _assets(self, scenarios: Sequence[Scenario], build, the_arch, target: Target) -> dict:
         """Build what the scenarios about to run asked for; a failure is

@@ -15,6 +15,7 @@ import signal
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
@@ -104,6 +105,46 @@ class BootTimes:
             return None if t is None else round(t - self.spawned, 3)
 
         return {"first_output_s": rel(self.first_output), "ready_s": rel(self.ready), "ssh_s": rel(self.ssh)}
+
+
+#: QEMUs running now (guests of parallel scenarios), for kill_all().
+_LIVE: "weakref.WeakSet[Machine]" = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_all() -> int:
+    """SIGKILL every QEMU a Machine started and has not shut down yet (from
+    any thread: the main thread ends the guests of parallel scenarios on
+    Ctrl-C; each worker then unwinds through its own shutdown).  Returns
+    how many were signalled."""
+    with _LIVE_LOCK:
+        machines = list(_LIVE)
+    killed = 0
+    for machine in machines:
+        child = machine.child
+        if child is not None and child.pid:
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
+def auto_guests(guest_mb: int = 2048, cpus: Optional[int] = None, available_mb: Optional[int] = None) -> int:
+    """Guests to run at once on this host: one per CPU, as many as its
+    available memory holds (``guest_mb`` each, the largest a scenario asks
+    for, plus QEMU's own), at least 1."""
+    cpus = cpus if cpus is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if available_mb is None:
+        available_mb = 0
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    available_mb = int(line.split()[1]) // 1024
+        except (OSError, ValueError, IndexError):
+            available_mb = guest_mb
+    return max(1, min(cpus, available_mb // (guest_mb + 256)))
 
 
 class Machine:
@@ -251,6 +292,8 @@ class Machine:
             self.argv[0], self.argv[1:], encoding=None, echo=False, preexec_fn=_die_with_parent, dimensions=(50, 200)
         )
         _serialize_waits(self.child)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
         self.watcher = ConsoleWatcher(self.child, self.console_log)
         self.watcher.start()
 
@@ -439,6 +482,8 @@ class Machine:
                 self._wait_exit(3.0)
         finally:
             self._kill()
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
             self._record()
             if self.private is not None:
                 shutil.rmtree(self.private, ignore_errors=True)
