@@ -371,3 +371,20 @@ def test_ctrl_c_during_parallel_guests_kills_them_all_and_says_which_were_runnin
     for name in ("slow", "interrupting"):
         machine = json.loads((run_dir / "x86_64" / name / "machine.json").read_text())
         assert machine.get("argv")  # the guest ran, and its record was written when it was shut down
+
+
+def test_auto_guests_are_one_per_cpu_as_memory_allows():
+    from harness.vm.machine import auto_guests
+
+    assert auto_guests(2048, cpus=2, available_mb=24000) == 2
+    assert auto_guests(2048, cpus=8, available_mb=5000) == 2  # 2304 MiB a guest
+    assert auto_guests(2048, cpus=4, available_mb=1000) == 1  # never fewer than one
+
+
+@pytest.mark.parametrize("value,words", [("0", "give at least 1"), ("many", "not a number of guests")])
+def test_a_bad_number_of_guests_is_refused(value, words, capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--kernel", "v5.0", "--vms", value])
+    assert exc.value.code == 2 and words in capsys.readouterr().err
