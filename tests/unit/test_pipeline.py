@@ -298,34 +298,38 @@ def test_parallel_guests_give_the_results_of_a_serial_run(fake_run, tmp_path):
     assert (parallel.run_dir / "report.html").exists()
 
 
-class Overlapping(Passing):
-    """Records when its guest was up (the parallel runs' guests overlap)."""
+class Meeting(Passing):
+    """Waits, with its guest up, until the other guests of the run are up
+    too (a barrier): only guests that run at the same time all get past."""
 
-    spans: dict = {}
+    barrier = None
+    met: list = []
 
     def drive(self, guest, target, captures, qmp=None):
-        import time
+        import threading
 
-        start = time.monotonic()
         guest.run("echo 42")
-        time.sleep(1.0)
-        Overlapping.spans[(target.arch.name, self.name)] = (start, time.monotonic())
+        try:
+            Meeting.barrier.wait(timeout=120)
+            Meeting.met.append((target.arch.name, self.name))
+        except threading.BrokenBarrierError:
+            pass
         return super().drive(guest, target, captures, qmp)
 
 
 def test_parallel_guests_run_at_the_same_time(fake_run):
-    class A(Overlapping):
+    import threading
+
+    class A(Meeting):
         name = "a"
 
-    class B(Overlapping):
+    class B(Meeting):
         name = "b"
 
-    Overlapping.spans.clear()
+    Meeting.barrier, Meeting.met = threading.Barrier(4), []
     outcome = fake_run(A(), B(), arches=("x86_64", "arm64"), vms=4)
     assert outcome.exit_code == 0
-    spans = list(Overlapping.spans.values())
-    assert len(spans) == 4
-    assert max(s for s, _ in spans) < min(e for _, e in spans)  # all four guests were up at once
+    assert sorted(Meeting.met) == [("arm64", "a"), ("arm64", "b"), ("x86_64", "a"), ("x86_64", "b")]  # all four up at once
 
 
 def test_ctrl_c_during_parallel_guests_kills_them_all_and_says_which_were_running(fake_run):
