@@ -28,7 +28,11 @@ from harness.check import Checker, migration_invariants
 
 PLANS = Path(__file__).with_name("plans")
 DEFAULT_CHECKS = ("ret", "status", "query", "trace", "vmstat")
-KNOWN_CHECKS = DEFAULT_CHECKS + ("event_shape", "succeeded_at_least", "thp")
+KNOWN_CHECKS = DEFAULT_CHECKS + ("event_shape", "succeeded_at_least", "thp", "split_counters")
+#: The THP split counters: exact even where the other vmstat deltas are not
+#: (a step whose migrated count depends on what the target node had left
+#: still splits a THP exactly as the model says, or fails to).
+SPLIT_COUNTERS = ("thp_split_page", "thp_split_page_failed", "thp_split_pmd")
 
 
 TOP_KEYS = ("name", "experiment", "title", "requires", "setup", "pages", "steps", "require_thp", "prepare", "targets")
@@ -526,6 +530,11 @@ def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: l
         for name, value in pred.vmstat_deltas().items():
             if name in delta and (drained or name not in DRAIN_EXACT):
                 ck.exact(f"Δ{name}", value, delta[name])
+    elif "split_counters" in step.checks:
+        predicted = pred.vmstat_deltas()
+        for name in SPLIT_COUNTERS:
+            if name in delta and name in predicted:
+                ck.exact(f"Δ{name}", predicted[name], delta[name])
     pattern_check(ck, "page contents intact (every written page's pattern)", next((r for r in after if r.get("cmd") == "verify"), None),
                   "after this step")
     if "thp" in step.checks and step.thp_region:

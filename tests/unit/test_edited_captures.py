@@ -201,3 +201,22 @@ def test_a_swap_cache_page_that_arrives_outside_the_swap_cache_is_named(tmp_path
     bad = failed(run, "x86_64", "swap-cache")
     assert [(c.step, c.name) for c in bad] == [("move", "page states carried to the new page (kpageflags)")]
     assert bad[0].observed[0].startswith("sc:5 pfn ") and bad[0].observed[0].endswith("lost swapcache")
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_a_thp_split_counted_as_failed_fails_the_enomem_thp_step(run, arch):
+    # what thp-split-counter-inverted writes: the THP the model splits is
+    # counted in thp_split_page_failed, not thp_split_page (the closing
+    # snapshot of the thp step, the fourth of the workload's vmstat lines)
+    out = run / arch / "enomem" / "workload.out"
+    lines = out.read_text().splitlines()
+    snapshots = [i for i, l in enumerate(lines) if l.startswith('RESULT {"cmd":"vmstat"')]
+    data = json.loads(lines[snapshots[3]][7:])
+    data["values"]["thp_split_page"] -= 1
+    data["values"]["thp_split_page_failed"] += 1
+    lines[snapshots[3]] = "RESULT " + json.dumps(data, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+    bad = {(c.step, c.name): c for c in failed(run, arch, "enomem")}
+    assert set(bad) == {("thp", "Δthp_split_page"), ("thp", "Δthp_split_page_failed")}
+    assert (bad[("thp", "Δthp_split_page")].expected, bad[("thp", "Δthp_split_page")].observed) == (1, 0)
+    assert (bad[("thp", "Δthp_split_page_failed")].expected, bad[("thp", "Δthp_split_page_failed")].observed) == (0, 1)
