@@ -107,13 +107,38 @@ def _png_size_and_colours(path: Path) -> tuple[int, int, int]:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def screenshot(page: Path, shot: Path, size: str = "1280,1600") -> str:
+    """Headless Chromium's screenshot of ``page``; its log.  A profile of
+    its own (two test workers may run it at once), output to a file rather
+    than pipes (a helper it leaves behind, such as crashpad, cannot keep the
+    test waiting), and its whole process group gone afterwards."""
+    import os
+    import signal
+
+    log = shot.with_suffix(".log")
+    with open(log, "w") as out:
+        child = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                                  f"--user-data-dir={shot.parent / (shot.stem + '-profile')}", f"--window-size={size}",
+                                  f"--screenshot={shot}", page.as_uri()],
+                                 stdout=out, stderr=subprocess.STDOUT, cwd=shot.parent, start_new_session=True)
+        try:
+            child.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            child.wait()
+    return log.read_text(errors="replace")
+
+
 @pytest.mark.skipif(not CHROMIUM, reason="needs headless Chromium (Debian package chromium)")
 def test_the_report_opens_offline_in_a_browser(mutant_run, tmp_path):
     shot = tmp_path / "report.png"
-    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--window-size=1280,1600", f"--screenshot={shot}", (mutant_run / "report.html").as_uri()],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert shot.exists(), done.stderr[-2000:]
+    log = screenshot(mutant_run / "report.html", shot)
+    assert shot.exists(), log[-2000:]
     width, height, colours = _png_size_and_colours(shot)
     assert (width, height) == (1280, 1600)
     assert colours > 20  # text, tables and the red and green verdicts, not a blank page

@@ -4,11 +4,10 @@ snapshots around it, written as CSV, and plotted in report.html."""
 import base64
 import csv
 import io
-import subprocess
 
 import pytest
 
-from .test_html_report import CHROMIUM, _png_size_and_colours, rendered
+from .test_html_report import CHROMIUM, _png_size_and_colours, rendered, screenshot
 from .test_replay import RUNS, materialize
 
 from harness.observe import samples
@@ -88,8 +87,7 @@ def test_the_plots_are_drawn_in_the_browser(run, tmp_path):
     colours = []
     for page in (run / "report.html", bare):
         shot = tmp_path / f"{page.stem}.png"
-        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1600",
-                        f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, cwd=tmp_path)
-        assert shot.exists()
+        log = screenshot(page, shot)
+        assert shot.exists(), log[-2000:]
         colours.append(_png_size_and_colours(shot)[2])
     assert colours[0] > colours[1] + 20, colours
