@@ -197,24 +197,25 @@ def _add_shell(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_shell)
 
 
-def _positive_mb(text: str) -> int:
+def _positive(text: str, not_a_number: str, too_small: str) -> int:
+    """An argument that must be a whole number of at least 1; the messages
+    take the text ({text!r}) or the value ({value})."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size in MiB") from None
+        raise argparse.ArgumentTypeError(not_a_number.format(text=text)) from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"a disk of {value} MiB: give at least 1")
+        raise argparse.ArgumentTypeError(too_small.format(value=value))
     return value
+
+
+def _positive_mb(text: str) -> int:
+    return _positive(text, "{text!r} is not a size in MiB", "a disk of {value} MiB: give at least 1")
 
 
 def _positive_jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of make jobs") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} make jobs: give at least 1 (or leave -j out for one per CPU)")
-    return value
+    return _positive(text, "{text!r} is not a number of make jobs",
+                     "{value} make jobs: give at least 1 (or leave -j out for one per CPU)")
 
 
 def _guests(text: str) -> int:
@@ -222,13 +223,7 @@ def _guests(text: str) -> int:
         from harness.vm.machine import auto_guests
 
         return auto_guests()
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of guests (or 'auto')") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} guests at once: give at least 1")
-    return value
+    return _positive(text, "{text!r} is not a number of guests (or 'auto')", "{value} guests at once: give at least 1")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -322,12 +317,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except (OSError, ValueError):
         raise UserError(f"{run_dir} has no readable results.json: is it a run directory?") from None
     if args.kcidb:
-        from harness.report import _replace
+        from harness.report import write_whole
         from harness.report.kcidb import kcidb_doc
 
         kcidb = kcidb_doc(run_dir)  # refused before anything is written
         with proc.signals_deferred():
-            _replace(run_dir / "kcidb.json", _json.dumps(kcidb, indent=1, default=str) + "\n")
+            write_whole(run_dir / "kcidb.json", _json.dumps(kcidb, indent=1, default=str) + "\n")
         print(f"wrote {run_dir / 'kcidb.json'}: {len(kcidb['builds'])} builds, {len(kcidb['tests'])} tests")
         return 0
     with proc.signals_deferred():
@@ -407,11 +402,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         a, b = compare.load_run(args.run_a), compare.load_run(args.run_b)
         comparisons = [("", compare.compare(a, b, scenarios_for_run(a.path, b.path)))]
     if args.html is not None:
-        from harness.report import _replace
+        from harness.report import write_whole
 
         title = f"{args.run_a}" + (f" vs {args.run_b}" if args.run_b is not None else " (series)")
         try:
-            _replace(args.html, compare.render_html(comparisons, title))
+            write_whole(args.html, compare.render_html(comparisons, title))
         except OSError as exc:
             raise UserError(f"cannot write {args.html}: {exc.strerror}", hint="pass --html a path in a writable directory") from None
         print(f"wrote {args.html}")

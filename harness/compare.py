@@ -323,9 +323,7 @@ def render_html(comparisons: list[tuple[str, Comparison]], title: str) -> str:
     of the expected differences, then per scenario every check with A and B
     side by side (observed, the model's expectation, status), the checks
     that differ first and highlighted."""
-    import jinja2
-
-    from harness.report.html import TEMPLATES, _show
+    from harness.report.html import _show, template
 
     docs = []
     for label, comparison in comparisons:
@@ -354,7 +352,6 @@ def render_html(comparisons: list[tuple[str, Comparison]], title: str) -> str:
     for _, comparison in comparisons:
         for verdict_name, n in comparison.counts().items():
             counts[verdict_name] = counts.get(verdict_name, 0) + n
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.get_template("compare.html.j2").render(
+    return template("compare.html.j2").render(
         title=title, comparisons=docs, regressions=sum(len(c.regressions) for _, c in comparisons),
         counts=", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no checks in common")

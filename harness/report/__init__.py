@@ -24,7 +24,7 @@ def write_all(run_dir: Path, doc: dict) -> dict[str, Path]:
     }
     for name, text in (("junit", junit_text(doc)), ("tap", ktap(doc)), ("summary", summary_text(doc)),
                        ("html", html_text(doc, run_dir, _run_record(run_dir)))):
-        _replace(paths[name], text)
+        write_whole(paths[name], text)
     return paths
 
 
@@ -36,7 +36,7 @@ def _run_record(run_dir: Path) -> dict:
         return {}
 
 
-def _replace(path: Path, text: str) -> None:
+def write_whole(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all (an interrupted report leaves the
     previous version, never half a file)."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -16,7 +16,7 @@ import jinja2
 
 from harness import __version__
 from harness.model.constants import errno_name
-from harness.report.model import checks_of, run_status, scenario_status
+from harness.report.model import checks_of, evidence_file, run_status, scenario_status
 from harness.report.plots import scenario_plots
 from harness.result import Status
 
@@ -25,10 +25,14 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 VALUE_CHARS = 600
 
 
+def template(name: str) -> jinja2.Template:
+    """One of the report templates (HTML-escaped, strict about missing values)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.get_template(name)
+
+
 def html_text(doc: dict, run_dir: Optional[Path] = None, run: Optional[dict] = None) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=False)
-    return env.get_template("report.html.j2").render(**context(doc, run_dir, run or {}))
+    return template("report.html.j2").render(**context(doc, run_dir, run or {}))
 
 
 def context(doc: dict, run_dir: Optional[Path], run: dict) -> dict:
@@ -218,11 +222,10 @@ def _links(arch: str, name: str, run_dir: Optional[Path]) -> list[dict]:
 
 
 def _link(evidence: str, run_dir: Optional[Path]) -> str:
-    """An evidence path relative to the run directory when it lies inside."""
+    """An evidence file relative to the run directory when it lies inside."""
     if run_dir is not None:
-        path = evidence.split(":", 1)[0] if not Path(evidence).exists() else evidence
         try:
-            return str(Path(path).resolve().relative_to(Path(run_dir).resolve()))
+            return str(evidence_file(evidence).resolve().relative_to(Path(run_dir).resolve()))
         except ValueError:
             pass
     return evidence

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness.errors import UserError
-from harness.report.model import checks_of
+from harness.report.model import checks_of, evidence_file
 from harness.result import Status
 
 ORIGIN = "harness"
@@ -32,9 +32,7 @@ def _load(path: Path, what: str) -> dict:
 
 
 def _uri(path: Optional[str]) -> Optional[str]:
-    if not path:
-        return None
-    return Path(path.split(":", 1)[0] if ":" in path and not Path(path).exists() else path).resolve().as_uri()
+    return evidence_file(path).resolve().as_uri() if path else None
 
 
 def _part(text: str) -> str:
@@ -102,7 +100,7 @@ def kcidb_doc(run_dir: Path) -> dict:
                                   "bound": check.bound, "message": check.message})
                 evidence = [e for e in check.evidence if e]
                 if evidence:
-                    test["output_files"] = [{"name": Path(e.split(":", 1)[0]).name, "url": _uri(e)} for e in evidence[:8]]
+                    test["output_files"] = [{"name": evidence_file(e).name, "url": _uri(e)} for e in evidence[:8]]
                 tests.append(test)
     if checkout is None:
         raise UserError(f"{run_dir / 'results.json'} has no arch that ran: nothing to report to KCIDB")

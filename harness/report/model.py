@@ -2,6 +2,7 @@
 {name: {"status", "skip_reason", "error", "checks": [...]}}}}}."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 from harness.result import CheckResult, Status
@@ -73,3 +74,10 @@ def iter_scenarios(doc: dict) -> Iterable[tuple[str, str, dict]]:
     for arch, arch_doc in doc.get("arches", {}).items():
         for name, entry in arch_doc.get("scenarios", {}).items():
             yield arch, name, entry
+
+
+def evidence_file(evidence: str) -> Path:
+    """The file an evidence entry names: "path" or "path:line" (a console
+    check points at the line)."""
+    head, sep, tail = evidence.rpartition(":")
+    return Path(head) if sep and tail.isdigit() else Path(evidence)
