@@ -8,6 +8,8 @@ and boot images; gzips files over 64 KiB (the replay tests unpack them).
     python3 tests/record_fixture.py RUN_DIR NAME
     python3 tests/record_fixture.py SERIES_DIR NAME --series [--rewrite PATH=$NAME ...]
     python3 tests/record_fixture.py RUN_DIR NAME --mutant [--rewrite ...]  (into fixtures/mutants/NAME)
+    python3 tests/record_fixture.py RUN_DIR NAME --race [--rewrite ...]  (into fixtures/races/NAME:
+        a pristine kernel's run that a check once judged wrongly)
         (into fixtures/series/NAME; the recording machine's paths -- run
         directory, cache, project, and each --rewrite -- become $NAMEs)
 """
@@ -57,5 +59,5 @@ def main(run_dir: str, name: str, kind: str = "runs", extra_rewrites=()) -> None
 if __name__ == "__main__":
     rest = sys.argv[3:]
     rewrites = [rest[i + 1] for i, word in enumerate(rest) if word == "--rewrite"]
-    kind = "series" if "--series" in rest else "mutants" if "--mutant" in rest else "runs"
+    kind = "series" if "--series" in rest else "mutants" if "--mutant" in rest else "races" if "--race" in rest else "runs"
     main(sys.argv[1], sys.argv[2], kind, rewrites)

@@ -13,6 +13,7 @@
 
 #include <ctype.h>
 #include <malloc.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
@@ -1197,12 +1198,62 @@ static void cmd_soft_offline(int argc, char **argv)
     emit_result(&out);
 }
 
+/* vm.stat_refresh: fold the per-CPU counter diffs into /proc/vmstat. */
+static void refresh_vmstat(void)
+{
+    int fd = open("/proc/sys/vm/stat_refresh", O_WRONLY);
+    if (fd >= 0) {
+        /* v5.0 returns EINVAL when a counter is transiently negative: ignore. */
+        if (write(fd, "1\n", 2) < 0) {
+        }
+        close(fd);
+    }
+}
+
+/* lru_add_drain_all() through memory.force_empty of an empty cgroup v1
+ * memory cgroup (mem_cgroup_force_empty() drains every CPU, then finds
+ * nothing charged to reclaim: no counter moves).  The hierarchy is mounted
+ * at a directory of our own (mounting v1 "memory" again where it is
+ * mounted already gives the same hierarchy).  0 or an errno. */
+#define DRAIN_PARENT "/dev/shm"
+#define DRAIN_MOUNT DRAIN_PARENT "/mmdrive-memcg"
+static int drain_by_memcg(void)
+{
+    static int ready;
+    if (!ready) {
+        if (mkdir(DRAIN_MOUNT, 0700) && errno != EEXIST)
+            return errno;
+        struct stat root, parent;
+        if (stat(DRAIN_MOUNT, &root) || stat(DRAIN_PARENT, &parent))
+            return errno;
+        if (root.st_dev == parent.st_dev && mount("memory", DRAIN_MOUNT, "cgroup", 0, "memory"))
+            return errno;
+        if (mkdir(DRAIN_MOUNT "/drain", 0700) && errno != EEXIST)
+            return errno;
+        ready = 1;
+    }
+    int fd = open(DRAIN_MOUNT "/drain/memory.force_empty", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = write(fd, "1\n", 2) < 0 ? errno : 0;
+    close(fd);
+    return err;
+}
+
 /* drain: empty every CPU's LRU pagevecs (lru_add_drain_all()) without
- * migrating anything: move_pages() of one scratch page to the node it is
- * on runs migrate_prep() and then finds nothing to move (no migrate_pages()
- * call, no counter, no event).  Pages put back by an earlier call or
- * mlocked in the setup then reach their LRU (and unevictable_pgs_culled)
- * before a step's snapshot, not inside the next step. */
+ * migrating anything, so that pages put back by an earlier call, or
+ * mlocked in the setup, reach their LRU (and unevictable_pgs_culled)
+ * before a step's snapshot, not inside the next step.  A page mlocked
+ * while it sat in another CPU's pagevec (mlock's populate drains only its
+ * own CPU's) is culled only when that pagevec drains.
+ *   - move_pages() of one scratch page to the node it is on runs
+ *     migrate_prep() and then finds nothing to move (no migrate_pages()
+ *     call, no counter, no event);
+ *   - without NUMA (32-bit arm: ENOSYS), memory.force_empty of an empty
+ *     memory cgroup (drain_by_memcg);
+ *   - without either, lru_add_drain() of this CPU only, through mlock's
+ *     populate of the scratch page ("how": "local": a page in another CPU's
+ *     pagevec may still reach its LRU later). */
 static void cmd_drain(int argc, char **argv)
 {
     (void)argv;
@@ -1229,19 +1280,26 @@ static void cmd_drain(int argc, char **argv)
         err = errno;
     }
     const char *how = "move_pages";
+    int memcg_err = 0;
     if (ret != 0 && err == ENOSYS) {
-        /* no NUMA (32-bit arm): do_mlock() drains every CPU's pagevecs too.
-         * The scratch page stays mlocked: only its first mlock counts
-         * (unevictable_pgs_mlocked), so a drain inside a measured window
-         * after the first one changes no counter. */
-        how = "mlock";
-        ret = mlock((void *)scratch, PAGE);
-        err = ret ? errno : 0;
+        how = "memcg";
+        memcg_err = drain_by_memcg();
+        ret = memcg_err ? -1 : 0;
+        err = memcg_err;
+        if (memcg_err) {
+            /* The scratch page stays mlocked: only its first mlock counts
+             * (unevictable_pgs_mlocked). */
+            how = "local";
+            ret = mlock((void *)scratch, PAGE);
+            err = ret ? errno : 0;
+        }
     }
     result_begin("drain");
     jo_bool(&out, "drained", ret == 0);
     jo_str(&out, "how", how);
     jo_int(&out, "node", node);
+    if (memcg_err)
+        jo_str(&out, "memcg_error", strerror(memcg_err));
     if (err)
         jo_errno(&out, err);
     emit_result(&out);
@@ -1373,13 +1431,7 @@ static void cmd_vmstat(int argc, char **argv)
     (void)argv;
     if (argc != 1)
         usage_fail("usage: vmstat");
-    int fd = open("/proc/sys/vm/stat_refresh", O_WRONLY);
-    if (fd >= 0) {
-        /* v5.0 returns EINVAL when a counter is transiently negative: ignore. */
-        if (write(fd, "1\n", 2) < 0) {
-        }
-        close(fd);
-    }
+    refresh_vmstat();
     FILE *f = fopen("/proc/vmstat", "r");
     if (!f)
         sys_fail(errno, "open /proc/vmstat");

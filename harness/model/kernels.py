@@ -150,6 +150,11 @@ _BASE_EVENTS = (
     "unevictable_pgs_rescued",
     "balloon_migrate",
     "numa_pages_migrated",
+    # alloc_buddy_huge_page(): a hugetlb migration target that does not come
+    # from the target node's free pool is a fresh (temporary surplus) page
+    # from the buddy allocator, counted either way.
+    "htlb_buddy_alloc_success",
+    "htlb_buddy_alloc_fail",
 )
 
 V5_0 = KernelRules(

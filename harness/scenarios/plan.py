@@ -501,6 +501,14 @@ def _step_events(events: list, index: int) -> list:
 DRAIN_EXACT = ("unevictable_pgs_culled", "unevictable_pgs_rescued")
 
 
+#: What a counter's delta means, said when it differs from the model's.
+COUNTER_MEANING = {
+    "htlb_buddy_alloc_success": "hugetlb migration targets made fresh from the buddy allocator "
+                                "(the model takes them from the target node's free pool while it has pages)",
+    "htlb_buddy_alloc_fail": "hugetlb migration targets the buddy allocator could not make",
+}
+
+
 def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: list[dict], delta: dict, events: list,
                drained: bool = True) -> None:
     observed_ret = workload_mod.ret_of(result)
@@ -529,7 +537,8 @@ def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: l
     if "vmstat" in step.checks:
         for name, value in pred.vmstat_deltas().items():
             if name in delta and (drained or name not in DRAIN_EXACT):
-                ck.exact(f"Δ{name}", value, delta[name])
+                meaning = COUNTER_MEANING.get(name) if value != delta[name] else None
+                ck.exact(f"Δ{name}", value, delta[name], f"expected {value}, observed {delta[name]}: {meaning}" if meaning else "")
     elif "split_counters" in step.checks:
         predicted = pred.vmstat_deltas()
         for name in SPLIT_COUNTERS:

@@ -220,3 +220,17 @@ def test_a_thp_split_counted_as_failed_fails_the_enomem_thp_step(run, arch):
     assert set(bad) == {("thp", "Δthp_split_page"), ("thp", "Δthp_split_page_failed")}
     assert (bad[("thp", "Δthp_split_page")].expected, bad[("thp", "Δthp_split_page")].observed) == (1, 0)
     assert (bad[("thp", "Δthp_split_page_failed")].expected, bad[("thp", "Δthp_split_page_failed")].observed) == (0, 1)
+
+
+def test_a_hugetlb_target_taken_from_the_buddy_allocator_fails(run):
+    # hugetlb-no-pool: node 1's pool has free pages, yet the target of the
+    # head step is a fresh surplus page (alloc_buddy_huge_page counts it)
+    out = run / "x86_64" / "hugetlb" / "workload.out"
+    lines = out.read_text().splitlines()
+    snaps = [i for i, line in enumerate(lines) if '"cmd":"vmstat"' in line]
+    after_head = json.loads(lines[snaps[1]][7:])
+    after_head["values"]["htlb_buddy_alloc_success"] += 1
+    lines[snaps[1]] = "RESULT " + json.dumps(after_head, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+    bad = failed(run, "x86_64", "hugetlb")
+    assert [(c.step, c.name, c.expected, c.observed) for c in bad] == [("head", "Δhtlb_buddy_alloc_success", 0, 1)]

@@ -151,6 +151,17 @@ def test_hugetlb_pool_empty_uses_surplus_page():
     assert counts(pred) == [(1, 0)]
 
 
+def test_hugetlb_target_from_the_pool_allocates_no_surplus_page():
+    # every step's checks read htlb_buddy_alloc_*: zero when the pool serves
+    pred = move(["hugetlb"], [{"page": 0, "node": 1}], targets={1: {"hugetlb_pool": 1}})
+    deltas = pred.vmstat_deltas()
+    assert deltas["htlb_buddy_alloc_success"] == 0 and deltas["htlb_buddy_alloc_fail"] == 0
+    assert counts(pred) == [(1, 0)]
+    # the second page finds the pool empty
+    pred = move(["hugetlb*2"], [{"page": 0, "node": 1}, {"page": 1, "node": 1}], targets={1: {"hugetlb_pool": 1}})
+    assert pred.vmstat_deltas()["htlb_buddy_alloc_success"] == 1
+
+
 def test_hugetlb_pool_empty_without_surplus_is_enomem():
     pred = move(["hugetlb"], [{"page": 0, "node": 1}], targets={1: {"hugetlb_pool": 0, "hugetlb_buddy": False}})
     assert pred.ret == -12

@@ -94,3 +94,10 @@ def test_a_hugetlb_page_that_cannot_be_isolated_fails_soft_offline_on_both_arche
         assert (ret.expected, ret.observed) == (expected, -16), arch
         events = next(c for c in failed[arch] if c.name == "mm_migrate_pages events")
         assert events.observed == [] and len(events.expected) == 1  # no migration was even tried
+
+
+def test_a_hugetlb_target_that_skips_the_pool_fails_the_hugetlb_scenario(tmp_path):
+    # hugetlb-no-pool, x86_64: the move still succeeds, on a fresh surplus page
+    failed = failures("hugetlb-no-pool", tmp_path, "hugetlb")["x86_64"]
+    assert [(c.step, c.name, c.expected, c.observed) for c in failed] == [("head", "Δhtlb_buddy_alloc_success", 0, 1)]
+    assert "made fresh from the buddy allocator" in failed[0].message

@@ -1,0 +1,70 @@
+"""Recorded runs of pristine kernels that a check once judged wrongly
+(tests/fixtures/races): the kernel did something legitimate that the check
+did not account for.  Each is re-checked offline: it passes now, and the
+same capture edited to the behaviour the check exists for still fails."""
+import json
+from pathlib import Path
+
+from .test_replay import materialize
+
+from harness.pipeline import recheck
+from harness.report.model import checks_of
+from harness.scenarios.unevictable import unculled_pages
+
+RACES = Path(__file__).resolve().parents[1] / "fixtures" / "races"
+UNCULLED = "v5.0-compact-unevictable-unculled-arm"
+CULLED = "Δunevictable_pgs_culled = the model's per mlocked page × mlocked pages moved"
+
+
+def culled_checks(run_dir):
+    doc = recheck(run_dir)
+    checks = checks_of(doc["arches"]["arm"]["scenarios"]["compact-unevictable"])
+    return {c.step.rsplit("=", 1)[1]: c for c in checks if c.name == CULLED}, doc
+
+
+def snapshots(out):
+    lines = out.read_text().splitlines()
+    return lines, [i for i, line in enumerate(lines) if '"cmd":"vmstat"' in line]
+
+
+def test_a_page_mlocked_in_another_cpus_pagevec_is_culled_inside_the_step(tmp_path):
+    # v5.0 arm, CI 2026-12-04: one "allowed" page was mlocked while it sat in
+    # the other CPU's pagevec (mmdrive's drain then drained only its own CPU):
+    # nr_mlock 16385, nr_unevictable 16384 before the step, Δculled 1 in it
+    run_dir = materialize(UNCULLED, tmp_path, RACES)
+    lines, at = snapshots(run_dir / "arm" / "compact-unevictable" / "workload.out")
+    before = json.loads(lines[at[2]][7:])["values"]
+    assert unculled_pages(before) == 1
+    recorded = json.loads((run_dir / "results.json").read_text())
+    checks, doc = culled_checks(run_dir)
+    assert recorded["arches"]["arm"]["scenarios"]["compact-unevictable"]["status"] == "FAIL"
+    assert doc["arches"]["arm"]["scenarios"]["compact-unevictable"]["status"] == "PASS"
+    assert checks["1"].observed == {"Δunevictable_pgs_culled": 1}
+    assert "+ 1 mlocked before the step but not yet on the unevictable LRU" in next(iter(checks["1"].expected))
+
+
+def test_without_the_unculled_page_the_same_delta_fails(tmp_path):
+    # the same capture, but every mlocked page on the unevictable LRU before
+    # the step: the one culled page is then the kernel's doing and fails
+    run_dir = materialize(UNCULLED, tmp_path, RACES)
+    out = run_dir / "arm" / "compact-unevictable" / "workload.out"
+    lines, at = snapshots(out)
+    snap = json.loads(lines[at[2]][7:])
+    snap["values"]["nr_unevictable"] = snap["values"]["nr_mlock"]
+    lines[at[2]] = "RESULT " + json.dumps(snap, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+    checks, _ = culled_checks(run_dir)
+    assert checks["1"].status.name == "FAIL" and checks["1"].expected == {"0 × 16384": 0}
+    assert checks["0"].status.name == "PASS"
+
+
+def test_more_culled_pages_than_were_unculled_fail(tmp_path):
+    run_dir = materialize(UNCULLED, tmp_path, RACES)
+    out = run_dir / "arm" / "compact-unevictable" / "workload.out"
+    lines, at = snapshots(out)
+    snap = json.loads(lines[at[3]][7:])
+    snap["values"]["unevictable_pgs_culled"] += 1
+    lines[at[3]] = "RESULT " + json.dumps(snap, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+    checks, _ = culled_checks(run_dir)
+    assert checks["1"].status.name == "FAIL" and checks["1"].observed == {"Δunevictable_pgs_culled": 2}
