@@ -21,13 +21,29 @@ INTERVAL_MS = 100
 
 def sampler_start(label: str) -> str:
     """Guest shell: start the sampler in the background (its pid in $VS)."""
-    return f"vmsample {INTERVAL_MS} {','.join(PREFIXES)} > /tmp/vmsample-{label}.out 2>/dev/null & VS=$!; "
+    return f"vmsample {INTERVAL_MS} {','.join(PREFIXES)} > /tmp/vmsample-{label}.out 2>/dev/null < /dev/null & VS=$!; "
 
 
 def sampler_stop(label: str) -> str:
     """Guest shell: stop the sampler and print its samples after the mark."""
     return (f"; kill -TERM $VS 2>/dev/null; wait $VS 2>/dev/null; echo '{MARK}'; "
             f"cat /tmp/vmsample-{label}.out 2>/dev/null; rm -f /tmp/vmsample-{label}.out")
+
+
+def daemon_start(label: str) -> str:
+    """Guest shell: start the sampler in a session of its own, to outlive
+    this SSH command (for steps the host drives, e.g. a balloon resize over
+    QMP); prints its pid for ``daemon_stop``."""
+    return (f"setsid vmsample {INTERVAL_MS} {','.join(PREFIXES)} > /tmp/vmsample-{label}.out 2>/dev/null "
+            f"< /dev/null & echo $!")
+
+
+def daemon_stop(label: str, pid: int) -> str:
+    """Guest shell: stop the sampler ``daemon_start`` started, wait for it to
+    go, and print its samples after the mark."""
+    pid = int(pid)  # a number from the guest, never text
+    return (f"kill -TERM {pid} 2>/dev/null; for i in $(seq 50); do kill -0 {pid} 2>/dev/null || break; sleep 0.1; done; "
+            f"echo '{MARK}'; cat /tmp/vmsample-{label}.out 2>/dev/null; rm -f /tmp/vmsample-{label}.out")
 
 
 def split(text: str) -> tuple[str, str]:

@@ -22,7 +22,10 @@ COUNTERS = {
                           "thp_fault_alloc", "thp_fault_fallback"),
     "zram": ("pgmigrate_success", "pgmigrate_fail", "compact_isolated", "nr_zspages"),
     "balloon": ("pgmigrate_success", "pgmigrate_fail", "balloon_migrate", "compact_isolated"),
-    "numa-balancing": ("numa_hint_faults", "numa_pages_migrated", "pgmigrate_success"),
+    "numa-balancing": ("numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated", "pgmigrate_success"),
+    # the balloon's resizes over QMP (captures inflate-samples, deflate-samples)
+    "balloon/inflate-samples": ("balloon_inflate", "balloon_deflate", "nr_free_pages"),
+    "balloon/deflate-samples": ("balloon_inflate", "balloon_deflate", "nr_free_pages"),
 }
 DEFAULT = ("pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned", "compact_free_scanned", "compact_isolated")
 
@@ -58,7 +61,8 @@ def plot_png(scenario: str, capture: Path, trace_text: Optional[str]) -> bytes:
     samples = samples_mod.parse(capture.read_text(errors="replace"))
     t0 = samples[0][0]
     xs = [(ms - t0) / 1000 for ms, _ in samples]
-    wanted = [c for c in COUNTERS.get(scenario, DEFAULT) if any(c in v for _, v in samples)]
+    counters = COUNTERS.get(f"{scenario}/{capture.stem}") or COUNTERS.get(scenario, DEFAULT)
+    wanted = [c for c in counters if any(c in v for _, v in samples)]
     events = []
     if trace_text:
         lo, hi = samples[0][0] / 1000, samples[-1][0] / 1000

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Optional
 
 from harness.check import Checker, migration_invariants
 from harness.errors import InfraError
+from harness.observe import samples as samples_mod
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
@@ -78,6 +79,8 @@ class Balloon(Scenario):
         ``actual`` and then for the guest's balloon_<what> counter to stop
         moving (the balloon worker is done).  Returns ``actual``."""
         guest_command(guest, captures, f"vmstat-before-{what}", vmstat_mod.SNAPSHOT)
+        # /proc/vmstat sampled in the guest while the host resizes (report plots)
+        sampler = guest_command(guest, captures, f"sampler-{what}", samples_mod.daemon_start(what), check=False).stdout.strip()
         qmp.balloon(goal)
         actual = qmp.wait_balloon(goal, timeout=120)
         settle = (
@@ -85,6 +88,8 @@ class Balloon(Scenario):
             "[ \"$v\" = \"$last\" ] && break; last=$v; sleep 0.5; done; echo $v"
         )
         guest_command(guest, captures, f"wait-{what}", settle, timeout=120, check=False)
+        if sampler.isdigit():
+            guest_command(guest, captures, f"{what}-samples", samples_mod.daemon_stop(what, int(sampler)), timeout=30, check=False)
         guest_command(guest, captures, f"vmstat-after-{what}", vmstat_mod.SNAPSHOT)
         return actual
 

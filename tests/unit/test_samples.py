@@ -91,3 +91,63 @@ def test_the_plots_are_drawn_in_the_browser(run, tmp_path):
         assert shot.exists(), log[-2000:]
         colours.append(_png_size_and_colours(shot)[2])
     assert colours[0] > colours[1] + 20, colours
+
+
+@pytest.fixture
+def fake_sampler(tmp_path, monkeypatch):
+    """A stand-in for the guest's vmsample on PATH: a sample every 10 ms
+    until SIGTERM (the shell around it is the real one the guest runs)."""
+    tool = tmp_path / "bin" / "vmsample"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\ntrap 'exit 0' TERM\ni=0\nwhile :; do echo \"SAMPLE $i x=$i\"; i=$((i+10)); sleep 0.01; done\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}:/usr/bin:/bin")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    return tool
+
+
+def test_sampling_around_a_workload_keeps_its_stdin_output_and_exit_code(fake_sampler):
+    import subprocess
+    command = (samples.sampler_start("t") + "cat; sleep 0.1; (exit 3); rc=$?" + samples.sampler_stop("t") + "; exit $rc")
+    proc = subprocess.run(["sh", "-c", command], input=b"RESULT {\"cmd\":\"exit\"}\n", capture_output=True, timeout=30)
+    text = proc.stdout.decode()
+    head, _ = samples.split(text)
+    assert proc.returncode == 3
+    assert head == "RESULT {\"cmd\":\"exit\"}\n"  # the workload had its stdin, the sampler none of it
+    assert len(samples.parse(text)) >= 2
+
+
+def test_a_daemon_sampler_outlives_its_command_and_stops_on_request(fake_sampler):
+    import subprocess
+    started = subprocess.run(["sh", "-c", samples.daemon_start("d")], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    pid = started.stdout.decode().strip()
+    assert pid.isdigit()
+    subprocess.run(["sleep", "0.1"])
+    stopped = subprocess.run(["sh", "-c", samples.daemon_stop("d", int(pid))], capture_output=True, timeout=30)
+    assert len(samples.parse(stopped.stdout.decode())) >= 2
+    with pytest.raises(ValueError):
+        samples.daemon_stop("d", "1; reboot")
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_samples_show_the_balloon_filling_and_numa_balancing_moving(tmp_path, arch):
+    # recorded v5.0 run: vmsample ran in the guest while the host inflated
+    # and deflated the balloon over QMP, and while the NUMA workload ran
+    run_dir = materialize("v5.0-balloon-numa-samples-x86_64+arm64", tmp_path, RUNS)
+    doc = recheck(run_dir)
+    inflated = next(c for c in doc["arches"][arch]["scenarios"]["balloon"]["checks"]
+                    if c["step"] == "inflate" and c["name"] == "Δballoon_inflate")
+    for what, counter in (("inflate", "balloon_inflate"), ("deflate", "balloon_deflate")):
+        taken = samples.parse((run_dir / arch / "balloon" / f"{what}-samples.out").read_text())
+        values = [v[counter] for _, v in taken]
+        assert values == sorted(values)
+        # the samples saw (nearly all of) the resize the snapshots around it counted
+        assert 0 < values[-1] - values[0] <= inflated["expected"]
+    workload = (run_dir / arch / "numa-balancing" / "workload.out").read_text()
+    moved = [v["numa_pages_migrated"] for _, v in samples.parse(workload)]
+    assert moved == sorted(moved) and moved[-1] > moved[0]
+    # the sampler's own RESULT line stays in the samples section, out of the workload's results
+    assert '"cmd":"vmsample"' in samples.split(workload)[1] and '"cmd":"vmsample"' not in samples.split(workload)[0]
+    assert doc["arches"][arch]["scenarios"]["numa-balancing"]["status"] == "PASS"
+    html = (run_dir / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 8  # per arch: balloon's compaction, inflate, deflate; NUMA
