@@ -25,6 +25,7 @@ from harness.build import BuildRequest, Builder
 from harness.cache import disk_full, is_disk_full
 from harness.errors import HarnessError, UserError
 from harness.image import ImageBuilder, ImageRequest
+from harness.progress import Steps
 from harness.model.kernels import kernel_for_version
 from harness.report import write_all
 from harness.report.model import CONSOLE_CHECK, run_exit_code, run_status, scenario_status
@@ -118,12 +119,11 @@ class Pipeline:
         #: what, for the record of an interrupted run.
         self.stage = "setup"
         self.where = ""
-        self._say_lock = threading.Lock()
+        #: The steps under way (image, boot, scenario): spinners on a tty.
+        self.steps = Steps(self.stream, request.quiet)
 
     def say(self, text: str) -> None:
-        if not self.request.quiet:
-            with self._say_lock:
-                print(text, file=self.stream, flush=True)
+        self.steps.line(text)
 
     # ------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -206,6 +206,7 @@ class Pipeline:
             exc.traceback_path = run_dir / "traceback.txt"  # type: ignore[attr-defined]
             raise
         finally:
+            self.steps.close()
             # A second Ctrl-C (or a SIGTERM) must not cut the reports short:
             # the signals wait until they are written.
             with proc.signals_deferred():
@@ -257,7 +258,13 @@ class Pipeline:
             BuildRequest(req.source, arch_name, req.fragments, req.options, req.debug, jobs=req.jobs, quiet=req.quiet)
         )
         self.stage = "image"
-        image = ImageBuilder(echo=self.echo, stream=self.stream).build(ImageRequest(arch_name, req.source.offline, req.quiet))
+        self.steps.start(f"image {arch_name}", f"[image {arch_name}] building the guest image")
+        try:
+            image = ImageBuilder(echo=self.echo, stream=self.steps.writer()).build(ImageRequest(arch_name, req.source.offline, req.quiet))
+        finally:
+            image_s = self.steps.finish(f"image {arch_name}")
+        if not image.cached:
+            self.say(f"[image {arch_name}] ready in {image_s}s")
         shutil.copyfile(build.config, arch_dir / "kernel.config")
         (arch_dir / "build.json").write_text(json.dumps(build.metadata, indent=2) + "\n")
         version = build.kernel_version.split("-")[0].split(".")
@@ -395,6 +402,8 @@ class Pipeline:
             return entry
         started = time.monotonic()
         self.say(f"[{target.arch.name}] {scenario.name}: {scenario.title}")
+        step = f"{target.arch.name} {scenario.name}"
+        self.steps.start(step, f"[{target.arch.name}] {scenario.name}: booting")
         request = MachineRequest(
             arch=target.arch.name, kernel=kernel, initrd=initrd, memory_mb=scenario.memory_mb,
             numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel, disk_mb=scenario.disk_mb,
@@ -408,6 +417,9 @@ class Pipeline:
                 entry["accel_reason"] = machine.accel.reason if machine.accel else None
                 entry["qemu_argv"] = machine.argv
                 entry["boot_s"] = machine.times.as_dict().get("ssh_s")
+                if entry["boot_s"] is not None:
+                    self.say(f"[{target.arch.name}] {scenario.name}: booted in {entry['boot_s']:.1f}s ({entry['accel']})")
+                self.steps.start(step, f"[{target.arch.name}] {scenario.name}: running")
                 observation = scenario.drive(machine, target, captures, qmp=machine.qmp)
                 observation["captures"] = captures.files
                 write_json(sdir / "observation.json", observation)
@@ -434,6 +446,8 @@ class Pipeline:
                 entry["error"] = (f"harness bug: {type(exc).__name__}: {exc} (traceback in {sdir / 'traceback.txt'}; "
                                   "please report it with the run directory)")
                 entry["error_blame"] = "harness"
+        finally:
+            self.steps.finish(step)
         entry["elapsed_s"] = round(time.monotonic() - started, 1)
         entry["checks"] = [c.as_dict() for c in check_scenario(scenario, target, sdir, observation, entry)]
         _add_model_account(entry, scenario, target)

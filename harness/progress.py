@@ -119,3 +119,96 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class Steps:
+    """The run's steps on the terminal (image, boot, each scenario), several
+    at once when guests run in parallel: on a tty a rich spinner per step
+    with its elapsed time, above which the run's lines print; otherwise (or
+    with ``-q``) plain lines only, said by the caller.  Thread-safe."""
+
+    def __init__(self, stream: Optional[TextIO] = None, quiet: bool = False, tty: Optional[bool] = None) -> None:
+        import threading
+
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty
+        self._lock = threading.Lock()
+        self._live = None
+        self._tasks: dict[str, int] = {}
+        self._started: dict[str, float] = {}
+
+    def line(self, text: str) -> None:
+        """A line of the run's output (above the spinners on a tty)."""
+        if self.quiet:
+            return
+        with self._lock:
+            if self._live is not None:
+                self._live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            else:
+                print(text, file=self.stream, flush=True)
+
+    def writer(self) -> "_LineWriter":
+        """A text stream whose whole lines go through ``line`` (for code
+        that prints to a stream of its own while a spinner runs)."""
+        return _LineWriter(self)
+
+    def start(self, key: str, text: str) -> None:
+        with self._lock:
+            self._started[key] = time.monotonic()
+            if self.quiet or not self.tty:
+                return
+            if self._live is None:
+                from rich.console import Console
+                from rich.progress import Progress as Bar, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+                self._live = Bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                 console=Console(file=self.stream), transient=True)
+                self._live.start()
+            from rich.markup import escape
+
+            if key in self._tasks:
+                self._live.update(self._tasks[key], description=escape(text))
+            else:
+                self._tasks[key] = self._live.add_task(escape(text), total=None)
+
+    def finish(self, key: str) -> float:
+        """End a step; its elapsed seconds (0.0 for one never started)."""
+        with self._lock:
+            started = self._started.pop(key, None)
+            task = self._tasks.pop(key, None)
+            if self._live is not None and task is not None:
+                self._live.remove_task(task)
+            if self._live is not None and not self._tasks:
+                self._live.stop()
+                self._live = None
+            return round(time.monotonic() - started, 1) if started is not None else 0.0
+
+    def close(self) -> None:
+        """Stop the spinners (a run that ends early: error, Ctrl-C)."""
+        with self._lock:
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+            self._tasks.clear()
+
+
+class _LineWriter:
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.steps.line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.steps.line(self.pending)
+            self.pending = ""
+
+    def isatty(self) -> bool:
+        return False

@@ -1,7 +1,9 @@
 """The run pipeline with a fake QEMU and stand-in scenarios: the run
 directory exists from the start, crashes still leave evidence, skipped and
 check-less scenarios are reported as such, reports are written."""
+import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -100,10 +102,11 @@ def fake_run(tmp_path, monkeypatch):
     patched = {name: dataclasses.replace(arches_mod.ARCHES[name], qemu_binary=str(wrapper)) for name in ("x86_64", "arm64")}
     monkeypatch.setattr(arches_mod, "ARCHES", {**arches_mod.ARCHES, **patched})
 
-    def run(*scenarios, vms=1, arches=("x86_64",), runs_root=None):
+    def run(*scenarios, vms=1, arches=("x86_64",), runs_root=None, stream=None):
         monkeypatch.setattr(pipeline_mod, "select", lambda names, plans=(), only_plans=False: list(scenarios))
-        request = RunRequest(SourceRequest(str(tmp_path)), arches, quiet=True, runs_root=runs_root or tmp_path / "runs", vms=vms)
-        return Pipeline(request).run()
+        request = RunRequest(SourceRequest(str(tmp_path)), arches, quiet=stream is None, runs_root=runs_root or tmp_path / "runs",
+                             vms=vms)
+        return Pipeline(request, stream=stream).run()
 
     run.runs_root = tmp_path / "runs"
     return run
@@ -392,3 +395,29 @@ def test_a_bad_number_of_guests_is_refused(value, words, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "--kernel", "v5.0", "--vms", value])
     assert exc.value.code == 2 and words in capsys.readouterr().err
+
+
+class _Stream(io.StringIO):
+    tty = False
+
+    def isatty(self):
+        return self.tty
+
+
+def test_boot_and_each_scenario_are_steps_with_their_elapsed_time(fake_run):
+    # a log: plain lines, no control characters
+    log = _Stream()
+    outcome = fake_run(Passing(), Failing(), stream=log)
+    text = log.getvalue()
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text)
+    for name, status in (("passing", "PASS"), ("failing", "FAIL")):
+        assert re.search(rf"^\[x86_64\] {name}: booted in [0-9.]+s \(tcg\)$", text, re.M), text
+        assert re.search(rf"^\[x86_64\] {name}: {status} \([0-9.]+s\)$", text, re.M), text
+    assert outcome.status is Status.FAIL
+    # a terminal: the same lines, and a spinner per step drawn meanwhile, gone at the end
+    tty = _Stream()
+    tty.tty = True
+    fake_run(Passing(), stream=tty, runs_root=fake_run.runs_root.parent / "tty-runs")
+    drawn = tty.getvalue()
+    assert "\x1b[" in drawn and ("passing: booting" in drawn or "passing: running" in drawn), drawn
+    assert re.search(r"\[x86_64\] passing: PASS \([0-9.]+s\)", drawn)

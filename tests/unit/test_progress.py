@@ -67,3 +67,30 @@ def test_the_object_count_of_a_configuration_is_remembered_per_build_directory(t
     assert _expected_objects(history, "cfg") is None  # a damaged record predicts nothing
     _record_objects(history, "cfg", 5)
     assert _expected_objects(history, "cfg") == 5
+
+
+def test_steps_print_lines_above_their_spinners_and_nothing_when_quiet():
+    from harness.progress import Steps
+
+    quiet = Terminal()
+    steps = Steps(quiet, quiet=True)
+    steps.start("a", "[x86_64] a: booting")
+    steps.line("said")
+    assert steps.finish("a") >= 0.0 and quiet.getvalue() == ""
+    log = Log()
+    steps = Steps(log)
+    steps.start("a", "[x86_64] a: booting")
+    writer = steps.writer()
+    writer.write("[image x86_64] built /x\n[image x86_64] par")
+    writer.write("tial\n")
+    assert steps.finish("a") >= 0.0 and steps.finish("never started") == 0.0
+    assert log.getvalue() == "[image x86_64] built /x\n[image x86_64] partial\n"
+    tty = Terminal()
+    steps = Steps(tty)
+    steps.start("a", "[x86_64] a: running")
+    steps.start("b", "[arm64] b: booting")  # guests in parallel: two spinners
+    steps.finish("a")
+    assert steps._live is not None  # b still runs
+    steps.line("[arm64] b: booted in 1.0s (tcg)")
+    steps.finish("b")
+    assert steps._live is None and "[arm64] b: booted in 1.0s (tcg)" in tty.getvalue()
