@@ -501,4 +501,55 @@ def _add_mutants(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_mutants)
 
 
-ADDERS: list = [_add_deps, _add_sources, _add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report, _add_compare, _add_bisect, _add_mutants]
+def _cmd_lava(args: argparse.Namespace) -> int:
+    from harness.lava import collect as collect_mod
+    from harness.lava import jobs as jobs_mod
+
+    if args.lava_command == "jobs":
+        out = args.out or Path(args.run_dir) / "lava-jobs"
+        arches = [a for part in args.arch for a in part.split(",") if a]
+        jobs, left_out = jobs_mod.make_jobs(Path(args.run_dir), out, tuple(args.scenario), tuple(arches), args.url_base)
+        for job in jobs:
+            print(f"{job.job}")
+        for why in left_out:
+            print(f"left out: {why}", file=sys.stderr)
+        print(f"{len(jobs)} LAVA jobs in {out} (harness lava submit {out}, then harness lava collect {out})", file=sys.stderr)
+        return 0
+    if args.lava_command == "submit":
+        from harness.lava.lab import submit_and_wait
+
+        states = submit_and_wait(args.jobs_dir, args.identity, timeout=args.timeout,
+                                 say=lambda line: print(line, file=sys.stderr))
+        bad = [s for s in states if s.get("health") != "Complete"]
+        return 3 if bad else 0
+    from harness.pipeline import recheck
+    from harness.report.model import run_exit_code
+
+    run_dir = collect_mod.collect(args.jobs_dir, args.runs)
+    doc = recheck(run_dir)
+    print((run_dir / "summary.txt").read_text(), end="")
+    return run_exit_code(doc)
+
+
+def _add_lava(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("lava", help="the run's scenarios as LAVA jobs, and their results back as a run")
+    lava = parser.add_subparsers(dest="lava_command", required=True)
+    jobs = lava.add_parser("jobs", help="write LAVA job definitions for a run's kernel, image and (plan) scenarios")
+    jobs.add_argument("run_dir", type=Path, help="a run directory (its kernel, image and targets)")
+    jobs.add_argument("--out", type=Path, help="where to write them (default RUN_DIR/lava-jobs)")
+    jobs.add_argument("--scenario", action="append", default=[], help="only these scenarios (repeatable)")
+    jobs.add_argument("--arch", action="append", default=[], help="only these arches (repeatable or comma-separated)")
+    jobs.add_argument("--url-base", help="serve the files from here instead of file:// URLs (a worker on another host)")
+    submit = lava.add_parser("submit", help="submit the jobs with lavacli, wait, and keep their logs")
+    submit.add_argument("jobs_dir", type=Path)
+    submit.add_argument("--identity", default="harness", help="lavacli identity of the lab (default: harness)")
+    submit.add_argument("--timeout", type=float, default=3600, help="seconds to wait for all jobs")
+    submit.set_defaults(handler=_cmd_lava)
+    collect = lava.add_parser("collect", help="turn finished jobs' logs into a run directory and check it")
+    collect.add_argument("jobs_dir", type=Path)
+    collect.add_argument("--runs", type=Path, default=Path("runs"), help="where the run directory goes (default: runs)")
+    for p in (jobs, collect):
+        p.set_defaults(handler=_cmd_lava)
+
+
+ADDERS: list = [_add_deps, _add_sources, _add_build, _add_image, _add_boot, _add_shell, _add_run, _add_check_report, _add_compare, _add_bisect, _add_mutants, _add_lava]

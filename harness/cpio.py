@@ -75,7 +75,8 @@ def archive(entries: Iterable[Entry]) -> bytes:
 
 
 def read(data: bytes) -> list[Entry]:
-    """Parse a newc archive (for tests and for inspecting images)."""
+    """Parse a newc archive (the first of concatenated ones): what
+    ``archive`` wrote reads back the same, device nodes included."""
     out = []
     pos = 0
     while pos < len(data):
@@ -90,5 +91,7 @@ def read(data: bytes) -> list[Entry]:
         pos += filesize + len(_pad(filesize))
         if name == TRAILER:
             break
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            body = f"{fields[9]}:{fields[10]}".encode()  # a device node's rdev, as Entry.node keeps it
         out.append(Entry(name, mode, body, uid, gid))
     return out
