@@ -34,8 +34,10 @@ def pids(pattern: str) -> set[int]:
 
 
 def others() -> set[int]:
-    """The process trees of bench/teeth.py and bench/soak.py runs."""
-    roots = subprocess.run(["pgrep", "-f", r"bench/(teeth|soak)\.py"], capture_output=True, text=True).stdout.split()
+    """The process trees of bench/teeth.py and bench/soak.py runs, and of a
+    LAVA lab's worker (its jobs' QEMU)."""
+    roots = subprocess.run(["pgrep", "-f", r"bench/(teeth|soak)\.py|lava-worker|lava-run"], capture_output=True,
+                           text=True).stdout.split()
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():

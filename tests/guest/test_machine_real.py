@@ -14,7 +14,10 @@ pytestmark = pytest.mark.guest
 
 
 def qemu_processes() -> set:
-    out = subprocess.run(["pgrep", "-f", "qemu-system-"], capture_output=True, text=True)
+    """The harness's QEMU processes (their files live in a harness-vm-*
+    scratch directory): not those of other tools on the machine, such as a
+    LAVA lab's jobs."""
+    out = subprocess.run(["pgrep", "-f", "qemu-system-.*harness-vm-"], capture_output=True, text=True)
     return set(out.stdout.split())
 
 
