@@ -25,7 +25,7 @@ SCENARIO   ?=
 RUN_ARGS   ?=
 GUEST_SOURCE = $(if $(KERNEL_SRC),$(KERNEL_SRC),$(KERNEL))
 
-.PHONY: test test-guest test-vm test-faults bench deps venv clean
+.PHONY: test test-guest test-vm test-faults test-lava bench deps venv clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,11 @@ test-vm: deps
 
 test-faults: deps
 	HARNESS_TEST_KERNEL=$(GUEST_SOURCE) HARNESS_TEST_ARCHES=$(ARCH) $(BIN)/pytest -v -m faults -p no:xdist --timeout 3600 tests/faults
+
+# The suite's plan scenarios as jobs on a local LAVA lab (root: installs and starts it).
+test-lava: deps
+	scripts/lava-lab up
+	HARNESS_TEST_KERNEL=$(GUEST_SOURCE) HARNESS_TEST_ARCHES=$(ARCH) $(BIN)/pytest -v -m lava -p no:xdist --timeout 3600 tests/lava
 
 bench: deps
 	$(BIN)/python bench/boot.py --kernel $(GUEST_SOURCE) --arch $(ARCH)

@@ -542,7 +542,7 @@ def _add_lava(sub: argparse._SubParsersAction) -> None:
     jobs.add_argument("--url-base", help="serve the files from here instead of file:// URLs (a worker on another host)")
     submit = lava.add_parser("submit", help="submit the jobs with lavacli, wait, and keep their logs")
     submit.add_argument("jobs_dir", type=Path)
-    submit.add_argument("--identity", default="harness", help="lavacli identity of the lab (default: harness)")
+    submit.add_argument("--identity", default="lava-lab", help="lavacli identity of the lab (default: lava-lab, what scripts/lava-lab up makes)")
     submit.add_argument("--timeout", type=float, default=3600, help="seconds to wait for all jobs")
     submit.set_defaults(handler=_cmd_lava)
     collect = lava.add_parser("collect", help="turn finished jobs' logs into a run directory and check it")

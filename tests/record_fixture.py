@@ -8,6 +8,7 @@ and boot images; gzips files over 64 KiB (the replay tests unpack them).
     python3 tests/record_fixture.py RUN_DIR NAME
     python3 tests/record_fixture.py SERIES_DIR NAME --series [--rewrite PATH=$NAME ...]
     python3 tests/record_fixture.py RUN_DIR NAME --mutant [--rewrite ...]  (into fixtures/mutants/NAME)
+    python3 tests/record_fixture.py JOBS_DIR NAME --lava  (into fixtures/lava/NAME: finished LAVA jobs)
     python3 tests/record_fixture.py RUN_DIR NAME --race [--rewrite ...]  (into fixtures/races/NAME:
         a pristine kernel's run that a check once judged wrongly)
         (into fixtures/series/NAME; the recording machine's paths -- run
@@ -56,8 +57,52 @@ def main(run_dir: str, name: str, kind: str = "runs", extra_rewrites=()) -> None
     print(dest)
 
 
+def lava(jobs_dir: str, name: str) -> None:
+    """A finished `harness lava` jobs directory (job definitions, transcripts,
+    the jobs' LAVA logs and states; not the ramdisks) and what `collect`
+    needs of the run it was made from, into fixtures/lava/NAME/{jobs,source};
+    the source run's path becomes $SOURCE, the jobs directory's $JOBS and
+    the cache's $HARNESS_CACHE."""
+    import json
+
+    src = Path(jobs_dir).resolve()
+    dest = Path(__file__).resolve().parent / "fixtures" / "lava" / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    index = json.loads((src / "jobs.json").read_text())
+    source = Path(index["run"])
+    index["run"] = "$SOURCE"
+
+    from harness.cache import default_root
+
+    rewrite = [(str(src).encode(), b"$JOBS"), (str(source).encode(), b"$SOURCE"), (str(default_root()).encode(), b"$HARNESS_CACHE")]
+
+    def put(out: Path, data: bytes) -> None:
+        for old, new in rewrite:
+            data = data.replace(old, new)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if len(data) > 16 * 1024:
+            out.with_name(out.name + ".gz").write_bytes(gzip.compress(data, 9, mtime=0))
+        else:
+            out.write_bytes(data)
+
+    put(dest / "jobs" / "jobs.json", (json.dumps(index, indent=1) + "\n").encode())
+    for job in index["jobs"]:
+        for file in ("job.yaml", "commands.json", "job.json", "job.log.yaml"):
+            put(dest / "jobs" / job["directory"] / file, (src / job["directory"] / file).read_bytes())
+    put(dest / "source" / "results.json", (source / "results.json").read_bytes())
+    for arch in sorted({job["arch"] for job in index["jobs"]}):
+        for file in ("kernel.config", "build.json"):
+            if (source / arch / file).exists():
+                put(dest / "source" / arch / file, (source / arch / file).read_bytes())
+    print(dest)
+
+
 if __name__ == "__main__":
     rest = sys.argv[3:]
+    if "--lava" in rest:
+        lava(sys.argv[1], sys.argv[2])
+        sys.exit(0)
     rewrites = [rest[i + 1] for i, word in enumerate(rest) if word == "--rewrite"]
     kind = "series" if "--series" in rest else "mutants" if "--mutant" in rest else "races" if "--race" in rest else "runs"
     main(sys.argv[1], sys.argv[2], kind, rewrites)

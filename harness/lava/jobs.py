@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -36,7 +35,7 @@ from harness.vm.cmdline import BASE_CMDLINE, DISK_DEVICE
 #: The shell prompt the image's init gives a LAVA job (guest/init.j2).
 PROMPT = "harness-lava# "
 #: LAVA's name for each arch in its qemu device type.
-LAVA_ARCH = {"x86_64": "amd64", "arm64": "arm64", "arm": "arm"}
+LAVA_ARCH = {"x86_64": "x86_64", "arm64": "arm64", "arm": "arm"}
 CPUS = 2
 
 
@@ -72,7 +71,11 @@ def job_yaml(arch: str, scenario, kernel_url: str, ramdisk_url: str, disk: Optio
     the_arch = lookup_arch(arch)
     memory = scenario.memory_mb
     cmdline = " ".join([f"console={the_arch.console}", *BASE_CMDLINE, *the_arch.cmdline, *scenario.append, "harness.lava"])
-    extra = ["-smp", f"{CPUS},sockets={CPUS},cores=1,threads=1"]
+    # TCG, and the local run's machine (LAVA's qemu template adds only -m,
+    # -nographic, a user network and, for arm, -cpu/-machine from the context)
+    extra = ["-accel", "tcg,thread=multi", "-smp", f"{CPUS},sockets={CPUS},cores=1,threads=1", "-no-reboot"]
+    if arch == "x86_64":
+        extra += ["-machine", the_arch.machine, "-cpu", the_arch.cpu]
     if numa_nodes > 1:
         per_node = memory // numa_nodes
         for node in range(numa_nodes):
@@ -91,11 +94,15 @@ def job_yaml(arch: str, scenario, kernel_url: str, ramdisk_url: str, disk: Optio
         "priority": "medium",
         "timeouts": {"job": {"minutes": timeout_min + 15}, "action": {"minutes": timeout_min},
                      "connection": {"minutes": 2}},
-        "context": {"arch": LAVA_ARCH[arch], "memory": memory, "no_kvm": True, "extra_options": extra},
+        "context": dict({"arch": LAVA_ARCH[arch], "memory": memory, "no_kvm": True, "console_device": the_arch.console,
+                         "extra_options": extra},
+                        **({"machine": the_arch.machine, "cpu": the_arch.cpu} if arch != "x86_64" else {})),
         "actions": [
-            {"deploy": {"to": "tmpfs", "timeout": {"minutes": 5}, "images": {
-                "kernel": {"image_arg": f"-kernel {{kernel}} -append {shlex.quote(cmdline)}", "url": kernel_url},
-                "ramdisk": {"image_arg": "-initrd {ramdisk}", "url": ramdisk_url, "compression": "gz"},
+            {"deploy": {"to": "tmpfs", "os": "oe", "timeout": {"minutes": 5}, "images": {
+                "kernel": {"image_arg": f'-kernel {{kernel}} -append "{cmdline}"', "url": kernel_url},
+                # LAVA unpacks the archive to add its test overlay, and packs it again
+                "ramdisk": {"image_arg": "-initrd {ramdisk}", "url": ramdisk_url, "compression": "gz",
+                            "format": "cpio.newc", "overlays": {"lava": True}},
             }}},
             {"boot": {"method": "qemu", "media": "tmpfs", "timeout": {"minutes": 10}, "prompts": [PROMPT]}},
             {"test": {"timeout": {"minutes": timeout_min}, "definitions": [{

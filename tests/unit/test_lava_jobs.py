@@ -56,7 +56,7 @@ def test_a_job_boots_the_runs_kernel_and_image_with_the_scenarios_machine(run_di
                                                           ("x86_64", "move-pages-basic"), ("x86_64", "page-cache")]
     assert any(w.startswith("x86_64 compact-memory: ") and "reads the live guest" in w for w in left_out)
     job = yaml.safe_load((tmp_path / "jobs" / "x86_64-move-pages-basic" / "job.yaml").read_text())
-    assert job["device_type"] == "qemu" and job["context"]["arch"] == "amd64" and job["context"]["no_kvm"] is True
+    assert job["device_type"] == "qemu" and job["context"]["arch"] == "x86_64" and job["context"]["no_kvm"] is True
     extra = job["context"]["extra_options"]
     assert extra[extra.index("-numa") + 1] == "node,nodeid=0,cpus=0,memdev=mem0"  # the local run's two nodes
     kernel = job["actions"][0]["deploy"]["images"]["kernel"]

@@ -1,0 +1,57 @@
+"""Real LAVA jobs (tests/fixtures/lava: the local lab of scripts/lava-lab,
+QEMU device, TCG), collected offline into run directories and checked: the
+pristine v5.0 jobs pass as their local run did, and the jobs of a kernel
+whose migrate_pages() counts each success twice fail with the same checks
+and messages as that kernel's local run."""
+import json
+from pathlib import Path
+
+from .test_replay import materialize
+
+from harness.lava.collect import collect, console_lines
+from harness.pipeline import recheck
+
+LAVA = Path(__file__).resolve().parents[1] / "fixtures" / "lava"
+
+
+def collected(name, tmp_path):
+    root = materialize(name, tmp_path, LAVA)
+    index = root / "jobs" / "jobs.json"
+    index.write_text(index.read_text().replace("$SOURCE", str(root / "source")))
+    local = json.loads((root / "source" / "results.json").read_text())
+    return recheck(collect(root / "jobs", tmp_path / "runs")), local
+
+
+def verdicts(entry, status=None):
+    return {(c["step"], c["name"], c["message"]) for c in entry["checks"]
+            if c["step"] != "kernel" and (status is None or c["status"] == status)}
+
+
+def test_pristine_jobs_on_both_arches_check_like_their_local_run(tmp_path):
+    doc, local = collected("v5.0-plan-x86_64+arm64", tmp_path)
+    for arch in ("x86_64", "arm64"):
+        for name in ("entry-errors", "move-pages-basic", "page-cache"):
+            entry = doc["arches"][arch]["scenarios"][name]
+            assert entry["status"] == "PASS" and entry["lava_job"], (arch, name)
+            mine = {(c["step"], c["name"]) for c in entry["checks"] if c["step"] != "kernel"}
+            theirs = {(c["step"], c["name"]) for c in local["arches"][arch]["scenarios"][name]["checks"] if c["step"] != "kernel"}
+            assert mine == theirs, (arch, name)
+    console = (tmp_path / "runs").glob("*/x86_64/entry-errors/console.log")
+    assert "harness.lava" in next(console).read_text()  # the job's console is the scenario's console log
+
+
+def test_a_kernel_that_counts_twice_fails_on_lava_as_it_does_locally(tmp_path):
+    doc, local = collected("v5.0-migrate-success-twice-x86_64", tmp_path)
+    entry = doc["arches"]["x86_64"]["scenarios"]["move-pages-basic"]
+    assert entry["status"] == "FAIL"
+    failed = verdicts(entry, "FAIL")
+    assert failed == verdicts(local["arches"]["x86_64"]["scenarios"]["move-pages-basic"], "FAIL")
+    assert ("move-64", "Δpgmigrate_success", "expected 64, observed 128") in failed
+
+
+def test_the_console_is_the_logs_target_lines(tmp_path):
+    root = materialize("v5.0-plan-x86_64+arm64", tmp_path, LAVA)
+    lines = console_lines((root / "jobs" / "arm64-entry-errors" / "job.log.yaml").read_text())
+    assert any(line.startswith("harness-lava# ") for line in lines)
+    assert sum("HARNESS-LAVA BEGIN" in line for line in lines) == len(
+        json.loads((root / "jobs" / "arm64-entry-errors" / "commands.json").read_text())["commands"])
