@@ -19,6 +19,7 @@ from harness.lava.jobs import load_commands
 from harness.rundir import write_json
 from harness.scenarios import Target, scenarios_for_run
 from harness.scenarios.base import Captures
+from harness.vm.console import scan
 
 LOG = "job.log.yaml"
 JOB = "job.json"
@@ -85,7 +86,11 @@ def collect(jobs_dir: Path, runs_root: Path, run_name: Optional[str] = None) -> 
             observation["captures"] = captures.files
             write_json(sdir / "observation.json", observation)
         except InfraError as exc:
-            entry.update(error=exc.render(), error_blame="infra")
+            # a job cut short by the kernel (panic, oops, lockup on its console) is the kernel's failure
+            problems = [e for e in scan(lines) if e.kind.problem]
+            blame = "kernel" if problems else "infra"
+            why = f"; the console shows {problems[0].kind.value}: {problems[0].line.strip()}" if problems else ""
+            entry.update(error=exc.render() + why, error_blame=blame)
         arch_doc["scenarios"][name] = entry
     info = {"command": "harness lava collect", "source_run": str(source), "jobs": str(jobs_dir.resolve()),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "status": "collected",

@@ -55,3 +55,28 @@ def test_the_console_is_the_logs_target_lines(tmp_path):
     assert any(line.startswith("harness-lava# ") for line in lines)
     assert sum("HARNESS-LAVA BEGIN" in line for line in lines) == len(
         json.loads((root / "jobs" / "arm64-entry-errors" / "commands.json").read_text())["commands"])
+
+
+def test_a_job_the_kernel_cut_short_is_the_kernels_failure(tmp_path):
+    # the recorded arm64 entry-errors job, edited: the kernel panics during
+    # the third command and the console ends there
+    import yaml
+
+    from harness.report.model import run_exit_code
+
+    root = materialize("v5.0-plan-x86_64+arm64", tmp_path, LAVA)
+    index = root / "jobs" / "jobs.json"
+    index.write_text(index.read_text().replace("$SOURCE", str(root / "source")))
+    log_path = root / "jobs" / "arm64-entry-errors" / "job.log.yaml"
+    entries = yaml.safe_load(log_path.read_text())
+    cut = next(i for i, e in enumerate(entries) if e.get("lvl") == "target" and "HARNESS-LAVA BEGIN 2" in str(e.get("msg")))
+    panic = {"dt": entries[cut]["dt"], "lvl": "target", "msg": "[   42.000000] Kernel panic - not syncing: Fatal exception"}
+    log_path.write_text(yaml.safe_dump(entries[:cut] + [panic]))
+    for other in index.parent.iterdir():  # only this job has a log now
+        if other.is_dir() and other.name != "arm64-entry-errors":
+            (other / "job.log.yaml").unlink()
+    doc = recheck(collect(root / "jobs", tmp_path / "runs"))
+    entry = doc["arches"]["arm64"]["scenarios"]["entry-errors"]
+    assert entry["error_blame"] == "kernel" and "no result for 3 of 5 commands" in entry["error"]
+    assert "Kernel panic - not syncing" in entry["error"]
+    assert run_exit_code(doc) == 4
