@@ -281,9 +281,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs", type=Path, help="where run directories go (default ./runs or $HARNESS_RUNS)")
     parser.add_argument("--accel", choices=["kvm", "tcg"], help="force the accelerator")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing scenario")
-    parser.add_argument("--vms", type=_guests, default=1, metavar="N|auto",
+    parser.add_argument("--vms", type=_guests, default="auto", metavar="N|auto",
                         help="guests at once: run the scenarios of every arch in up to N fresh guests in parallel "
-                             "('auto': from the CPUs and the free memory; default 1, one after the other)")
+                             "(default auto: as many as the CPUs run without sharing, two each, and the free memory holds; "
+                             "1 on a 2-CPU host)")
     parser.add_argument("--plan", type=Path, action="append", default=[], metavar="FILE.yaml",
                         help="run your own plan file too (repeatable; format in README)")
     parser.add_argument("--plans", type=Path, action="append", default=[], metavar="DIR", help="run every *.yaml plan in DIR too")

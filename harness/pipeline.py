@@ -174,6 +174,8 @@ class Pipeline:
             for plan, path in zip(plans, req.plans):
                 (run_dir / "plans" / f"{plan.name}.yaml").write_text(Path(path).read_text())
         self.say(f"[run] {run_dir}")
+        if req.vms > 1:
+            self.say(f"[run] up to {req.vms} guests at once")
         if req.vms < 1:
             raise UserError(f"{req.vms} guests at once", hint="give --vms 1 or more")
         try:

@@ -131,10 +131,13 @@ def kill_all() -> int:
     return killed
 
 
-def auto_guests(guest_mb: int = 2048, cpus: Optional[int] = None, available_mb: Optional[int] = None) -> int:
-    """Guests to run at once on this host: one per CPU, as many as its
+def auto_guests(guest_mb: int = 2048, cpus: Optional[int] = None, available_mb: Optional[int] = None,
+                guest_cpus: int = MachineRequest.cpus) -> int:
+    """Guests to run at once on this host: as many as its CPUs run without
+    sharing (each guest's vCPUs are busy host threads, under TCG all the
+    time: a guest starved of CPU outlives the timeouts inside it) and its
     available memory holds (``guest_mb`` each, the largest a scenario asks
-    for, plus QEMU's own), at least 1."""
+    for, plus QEMU's own); at least 1."""
     cpus = cpus if cpus is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     if available_mb is None:
         available_mb = 0
@@ -144,7 +147,7 @@ def auto_guests(guest_mb: int = 2048, cpus: Optional[int] = None, available_mb: 
                     available_mb = int(line.split()[1]) // 1024
         except (OSError, ValueError, IndexError):
             available_mb = guest_mb
-    return max(1, min(cpus, available_mb // (guest_mb + 256)))
+    return max(1, min(cpus // max(1, guest_cpus), available_mb // (guest_mb + 256)))
 
 
 class Machine:

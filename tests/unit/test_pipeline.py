@@ -380,12 +380,23 @@ def test_ctrl_c_during_parallel_guests_kills_them_all_and_says_which_were_runnin
         assert machine.get("argv")  # the guest ran, and its record was written when it was shut down
 
 
-def test_auto_guests_are_one_per_cpu_as_memory_allows():
+def test_auto_guests_are_as_many_as_the_cpus_run_unshared_and_memory_holds():
     from harness.vm.machine import auto_guests
 
-    assert auto_guests(2048, cpus=2, available_mb=24000) == 2
+    assert auto_guests(2048, cpus=2, available_mb=24000) == 1  # a 2-vCPU guest takes both CPUs of a 2-CPU host
+    assert auto_guests(2048, cpus=16, available_mb=64000) == 8
     assert auto_guests(2048, cpus=8, available_mb=5000) == 2  # 2304 MiB a guest
     assert auto_guests(2048, cpus=4, available_mb=1000) == 1  # never fewer than one
+    assert auto_guests(1024, cpus=8, available_mb=64000, guest_cpus=1) == 8
+
+
+def test_the_default_number_of_guests_is_chosen_from_the_host():
+    from harness.cli import build_parser
+    from harness.vm.machine import auto_guests
+
+    args = build_parser().parse_args(["run", "--kernel", "v5.0"])
+    assert args.vms == auto_guests()
+    assert build_parser().parse_args(["run", "--kernel", "v5.0", "--vms", "3"]).vms == 3
 
 
 @pytest.mark.parametrize("value,words", [("0", "give at least 1"), ("many", "not a number of guests")])
