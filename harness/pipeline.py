@@ -17,7 +17,7 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Collection, Optional, Sequence, Tuple
 
 from harness import __version__, kconfig, proc
 from harness.arches import arch as lookup_arch
@@ -529,8 +529,11 @@ def _add_model_account(entry: dict, scenario: Scenario, target: Target) -> None:
         entry["model"] = [{"error": exc.render()}]
 
 
-def recheck(run_dir: Path) -> dict:
-    """Redo every check of a saved run from its captures (no VM)."""
+def recheck(run_dir: Path, reports: bool = True, only: Optional[Collection[str]] = None) -> dict:
+    """Redo every check of a saved run from its captures (no VM), or only
+    those of the scenarios named in ``only`` (the others keep their recorded
+    results); results.json is rewritten, and with ``reports`` the reports too
+    (``harness check``)."""
     run_dir = Path(run_dir)
     try:
         doc = json.loads((run_dir / "results.json").read_text())
@@ -545,7 +548,7 @@ def recheck(run_dir: Path) -> dict:
             continue
         target = Target.from_dict(arch_doc["target"], config)
         for name, entry in arch_doc.get("scenarios", {}).items():
-            if entry.get("skip_reason"):
+            if entry.get("skip_reason") or (only is not None and name not in only):
                 continue
             if name not in scenarios:
                 entry.update(error=(f"scenario {name!r} is not known to this harness ({__version__}) and the run kept no plan "
@@ -564,7 +567,8 @@ def recheck(run_dir: Path) -> dict:
             entry["status"] = scenario_status(entry).name
     with proc.signals_deferred():  # the records change together or not at all
         write_json(run_dir / "results.json", doc)
-        write_all(run_dir, doc)
+        if reports:
+            write_all(run_dir, doc)
     return doc
 
 

@@ -13,6 +13,7 @@ from typing import Optional
 
 import yaml
 
+from harness import kconfig
 from harness.errors import InfraError, UserError
 from harness.lava import transcript as tr
 from harness.lava.jobs import load_commands
@@ -59,6 +60,7 @@ def collect(jobs_dir: Path, runs_root: Path, run_name: Optional[str] = None) -> 
     run_dir.mkdir(parents=True, exist_ok=False)
     known = scenarios_for_run(source)
     doc: dict = {"arches": {}}
+    targets: dict = {}
     for job in done:
         arch, name, jdir = job["arch"], job["scenario"], jobs_dir / job["directory"]
         arch_doc = doc["arches"].setdefault(arch, {"target": source_doc["arches"][arch]["target"], "scenarios": {}})
@@ -75,10 +77,11 @@ def collect(jobs_dir: Path, runs_root: Path, run_name: Optional[str] = None) -> 
         lines = console_lines((jdir / LOG).read_text(errors="replace"))
         (sdir / "console.log").write_text("\n".join(line.rstrip("\r") for line in lines) + "\n")
         _, commands = load_commands(jdir)
-        from harness import kconfig
-
-        config_path = run_dir / arch / "kernel.config"
-        target = Target.from_dict(arch_doc["target"], kconfig.parse_dotconfig(config_path.read_text()) if config_path.exists() else {})
+        if arch not in targets:
+            config_path = run_dir / arch / "kernel.config"
+            targets[arch] = Target.from_dict(arch_doc["target"],
+                                             kconfig.parse_dotconfig(config_path.read_text()) if config_path.exists() else {})
+        target = targets[arch]
         try:
             results = tr.parse_console(lines, commands)
             captures = Captures(sdir)
@@ -94,8 +97,8 @@ def collect(jobs_dir: Path, runs_root: Path, run_name: Optional[str] = None) -> 
         arch_doc["scenarios"][name] = entry
     info = {"command": "harness lava collect", "source_run": str(source), "jobs": str(jobs_dir.resolve()),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "status": "collected",
-            "lava_jobs": {f"{j['arch']} {j['scenario']}": json.loads((jobs_dir / j["directory"] / JOB).read_text()).get("id")
-                          for j in done if (jobs_dir / j["directory"] / JOB).exists()}}
+            "lava_jobs": {f"{arch} {name}": entry["lava_job"] for arch, arch_doc in doc["arches"].items()
+                          for name, entry in arch_doc["scenarios"].items()}}
     write_json(run_dir / "run.json", info)
     write_json(run_dir / "results.json", doc)
     return run_dir

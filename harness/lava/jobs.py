@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -30,13 +31,15 @@ from harness.arches import arch as lookup_arch
 from harness.errors import UserError
 from harness.lava import transcript as tr
 from harness.scenarios import Target, scenarios_for_run
-from harness.vm.cmdline import BASE_CMDLINE, DISK_DEVICE
+from harness.vm.cmdline import disk_args, kernel_words, numa_args, smp_args
+from harness.vm.machine import MachineRequest
 
 #: The shell prompt the image's init gives a LAVA job (guest/init.j2).
 PROMPT = "harness-lava# "
 #: LAVA's name for each arch in its qemu device type.
 LAVA_ARCH = {"x86_64": "x86_64", "arm64": "arm64", "arm": "arm"}
-CPUS = 2
+#: The local run's guest CPUs.
+CPUS = MachineRequest.cpus
 
 
 @dataclass(frozen=True)
@@ -70,22 +73,16 @@ def job_yaml(arch: str, scenario, kernel_url: str, ramdisk_url: str, disk: Optio
     """The LAVA job definition (a dict: yaml.safe_dump writes it)."""
     the_arch = lookup_arch(arch)
     memory = scenario.memory_mb
-    cmdline = " ".join([f"console={the_arch.console}", *BASE_CMDLINE, *the_arch.cmdline, *scenario.append, "harness.lava"])
+    cmdline = " ".join(kernel_words(the_arch, (*scenario.append, "harness.lava")))
     # TCG, and the local run's machine (LAVA's qemu template adds only -m,
     # -nographic, a user network and, for arm, -cpu/-machine from the context)
-    extra = ["-accel", "tcg,thread=multi", "-smp", f"{CPUS},sockets={CPUS},cores=1,threads=1", "-no-reboot"]
+    extra = ["-accel", "tcg,thread=multi", *smp_args(CPUS), "-no-reboot"]
     if arch == "x86_64":
         extra += ["-machine", the_arch.machine, "-cpu", the_arch.cpu]
-    if numa_nodes > 1:
-        per_node = memory // numa_nodes
-        for node in range(numa_nodes):
-            cpus = ",".join(f"cpus={c}" for c in range(CPUS) if c % numa_nodes == node)
-            extra += ["-object", f"memory-backend-ram,id=mem{node},size={per_node}M",
-                      "-numa", f"node,nodeid={node},{cpus},memdev=mem{node}"]
+    extra += numa_args(memory, CPUS, numa_nodes)
     extra += ["-device", "virtio-balloon-pci,id=balloon0"]
     if disk is not None:
-        extra += ["-drive", f"file={disk},if=none,format=raw,id={DISK_DEVICE},cache=unsafe",
-                  "-device", f"virtio-blk-pci,drive={DISK_DEVICE}"]
+        extra += disk_args(disk)
     timeout_min = int(getattr(scenario, "timeout", 600)) // 60 + 10
     return {
         "device_type": "qemu",
@@ -118,19 +115,25 @@ def job_yaml(arch: str, scenario, kernel_url: str, ramdisk_url: str, disk: Optio
     }
 
 
-def ramdisk(base: bytes, commands: Sequence[tr.Command]) -> bytes:
-    """The run's image with the scenario's script and inputs added, as one
-    archive (LAVA unpacks and repacks it to add its own test overlay)."""
+def image_entries(base: bytes) -> list[cpio.Entry]:
+    """The run's guest image (a gzipped newc archive), which must have the
+    LAVA mode of guest/init.j2."""
     entries = cpio.read(gzip.decompress(base))
     init = next((e for e in entries if e.path == "init"), None)
     if init is None or b"harness.lava" not in init.data:
         raise UserError("the run's guest image has no LAVA mode (its /init predates it): a LAVA job would wait for a shell "
                         "that never comes", hint="make a new run with this harness (its image has it) and use that")
+    return entries
+
+
+def ramdisk(entries: Sequence[cpio.Entry], commands: Sequence[tr.Command]) -> bytes:
+    """The image with the scenario's script and inputs added, as one
+    archive (LAVA unpacks and repacks it to add its own test overlay)."""
     have = {e.path for e in entries}
     extra = [cpio.Entry.dir(d) for d in ("harness", "harness/lava") if d not in have]
     extra.append(cpio.Entry.file("harness/lava/run.sh", tr.guest_script(commands), perm=0o755))
     extra += [cpio.Entry.file(f"harness/lava/{tr.stdin_name(c)}", c.stdin) for c in commands if c.stdin is not None]
-    return gzip.compress(cpio.archive(entries + extra), 6, mtime=0)
+    return gzip.compress(cpio.archive(list(entries) + extra), 6, mtime=0)
 
 
 def make_jobs(run_dir: Path, out_dir: Path, scenarios: Sequence[str] = (), arches: Sequence[str] = (),
@@ -139,6 +142,10 @@ def make_jobs(run_dir: Path, out_dir: Path, scenarios: Sequence[str] = (), arche
     run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
     known = scenarios_for_run(run_dir)
     jobs, left_out = [], []
+
+    def url(path: Path) -> str:
+        return f"{url_base.rstrip('/')}/{path.relative_to(out_dir)}" if url_base else path.as_uri()
+
     for arch, (target_doc, config_path, ran) in run_targets(run_dir).items():
         if arches and arch not in arches:
             continue
@@ -147,7 +154,7 @@ def make_jobs(run_dir: Path, out_dir: Path, scenarios: Sequence[str] = (), arche
             continue
         config = kconfig.parse_dotconfig(config_path.read_text()) if config_path.exists() else {}
         target = Target.from_dict(target_doc, config)
-        base = Path(target_doc["initrd"]).read_bytes()
+        entries = image_entries(Path(target_doc["initrd"]).read_bytes())
         for name in scenarios or ran:
             if name not in known:
                 raise UserError(f"unknown scenario {name!r}", hint="harness list shows the scenarios")
@@ -163,21 +170,18 @@ def make_jobs(run_dir: Path, out_dir: Path, scenarios: Sequence[str] = (), arche
                 continue
             directory = out_dir / f"{arch}-{name}"
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / "initramfs.cpio.gz").write_bytes(ramdisk(base, commands))
+            (directory / "initramfs.cpio.gz").write_bytes(ramdisk(entries, commands))
             disk = None
             if scenario.disk_mb:
                 disk = directory / "disk.img"
                 with open(disk, "wb") as raw:
                     raw.truncate(scenario.disk_mb << 20)
-
-            def url(path: Path) -> str:
-                return f"{url_base.rstrip('/')}/{path.relative_to(out_dir)}" if url_base else path.as_uri()
-
-            job = job_yaml(arch, scenario, url(Path(target_doc["kernel"]) if not url_base else directory / "kernel"),
-                           url(directory / "initramfs.cpio.gz"), disk, target.numa_nodes,
-                           f"harness {target_doc.get('model', '')} {arch} {name}")
+            kernel = Path(target_doc["kernel"])
             if url_base:  # the kernel goes beside the job, to be served with it
-                (directory / "kernel").write_bytes(Path(target_doc["kernel"]).read_bytes())
+                shutil.copyfile(kernel, directory / "kernel")
+                kernel = directory / "kernel"
+            job = job_yaml(arch, scenario, url(kernel), url(directory / "initramfs.cpio.gz"), disk, target.numa_nodes,
+                           f"harness {target_doc.get('model', '')} {arch} {name}")
             (directory / "job.yaml").write_text(yaml.safe_dump(job, sort_keys=False, width=1000))
             (directory / "commands.json").write_text(json.dumps({
                 "arch": arch, "scenario": name, "run": str(run_dir),

@@ -67,10 +67,6 @@ class NotTranscribable(UserError):
 def transcribe(scenario, target) -> list[Command]:
     """The commands ``scenario.drive`` runs on ``target``, or
     NotTranscribable saying why it cannot run as a LAVA job."""
-    import tempfile
-
-    from harness.scenarios.base import Captures
-
     from harness.scenarios.plan import PlanScenario
 
     if not isinstance(scenario, PlanScenario):
@@ -78,25 +74,30 @@ def transcribe(scenario, target) -> list[Command]:
         # CMA areas) to decide what to run next: it needs the live guest
         raise NotTranscribable(f"{scenario.name} cannot run as a LAVA job: its driver reads the live guest "
                                "to decide its next command (only plan scenarios run as LAVA jobs)")
-    runs = []
-    for output in ("", "0\n"):
-        recorder = Recorder(output)
-        with tempfile.TemporaryDirectory(prefix="harness-lava-") as tmp:
-            try:
-                scenario.drive(recorder, target, Captures(Path(tmp)), qmp=None)
-            except NotTranscribable:
-                raise
-            except UserError as exc:
-                raise NotTranscribable(f"{scenario.name}: {exc.message}") from None
-            except Exception as exc:  # it needed QMP, or parsed an output
-                raise NotTranscribable(f"{scenario.name} cannot run as a LAVA job: its driver needs a live guest "
-                                       f"({type(exc).__name__}: {exc})") from None
-        runs.append([(c.command, c.stdin) for c in recorder.commands])
-        if output == "":
-            commands = recorder.commands
-    if runs[0] != runs[1]:
+    commands = _record(scenario, target, "")
+    if commands != _record(scenario, target, "0\n"):
         raise NotTranscribable(f"{scenario.name} cannot run as a LAVA job: its commands depend on what earlier ones printed")
     return commands
+
+
+def _record(scenario, target, output: str) -> list[Command]:
+    """The commands ``drive`` runs when every one of them prints ``output``."""
+    import tempfile
+
+    from harness.scenarios.base import Captures
+
+    recorder = Recorder(output)
+    with tempfile.TemporaryDirectory(prefix="harness-lava-") as tmp:
+        try:
+            scenario.drive(recorder, target, Captures(Path(tmp)), qmp=None)
+        except NotTranscribable:
+            raise
+        except UserError as exc:
+            raise NotTranscribable(f"{scenario.name}: {exc.message}") from None
+        except Exception as exc:  # it needed QMP, or parsed an output
+            raise NotTranscribable(f"{scenario.name} cannot run as a LAVA job: its driver needs a live guest "
+                                   f"({type(exc).__name__}: {exc})") from None
+    return recorder.commands
 
 
 def stdin_name(command: Command) -> str:

@@ -8,6 +8,7 @@ into typed ``TraceEvent``s.  Markers written by the workload
 (``tracing_mark_write: harness step N``) cut a trace into steps."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
@@ -88,8 +89,15 @@ def parse_line(line: str) -> Optional[TraceEvent]:
 
 def parse(lines: Iterable[str] | str) -> list[TraceEvent]:
     if isinstance(lines, str):
-        lines = lines.splitlines()
+        # a capture's trace is read by several checks (each window of a
+        # scenario) and by the report: parsed once
+        return list(_parse_text(lines))
     return [event for event in (parse_line(line) for line in lines) if event is not None]
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_text(text: str) -> tuple[TraceEvent, ...]:
+    return tuple(event for event in (parse_line(line) for line in text.splitlines()) if event is not None)
 
 
 def marker_text(event: TraceEvent) -> Optional[str]:

@@ -44,8 +44,38 @@ BASE_CMDLINE = (
 
 
 def kernel_cmdline(spec: MachineSpec) -> str:
-    words = [f"console={spec.arch.console}", *BASE_CMDLINE, *spec.arch.cmdline, *spec.append]
-    return " ".join(words)
+    return " ".join(kernel_words(spec.arch, spec.append))
+
+
+def kernel_words(arch: Arch, append: Tuple[str, ...] = ()) -> list[str]:
+    """The kernel command line's words: the console, the harness's own, the
+    arch's, then ``append``."""
+    return [f"console={arch.console}", *BASE_CMDLINE, *arch.cmdline, *append]
+
+
+def smp_args(cpus: int) -> list[str]:
+    # One socket per CPU: v5.0 x86_64 WARNs (topology_sane) when two cores
+    # of one socket sit on different NUMA nodes.
+    return ["-smp", f"{cpus},sockets={cpus},cores=1,threads=1"]
+
+
+def numa_args(memory_mb: int, cpus: int, nodes: int) -> list[str]:
+    """Memory split evenly over ``nodes`` nodes, CPUs dealt round-robin
+    (none for fewer than two nodes)."""
+    argv: list[str] = []
+    if nodes > 1:
+        per_node = memory_mb // nodes
+        for node in range(nodes):
+            cpu_spec = ",".join(f"cpus={c}" for c in range(cpus) if c % nodes == node)
+            argv += ["-object", f"memory-backend-ram,id=mem{node},size={per_node}M"]
+            argv += ["-numa", f"node,nodeid={node},{cpu_spec},memdev=mem{node}"]
+    return argv
+
+
+def disk_args(disk: Path) -> list[str]:
+    """The scratch disk as virtio-blk (/dev/vda) on the DISK_DEVICE backend."""
+    return ["-drive", f"file={disk},if=none,format=raw,id={DISK_DEVICE},cache=unsafe", "-device",
+            f"virtio-blk-pci,drive={DISK_DEVICE}"]
 
 
 def validate(spec: MachineSpec) -> None:
@@ -72,16 +102,8 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
     else:
         argv += ["-accel", "tcg,thread=multi", "-cpu", arch.cpu]
     argv += ["-m", f"{spec.memory_mb}M"]
-    # One socket per CPU: v5.0 x86_64 WARNs (topology_sane) when two cores
-    # of one socket sit on different NUMA nodes.
-    argv += ["-smp", f"{spec.cpus},sockets={spec.cpus},cores=1,threads=1"]
-    if spec.numa_nodes > 1:
-        per_node = spec.memory_mb // spec.numa_nodes
-        for node in range(spec.numa_nodes):
-            cpus = [c for c in range(spec.cpus) if c % spec.numa_nodes == node]
-            cpu_spec = ",".join(f"cpus={c}" for c in cpus)
-            argv += ["-object", f"memory-backend-ram,id=mem{node},size={per_node}M"]
-            argv += ["-numa", f"node,nodeid={node},{cpu_spec},memdev=mem{node}"]
+    argv += smp_args(spec.cpus)
+    argv += numa_args(spec.memory_mb, spec.cpus, spec.numa_nodes)
     argv += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd), "-append", kernel_cmdline(spec)]
     argv += ["-serial", "stdio", "-no-reboot"]
     # Containment: the only way in is SSH on loopback; restrict=on cuts the
@@ -91,8 +113,7 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
     if spec.balloon:
         argv += ["-device", "virtio-balloon-pci,id=balloon0"]
     if spec.disk is not None:
-        argv += ["-drive", f"file={spec.disk},if=none,format=raw,id={DISK_DEVICE},cache=unsafe", "-device",
-                 f"virtio-blk-pci,drive={DISK_DEVICE}"]
+        argv += disk_args(spec.disk)
     argv += ["-chardev", f"socket,id=qmp,path={spec.qmp_socket},server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
     argv += list(arch.qemu_extra) + list(spec.extra)
     return argv

@@ -163,6 +163,8 @@ class Machine:
         self.qmp: Optional[Qmp] = None
         self.ssh: Optional[Ssh] = None
         self.private: Optional[Path] = None
+        #: The kernel died or stopped answering (a KernelError was raised).
+        self.kernel_failed = False
         self.argv: list[str] = []
         self.accel: Optional[accel_mod.AccelChoice] = None
         self.accel_history: list[dict] = []
@@ -363,6 +365,7 @@ class Machine:
         )
 
     def _kernel_error(self, message: str) -> KernelError:
+        self.kernel_failed = True  # a dead or hung guest cannot power itself off: shutdown goes straight to QMP
         return KernelError(message, log_path=self.console_log, log_tail=tail_of(self.console_log, 25))
 
     # ------------------------------------------------------------------
@@ -471,7 +474,8 @@ class Machine:
         """Soft (poweroff in the guest), then hard (QMP quit, SIGKILL);
         cleanup always runs."""
         try:
-            if self.child is not None and self.child.isalive() and self.ssh is not None and self.ssh.client is not None:
+            if (self.child is not None and self.child.isalive() and self.ssh is not None and self.ssh.client is not None
+                    and not self.kernel_failed):
                 try:
                     self.ssh.run("sync; poweroff -f", timeout=3)
                 except (InfraError, OSError, EOFError):

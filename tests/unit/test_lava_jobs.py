@@ -115,9 +115,9 @@ def test_collect_turns_a_jobs_console_into_a_run_that_checks_like_the_local_one(
     (jdir / collect_mod.LOG).write_text(yaml.safe_dump(log))
     (jdir / collect_mod.JOB).write_text(json.dumps({"id": "7", "health": "Complete"}))
     collected = collect_mod.collect(tmp_path / "jobs", tmp_path / "runs")
-    doc = recheck(collected)
+    doc = recheck(collected, reports=False)
     entry = doc["arches"]["x86_64"]["scenarios"]["move-pages-basic"]
-    local = recheck(materialize(RUN.name, tmp_path / "local"))["arches"]["x86_64"]["scenarios"]["move-pages-basic"]
+    local = recheck(materialize(RUN.name, tmp_path / "local"), reports=False)["arches"]["x86_64"]["scenarios"]["move-pages-basic"]
     assert entry["status"] == "PASS" and entry["lava_job"] == "7"
     by_name = lambda checks: {(c["step"], c["name"]): (c["status"], c["observed"]) for c in checks}  # noqa: E731
     ours = by_name(entry["checks"])
@@ -126,6 +126,6 @@ def test_collect_turns_a_jobs_console_into_a_run_that_checks_like_the_local_one(
     outputs[2] = outputs[2].replace('"status":[1,1,1', '"status":[0,1,1', 1)
     log = [{"dt": "t", "lvl": "target", "msg": line} for line in console_from_captures(commands, outputs)]
     (jdir / collect_mod.LOG).write_text(yaml.safe_dump(log))
-    doc = recheck(collect_mod.collect(tmp_path / "jobs", tmp_path / "runs", run_name="broken"))
+    doc = recheck(collect_mod.collect(tmp_path / "jobs", tmp_path / "runs", run_name="broken"), reports=False)
     failed = [c for c in doc["arches"]["x86_64"]["scenarios"]["move-pages-basic"]["checks"] if c["status"] == "FAIL"]
     assert failed and failed[0]["name"] in ("status[]", "query status")

@@ -14,7 +14,7 @@ MUTANTS = Path(__file__).resolve().parents[1] / "fixtures" / "mutants"
 
 
 def failures(name, tmp_path, scenario):
-    doc = recheck(materialize(name, tmp_path, MUTANTS))
+    doc = recheck(materialize(name, tmp_path, MUTANTS), reports=False, only=[scenario])
     out = {}
     for arch, arch_doc in doc["arches"].items():
         out[arch] = [c for c in checks_of(arch_doc["scenarios"][scenario]) if c.status.name == "FAIL"]
@@ -63,7 +63,7 @@ def test_a_half_batch_scan_fails_the_cluster_rule(tmp_path):
                     halve, text, count=1)
     assert edited != text
     trace.write_text(edited)
-    doc = recheck(run_dir)
+    doc = recheck(run_dir, reports=False)
     failed = [c for c in checks_of(doc["arches"]["x86_64"]["scenarios"]["compact-memory"]) if c.status.name == "FAIL"]
     rule = [c for c in failed if c.name.startswith("I7 a scan that stops inside a pageblock")]
     assert rule and "16: 1" in rule[0].message

@@ -167,3 +167,18 @@ def test_vmstat_delta_from_recorded_snapshots(tmp_path):
     before, _, after = text.partition("== after")
     delta = vmstat.delta(vmstat.parse(before.replace("== before", "")), vmstat.parse(after))
     assert delta["balloon_inflate"] == 0 and delta["pgmigrate_success"] > 0
+
+
+def test_rechecking_only_some_scenarios_keeps_the_others_recorded_results(tmp_path):
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    out = run_dir / "x86_64" / "pins-mlock" / "workload.out"
+    lines = out.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if '"cmd":"move"' in line)
+    lines[index] = lines[index].replace('"ret":2', '"ret":0')
+    out.write_text("\n".join(lines) + "\n")
+    recorded = json.loads((run_dir / "results.json").read_text())
+    doc = recheck(run_dir, reports=False, only=["entry-errors"])
+    assert doc["arches"]["x86_64"]["scenarios"]["pins-mlock"] == recorded["arches"]["x86_64"]["scenarios"]["pins-mlock"]
+    assert doc["arches"]["x86_64"]["scenarios"]["entry-errors"]["status"] == "PASS"
+    doc = recheck(run_dir, reports=False, only=["pins-mlock"])
+    assert doc["arches"]["x86_64"]["scenarios"]["pins-mlock"]["status"] == "FAIL"
