@@ -53,7 +53,7 @@ test-faults: deps
 
 # The suite's plan scenarios as jobs on a local LAVA lab (root: installs and starts it).
 test-lava: deps
-	scripts/lava-lab up
+	$(BIN)/harness lava lab up
 	HARNESS_TEST_KERNEL=$(GUEST_SOURCE) HARNESS_TEST_ARCHES=$(ARCH) $(BIN)/pytest -v -m lava -p no:xdist --timeout 3600 tests/lava
 
 bench: deps

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.build import BuildRequest, Builder  # noqa: E402
-from harness.image import ImageBuilder, ImageRequest  # noqa: E402
-from harness.source import SourceRequest  # noqa: E402
+from harness.image.initramfs import ImageBuilder, ImageRequest  # noqa: E402
+from harness.kernel.build import Builder, BuildRequest  # noqa: E402
+from harness.kernel.source import SourceRequest  # noqa: E402
 from harness.vm.machine import Machine, MachineRequest  # noqa: E402
 
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.build import BuildRequest, Builder  # noqa: E402
-from harness.cache import Cache  # noqa: E402
-from harness.patches import replacement_patch  # noqa: E402
-from harness.source import SourceRequest, SourceResolver  # noqa: E402
+from harness.host.cache import Cache  # noqa: E402
+from harness.kernel.build import Builder, BuildRequest  # noqa: E402
+from harness.kernel.patches import replacement_patch  # noqa: E402
+from harness.kernel.source import SourceRequest, SourceResolver  # noqa: E402
 
 #: Two small semantic changes that compile on v5.0 and 5.10.
 PATCH_MIGRATE = ("mm/migrate.c", "pass < 10 && retry", "pass < 9 && retry", "bench-migrate-passes.patch")

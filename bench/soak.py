@@ -27,11 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.errors import HarnessError  # noqa: E402
+from harness.host.rundir import new_run_dir, write_json  # noqa: E402
+from harness.kernel.source import SourceRequest  # noqa: E402
 from harness.pipeline import Pipeline, RunRequest  # noqa: E402
 from harness.report.model import checks_of, iter_scenarios, scenario_blame  # noqa: E402
 from harness.result import Status  # noqa: E402
-from harness.rundir import new_run_dir, write_json  # noqa: E402
-from harness.source import SourceRequest  # noqa: E402
 
 
 def round_verdicts(doc: dict) -> dict:

@@ -4,7 +4,7 @@ the suite kills, per arch.
 
 For each arch the pristine kernel runs first (it must pass: a failure there
 is a false alarm and stops the measurement); then every mutant of
-``harness/mutations/<kernel>.yaml`` is built on the work copy (an
+``harness/workflows/mutations/<kernel>.yaml`` is built on the work copy (an
 incremental rebuild) and the suite runs on it.  A mutant is killed when a
 check fails or the kernel fails (panic, oops, boot); a mutant that does not
 build is reported as such and not counted; infrastructure trouble is
@@ -34,16 +34,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.cache import Cache  # noqa: E402
 from harness.errors import InfraError, KernelError  # noqa: E402
-from harness.mutation import equivalent_on, load_catalogue, select  # noqa: E402
+from harness.host.cache import Cache  # noqa: E402
+from harness.host.rundir import new_run_dir, write_json  # noqa: E402
+from harness.kernel.source import SourceRequest, SourceResolver  # noqa: E402
 from harness.pipeline import Pipeline, RunRequest  # noqa: E402
 from harness.report.model import checks_of, iter_scenarios  # noqa: E402
 from harness.result import Status  # noqa: E402
-from harness.rundir import new_run_dir, write_json  # noqa: E402
 from harness.scenarios import builtin_scenarios  # noqa: E402
-from harness.source import SourceRequest, SourceResolver  # noqa: E402
-
+from harness.workflows.mutation import equivalent_on, load_catalogue, select  # noqa: E402
 
 KSELFTEST = "kselftest-vm"
 

@@ -182,7 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0
     except OSError as exc:
-        from harness.cache import disk_full, is_disk_full
+        from harness.host.cache import disk_full, is_disk_full
 
         if not is_disk_full(exc):
             return _harness_bug(exc)
@@ -254,7 +254,7 @@ def _keep_traceback(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
-        from harness.cache import Cache
+        from harness.host.cache import Cache
 
         folder = Cache().root / "crashes"
         folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness import proc
+from harness.host import proc
 
 
 def _add_source_options(parser: argparse.ArgumentParser, multi_arch: bool = False) -> None:
@@ -28,8 +28,8 @@ def _add_source_options(parser: argparse.ArgumentParser, multi_arch: bool = Fals
 
 
 def build_request(args: argparse.Namespace, quiet: bool):
-    from harness.build import BuildRequest
-    from harness.source import SourceRequest
+    from harness.kernel.build import BuildRequest
+    from harness.kernel.source import SourceRequest
 
     return BuildRequest(
         source=SourceRequest(args.kernel, args.tarball, tuple(args.patch), args.offline),
@@ -44,7 +44,7 @@ def build_request(args: argparse.Namespace, quiet: bool):
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from harness.build import Builder
+    from harness.kernel.build import Builder
 
     result = Builder(echo=proc.stderr_echo(args.quiet)).build(build_request(args, args.quiet))
     if args.json:
@@ -65,7 +65,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_image(args: argparse.Namespace) -> int:
-    from harness.image import ImageBuilder, ImageRequest
+    from harness.image.initramfs import ImageBuilder, ImageRequest
 
     result = ImageBuilder(echo=proc.stderr_echo(args.quiet)).build(ImageRequest(args.arch, args.offline, args.quiet))
     print(f"{result.path}  ({result.arch}, {'cached' if result.cached else 'built'})")
@@ -81,8 +81,8 @@ def _add_image(sub: argparse._SubParsersAction) -> None:
 
 def _boot_inputs(args: argparse.Namespace):
     """Kernel image and initramfs: given, or built/reused from the cache."""
-    from harness.build import Builder
-    from harness.image import ImageBuilder, ImageRequest
+    from harness.image.initramfs import ImageBuilder, ImageRequest
+    from harness.kernel.build import Builder
 
     echo = proc.stderr_echo(args.quiet)
     if args.kernel_image:
@@ -112,7 +112,7 @@ def _machine_request(args: argparse.Namespace, kernel: Path, initrd: Path):
 def _cmd_boot(args: argparse.Namespace) -> int:
     import time
 
-    from harness.rundir import new_run_dir, write_json
+    from harness.host.rundir import new_run_dir, write_json
     from harness.vm.machine import Machine
 
     kernel, initrd = _boot_inputs(args)
@@ -228,9 +228,9 @@ def _guests(text: str) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.errors import UserError
+    from harness.kernel.source import SourceRequest
     from harness.pipeline import Pipeline, RunRequest
     from harness.scenarios import plan_files
-    from harness.source import SourceRequest
 
     arches = tuple(a for part in args.arch for a in part.split(",") if a)
     plans = tuple(plan_files(args.plan, args.plans))
@@ -264,8 +264,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_series(args: argparse.Namespace, request) -> int:
-    from harness.patches import load_series
-    from harness.series import SeriesRun
+    from harness.kernel.patches import load_series
+    from harness.workflows.series import SeriesRun
 
     outcome = SeriesRun(request, load_series(args.series), tip_only=args.tip_only, keep_going=args.keep_going,
                         origin=str(args.series)).run()
@@ -344,7 +344,7 @@ def _add_check_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_deps(args: argparse.Namespace) -> int:
-    from harness import deps
+    from harness.host import deps
 
     arches = [a for part in args.arch for a in part.split(",") if a] or ["x86_64"]
     installed = deps.ensure(arches, install=args.install, echo=lambda line: print(line, file=sys.stderr))
@@ -360,8 +360,8 @@ def _add_deps(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sources(args: argparse.Namespace) -> int:
-    from harness.cache import Cache
-    from harness.source import PRESETS, SourceResolver
+    from harness.host.cache import Cache
+    from harness.kernel.source import PRESETS, SourceResolver
 
     resolver = SourceResolver(Cache())
     if args.register:
@@ -386,12 +386,12 @@ def _add_sources(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness import compare
     from harness.errors import UserError
     from harness.scenarios import scenarios_for_run
+    from harness.workflows import compare
 
     if args.run_b is None:
-        from harness.series import load_series_run
+        from harness.workflows.series import load_series_run
 
         stages = load_series_run(args.run_a)
         pairs = [(a, b) for a, b in zip(stages, stages[1:]) if a.ran and b.ran]
@@ -436,7 +436,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bisect(args: argparse.Namespace) -> int:
-    from harness.bisect import BisectRequest, run_bisect
+    from harness.workflows.bisect import BisectRequest, run_bisect
 
     arches = tuple(a for part in args.arch for a in part.split(",") if a) or ("x86_64",)
     request = BisectRequest(
@@ -451,7 +451,7 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
 
 
 def _cmd_bisect_step(args: argparse.Namespace) -> int:
-    from harness.bisect import step_main
+    from harness.workflows.bisect import step_main
 
     return step_main(args.state)
 
@@ -479,9 +479,9 @@ def _add_bisect(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_mutants(args: argparse.Namespace) -> int:
-    from harness.cache import Cache
-    from harness.mutation import load_catalogue, select
-    from harness.source import SourceRequest, SourceResolver
+    from harness.host.cache import Cache
+    from harness.kernel.source import SourceRequest, SourceResolver
+    from harness.workflows.mutation import load_catalogue, select
 
     catalogue = load_catalogue(args.catalogue)
     if args.patch:
@@ -503,8 +503,8 @@ def _add_mutants(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_lava(args: argparse.Namespace) -> int:
-    from harness.lava import collect as collect_mod
-    from harness.lava import jobs as jobs_mod
+    from harness.workflows.lava import collect as collect_mod
+    from harness.workflows.lava import jobs as jobs_mod
 
     if args.lava_command == "jobs":
         out = args.out or Path(args.run_dir) / "lava-jobs"
@@ -516,8 +516,12 @@ def _cmd_lava(args: argparse.Namespace) -> int:
             print(f"left out: {why}", file=sys.stderr)
         print(f"{len(jobs)} LAVA jobs in {out} (harness lava submit {out}, then harness lava collect {out})", file=sys.stderr)
         return 0
+    if args.lava_command == "lab":
+        from harness.workflows.lava.lab import LAB_SCRIPT
+
+        return proc.stream([str(LAB_SCRIPT), args.action], on_line=print, echo=proc.stderr_echo(args.quiet))
     if args.lava_command == "submit":
-        from harness.lava.lab import submit_and_wait
+        from harness.workflows.lava.lab import submit_and_wait
 
         states = submit_and_wait(args.jobs_dir, args.identity, timeout=args.timeout,
                                  say=lambda line: print(line, file=sys.stderr))
@@ -543,9 +547,13 @@ def _add_lava(sub: argparse._SubParsersAction) -> None:
     jobs.add_argument("--url-base", help="serve the files from here instead of file:// URLs (a worker on another host)")
     submit = lava.add_parser("submit", help="submit the jobs with lavacli, wait, and keep their logs")
     submit.add_argument("jobs_dir", type=Path)
-    submit.add_argument("--identity", default="lava-lab", help="lavacli identity of the lab (default: lava-lab, what scripts/lava-lab up makes)")
+    submit.add_argument("--identity", default="lava-lab", help="lavacli identity of the lab (default: lava-lab, what harness lava lab up makes)")
     submit.add_argument("--timeout", type=float, default=3600, help="seconds to wait for all jobs")
     submit.set_defaults(handler=_cmd_lava)
+    lab = lava.add_parser("lab", help="a local LAVA lab on 127.0.0.1 (root: installs Debian's lava-server, lava-dispatcher, lavacli)")
+    lab.add_argument("action", choices=("up", "down", "status", "smoke"),
+                     help="up: install, start and wait for an idle device; down: stop it; status; smoke: a smoke job")
+    lab.set_defaults(handler=_cmd_lava)
     collect = lava.add_parser("collect", help="turn finished jobs' logs into a run directory and check it")
     collect.add_argument("jobs_dir", type=Path)
     collect.add_argument("--runs", type=Path, default=Path("runs"), help="where the run directory goes (default: runs)")

@@ -19,23 +19,36 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Collection, Optional, Sequence, Tuple
 
-from harness import __version__, kconfig, proc
+from harness import __version__
 from harness.arches import arch as lookup_arch
-from harness.build import BuildRequest, Builder
-from harness.cache import disk_full, is_disk_full
 from harness.errors import HarnessError, UserError
-from harness.image import ImageBuilder, ImageRequest
-from harness.progress import Steps
+from harness.host import proc
+from harness.host.cache import disk_full, is_disk_full
+from harness.host.progress import Steps
+from harness.host.rundir import (
+    mark_abandoned,
+    new_run_dir,
+    runs_root,
+    unusable_runs_root,
+    write_json,
+)
+from harness.host.rundir import owner as rundir_owner
+from harness.image.initramfs import ImageBuilder, ImageRequest
+from harness.kernel import kconfig
+from harness.kernel.build import Builder, BuildRequest
+from harness.kernel.source import SourceRequest
 from harness.model.kernels import kernel_for_version
 from harness.report import write_all
-from harness.report.model import CONSOLE_CHECK, run_exit_code, run_status, scenario_status
+from harness.report.model import (
+    CONSOLE_CHECK,
+    run_exit_code,
+    run_status,
+    scenario_status,
+)
 from harness.result import CheckKind, CheckResult, Status
-from harness.rundir import mark_abandoned, new_run_dir, runs_root, unusable_runs_root, write_json
-from harness.rundir import owner as rundir_owner
 from harness.scenarios import Scenario, Target, scenarios_for_run, select
-from harness.scenarios.plan import load_plan_file
 from harness.scenarios.base import Captures
-from harness.source import SourceRequest
+from harness.scenarios.plan.scenario import load_plan_file
 from harness.vm.console import scan
 from harness.vm.machine import Machine, MachineRequest
 
@@ -132,8 +145,8 @@ class Pipeline:
             lookup_arch(name)  # unknown arch: a user error before anything starts
         plans = [load_plan_file(path) for path in req.plans]  # a bad plan: a user error before anything starts
         patches = req.source.patch_list()  # so is a missing patch
-        from harness.cache import Cache
-        from harness.source import SourceResolver
+        from harness.host.cache import Cache
+        from harness.kernel.source import SourceResolver
 
         SourceResolver(Cache()).check_spec(req.source)  # and an unknown kernel source: no run directory for nothing
         if req.jobs is not None and req.jobs < 1:
@@ -380,7 +393,7 @@ class Pipeline:
         wanted = {asset for s in scenarios if not s.skip_reason(target) for asset in s.assets}
         out: dict = {}
         if "kselftest-vm" in wanted:
-            from harness.kselftest import SelftestBuilder
+            from harness.kernel.kselftest import SelftestBuilder
 
             self.stage = "kselftest build"
             try:

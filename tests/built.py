@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import BuildRequest, Builder
 from harness.errors import UserError
-from harness.image import ImageBuilder, ImageRequest
-from harness.source import SourceRequest
+from harness.image.initramfs import ImageBuilder, ImageRequest
+from harness.kernel.build import Builder, BuildRequest
+from harness.kernel.source import SourceRequest
 
 KERNEL = os.environ.get("HARNESS_TEST_KERNEL", "debian-5.10")
 ARCHES = [a for a in os.environ.get("HARNESS_TEST_ARCHES", "x86_64").split(",") if a]

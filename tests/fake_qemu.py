@@ -30,7 +30,7 @@ import paramiko
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from harness import cpio  # noqa: E402
+from harness.image import cpio  # noqa: E402
 
 PANIC_LINES = [
     "[   12.345678] sysrq: SysRq : Trigger a crash",

@@ -30,7 +30,7 @@ def main(run_dir: str, name: str, kind: str = "runs", extra_rewrites=()) -> None
     dest = Path(__file__).resolve().parent / "fixtures" / kind / name
     limit = LIMIT if kind == "runs" else 16 * 1024
     # paths of the recording machine: the run directory and the cache
-    from harness.cache import default_root
+    from harness.host.cache import default_root
 
     rewrite = [(str(src).encode(), b"$RUN"), (str(default_root()).encode(), b"$HARNESS_CACHE"),
                (str(Path(__file__).resolve().parents[1]).encode(), b"$PROJECT")]
@@ -73,7 +73,7 @@ def lava(jobs_dir: str, name: str) -> None:
     source = Path(index["run"])
     index["run"] = "$SOURCE"
 
-    from harness.cache import default_root
+    from harness.host.cache import default_root
 
     rewrite = [(str(src).encode(), b"$JOBS"), (str(source).encode(), b"$SOURCE"), (str(default_root()).encode(), b"$HARNESS_CACHE")]
 

@@ -24,15 +24,27 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import yaml
 
 from harness.errors import UserError, one_of
+from harness.model import syscalls
 from harness.model.callers import caller as lookup_caller
-from harness.model.constants import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MigrateMode, MigrateReason
+from harness.model.constants import (
+    MPOL_MF_MOVE,
+    MPOL_MF_MOVE_ALL,
+    MPOL_MF_STRICT,
+    MigrateMode,
+    MigrateReason,
+)
 from harness.model.engine import Env, Target
 from harness.model.kernels import kernel
 from harness.model.memory import Memory
 from harness.model.migrate import migrate_pages
-from harness.model.page import STATE_FIELDS, FLAG_ALIASES, Page, make_page, parse_page_spec
+from harness.model.page import (
+    FLAG_ALIASES,
+    STATE_FIELDS,
+    Page,
+    make_page,
+    parse_page_spec,
+)
 from harness.model.prediction import Prediction
-from harness.model import syscalls
 from harness.model.syscalls import FAULTS, Context, Entry
 
 TOP_KEYS = ("kernel", "arch", "numa_nodes", "pages", "targets", "steps", "name", "description")

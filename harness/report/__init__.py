@@ -3,10 +3,9 @@ summary, and a cross-arch view.  All of them are made from the results
 (``results.json``), so ``harness report RUN_DIR`` can redo them offline."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-
-import json
 
 from harness.report.html import html_text
 from harness.report.junit import junit_text

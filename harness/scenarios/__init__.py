@@ -11,11 +11,11 @@ from harness.scenarios.balloon import Balloon
 from harness.scenarios.base import Scenario, Target
 from harness.scenarios.cma import Cma
 from harness.scenarios.compaction import CompactMemory
-from harness.scenarios.kselftest_vm import KselftestVm
 from harness.scenarios.direct import DirectCompaction
+from harness.scenarios.kselftest_vm import KselftestVm
 from harness.scenarios.numa_balancing import NumaBalancing
 from harness.scenarios.offline import MemoryOffline
-from harness.scenarios.plan import PlanScenario, load_plan_file, load_plans
+from harness.scenarios.plan.scenario import PlanScenario, load_plan_file, load_plans
 from harness.scenarios.unevictable import CompactUnevictable
 from harness.scenarios.zram import Zram
 

@@ -15,10 +15,28 @@ from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.observe.compaction import fate
 from harness.result import CheckResult
-from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
-                                    trace_overran, verify_held)
-from harness.scenarios.compaction import (FREE_MEMORY, free_mb, hog_commands, make_holes, scanned_moved_check, snapshot_around,
-                                          split_snapshots, window)
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    collect_trace,
+    guest_command,
+    held_pids,
+    intact_check,
+    trace_overran,
+    verify_held,
+)
+from harness.scenarios.compaction import (
+    FREE_MEMORY,
+    free_mb,
+    hog_commands,
+    make_holes,
+    scanned_moved_check,
+    snapshot_around,
+    split_snapshots,
+    window,
+)
 
 KPF_BALLOON = 23
 INFLATE_MB = 128

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol, Sequence
 
-from harness.arches import Arch, arch as lookup_arch
-from harness.model.kernels import KernelRules, kernel as model_kernel
+from harness.arches import Arch
+from harness.arches import arch as lookup_arch
+from harness.model.kernels import KernelRules
+from harness.model.kernels import kernel as model_kernel
 from harness.result import CheckResult
 from harness.vm.ssh import CommandResult
 

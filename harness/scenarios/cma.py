@@ -22,7 +22,15 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, trace_overran
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    collect_trace,
+    guest_command,
+    trace_overran,
+)
 
 AREA_MB = 64
 FREE_ALLOC = 1024  # pages taken from the idle area

@@ -9,17 +9,31 @@ from typing import Any, Mapping, Optional
 
 from harness.check import Checker, migration_invariants
 from harness.model.callers import caller
+from harness.model.compaction import (
+    compact_memory_scanned,
+    compact_memory_zone_runs,
+    compaction_migratepages,
+)
 from harness.model.constants import COMPACT_CLUSTER_MAX
-from harness.model.compaction import compact_memory_scanned, compact_memory_zone_runs, compaction_migratepages
 from harness.observe import compaction as cmp
-from harness.observe.compaction import Fate
-from harness.observe import trace as trace_mod
 from harness.observe import samples as samples_mod
+from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import zoneinfo
+from harness.observe.compaction import Fate
 from harness.result import CheckResult
-from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
-                                    trace_overran, verify_held)
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    collect_trace,
+    guest_command,
+    held_pids,
+    intact_check,
+    trace_overran,
+    verify_held,
+)
 
 #: MODEL-SPEC E7: 256 MiB of NOHUGEPAGE anon per node, every other page freed.
 FRAGMENT_MB = 256

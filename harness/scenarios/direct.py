@@ -14,8 +14,18 @@ from harness.observe import compaction as cmp
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.result import CheckResult
-from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
-                                    trace_overran, verify_held)
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    collect_trace,
+    guest_command,
+    held_pids,
+    intact_check,
+    trace_overran,
+    verify_held,
+)
 from harness.scenarios.compaction import snapshot_around, split_snapshots, window
 
 THP_MB = 256

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional
 
 from harness.check import Checker
 from harness.errors import InfraError
-from harness.kselftest import load_prepare, load_tests
+from harness.kernel.kselftest import load_prepare, load_tests
 from harness.result import CheckResult
 from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
 

@@ -10,10 +10,19 @@ from harness.check import Checker, migration_invariants
 from harness.model.callers import caller
 from harness.observe import samples as samples_mod
 from harness.observe import trace as trace_mod
-from harness.observe import workload as workload_mod
 from harness.observe import vmstat as vmstat_mod
+from harness.observe import workload as workload_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, pattern_check, trace_overran
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    collect_trace,
+    guest_command,
+    pattern_check,
+    trace_overran,
+)
 from harness.scenarios.compaction import window
 
 PAGES = 2048

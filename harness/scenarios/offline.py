@@ -17,7 +17,16 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, pattern_check, trace_overran
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    collect_trace,
+    guest_command,
+    pattern_check,
+    trace_overran,
+)
 
 #: More than one 128 MiB block of node 1's movable zone: the workload's
 #: pages fill the block to be offlined (movable allocations try ZONE_MOVABLE first).

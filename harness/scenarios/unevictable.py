@@ -21,8 +21,23 @@ from harness.observe import workload as workload_mod
 from harness.observe import zoneinfo
 from harness.observe.compaction import fate, in_ranges, scanned_ranges
 from harness.result import CheckResult
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, pattern_check, trace_overran
-from harness.scenarios.compaction import FREE_MEMORY, HOG_MARGIN_MB, check_compaction_window, free_mb, scanned_moved_check
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    collect_trace,
+    guest_command,
+    pattern_check,
+    trace_overran,
+)
+from harness.scenarios.compaction import (
+    FREE_MEMORY,
+    HOG_MARGIN_MB,
+    check_compaction_window,
+    free_mb,
+    scanned_moved_check,
+)
 
 PAGES = 16384  # 64 MiB
 SYSCTL = "/proc/sys/vm/compact_unevictable_allowed"

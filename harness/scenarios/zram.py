@@ -13,10 +13,28 @@ from harness.observe import workload as workload_mod
 from harness.observe import zram as zram_mod
 from harness.observe.compaction import fate, in_ranges, scanned_ranges
 from harness.result import CheckResult
-from harness.scenarios.base import (Captures, Guest, Scenario, Target, collect_trace, guest_command, held_pids, intact_check,
-                                    trace_overran, verify_held)
-from harness.scenarios.compaction import (FREE_MEMORY, free_mb, hog_commands, make_holes, scanned_moved_check, snapshot_around,
-                                          split_snapshots, window)
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    collect_trace,
+    guest_command,
+    held_pids,
+    intact_check,
+    trace_overran,
+    verify_held,
+)
+from harness.scenarios.compaction import (
+    FREE_MEMORY,
+    free_mb,
+    hog_commands,
+    make_holes,
+    scanned_moved_check,
+    snapshot_around,
+    split_snapshots,
+    window,
+)
 
 DISK_MB, LIMIT_MB, FILL_MB = 512, 64, 192
 #: Memory per node the hogs give back at its lowest addresses, for the fill.

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Optional
 
 import pexpect
 
-from harness.image import MARKER
+from harness.image.initramfs import MARKER
 
 
 class Kind(enum.Enum):

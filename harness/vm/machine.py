@@ -22,10 +22,11 @@ from typing import Optional, Tuple
 
 import pexpect
 
-from harness import toolchain
-from harness.arches import Arch, arch as lookup_arch
+from harness.arches import Arch
+from harness.arches import arch as lookup_arch
 from harness.errors import HarnessError, InfraError, KernelError, UserError, tail_of
-from harness.image import overlay
+from harness.host import toolchain
+from harness.image.initramfs import overlay
 from harness.vm import accel as accel_mod
 from harness.vm.cmdline import MachineSpec, qemu_argv
 from harness.vm.console import ConsoleEvent, ConsoleWatcher, Kind
@@ -287,7 +288,7 @@ class Machine:
             sock.unlink()
         self.qmp = Qmp(sock, self.qmp_log)
         if self.echo:
-            from harness.proc import quote
+            from harness.host.proc import quote
 
             self.echo(quote(self.argv))
         with open(self.console_log, "ab") as log:

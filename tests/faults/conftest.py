@@ -18,9 +18,8 @@ from typing import Callable, Optional
 
 import pytest
 
-from harness.cache import Cache, owner_alive
+from harness.host.cache import Cache, owner_alive
 from harness.vm.ssh import Ssh, load_key
-
 from tests.built import ARCHES, KERNEL, built
 
 ROOT = Path(__file__).resolve().parents[2]

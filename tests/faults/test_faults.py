@@ -22,11 +22,22 @@ from pathlib import Path
 
 import pytest
 
-from harness.source import SourceRequest, SourceResolver
-from harness.cache import Cache
+from harness.host.cache import Cache
+from harness.kernel.source import SourceRequest, SourceResolver
 
-from .conftest import (KERNEL, SIGNALS, Harness, default_cache, guest_ssh, harness_run, pids, qemu_of, stale_staging,
-                       wait_for, wait_for_none)
+from .conftest import (
+    KERNEL,
+    SIGNALS,
+    Harness,
+    default_cache,
+    guest_ssh,
+    harness_run,
+    pids,
+    qemu_of,
+    stale_staging,
+    wait_for,
+    wait_for_none,
+)
 
 pytestmark = pytest.mark.faults
 

@@ -1,4 +1,4 @@
-"""The suite on a real LAVA lab (scripts/lava-lab up: LAVA's server and
+"""The suite on a real LAVA lab (harness lava lab up: LAVA's server and
 worker on this machine, a QEMU device): a local run of plan scenarios gives
 the kernel and image, `harness lava jobs` makes its jobs, `harness lava
 submit` runs them on the lab, `harness lava collect` checks what came back
@@ -31,10 +31,10 @@ def harness(*args, check=True):
 @pytest.fixture(scope="module")
 def lab():
     if shutil.which("lavacli") is None:
-        pytest.skip("no lavacli: bring the lab up with scripts/lava-lab up (it installs lava-server, lava-dispatcher, lavacli)")
+        pytest.skip("no lavacli: bring the lab up with harness lava lab up (it installs lava-server, lava-dispatcher, lavacli)")
     proc = subprocess.run(["lavacli", "-i", IDENTITY, "devices", "list"], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 or "Idle" not in proc.stdout:
-        pytest.skip(f"no LAVA lab answers as identity {IDENTITY!r} with an idle device (scripts/lava-lab up): "
+        pytest.skip(f"no LAVA lab answers as identity {IDENTITY!r} with an idle device (harness lava lab up): "
                     f"{(proc.stderr or proc.stdout).strip()[-200:]}")
     return IDENTITY
 

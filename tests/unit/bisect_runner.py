@@ -6,10 +6,10 @@ the ``harness bisect-step`` processes that git bisect run starts."""
 import io
 from pathlib import Path
 
-from harness.bisect import Outcome
-from harness.build import BuildRequest, Builder
 from harness.errors import KernelError
-from harness.source import SourceRequest
+from harness.kernel.build import Builder, BuildRequest
+from harness.kernel.source import SourceRequest
+from harness.workflows.bisect import Outcome
 
 
 def evaluate(state: dict, commit: str, run_dir: Path) -> Outcome:

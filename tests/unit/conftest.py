@@ -1,13 +1,13 @@
 import hashlib
 import http.server
-import shutil
 import io
+import shutil
 import tarfile
 import threading
 
 import pytest
 
-from harness.cache import Cache
+from harness.host.cache import Cache
 
 FAKE_MAKEFILE = """\
 VERSION = 5
@@ -146,7 +146,7 @@ def sha(data: bytes) -> str:
 
 def needs(*tools):
     """Skip (saying which package) when a host tool the test runs is absent."""
-    from harness.toolchain import PACKAGES
+    from harness.host.toolchain import PACKAGES
 
     absent = [t for t in tools if shutil.which(t) is None]
     return pytest.mark.skipif(

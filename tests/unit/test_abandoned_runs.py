@@ -3,8 +3,8 @@
 import json
 import subprocess
 
-from harness import rundir
-from harness.rundir import mark_abandoned, owner, owner_gone, write_json
+from harness.host import rundir
+from harness.host.rundir import mark_abandoned, owner, owner_gone, write_json
 
 
 def run_json(root, name, status, who):

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from harness.build import BuildRequest, Builder
 from harness.cli import main
 from harness.errors import UserError
-from harness.source import SourceRequest
+from harness.kernel.build import Builder, BuildRequest
+from harness.kernel.source import SourceRequest
 
 
 @pytest.fixture(autouse=True)
@@ -66,13 +66,13 @@ def test_turning_off_an_option_every_scenario_needs(capsys, fake_tree, line, opt
 
 
 def test_an_option_only_some_scenarios_need_may_be_turned_off(fake_tree, tmp_path):
-    from harness import compat
     from harness.arches import arch
-    from harness.build import layers
+    from harness.kernel import compat
+    from harness.kernel.build import layers
 
-    plan = compat.CompatPlan(fixes=())  # no compat layer
+    fixes = compat.AppliedFixes(fixes=())  # no compat layer
     parsed, _ = layers(BuildRequest(SourceRequest(str(fake_tree)), "x86_64", options=("# CONFIG_COMPACTION is not set",)),
-                       arch("x86_64"), plan)
+                       arch("x86_64"), fixes)
     assert parsed[-1][0].name == "COMPACTION" and parsed[-1][0].value == "n"
 
 

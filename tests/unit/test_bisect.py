@@ -6,11 +6,11 @@ import subprocess
 
 import pytest
 
-from .conftest import FAKE_SOURCES, needs
-
-from harness.bisect import BisectRequest, Outcome, classify, run_bisect
 from harness.cli import main
 from harness.errors import UserError
+from harness.workflows.bisect import BisectRequest, Outcome, classify, run_bisect
+
+from .conftest import FAKE_SOURCES, needs
 
 pytestmark = needs("git", "make", "patch")
 RUNNER = "tests.unit.bisect_runner:evaluate"

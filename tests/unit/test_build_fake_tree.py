@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import needs
-
-from harness.build import BuildRequest, Builder
 from harness.cli import main
 from harness.errors import InfraError, KernelError, UserError
-from harness.source import SourceRequest
+from harness.kernel.build import Builder, BuildRequest
+from harness.kernel.source import SourceRequest
 
+from .conftest import needs
 
 pytestmark = needs("make", "gcc")
 
@@ -125,7 +124,7 @@ def test_read_only_cache(cache, fake_tree):
 
 
 def test_cache_on_a_file_is_a_clear_error(tmp_path, fake_tree):
-    from harness.cache import Cache
+    from harness.host.cache import Cache
 
     blocker = tmp_path / "blocker"
     blocker.write_text("")
@@ -137,7 +136,7 @@ def test_cache_on_a_file_is_a_clear_error(tmp_path, fake_tree):
 def test_full_cache_is_a_clear_error(monkeypatch, cache, fake_tree):
     import errno
 
-    from harness import cache as cache_mod
+    from harness.host import cache as cache_mod
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -157,7 +156,7 @@ def test_cli_exit_codes(tmp_path, fake_tree, capsys, monkeypatch):
 
 
 def test_missing_cross_compiler_names_the_package():
-    from harness import toolchain
+    from harness.host import toolchain
 
     with pytest.raises(UserError) as err:
         toolchain.require(["aarch64-linux-gnu-gcc"], "building arm64", path="/nonexistent")
@@ -182,7 +181,7 @@ def test_a_staging_directory_left_by_a_killed_run_is_swept_and_never_reused(cach
     import subprocess
     import time as _time
 
-    from harness.cache import sweep_stale
+    from harness.host.cache import sweep_stale
 
     parent = cache.dir("builds")
     dead = subprocess.Popen(["true"])
@@ -222,9 +221,9 @@ def test_a_full_disk_during_make_is_infrastructure_not_the_kernel(tmp_path, fake
     cache_dir = tmp_path / "small-cache"
     cache_dir.mkdir()
     build = ("import sys\n"
-             "from harness.build import BuildRequest, Builder\n"
+             "from harness.kernel.build import BuildRequest, Builder\n"
              "from harness.errors import HarnessError\n"
-             "from harness.source import SourceRequest\n"
+             "from harness.kernel.source import SourceRequest\n"
              "try:\n"
              f"    Builder(tools=['make']).build(BuildRequest(SourceRequest({str(fake_tree)!r}), 'x86_64', quiet=True, ccache=False))\n"
              "except HarnessError as exc:\n"

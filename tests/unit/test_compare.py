@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 
-from .test_replay import materialize
-
-from harness import compare
 from harness.cli import main
 from harness.pipeline import recheck
 from harness.scenarios import scenarios_for_run
+from harness.workflows import compare
+
+from .test_replay import materialize
 
 
 def both(tmp_path, name="v5.0-x86_64+arm64"):

@@ -1,8 +1,8 @@
 """Compat fixes selected by kernel version and arch."""
 import pytest
 
-from harness import compat
-from harness.compat.fixes import FIXES
+from harness.kernel import compat
+from harness.kernel.compat.fixes import FIXES
 
 
 def names(version, arch):
@@ -31,10 +31,10 @@ def test_ranges_are_half_open():
 
 
 def test_make_vars_merge_and_config_text():
-    plan = compat.select((5, 0), "x86_64")
-    assert plan.make_vars["HOSTCFLAGS"] == "-fcommon -Wno-error"
-    assert plan.make_vars["WERROR"] == "0"
-    assert "# CONFIG_SECURITY_SELINUX is not set" in plan.config_text
+    fixes = compat.select((5, 0), "x86_64")
+    assert fixes.make_vars["HOSTCFLAGS"] == "-fcommon -Wno-error"
+    assert fixes.make_vars["WERROR"] == "0"
+    assert "# CONFIG_SECURITY_SELINUX is not set" in fixes.config_text
 
 
 def test_every_fix_explains_itself():

@@ -3,10 +3,10 @@ import hashlib
 
 import pytest
 
-from harness import deps
-from harness import source as src
 from harness.errors import UserError
-from harness.source import SourceRequest, SourceResolver
+from harness.host import deps
+from harness.kernel import source as src
+from harness.kernel.source import SourceRequest, SourceResolver
 
 
 def test_packages_per_arch():
@@ -71,10 +71,10 @@ def test_apt_saying_the_disk_is_full_is_a_full_disk_not_the_mirror(tmp_path, mon
     import subprocess
     from pathlib import Path
 
-    from harness import apt as apt_mod
-    from harness import toolchain
-    from harness.cache import Cache
     from harness.errors import InfraError
+    from harness.host import apt as apt_mod
+    from harness.host import toolchain
+    from harness.host.cache import Cache
 
     said = (Path(__file__).resolve().parents[1] / "fixtures" / "apt" / "update-disk-full.txt").read_text()
     monkeypatch.setattr(toolchain, "require", lambda tools, purpose, path=None: None)

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from .test_replay import materialize
-
 from harness.pipeline import recheck
 from harness.report.model import checks_of
 from harness.scenarios.cma import parse_area
 from harness.scenarios.compaction import free_mb
 from harness.scenarios.offline import movable_block, parse_blocks
+
+from .test_replay import materialize
 
 RUN = "v5.0-x86_64+arm64"
 

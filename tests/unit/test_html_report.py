@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from .test_replay import RUNS, materialize
-from .test_mutant_replay import MUTANTS
-
 from harness.pipeline import recheck
+
+from .test_mutant_replay import MUTANTS
+from .test_replay import RUNS, materialize
 
 
 class Page(HTMLParser):

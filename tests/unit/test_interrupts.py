@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import proc
+from harness.host import proc
 
 from .test_replay import materialize
 

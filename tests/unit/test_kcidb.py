@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from harness.cli import main
+
 from .test_mutant_replay import MUTANTS
 from .test_replay import RUNS, materialize
-
-from harness.cli import main
 
 kcidb_io = pytest.importorskip("kcidb_io", reason="needs kcidb-io (PyPI, Python 3.10+; in the test extras)")
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import kconfig
 from harness.errors import UserError
+from harness.kernel import kconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "kconfig"

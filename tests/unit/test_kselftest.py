@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from harness import toolchain
 from harness.arches import arch
-from harness.cache import Cache
-from harness.kselftest import SelftestBuilder, SelfTest, load_prepare, load_tests, programs_in
+from harness.host import toolchain
+from harness.host.cache import Cache
+from harness.kernel.kselftest import (
+    SelfTest,
+    SelftestBuilder,
+    load_prepare,
+    load_tests,
+    programs_in,
+)
 
 V50_PROGRAMS = """compaction_test gup_benchmark hugepage-mmap hugepage-shm map_hugetlb map_fixed_noreplace map_populate
 mlock-random-test mlock2-tests on-fault-limit thuge-gen transhuge-stress userfaultfd va_128TBswitch virtual_address_range""".split()
@@ -83,7 +89,7 @@ def test_programs_build_static_against_the_trees_headers_and_are_cached(tmp_path
 
 
 def test_a_known_failure_without_a_signature_is_refused(tmp_path):
-    from harness.kselftest import load_tests
+    from harness.kernel.kselftest import load_tests
 
     recipe = tmp_path / "kselftest-vm.yaml"
     recipe.write_text("tests:\n  - name: t\n    program: t\n    known_failures:\n      '5.10': it just fails\n")
@@ -93,7 +99,7 @@ def test_a_known_failure_without_a_signature_is_refused(tmp_path):
 
 def test_a_source_fix_goes_before_its_anchor_once_or_not_at_all():
     from harness.errors import InfraError
-    from harness.kselftest import SourceFix, fixed_sources
+    from harness.kernel.kselftest import SourceFix, fixed_sources
 
     fix = SourceFix("wake", "uffd", "why", "upstream", anchor="\t} else if (x) {\n", insert="\t\twake();\n")
     source = b"if (copy) {\n\tfail();\n\t} else if (x) {\n}\n"
@@ -110,7 +116,7 @@ def test_the_userfaultfd_fix_applies_to_the_v50_and_510_sources_of_the_same_shap
     """The recipe's own fix against both shapes __copy_page() has (v5.0's
     one-line error, 5.10's braces): the wake lands inside the failed
     UFFDIO_COPY branch, after the -EEXIST test, in both."""
-    from harness.kselftest import fixed_sources, load_source_fixes
+    from harness.kernel.kselftest import fixed_sources, load_source_fixes
 
     v50 = (b"\tif (ioctl(ufd, UFFDIO_COPY, &uffdio_copy)) {\n\t\tif (uffdio_copy.copy != -EEXIST)\n"
            b"\t\t\tfprintf(stderr, \"UFFDIO_COPY error %Ld\\n\",\n\t\t\t\tuffdio_copy.copy), exit(1);\n"

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .test_replay import materialize
-
-from harness import cpio
 from harness.errors import UserError
-from harness.lava import collect as collect_mod
-from harness.lava import jobs as jobs_mod
-from harness.lava import transcript as tr
+from harness.image import cpio
 from harness.pipeline import recheck
+from harness.workflows.lava import collect as collect_mod
+from harness.workflows.lava import jobs as jobs_mod
+from harness.workflows.lava import transcript as tr
+
+from .test_replay import materialize
 
 RUN = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "v5.0-x86_64+arm64"
 

@@ -1,4 +1,4 @@
-"""Real LAVA jobs (tests/fixtures/lava: the local lab of scripts/lava-lab,
+"""Real LAVA jobs (tests/fixtures/lava: the local lab of harness lava lab,
 QEMU device, TCG), collected offline into run directories and checked: the
 pristine v5.0 jobs pass as their local run did, and the jobs of a kernel
 whose migrate_pages() counts each success twice fail with the same checks
@@ -6,10 +6,10 @@ and messages as that kernel's local run."""
 import json
 from pathlib import Path
 
-from .test_replay import materialize
-
-from harness.lava.collect import collect, console_lines
 from harness.pipeline import recheck
+from harness.workflows.lava.collect import collect, console_lines
+
+from .test_replay import materialize
 
 LAVA = Path(__file__).resolve().parents[1] / "fixtures" / "lava"
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import kconfig
 from harness.errors import InfraError
-from harness.lava import transcript as tr
+from harness.kernel import kconfig
 from harness.scenarios import Target, select
 from harness.scenarios.base import Captures
+from harness.scenarios.plan.script import guest_script
+from harness.workflows.lava import transcript as tr
 
 RUN = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "v5.0-x86_64+arm64"
 
@@ -71,7 +72,7 @@ def test_plan_scenarios_transcribe_and_scenarios_that_read_the_guest_do_not():
     assert commands[0].command.startswith("echo 0 > /proc/sys/kernel/numa_balancing")
     assert commands[2].command == "taskset 1 mmdrive 2>&1 || mmdrive" and commands[2].timeout == 600.0
     assert [c.stdin is not None for c in commands] == [False, False, True, False, False]
-    assert commands[2].stdin.decode() == scenario("move-pages-basic").plan.script()  # the plan's mmdrive script as stdin
+    assert commands[2].stdin.decode() == guest_script(scenario("move-pages-basic").plan)  # the plan's mmdrive script as stdin
     with pytest.raises(tr.NotTranscribable, match="reads the live guest"):
         tr.transcribe(scenario("compact-memory"), target())
     with pytest.raises(tr.NotTranscribable, match="QMP"):

@@ -2,7 +2,6 @@
 import pytest
 
 from harness.errors import UserError
-
 from harness.model import CALLERS, caller, kernel, simulate
 
 # name -> (printed mode, printed reason, PF_MEMALLOC), from MODEL-SPEC 4

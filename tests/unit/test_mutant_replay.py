@@ -5,10 +5,10 @@ test_replay)."""
 import json
 from pathlib import Path
 
-from .test_replay import materialize
-
 from harness.pipeline import recheck
 from harness.report.model import checks_of
+
+from .test_replay import materialize
 
 MUTANTS = Path(__file__).resolve().parents[1] / "fixtures" / "mutants"
 

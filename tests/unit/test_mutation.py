@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
-from harness.mutation import CATEGORIES, Mutation, enclosing_function, load_catalogue, select
+from harness.workflows.mutation import (
+    CATEGORIES,
+    Mutation,
+    enclosing_function,
+    load_catalogue,
+    select,
+)
 
 C_SOURCE = """\
 static int helper(int x)
@@ -32,8 +38,8 @@ def v50_tree():
     path = os.environ.get("HARNESS_TEST_V50_TREE")
     if path:
         return Path(path)
-    from harness.cache import Cache
-    from harness.source import SourceResolver
+    from harness.host.cache import Cache
+    from harness.kernel.source import SourceResolver
 
     try:
         return SourceResolver(Cache()).registered_tree("v5.0")

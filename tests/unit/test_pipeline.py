@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from harness import pipeline as pipeline_mod
-from harness.build import BuildResult
 from harness.check import Checker
 from harness.errors import InfraError
-from harness.image import ImageResult
+from harness.image.initramfs import ImageResult
+from harness.kernel.build import BuildResult
+from harness.kernel.source import SourceRequest
 from harness.pipeline import Pipeline, RunRequest
 from harness.result import Status
 from harness.scenarios.base import Scenario
-from harness.source import SourceRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests" / "fixtures" / "kconfig" / "v5.0-x86_64-harness.config"
@@ -76,7 +76,7 @@ def fake_run(tmp_path, monkeypatch):
     kernel.write_bytes(b"k")
     import gzip
 
-    from harness import cpio
+    from harness.image import cpio
     initrd = tmp_path / "initramfs.cpio.gz"
     initrd.write_bytes(gzip.compress(cpio.archive([cpio.Entry.dir("etc")])))
 

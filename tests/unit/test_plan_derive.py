@@ -14,7 +14,9 @@ from harness.errors import UserError
 from harness.model import kernel, simulate
 from harness.scenarios import all_scenarios
 from harness.scenarios.base import Target
-from harness.scenarios.plan import PLANS, Plan, load_plan_file
+from harness.scenarios.plan.scenario import PLANS, load_plan_file
+from harness.scenarios.plan.schema import Plan
+from harness.scenarios.plan.script import guest_script
 
 BUILTIN = sorted(PLANS.glob("*.yaml"))
 TARGETS = [(a, v) for a in ("x86_64", "arm64") for v in ("v5.0", "5.10")]
@@ -204,7 +206,7 @@ def test_pages_read_back_after_a_swapout_are_swap_cache_pages_written_ones_are_n
     # takes the only user's page out of the swap cache (reuse_swap_page)
     assert plan.pages == ("anon*4", "anon_swapcache*6", "anon*2")
     assert plan.swapcache == (("sc", (0, 1, 2, 3, 4, 5)),)
-    assert "swapout /sys/fs/cgroup/memory/x" in plan.script()
+    assert "swapout /sys/fs/cgroup/memory/x" in guest_script(plan)
     assert plan.steps[0].model["entries"][4:10] == [{"page": i, "node": 1} for i in range(4, 10)]
 
 

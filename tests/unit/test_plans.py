@@ -3,11 +3,14 @@ every arch and kernel, and its script brackets each step."""
 import pytest
 
 from harness.arches import arch
+from harness.errors import UserError
 from harness.model import kernel
 from harness.scenarios import all_scenarios, select
 from harness.scenarios.base import Target
-from harness.scenarios.plan import Plan, _measured, load_plans
-from harness.errors import UserError
+from harness.scenarios.plan.scenario import load_plans
+from harness.scenarios.plan.schema import Plan
+from harness.scenarios.plan.script import guest_script
+from harness.scenarios.plan.windows import _measured
 
 
 def target(name, version):
@@ -17,7 +20,7 @@ def target(name, version):
 
 @pytest.mark.parametrize("plan", load_plans(), ids=lambda p: p.name)
 def test_script_brackets_each_step(plan):
-    script = plan.plan.script().splitlines()
+    script = guest_script(plan.plan).splitlines()
     for index, step in enumerate(plan.plan.steps, 1):
         begin = script.index(f"mark harness step {index} begin")
         # the pagevecs are drained before each snapshot, so pages put back

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import proc
+from harness.host import proc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def start_fake_harness(tag: str, call: str) -> subprocess.Popen:
     members all carry ``tag`` in their argv (a child and a grandchild)."""
     script = (
         "import sys; sys.path.insert(0, %r)\n"
-        "from harness import proc\n"
+        "from harness.host import proc\n"
         "argv = ['sh', '-c', 'sleep %s1 & exec sleep %s2']\n"
         "proc.%s(argv%s)\n"
     ) % (str(ROOT), tag, tag, call, ", on_line=print" if call == "stream" else "")

@@ -4,8 +4,8 @@ plain lines (no control characters) in a log, nothing with -q."""
 import io
 import re
 
-from harness.build import _expected_objects, _record_objects
-from harness.progress import Progress, estimate
+from harness.host.progress import Progress, estimate
+from harness.kernel.build import _expected_objects, _record_objects
 
 LINES = ["  CC      mm/migrate.o", "  CC      mm/compaction.o", "  LD      vmlinux", "  AS      arch/x86/entry/entry_64.o"]
 
@@ -70,7 +70,7 @@ def test_the_object_count_of_a_configuration_is_remembered_per_build_directory(t
 
 
 def test_steps_print_lines_above_their_spinners_and_nothing_when_quiet():
-    from harness.progress import Steps
+    from harness.host.progress import Steps
 
     quiet = Terminal()
     steps = Steps(quiet, quiet=True)

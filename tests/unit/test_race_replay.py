@@ -5,11 +5,11 @@ same capture edited to the behaviour the check exists for still fails."""
 import json
 from pathlib import Path
 
-from .test_replay import materialize
-
 from harness.pipeline import recheck
 from harness.report.model import checks_of
 from harness.scenarios.unevictable import unculled_pages
+
+from .test_replay import materialize
 
 RACES = Path(__file__).resolve().parents[1] / "fixtures" / "races"
 UNCULLED = "v5.0-compact-unevictable-unculled-arm"

@@ -115,9 +115,9 @@ def test_510_return_value_off_by_one_was_observed(tmp_path):
     """The model read `err += nr_pages - i - 1` in 5.10.223: E3 returns 1
     for two failed pages where v5.0 returns 2.  The recorded guests agree
     with the model's 5.10 rules and not with its v5.0 ones."""
+    from harness.arches import arch as lookup_arch
     from harness.scenarios import select
     from harness.scenarios.base import Target
-    from harness.arches import arch as lookup_arch
 
     plan = select(["pins-mlock"])[0]
     run_dir = materialize("5.10-x86_64+arm64", tmp_path)

@@ -7,13 +7,13 @@ import io
 
 import pytest
 
-from .test_html_report import CHROMIUM, _png_size_and_colours, rendered, screenshot
-from .test_replay import RUNS, materialize
-
 from harness.observe import samples
 from harness.pipeline import recheck
 from harness.report.plots import buddy_free
 from harness.scenarios.compaction import split_snapshots
+
+from .test_html_report import CHROMIUM, _png_size_and_colours, rendered, screenshot
+from .test_replay import RUNS, materialize
 
 RUN = "v5.0-compact-memory-samples-x86_64+arm64"
 

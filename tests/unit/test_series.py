@@ -8,16 +8,16 @@ import json
 
 import pytest
 
-from .conftest import FAKE_SOURCES, needs
-from .test_replay import materialize
-
 from harness.cli import main
 from harness.errors import KernelError
-from harness.patches import Patch
+from harness.kernel.patches import Patch
+from harness.kernel.source import SourceRequest
 from harness.pipeline import RunOutcome, RunRequest, recheck
 from harness.report.model import run_status
-from harness.series import SeriesRun, load_series_run
-from harness.source import SourceRequest
+from harness.workflows.series import SeriesRun, load_series_run
+
+from .conftest import FAKE_SOURCES, needs
+from .test_replay import materialize
 
 pytestmark = needs("patch")
 

@@ -7,14 +7,14 @@ the regressions of a pristine and a patched run."""
 import json
 from pathlib import Path
 
-from .test_replay import materialize
-
-from harness import compare
 from harness.cli import main
 from harness.pipeline import recheck
 from harness.report.model import run_status
 from harness.scenarios import scenarios_for_run
-from harness.series import changes, load_series_run
+from harness.workflows import compare
+from harness.workflows.series import changes, load_series_run
+
+from .test_replay import materialize
 
 SERIES = Path(__file__).resolve().parents[1] / "fixtures" / "series"
 NAME = "v5.0-three-patches"

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from .test_replay import materialize
-
 from harness.pipeline import recheck
+
+from .test_replay import materialize
 
 spec = importlib.util.spec_from_file_location("soak", Path(__file__).resolve().parents[2] / "bench" / "soak.py")
 soak = importlib.util.module_from_spec(spec)

@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import pytest
 
-from harness import source as src
 from harness.errors import InfraError, UserError
-from harness.source import SourceRequest, SourceResolver, parse_makefile_version
+from harness.kernel import source as src
+from harness.kernel.source import SourceRequest, SourceResolver, parse_makefile_version
 
 from .conftest import FAKE_KCONFIG, FAKE_MAKEFILE, make_tarball, needs, sha
 

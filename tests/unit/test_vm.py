@@ -154,7 +154,7 @@ def fake_qemu(tmp_path, monkeypatch):
     initrd = tmp_path / "initramfs.cpio.gz"
     import gzip
 
-    from harness import cpio
+    from harness.image import cpio
     initrd.write_bytes(gzip.compress(cpio.archive([cpio.Entry.dir("etc")])))
     return dict(wrapper=wrapper, pidfile=pidfile, kernel=kernel, initrd=initrd, tmp=tmp_path)
 

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from .conftest import FAKE_SOURCES, needs
-
-from harness import workcopy
-from harness.build import BuildRequest, Builder, discard_since
 from harness.errors import KernelError, UserError
-from harness.patches import Patch, load_series, touched_paths
-from harness.source import SourceRequest
+from harness.kernel import workcopy
+from harness.kernel.build import Builder, BuildRequest, discard_since
+from harness.kernel.patches import Patch, load_series, touched_paths
+from harness.kernel.source import SourceRequest
+
+from .conftest import FAKE_SOURCES, needs
 
 pytestmark = needs("make", "patch")
 

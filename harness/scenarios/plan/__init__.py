@@ -1,0 +1,1 @@
+"""Plan scenarios: a plan file (``schema``) whose guest commands give the model's view (``derive``), run as an mmdrive script (``script``), found in what the guest wrote step by step (``windows``), checked (``checks``) and explained (``explain``); ``scenario`` ties them into a Scenario."""

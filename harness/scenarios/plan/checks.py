@@ -1,0 +1,148 @@
+"""The checks of one plan step: return value, status[], query, events and
+vmstat deltas against the model, page contents and states carried, and the
+accounting invariants."""
+from __future__ import annotations
+
+from harness.check import Checker, migration_invariants
+from harness.model.prediction import Prediction
+from harness.observe import workload as workload_mod
+from harness.scenarios.base import pattern_check
+from harness.scenarios.plan.schema import Step
+
+#: The THP split counters: exact even where the other vmstat deltas are not
+#: (a step whose migrated count depends on what the target node had left
+#: still splits a THP exactly as the model says, or fails to).
+SPLIT_COUNTERS = ("thp_split_page", "thp_split_page_failed", "thp_split_pmd")
+
+
+#: /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h) that
+#: migrate_page_states() and migrate_page_move_mapping() hand from the old
+#: page to the new one.
+CARRIED_FLAGS = {"error": 1, "referenced": 2, "uptodate": 3, "active": 6, "anon": 12, "swapcache": 13, "swapbacked": 14,
+                 "unevictable": 18, "mlocked": 33, "mappedtodisk": 34}
+
+
+#: A step that pins the page with FOLL_TOUCH (madvise soft offline's
+#: get_user_pages) marks it accessed first: referenced, then active.
+MAY_BE_GAINED = ("referenced", "active")
+
+
+KPF_DIRTY = 4
+
+
+#: compound_head, compound_tail, huge, thp: a tail page's own word lacks
+#: the head's states; THP and hugetlb pages are checked elsewhere.
+KPF_COMPOUND = (1 << 15) | (1 << 16) | (1 << 17) | (1 << 22)
+
+
+def page_state_check(ck: Checker, pre: dict, post: dict) -> None:
+    """Every base page the step moved (its PFN changed) arrives with the
+    states the old page had: active, unevictable, mlocked, uptodate, ...;
+    and dirty: an anonymous page's dirty PTE becomes PG_dirty when
+    try_to_unmap() takes it down, and the new page must keep it (else a
+    clean anonymous page can be dropped).  No check when nothing moved."""
+    compared, wrong = 0, []
+    for name, (pfns0, flags0) in sorted(pre.items()):
+        if name not in post:
+            continue
+        pfns1, flags1 = post[name]
+        for i, (p0, f0, p1, f1) in enumerate(zip(pfns0, flags0, pfns1, flags1)):
+            if not p0 or not p1 or p0 == p1 or (f0 | f1) & KPF_COMPOUND:
+                continue
+            compared += 1
+            lost = [flag for flag, bit in CARRIED_FLAGS.items() if f0 >> bit & 1 and not f1 >> bit & 1]
+            gained = [flag for flag, bit in CARRIED_FLAGS.items()
+                      if f1 >> bit & 1 and not f0 >> bit & 1 and flag not in MAY_BE_GAINED]
+            # (a clean swap-cache page may stay clean: its content is in swap)
+            anon_dirty = f0 >> CARRIED_FLAGS["anon"] & 1 and not f0 >> CARRIED_FLAGS["swapcache"] & 1
+            if (f0 >> KPF_DIRTY & 1 or anon_dirty) and not f1 >> KPF_DIRTY & 1:
+                lost.append("dirty")
+            if lost or gained:
+                wrong.append(f"{name}:{i} pfn {p0}->{p1}" + (f" lost {','.join(lost)}" if lost else "")
+                             + (f" gained {','.join(gained)}" if gained else ""))
+    if compared:
+        ck.exact("page states carried to the new page (kpageflags)", [], wrong[:8],
+                 message=f"{compared} moved base pages compared, {len(wrong)} arrived with other states" if wrong else
+                 f"{compared} moved base pages compared")
+
+
+def swapcache_check(ck: Checker, swapcache: tuple, pre: dict) -> None:
+    """The pages the model takes for swap-cache pages (read back after a
+    swapout) are in the swap cache before the first step: else the steps
+    would test plain anonymous pages and call it the swap cache."""
+    expected, observed = [], []
+    for name, indices in swapcache:
+        pfns, flags = pre.get(name, ([], []))
+        for i in indices:
+            expected.append(f"{name}:{i}")
+            if i < len(flags) and pfns[i] and flags[i] >> CARRIED_FLAGS["swapcache"] & 1 and flags[i] >> CARRIED_FLAGS["anon"] & 1:
+                observed.append(f"{name}:{i}")
+    missing = [p for p in expected if p not in observed]
+    ck.exact("pages in the swap cache before the first step (kpageflags anon+swapcache)", len(expected), len(observed),
+             f"not in the swap cache: {', '.join(missing[:8])}" + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+             if missing else f"{len(expected)} pages")
+
+
+#: Counters the drain around every step makes exact: without it (runs
+#: recorded before it), pages mlocked in the setup and still in a pagevec
+#: were culled inside the first step.
+DRAIN_EXACT = ("unevictable_pgs_culled", "unevictable_pgs_rescued")
+
+
+#: What a counter's delta means, said when it differs from the model's.
+COUNTER_MEANING = {
+    "htlb_buddy_alloc_success": "hugetlb migration targets made fresh from the buddy allocator "
+                                "(the model takes them from the target node's free pool while it has pages)",
+    "htlb_buddy_alloc_fail": "hugetlb migration targets the buddy allocator could not make",
+}
+
+
+def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: list[dict], delta: dict, events: list,
+               drained: bool = True) -> None:
+    observed_ret = workload_mod.ret_of(result)
+    migrate = [e for e in events if e.name == "mm_migrate_pages"]
+    observed_lines = [f"mm_migrate_pages: {e.body}" for e in migrate]
+    if "ret" in step.checks:
+        ck.exact("return value", pred.ret, observed_ret, "" if pred.ret == observed_ret else
+                 f"the call returned {observed_ret}, the model predicts {pred.ret}")
+    if "status" in step.checks and pred.status is not None and "status" in result:
+        ck.exact("status[]", pred.status, workload_mod.status_from_kernel(result["status"]))
+    if "query" in step.checks and pred.query is not None:
+        query = next((r for r in after if r.get("cmd") == "query"), None)
+        if query is None:
+            ck.error("query status", "the plan has no query after this step")
+        else:
+            ck.exact("query status", pred.query, query["status"])
+    if "trace" in step.checks:
+        ck.exact("mm_migrate_pages events", pred.trace_lines(), observed_lines)
+    if "event_shape" in step.checks:
+        shape = lambda lines: [line.split(" mode=", 1)[1] if " mode=" in line else line for line in lines]  # noqa: E731
+        ck.exact("mm_migrate_pages mode and reason", shape(pred.trace_lines()), shape(observed_lines))
+    if "succeeded_at_least" in step.checks:
+        predicted = sum(e.succeeded for e in pred.events)
+        ck.bounded("pages migrated (at least the model's)", sum(int(e.fields["nr_succeeded"]) for e in migrate), low=predicted,
+                   message="the process also has pages the model does not list (stack, text)")
+    if "vmstat" in step.checks:
+        for name, value in pred.vmstat_deltas().items():
+            if name in delta and (drained or name not in DRAIN_EXACT):
+                meaning = COUNTER_MEANING.get(name) if value != delta[name] else None
+                ck.exact(f"Δ{name}", value, delta[name], f"expected {value}, observed {delta[name]}: {meaning}" if meaning else "")
+    elif "split_counters" in step.checks:
+        predicted = pred.vmstat_deltas()
+        for name in SPLIT_COUNTERS:
+            if name in delta and name in predicted:
+                ck.exact(f"Δ{name}", predicted[name], delta[name])
+    pattern_check(ck, "page contents intact (every written page's pattern)", next((r for r in after if r.get("cmd") == "verify"), None),
+                  "after this step")
+    if "thp" in step.checks and step.thp_region:
+        smaps = next((r for r in after if r.get("cmd") == "smaps" and r.get("name") == step.thp_region), None)
+        placement = pred.placement[step.thp_page] if step.thp_page < len(pred.placement) else {}
+        expected = 0 if placement.get("split") else 2048
+        if smaps is None:
+            ck.error("THP intact", f"the plan has no 'smaps {step.thp_region}' after this step")
+        else:
+            ck.exact("AnonHugePages kB", expected, smaps["anon_huge_kb"],
+                     "" if expected == smaps["anon_huge_kb"] else "the model " + ("splits" if placement.get("split") else "keeps") + " the THP")
+    # The accounting invariants hold for every step, whatever the model says.
+    migration_invariants(ck, delta, events)
+

@@ -1,0 +1,419 @@
+"""The model's view of a plan, derived from the guest's commands.
+
+A plan states what the guest does (mmdrive's ``alloc``, ``mlock``, ``pin``,
+``fork_share``, ... in ``setup``; one measured command per step; ``before``
+and ``after`` commands).  From those this module derives what the model
+needs: the pages (kind and state, in order), each step's call with its
+entries, flags and query, and the state changes between steps.  A plan may
+still state the model's view by hand (for what cannot be derived, or for
+the record); then both are compared before any guest boots, and a plan
+whose two halves disagree is refused, naming both sides.
+
+Pure: works on the plan's text only.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from harness.errors import UserError
+from harness.model.page import parse_page_spec
+
+#: mmdrive's commands: (least, most) arguments after the name (None: any).
+COMMANDS: dict[str, tuple[int, Optional[int]]] = {
+    "alloc": (2, None), "touch": (2, 2), "touch_until": (5, 5), "readfault": (2, 2),
+    "mlock": (2, 2), "munlock": (2, 2), "pin": (2, 2), "unpin": (0, 0), "fork_share": (2, 2),
+    "unmap": (1, 1), "move": (1, None), "query": (1, None), "mbind": (4, 5), "migrate_pages": (2, 2),
+    "nodes": (2, 2), "pfns": (2, 2), "smaps": (1, 1), "vmstat": (0, 0), "kpageflags": (1, 2), "pageflags": (2, 2), "drain": (0, 0), "write": (2, None), "holes": (1, 1), "release": (2, 2), "writeback": (2, 2),
+    "mark": (1, None), "soft_offline": (2, 2), "sleep": (1, 1), "echo": (0, None), "exit": (0, 0),
+    "verify": (0, 2), "memcg": (1, 1), "swapout": (1, 1),
+}
+ALLOC_OPTIONS = ("thp", "nothp", "hugetlb", "shared", "notouch", "dontfork", "align=2M", "align=2m", "align=4K", "align=4k")
+HUGE = 512
+
+
+class PlanError(UserError):
+    """A plan that cannot run: names the file, the step and the key."""
+
+
+@dataclass
+class Region:
+    name: str
+    pages: int
+    kind: str  # anon, thp, hugetlb
+    node: int
+    shared: bool
+    dontfork: bool
+    #: Per page: "absent" (never touched), "zero" (read-faulted: the zero
+    #: page) or "present".
+    present: list[str]
+    mapped: bool = True
+    mlocked: set = field(default_factory=set)
+    pins: dict = field(default_factory=dict)
+    forked: set = field(default_factory=set)
+    #: A file region's pages written since their last writeback (``sync`` writes them back).
+    dirty: set = field(default_factory=set)
+    #: A file region's pages under writeback (``writeback`` started it; a throttled disk keeps it going).
+    writeback: set = field(default_factory=set)
+    #: Allocated after ``memcg``: its pages are charged to that memory cgroup (``swapout`` reclaims them).
+    charged: bool = False
+    #: Pages read back from swap: anonymous pages that stay in the swap cache.
+    swapcache: set = field(default_factory=set)
+
+
+def parse_ranges(text: str, count: int, where: str) -> list[int]:
+    """mmdrive's RANGES: ``0-3,10,11``, each index < count."""
+    out: list[int] = []
+    for item in text.split(","):
+        lo, dash, hi = item.partition("-")
+        try:
+            first, last = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise PlanError(f"{where}: bad page range {item!r} in {text!r}") from None
+        if first > last:
+            raise PlanError(f"{where}: range {item} is reversed")
+        if last >= count:
+            raise PlanError(f"{where}: page {last} is outside its region ({count} pages)")
+        out.extend(range(first, last + 1))
+    return out
+
+
+def split_commands(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def check_command(words: list[str], where: str) -> None:
+    name = words[0]
+    if name not in COMMANDS:
+        raise PlanError(f"{where}: unknown workload command {name!r}", hint=f"the commands are: {', '.join(COMMANDS)} (see README)")
+    least, most = COMMANDS[name]
+    n = len(words) - 1
+    if n < least or (most is not None and n > most):
+        want = f"{least}" if least == most else f"{least} to {most}" if most is not None else f"at least {least}"
+        raise PlanError(f"{where}: {name} takes {want} argument(s), got {n}: {' '.join(words)!r}")
+
+
+class Layout:
+    """The guest's regions as mmdrive builds them, command by command."""
+
+    def __init__(self) -> None:
+        self.regions: dict[str, Region] = {}
+        #: ``memcg`` ran: regions allocated from now on are charged to it.
+        self.memcg = False
+
+    def region(self, name: str, where: str) -> Region:
+        if name not in self.regions:
+            raise PlanError(f"{where}: no region named {name!r} (regions: {', '.join(self.regions) or 'none yet'})")
+        return self.regions[name]
+
+    def apply(self, words: list[str], where: str) -> None:
+        check_command(words, where)
+        name, args = words[0], words[1:]
+        if name == "alloc":
+            self._alloc(args, where)
+        elif name == "writeback":
+            region = self.region(args[0], where)
+            if region.kind != "file":
+                raise PlanError(f"{where}: writeback of {region.name!r}, which is not a file= region")
+            indices = [i for i in parse_ranges(args[1], region.pages, where) if i in region.dirty]
+            # clear_page_dirty_for_io(), then set_page_writeback(): clean and under writeback
+            region.dirty.difference_update(indices)
+            region.writeback.update(indices)
+        elif name in ("touch", "mlock", "munlock", "pin", "readfault", "nodes", "fork_share", "touch_until"):
+            region = self.region(args[0], where)
+            if not region.mapped:
+                raise PlanError(f"{where}: region {region.name!r} is unmapped")
+            indices = parse_ranges(args[1], region.pages, where)
+            self._touching(name, region, indices, where)
+        elif name == "unpin":
+            for region in self.regions.values():
+                region.pins.clear()
+        elif name == "memcg":
+            self.memcg = True
+        elif name == "swapout":
+            self._swapout(where)
+        elif name == "unmap":
+            self.region(args[0], where).mapped = False
+
+    def _alloc(self, args: list[str], where: str) -> None:
+        name = args[0]
+        if name in self.regions:
+            raise PlanError(f"{where}: region {name!r} already exists")
+        try:
+            pages = int(args[1])
+        except ValueError:
+            raise PlanError(f"{where}: bad page count {args[1]!r}") from None
+        node, opts, file = 0, set(), None
+        for option in args[2:]:
+            if option.startswith("node="):
+                try:
+                    node = int(option[5:])
+                except ValueError:
+                    raise PlanError(f"{where}: bad node in {option!r}") from None
+            elif option.startswith("file=") and len(option) > 5:
+                file = option[5:]
+            elif option in ALLOC_OPTIONS or option == "sync":
+                opts.add(option)
+            else:
+                raise PlanError(f"{where}: unknown alloc option {option!r}",
+                                hint=f"alloc takes node=N, file=PATH [sync] and {', '.join(ALLOC_OPTIONS[:6])}")
+        if "sync" in opts and file is None:
+            raise PlanError(f"{where}: sync needs file=PATH")
+        if file is not None and opts & {"thp", "hugetlb", "shared"}:
+            raise PlanError(f"{where}: a file= region takes no thp, hugetlb or shared (a file mapping is shared)")
+        kind = "file" if file else "hugetlb" if "hugetlb" in opts else "thp" if "thp" in opts else "anon"
+        if kind in ("thp", "hugetlb") and pages % HUGE:
+            raise PlanError(f"{where}: a {kind} region takes a multiple of {HUGE} pages, not {pages}")
+        touched = "notouch" not in opts
+        self.regions[name] = Region(name, pages, kind, node, "shared" in opts or file is not None, "dontfork" in opts,
+                                    ["present" if touched else "absent"] * pages,
+                                    dirty=set(range(pages)) if touched and "sync" not in opts and file else set(),
+                                    charged=self.memcg)
+
+    def _swapout(self, where: str) -> None:
+        """memory.force_empty: every page charged to the memory cgroup goes
+        to swap (its PTE becomes a swap entry).  Only private anonymous base
+        pages, not mlocked or pinned (reclaim keeps those), are derived."""
+        if not self.memcg:
+            raise PlanError(f"{where}: swapout before memcg: no region is charged to a memory cgroup",
+                            hint="join the cgroup (memcg DIR) before the alloc of the region to swap out")
+        for region in self.regions.values():
+            if not region.charged or not region.mapped:
+                continue
+            if region.kind != "anon" or region.shared:
+                raise PlanError(f"{where}: swapout of {region.name!r}: only private anonymous base-page regions "
+                                "are derived (a THP is split, shmem and file pages take other paths)",
+                                hint="allocate that region before memcg")
+            if region.mlocked or region.pins or region.forked:
+                raise PlanError(f"{where}: swapout of {region.name!r}, which has mlocked, pinned or shared pages "
+                                "(reclaim keeps them or leaves them half-unmapped)", hint="swap out before mlock, pin or fork_share")
+            for i, state in enumerate(region.present):
+                if state == "present":
+                    region.present[i] = "swapped"
+            region.swapcache.clear()
+
+    def _touching(self, name: str, region: Region, indices: list[int], where: str) -> None:
+        if name in ("touch", "touch_until", "mlock"):
+            # a write fault (mlock populates writable mappings by writing)
+            for i in indices:
+                if region.present[i] == "swapped":
+                    # do_swap_page(): reuse_swap_page() takes the only
+                    # user's page out of the swap cache on a write fault
+                    region.swapcache.discard(i)
+                region.present[i] = "present"
+            if region.kind == "file" and name != "mlock":
+                region.dirty.update(indices)
+        elif name in ("readfault", "nodes"):
+            for i in indices:
+                if region.present[i] == "absent":
+                    region.present[i] = "present" if region.shared else "zero"
+                elif region.present[i] == "swapped":
+                    # do_swap_page() on a read fault: the page stays in the
+                    # swap cache (the swap device is not near full)
+                    region.present[i] = "present"
+                    region.swapcache.add(i)
+        if name == "mlock":
+            region.mlocked.update(indices)
+        elif name == "munlock":
+            region.mlocked.difference_update(indices)
+        elif name == "pin":
+            for i in indices:
+                if region.present[i] != "present":
+                    raise PlanError(f"{where}: pin of page {i} of {region.name!r}, which is not present "
+                                    "(vmsplice would pin the zero page): touch it first")
+                region.pins[i] = region.pins.get(i, 0) + 1
+        elif name == "fork_share":
+            # the child holds every mapping present at the fork
+            for other in self.regions.values():
+                if other.mapped and not other.dontfork:
+                    other.forked.update(i for i, state in enumerate(other.present) if state == "present")
+
+    # ------------------------------------------------------------------
+    def model_pages(self, where: str) -> tuple[list[str], dict[tuple[str, int], tuple[int, int]]]:
+        """The model's page specs, and {(region, index): (model page, subpage)}."""
+        specs: list[str] = []
+        index: dict[tuple[str, int], tuple[int, int]] = {}
+        for region in self.regions.values():
+            if not region.mapped:
+                continue
+            if region.kind in ("anon", "file"):
+                for i, state in enumerate(region.present):
+                    if state != "present":
+                        continue
+                    index[(region.name, i)] = (len(specs), 0)
+                    if region.kind == "file":
+                        # written through the mapping: the file system gave it buffer heads
+                        kind = "file+private" + ("+dirty" if i in region.dirty else "") + ("+writeback" if i in region.writeback else "")
+                    else:
+                        kind = "shmem" if region.shared else "anon_swapcache" if i in region.swapcache else "anon"
+                    specs.append(self._spec(kind, region, [i]))
+                continue
+            for block in range(region.pages // HUGE):
+                subs = list(range(block * HUGE, (block + 1) * HUGE))
+                states = {region.present[i] for i in subs}
+                if states != {"present"}:
+                    raise PlanError(f"{where}: huge page {block} of {region.name!r} is not wholly present: "
+                                    "the model's view cannot be derived")
+                mlocked = {i in region.mlocked for i in subs}
+                if len(mlocked) > 1:
+                    raise PlanError(f"{where}: {region.name!r} is partly mlocked: the model's view cannot be derived")
+                for i in subs:
+                    index[(region.name, i)] = (len(specs), i - block * HUGE)
+                specs.append(self._spec(region.kind, region, subs))
+        return specs, index
+
+    @staticmethod
+    def _spec(kind: str, region: Region, subs: list[int]) -> str:
+        flags = []
+        if any(i in region.mlocked for i in subs):
+            flags.append("mlocked")
+        pins = sum(region.pins.get(i, 0) for i in subs)
+        if pins:
+            flags.append("pinned" if pins == 1 else f"pins={pins}")
+        if any(i in region.forked for i in subs):
+            flags.append("shared")
+        return "+".join([kind, *flags]) + (f"@{region.node}" if region.node else "")
+
+    def fault(self, region: Region, i: int, where: str = "") -> Optional[str]:
+        """The move_pages fault kind of an address that has no model page."""
+        if not region.mapped:
+            return "no_vma"
+        state = region.present[i]
+        if state == "swapped":
+            raise PlanError(f"{where}: page {i} of {region.name!r} is swapped out: the model has no page for it",
+                            hint=f"read it back first (readfault {region.name} RANGES)")
+        if state == "zero":
+            return "zero_page"
+        if state == "absent":
+            return "untouched_shared" if region.shared else "untouched_anon"
+        return None
+
+
+def compress(specs: list[str]) -> list[str]:
+    """['anon', 'anon', 'thp'] -> ['anon*2', 'thp']."""
+    out: list[list] = []
+    for spec in specs:
+        if out and out[-1][0] == spec:
+            out[-1][1] += 1
+        else:
+            out.append([spec, 1])
+    return [s if n == 1 else _with_count(s, n) for s, n in out]
+
+
+def _with_count(spec: str, n: int) -> str:
+    if "@" in spec:
+        body, _, node = spec.rpartition("@")
+        return f"{body}*{n}@{node}"
+    return f"{spec}*{n}"
+
+
+def addresses(layout: Layout, tokens: list[str], where: str, need_node: bool) -> list[tuple[str, int, Optional[int]]]:
+    """(region, index, node) of each address of a move/query, in order."""
+    out = []
+    for token in tokens:
+        target, eq, node_text = token.partition("=")
+        region_name, colon, ranges = target.partition(":")
+        if not colon or not ranges:
+            raise PlanError(f"{where}: entry {token!r} is not NAME:RANGES{'=NODE' if need_node else ''}")
+        if need_node and not eq:
+            raise PlanError(f"{where}: entry {token!r} has no =NODE")
+        node = None
+        if eq:
+            try:
+                node = int(node_text)
+            except ValueError:
+                raise PlanError(f"{where}: bad node in entry {token!r}") from None
+        region = layout.region(region_name, where)
+        out += [(region_name, i, node) for i in parse_ranges(ranges, region.pages, where)]
+    return out
+
+
+def derive_call(layout: Layout, words: list[str], index: dict, after: list[list[str]], where: str) -> Optional[dict]:
+    """The model's call step for one measured command, or None when it
+    cannot be derived (the plan must then say it)."""
+    name, args = words[0], words[1:]
+    if name == "move":
+        flags = None
+        if args and args[0] == "all":
+            flags, args = "MOVE_ALL", args[1:]
+        addrs = addresses(layout, args, where, need_node=True)
+        entries = []
+        for region_name, i, node in addrs:
+            mapped = index.get((region_name, i))
+            if mapped is None:
+                entries.append({"fault": layout.fault(layout.regions[region_name], i, where), "node": node})
+            elif layout.regions[region_name].kind in ("anon", "file"):
+                entries.append({"page": mapped[0], "node": node})
+            else:
+                entries.append({"page": mapped[0], "subpages": mapped[1], "node": node})
+        step: dict = {"call": "move_pages", "entries": entries}
+        if flags:
+            step["flags"] = flags
+        queries = [w for w in after if w[0] == "query"]
+        if queries:
+            queried = [(r, i) for r, i, _ in addresses(layout, queries[0][1:], where.replace("run", "after"), need_node=False)]
+            moved = [(r, i) for r, i, _ in addrs]
+            if queried != moved:
+                raise PlanError(
+                    f"{where}: the guest's query after this step covers {len(queried)} address(es) "
+                    f"({' '.join(queries[0][1:])}) but the step moves {len(moved)} ({' '.join(args)})",
+                    hint="query the addresses the step moves, in the same order (the model predicts that query)")
+            step["query"] = True
+        return step
+    if name == "mbind":
+        region = layout.region(args[0], where)
+        if "," in args[1]:
+            raise PlanError(f"{where}: mbind needs one contiguous range, not {args[1]!r}")
+        if len(args) == 5 and args[4] != "mode=bind":
+            return None
+        if args[2] == "none" or args[3] == "0":
+            return None
+        indices = parse_ranges(args[1], region.pages, where)
+        if any((region.name, i) not in index for i in indices):
+            return None
+        pages = sorted({index[(region.name, i)][0] for i in indices})
+        nodes = [int(n) for n in args[2].split(",")]
+        return {"call": "mbind", "nodes": nodes, "flags": args[3].replace("|", ","), "pages": _ranges_text(pages)}
+    if name == "migrate_pages":
+        return {"call": "migrate_pages", "from": [int(n) for n in args[0].split(",")], "to": [int(n) for n in args[1].split(",")]}
+    if name == "soft_offline":
+        region = layout.region(args[0], where)
+        i = parse_ranges(args[1], region.pages, where)[0]
+        mapped = index.get((region.name, i))
+        if mapped is None or region.kind not in ("anon", "hugetlb"):
+            return None
+        # a hugetlb page is offlined whole, from any of its addresses
+        return {"call": "soft_offline", "page": mapped[0]}
+    return None
+
+
+def _ranges_text(indices: list[int]) -> str:
+    parts, start = [], None
+    for k, i in enumerate(indices):
+        if start is None:
+            start = i
+        if k + 1 == len(indices) or indices[k + 1] != i + 1:
+            parts.append(str(start) if start == i else f"{start}-{i}")
+            start = None
+    return ",".join(parts)
+
+
+def state_changes(before: list[str], after: list[str]) -> list[dict]:
+    """``set`` steps that turn the pages ``before`` into ``after`` (the same
+    pages with other states, e.g. after ``unpin``)."""
+    old = [parse_page_spec(s)[0] for s in before]
+    new = [parse_page_spec(s)[0] for s in after]
+    groups: dict[tuple, list[int]] = {}
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a == b:
+            continue
+        diff = tuple(sorted((k, getattr(b, k)) for k in ("pins", "mlocked", "mapcount", "dirty", "writeback")
+                            if getattr(a, k) != getattr(b, k)))
+        groups.setdefault(diff, []).append(i)
+    return [dict({"pages": _ranges_text(idx)}, **dict(diff)) for diff, idx in groups.items()]
+
+
+def describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 300 else text[:297] + "..."

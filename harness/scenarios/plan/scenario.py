@@ -1,0 +1,126 @@
+"""Scenarios described as data (``plans/*.yaml``): an mmdrive setup, then
+steps, each one measured call in the guest paired with one call step of
+the model.  Around every step the workload snapshots /proc/vmstat and
+writes trace markers, so counters and events are attributed to the step
+(and to the workload's pid)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from harness.check import Checker
+from harness.errors import InfraError
+from harness.model.prediction import Prediction
+from harness.observe import trace as trace_mod
+from harness.observe import vmstat as vmstat_mod
+from harness.observe import workload as workload_mod
+from harness.result import CheckResult
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    collect_trace,
+    guest_command,
+    trace_overran,
+)
+from harness.scenarios.plan import explain
+from harness.scenarios.plan.checks import check_step, page_state_check, swapcache_check
+from harness.scenarios.plan.schema import Plan
+from harness.scenarios.plan.script import guest_script
+from harness.scenarios.plan.windows import _flags_around, _measured, _step_events
+from harness.vm.cmdline import DISK_DEVICE
+
+#: The built-in plans.
+PLANS = Path(__file__).resolve().parents[1] / "plans"
+
+
+class PlanScenario(Scenario):
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.name = plan.name
+        self.experiment = plan.experiment
+        self.title = plan.title
+        self.needs_numa = plan.needs_numa
+        self.needs_thp = plan.needs_thp
+        self.needs_config = plan.needs_config
+        self.disk_mb = plan.disk_mb
+        self.disk_write_bps = plan.disk_write_bps
+        self.source = plan.source
+
+    # ------------------------------------------------------------------
+    def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
+        observation = self.prepare(guest, captures)
+        if self.plan.prepare:
+            guest_command(guest, captures, "plan-prepare", self.plan.prepare, timeout=120)
+        if self.plan.disk_write_bps:
+            if qmp is None:
+                raise InfraError(f"{self.name} throttles its disk over QMP, and has no QMP")
+            qmp.throttle_disk_writes(DISK_DEVICE, self.plan.disk_write_bps)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
+        script = guest_script(self.plan)
+        captures.save("workload.script", script)
+        guest_command(guest, captures, "workload", "taskset 1 mmdrive 2>&1 || mmdrive", stdin=script.encode(), timeout=self.timeout, check=False)
+        collect_trace(guest, captures)
+        observation.update(workload="workload.out", trace="trace.out", trace_stats="trace-stats.out")
+        return observation
+
+    # ------------------------------------------------------------------
+    def predict(self, target: Target) -> list[Prediction]:
+        return explain.predict(self.plan, target)
+
+    def model_account(self, target: Target) -> list[dict]:
+        return explain.model_account(self.plan, target)
+
+    def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
+        assert captures is not None
+        results, errors = workload_mod.parse(captures.load(observation["workload"]))
+        events = trace_mod.parse(captures.load(observation["trace"]))
+        top = Checker(self.name, "setup", evidence=[str(captures.directory / observation["workload"])])
+        if errors:
+            top.error("workload", f"the workload failed: {errors[0].get('message')} (command {errors[0].get('cmd')})")
+            return top.results
+        if trace_overran(top, captures):
+            return top.results
+        for region in self.plan.require_thp:
+            smaps = next((r for r in results if r.get("cmd") == "smaps" and r.get("name") == region), None)
+            if smaps is None or smaps.get("anon_huge_kb", 0) < 2048:
+                top.error("setup", f"region {region} did not get a transparent huge page (AnonHugePages {smaps and smaps.get('anon_huge_kb')} kB)")
+                return top.results
+        predictions = self.predict(target)
+        snapshots = [r["values"] for r in results if r.get("cmd") == "vmstat"]
+        measured = _measured(results, self.plan)
+        flags = _flags_around(results, len(self.plan.steps))
+        drained = any(r.get("cmd") == "drain" for r in results)
+        if self.plan.swapcache:
+            swapcache_check(top, self.plan.swapcache, flags[0][0] if flags else {})
+        out = list(top.results)
+        for index, (step, prediction) in enumerate(zip(self.plan.steps, predictions), 1):
+            ck = Checker(self.name, step.name, evidence=[
+                str(captures.directory / observation["workload"]), str(captures.directory / observation["trace"])])
+            result, after = measured[index - 1]
+            if result is None:
+                ck.error("workload", f"step {index} produced no result")
+                out += ck.results
+                continue
+            delta = vmstat_mod.delta(snapshots[2 * index - 2], snapshots[2 * index - 1])
+            step_events = _step_events(events, index)
+            check_step(ck, step, prediction, result, after, delta, step_events, drained=drained)
+            page_state_check(ck, *flags[index - 1])
+            out += ck.results
+        if not out:
+            top.error("checks", "no checks ran")
+            out = top.results
+        return out
+
+    def account(self, target: Target, other: Target) -> list[str]:
+        return explain.account(self.plan, target, other)
+
+
+def load_plan_file(path: Path) -> PlanScenario:
+    return PlanScenario(Plan.load(path))
+
+
+def load_plans(directory: Path = PLANS) -> list[PlanScenario]:
+    return [load_plan_file(path) for path in sorted(directory.glob("*.yaml"))]
+

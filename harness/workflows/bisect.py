@@ -1,0 +1,324 @@
+"""``harness bisect``: find the commit that broke migration, with
+``git bisect run`` on the harness's own clone of the developer's tree (the
+developer's working tree and repository are never touched: the clone
+shares their objects read-only).
+
+The bad commit is run first, to learn how it fails (which checks, or a
+kernel that does not build or boot), and the good one must pass.  Each
+bisection step then builds the checked-out commit on the work copy (an
+incremental rebuild), runs the chosen scenarios and exits with the usual
+contract: 0 good, 1 bad (a check failed, or the kernel failed the way the
+bad commit did), 125 skip (infrastructure trouble, or -- when asked -- a
+commit that does not build although the bad one does).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from harness.errors import InfraError, KernelError, UserError
+from harness.host.cache import Cache
+from harness.host.paths import PROJECT
+from harness.host.rundir import new_run_dir, write_json
+
+GOOD, BAD, SKIP, ABORT = 0, 1, 125, 128
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=600)
+    except OSError:
+        raise UserError("git is not installed", hint="apt-get install git") from None
+    if check and out.returncode != 0:
+        raise UserError(f"git {' '.join(args)} failed in {repo}: {(out.stderr or out.stdout).strip()}")
+    return out.stdout.strip()
+
+
+@dataclass
+class Outcome:
+    """What one commit did."""
+
+    commit: str
+    #: "good", "bad", "skip" or "abort".
+    verdict: str
+    #: Failing checks: {"id", "kind", "expected", "observed", "bound", "message"}.
+    failing: list = field(default_factory=list)
+    #: "build" or "kernel" (boot, panic) when the kernel failed, else "".
+    kernel_failure: str = ""
+    error: str = ""
+    run_dir: str = ""
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class BisectRequest:
+    tree: Path
+    good: str
+    bad: str
+    arches: tuple = ("x86_64",)
+    scenarios: tuple = ()
+    fragments: tuple = ()
+    options: tuple = ()
+    skip_build_errors: bool = False
+    runs_root: Optional[Path] = None
+    quiet: bool = False
+    accel: Optional[str] = None
+    #: "module:function" evaluating one commit (a seam for tests).
+    runner: str = "harness.workflows.bisect:run_suite"
+
+
+# --------------------------------------------------------------------------
+# one commit
+
+
+def run_suite(state: dict, commit: str, run_dir: Path) -> Outcome:
+    """Build the clone's checked-out commit and run the scenarios."""
+    from harness.kernel.source import SourceRequest
+    from harness.pipeline import Pipeline, RunRequest
+    from harness.report.model import checks_of, iter_scenarios
+    from harness.result import Status
+
+    request = RunRequest(
+        source=SourceRequest(state["clone"]), arches=tuple(state["arches"]), scenarios=tuple(state["scenarios"]),
+        fragments=tuple(Path(f) for f in state["fragments"]), options=tuple(state["options"]), quiet=state["quiet"],
+        runs_root=run_dir.parent, run_name=run_dir.name, accel=state.get("accel"),
+    )
+    try:
+        result = Pipeline(request).run()
+    except KernelError as exc:
+        return Outcome(commit, "", kernel_failure="build", error=exc.render(), run_dir=str(run_dir))
+    failing, kernel = [], ""
+    for arch, name, entry in iter_scenarios(result.doc):
+        if entry.get("error_blame") == "kernel":
+            kernel = "kernel"
+        if entry.get("error_blame") == "infra":
+            return Outcome(commit, "skip", error=entry["error"], run_dir=str(run_dir))
+        for check in checks_of(entry):
+            if check.status in (Status.FAIL, Status.ERROR):
+                failing.append({"id": f"{arch}/{check.id}", "kind": check.kind.value, "expected": check.expected,
+                                "observed": check.observed, "bound": check.bound, "message": check.message})
+    return Outcome(commit, "", failing=failing, kernel_failure=kernel, run_dir=str(run_dir))
+
+
+def classify(outcome: Outcome, bad: Optional[Outcome], skip_build_errors: bool) -> str:
+    """good / bad / skip for a commit, given how the bad commit failed."""
+    if outcome.verdict in ("skip", "abort"):
+        return outcome.verdict
+    if outcome.kernel_failure == "build":
+        if bad is not None and bad.kernel_failure == "build":
+            return "bad"
+        return "skip" if skip_build_errors else "bad"
+    if outcome.failing or outcome.kernel_failure:
+        return "bad"
+    return "good"
+
+
+def evaluate(state: dict, commit: str, label: str) -> Outcome:
+    module, _, name = state["runner"].partition(":")
+    runner: Callable[[dict, str, Path], Outcome] = getattr(importlib.import_module(module), name)
+    run_dir = Path(state["directory"]) / f"{label}-{commit[:12]}"
+    started = time.monotonic()
+    try:
+        outcome = runner(state, commit, run_dir)
+    except InfraError as exc:
+        outcome = Outcome(commit, "skip", error=exc.render(), run_dir=str(run_dir))
+    except UserError as exc:
+        outcome = Outcome(commit, "abort", error=exc.render(), run_dir=str(run_dir))
+    outcome.seconds = round(time.monotonic() - started, 1)
+    bad = Outcome(**state["bad_outcome"]) if state.get("bad_outcome") else None
+    outcome.verdict = classify(outcome, bad, state["skip_build_errors"])
+    with open(Path(state["directory"]) / "steps.jsonl", "a") as log:
+        log.write(json.dumps(dict(outcome.as_dict(), label=label)) + "\n")
+    return outcome
+
+
+def step_main(state_path: Path) -> int:
+    """``harness bisect-step STATE``: what ``git bisect run`` calls."""
+    state = json.loads(Path(state_path).read_text())
+    commit = git(Path(state["clone"]), "rev-parse", "HEAD")
+    outcome = evaluate(state, commit, "step")
+    print(f"[bisect] {commit[:12]}: {outcome.verdict}" + (f" ({_first_failure(outcome)})" if outcome.verdict == "bad" else ""),
+          file=sys.stderr, flush=True)
+    return {"good": GOOD, "bad": BAD, "skip": SKIP}.get(outcome.verdict, ABORT)
+
+
+def _first_failure(outcome: Outcome) -> str:
+    if outcome.kernel_failure:
+        return f"kernel {outcome.kernel_failure} failure"
+    if outcome.failing:
+        return outcome.failing[0]["id"]
+    return outcome.error.splitlines()[0] if outcome.error else "?"
+
+
+# --------------------------------------------------------------------------
+# the bisection
+
+
+@dataclass
+class BisectResult:
+    directory: Path
+    first_bad: str
+    subject: str
+    outcome: Optional[Outcome]
+    steps: int
+    seconds: float
+    #: When only skipped commits are left: the commits the first bad one
+    #: could be.
+    candidates: list = field(default_factory=list)
+
+    def render(self) -> str:
+        if not self.first_bad:
+            lines = ["the first bad commit could be any of (the others were skipped):"]
+            lines += [f"  {c}" for c in self.candidates]
+            lines.append(f"{self.steps} commit(s) tested in {self.seconds:.0f}s; log: {self.directory}/bisect.json")
+            return "\n".join(lines) + "\n"
+        lines = [f"first bad commit: {self.first_bad} {self.subject}"]
+        o = self.outcome
+        if o is not None:
+            if o.kernel_failure:
+                lines.append(f"  the kernel failed ({o.kernel_failure}): {o.error.splitlines()[0] if o.error else ''}")
+            for check in o.failing[:5]:
+                lines.append(f"  failing check: {check['id']} ({check['kind']})")
+                if check.get("message"):
+                    lines.append(f"    {check['message']}")
+                expected = f"bound {check['bound']}" if check.get("bound") else json.dumps(check.get("expected"), default=str)[:300]
+                lines.append(f"    expected: {expected}")
+                lines.append(f"    observed: {json.dumps(check.get('observed'), default=str)[:300]}")
+            if len(o.failing) > 5:
+                lines.append(f"  ... and {len(o.failing) - 5} more failing checks")
+            lines.append(f"  run directory: {o.run_dir}")
+        lines.append(f"{self.steps} commit(s) tested in {self.seconds:.0f}s; log: {self.directory}/bisect.json")
+        return "\n".join(lines) + "\n"
+
+
+class Bisect:
+    def __init__(self, request: BisectRequest, stream=None) -> None:
+        self.request = request
+        self.stream = stream or sys.stderr
+        self.cache = Cache()
+
+    def say(self, text: str) -> None:
+        if not self.request.quiet:
+            print(text, file=self.stream, flush=True)
+
+    def run(self) -> BisectResult:
+        req = self.request
+        started = time.monotonic()
+        tree = Path(req.tree).expanduser().resolve()
+        if not (tree / ".git").exists():
+            raise UserError(f"{tree} is not a git tree", hint="bisect needs the developer's git repository (--tree PATH)")
+        good, bad = self._commit(tree, req.good, "--good"), self._commit(tree, req.bad, "--bad")
+        if good == bad:
+            raise UserError(f"--good and --bad name the same commit ({good[:12]})")
+        if subprocess.run(["git", "-C", str(tree), "merge-base", "--is-ancestor", good, bad]).returncode != 0:
+            raise UserError(f"--good {req.good} ({good[:12]}) is not an ancestor of --bad {req.bad} ({bad[:12]})",
+                            hint="pass an older good commit that the bad one descends from (git merge-base can find one)")
+        clone = self._clone(tree, bad)
+        directory = new_run_dir("bisect", "+".join(req.arches), req.runs_root)
+        state = {
+            "schema": 1, "tree": str(tree), "clone": str(clone), "good": good, "bad": bad, "arches": list(req.arches),
+            "scenarios": list(req.scenarios), "fragments": [str(f) for f in req.fragments], "options": list(req.options),
+            "skip_build_errors": req.skip_build_errors, "quiet": req.quiet, "accel": req.accel, "runner": req.runner,
+            "directory": str(directory), "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        state_path = directory / "bisect.json"
+        write_json(state_path, state)
+        self.say(f"[bisect] {directory}: {good[:12]}..{bad[:12]} ({git(tree, 'rev-list', '--count', f'{good}..{bad}')} commits) on {clone}")
+        try:
+            git(clone, "checkout", "-q", "--detach", bad)
+            self.say(f"[bisect] the bad commit {bad[:12]} first: how does it fail?")
+            bad_outcome = evaluate(state, bad, "bad")
+            if bad_outcome.verdict != "bad":
+                raise UserError(f"the --bad commit {bad[:12]} does not fail the chosen scenarios ({bad_outcome.verdict}: "
+                                f"{_first_failure(bad_outcome) if bad_outcome.verdict != 'good' else 'every check passed'})",
+                                hint="choose scenarios that fail on it (--scenario), or another --bad commit")
+            state["bad_outcome"] = bad_outcome.as_dict()
+            write_json(state_path, state)
+            git(clone, "checkout", "-q", "--detach", good)
+            self.say(f"[bisect] the good commit {good[:12]}: does it pass?")
+            good_outcome = evaluate(state, good, "good")
+            if good_outcome.verdict != "good":
+                raise UserError(f"the --good commit {good[:12]} does not pass: {good_outcome.verdict} ({_first_failure(good_outcome)})",
+                                hint="pass a commit on which the chosen scenarios pass")
+            git(clone, "bisect", "reset", check=False)
+            started_out = git(clone, "bisect", "start", bad, good)
+            step = [sys.executable, "-m", "harness", "bisect-step", str(state_path)]
+            self.say(f"[bisect] git bisect run {' '.join(step[1:])}")
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])))
+            if "is the first bad commit" in started_out:
+                # nothing between good and bad: git decided at once
+                proc = subprocess.CompletedProcess([], 0, started_out, "")
+            else:
+                proc = subprocess.run(["git", "-C", str(clone), "bisect", "run", *step], stdout=subprocess.PIPE,
+                                      stderr=None if not req.quiet else subprocess.DEVNULL, text=True, env=env)
+            (directory / "git-bisect-run.log").write_text(proc.stdout)
+            log = git(clone, "bisect", "log", check=False)
+            (directory / "git-bisect.log").write_text(log + "\n")
+            first = git(clone, "rev-parse", "--verify", "-q", "refs/bisect/bad", check=False)
+            candidates = []
+            if "only 'skip'ped commits left" in proc.stdout:
+                tail = proc.stdout.split("could be any of:", 1)[-1].split("We cannot bisect more!", 1)[0]
+                candidates = [line.split()[0] for line in tail.splitlines() if line.strip()]
+                first = ""
+            elif proc.returncode != 0 or "is the first bad commit" not in proc.stdout:
+                raise InfraError("git bisect run did not finish", log_path=directory / "git-bisect-run.log",
+                                 log_tail=proc.stdout.splitlines()[-15:])
+        finally:
+            git(clone, "bisect", "reset", check=False)
+        subject = git(clone, "log", "-1", "--format=%s", first) if first else ""
+        outcomes = [json.loads(line) for line in (directory / "steps.jsonl").read_text().splitlines()]
+        found = next((Outcome(**{k: v for k, v in o.items() if k != "label"}) for o in reversed(outcomes) if o["commit"] == first), None)
+        candidates = [git(clone, "rev-parse", c) for c in candidates]
+        result = BisectResult(directory, first, subject, found, len(outcomes), time.monotonic() - started, candidates)
+        state.update(first_bad=first, subject=subject, candidates=candidates, steps=outcomes, seconds=round(result.seconds, 1),
+                     finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        write_json(state_path, state)
+        return result
+
+    def _commit(self, tree: Path, ref: str, option: str) -> str:
+        out = subprocess.run(["git", "-C", str(tree), "rev-parse", "--verify", "-q", f"{ref}^{{commit}}"],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise UserError(f"{option} {ref} is not a commit of {tree}", hint="pass a commit, tag or branch (git log --oneline)")
+        return out.stdout.strip()
+
+    def _clone(self, tree: Path, bad: str) -> Path:
+        """The harness's clone of the tree (objects shared read-only), up to
+        date with it; nothing is written to the developer's repository."""
+        name = hashlib.sha256(str(tree).encode()).hexdigest()[:16]
+        clone = self.cache.dir("bisect") / name
+        with self.cache.lock(f"bisect-{name}"):
+            if not (clone / ".git").is_dir():
+                tmp = clone.with_name(f".tmp-{name}-{os.getpid()}")
+                subprocess.run(["rm", "-rf", str(tmp)], check=False)
+                out = subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(tree), str(tmp)],
+                                     capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise UserError(f"cannot clone {tree}: {out.stderr.strip()}")
+                os.replace(tmp, clone)
+            else:
+                git(clone, "bisect", "reset", check=False)
+                git(clone, "fetch", "-q", str(tree), "+refs/heads/*:refs/remotes/origin/*", check=False)
+            if subprocess.run(["git", "-C", str(clone), "cat-file", "-e", f"{bad}^{{commit}}"]).returncode != 0:
+                git(clone, "fetch", "-q", str(tree), bad)
+        return clone
+
+
+def run_bisect(request: BisectRequest, stream=None) -> BisectResult:
+    return Bisect(request, stream).run()
+
+
+__all__: Sequence[str] = ("Bisect", "BisectRequest", "BisectResult", "Outcome", "classify", "run_bisect", "step_main")
