@@ -30,18 +30,18 @@ from harness.errors import HarnessError  # noqa: E402
 from harness.host.rundir import new_run_dir, write_json  # noqa: E402
 from harness.kernel.source import SourceRequest  # noqa: E402
 from harness.pipeline import Pipeline, RunRequest  # noqa: E402
-from harness.report.model import checks_of, iter_scenarios, scenario_blame  # noqa: E402
+from harness.report.model import outcomes  # noqa: E402
 from harness.result import Status  # noqa: E402
 
 
 def round_verdicts(doc: dict) -> dict:
     """{"arch/scenario": {"blame": ..., "error": first line, "failed": [check ids]}} of one run."""
     out = {}
-    for arch, name, entry in iter_scenarios(doc):
-        failed = [c.id for c in checks_of(entry) if c.status in (Status.FAIL, Status.ERROR)]
+    for arch, name, outcome in outcomes(doc):
+        failed = [c.id for c in outcome.checks if c.status in (Status.FAIL, Status.ERROR)]
         out[f"{arch}/{name}"] = {
-            "blame": scenario_blame(entry),
-            "error": (entry.get("error") or "").splitlines()[0] if entry.get("error") else "",
+            "blame": outcome.blame.value,
+            "error": outcome.error.splitlines()[0] if outcome.error else "",
             "failed": failed,
         }
     return out

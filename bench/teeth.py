@@ -39,7 +39,7 @@ from harness.host.cache import Cache  # noqa: E402
 from harness.host.rundir import new_run_dir, write_json  # noqa: E402
 from harness.kernel.source import SourceRequest, SourceResolver  # noqa: E402
 from harness.pipeline import Pipeline, RunRequest  # noqa: E402
-from harness.report.model import checks_of, iter_scenarios  # noqa: E402
+from harness.report.model import outcomes  # noqa: E402
 from harness.result import Status  # noqa: E402
 from harness.scenarios import builtin_scenarios  # noqa: E402
 from harness.workflows.mutation import equivalent_on, load_catalogue, select  # noqa: E402
@@ -51,19 +51,19 @@ def verdict(doc: dict, baseline: frozenset = frozenset()) -> tuple[str, str]:
     """("killed", first killing check) / ("survived", "") / ("error", why).
     A check in ``baseline`` (it fails on the pristine kernel too) kills nothing."""
     infra = ""
-    for arch, name, entry in iter_scenarios(doc):
-        if entry.get("error_blame") == "kernel":
-            return "killed", f"{name}: kernel failed: {entry['error'].splitlines()[0]}"
-        if entry.get("error"):
-            infra = infra or f"{name}: {entry['error'].splitlines()[0]}"
-        for check in checks_of(entry):
+    for arch, name, outcome in outcomes(doc):
+        if outcome.error_blame == "kernel":
+            return "killed", f"{name}: kernel failed: {outcome.error.splitlines()[0]}"
+        if outcome.error:
+            infra = infra or f"{name}: {outcome.error.splitlines()[0]}"
+        for check in outcome.checks:
             if check.status is Status.FAIL and check.id not in baseline:
                 return "killed", check.id
     return ("error", infra) if infra else ("survived", "")
 
 
 def failing(doc: dict) -> list[str]:
-    return [c.id for _, _, entry in iter_scenarios(doc) for c in checks_of(entry) if c.status is Status.FAIL]
+    return [c.id for _, _, outcome in outcomes(doc) for c in outcome.checks if c.status is Status.FAIL]
 
 
 def run_one(kernel: str, arch: str, patches: tuple, scenarios: tuple, root: Path, name: str, offline: bool,

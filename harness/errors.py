@@ -12,15 +12,29 @@ and kernel and infra errors carry the log path and its tail.
 """
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Optional, Sequence
+
+
+class ExitCode(enum.IntEnum):
+    """The harness's exit codes, the one table (README "Exit codes"); an
+    interrupted run exits 128 + the signal's number."""
+
+    PASS = 0
+    CHECKS_FAILED = 1
+    USER = 2
+    INFRA = 3
+    KERNEL = 4
+    HARNESS_BUG = 5
+    INTERRUPTED = 128
 
 
 class HarnessError(Exception):
     """Root of the harness's errors."""
 
     blame = "harness"
-    exit_code = 1
+    exit_code = ExitCode.HARNESS_BUG
 
     def __init__(
         self,
@@ -58,21 +72,21 @@ class UserError(HarnessError):
     """Bad input: the user can fix it; retrying as-is will not help."""
 
     blame = "user"
-    exit_code = 2
+    exit_code = ExitCode.USER
 
 
 class InfraError(HarnessError):
     """QEMU, QMP, SSH, disk or network trouble: retryable."""
 
     blame = "infra"
-    exit_code = 3
+    exit_code = ExitCode.INFRA
 
 
 class KernelError(HarnessError):
     """The kernel under test failed to build, boot or survive."""
 
     blame = "kernel"
-    exit_code = 4
+    exit_code = ExitCode.KERNEL
 
 
 def tail_of(path: Path, lines: int = 20) -> list[str]:

@@ -23,7 +23,7 @@ from harness import __version__
 from harness.arches import arch as lookup_arch
 from harness.errors import HarnessError, UserError
 from harness.host import proc
-from harness.host.cache import disk_full, is_disk_full
+from harness.host.cache import Cache, disk_full, is_disk_full
 from harness.host.progress import Steps
 from harness.host.rundir import (
     mark_abandoned,
@@ -34,18 +34,19 @@ from harness.host.rundir import (
 )
 from harness.host.rundir import owner as rundir_owner
 from harness.image.initramfs import ImageBuilder, ImageRequest
-from harness.kernel import kconfig
-from harness.kernel.build import Builder, BuildRequest
-from harness.kernel.source import SourceRequest
+from harness.kernel import compat, kconfig
+from harness.kernel.build import Builder, BuildRequest, layers
+from harness.kernel.source import SourceRequest, SourceResolver
 from harness.model.kernels import kernel_for_version
 from harness.report import write_all
-from harness.report.model import (
+from harness.report.model import run_exit_code, run_status
+from harness.result import (
     CONSOLE_CHECK,
-    run_exit_code,
-    run_status,
-    scenario_status,
+    CheckKind,
+    CheckResult,
+    ScenarioOutcome,
+    Status,
 )
-from harness.result import CheckKind, CheckResult, Status
 from harness.scenarios import Scenario, Target, scenarios_for_run, select
 from harness.scenarios.base import Captures
 from harness.scenarios.plan.scenario import load_plan_file
@@ -107,7 +108,7 @@ class RunOutcome:
 def _versions() -> dict:
     def first_line(argv):
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            out = proc.run(argv, timeout=10, separate_stderr=True)
             return (out.stdout or out.stderr).strip().splitlines()[0]
         except (OSError, subprocess.TimeoutExpired, IndexError):
             return None
@@ -139,21 +140,29 @@ class Pipeline:
         self.steps.line(text)
 
     # ------------------------------------------------------------------
-    def run(self) -> RunOutcome:
+    def _validate(self) -> tuple[list, list, list]:
+        """Every input the user gave, checked before the run directory
+        exists: a user error leaves nothing behind."""
         req = self.request
         for name in req.arches:
-            lookup_arch(name)  # unknown arch: a user error before anything starts
-        plans = [load_plan_file(path) for path in req.plans]  # a bad plan: a user error before anything starts
-        patches = req.source.patch_list()  # so is a missing patch
-        from harness.host.cache import Cache
-        from harness.kernel.source import SourceResolver
-
-        SourceResolver(Cache()).check_spec(req.source)  # and an unknown kernel source: no run directory for nothing
+            lookup_arch(name)  # unknown arch
+        plans = [load_plan_file(path) for path in req.plans]  # a bad plan
+        patches = req.source.patch_list()  # a missing patch
+        SourceResolver(Cache()).check_spec(req.source)  # an unknown kernel source
         if req.jobs is not None and req.jobs < 1:
             raise UserError(f"{req.jobs} make jobs", hint="give at least 1, or leave -j out for one per CPU")
+        if req.vms < 1:
+            raise UserError(f"{req.vms} guests at once", hint="give --vms 1 or more")
+        for name in req.arches:  # unreadable fragments, malformed options, a required option turned off
+            layers(BuildRequest(req.source, name, req.fragments, req.options, req.debug), lookup_arch(name), compat.AppliedFixes(()))
         scenarios = select(req.scenarios, plans, req.only_plans)
         if not scenarios:
             raise UserError("no scenario to run", hint="drop --only-plans or give --plan FILE")
+        return scenarios, plans, patches
+
+    def run(self) -> RunOutcome:
+        req = self.request
+        scenarios, plans, patches = self._validate()
         run_dir = self._run_dir()
         self.run_dir = run_dir
         self.doc = {"run_id": run_dir.name, "arches": {}, "differences": {}}
@@ -189,8 +198,6 @@ class Pipeline:
         self.say(f"[run] {run_dir}")
         if req.vms > 1:
             self.say(f"[run] up to {req.vms} guests at once")
-        if req.vms < 1:
-            raise UserError(f"{req.vms} guests at once", hint="give --vms 1 or more")
         try:
             if req.vms > 1:
                 self._run_parallel(scenarios, run_dir, info)
@@ -214,11 +221,7 @@ class Pipeline:
                 info["status"] = "infra error"
                 info["error"] = error.render()
                 raise error from None
-            info["status"] = "crashed"
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            info["crash"] = text[-4000:]
-            (run_dir / "traceback.txt").write_text(text)
-            exc.traceback_path = run_dir / "traceback.txt"  # type: ignore[attr-defined]
+            _crashed(info, run_dir, exc)
             raise
         finally:
             self.steps.close()
@@ -226,14 +229,19 @@ class Pipeline:
             # the signals wait until they are written.
             with proc.signals_deferred():
                 self.stage, self.where = "report", ""
-                self._differences(scenarios)
-                status = run_status(self.doc)
-                if info["status"] == "running":
-                    info["status"] = status.name
-                info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-                write_json(run_dir / "run.json", info)
-                write_json(run_dir / "results.json", self.doc)
-                write_all(run_dir, self.doc)
+                try:
+                    self._differences(scenarios)
+                    status = run_status(self.doc)
+                    if info["status"] == "running":
+                        info["status"] = status.name
+                    info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+                    write_json(run_dir / "run.json", info)
+                    write_json(run_dir / "results.json", self.doc)
+                    write_all(run_dir, self.doc)
+                except Exception as exc:  # a bug of the report code: the records say so, the traceback stays
+                    _crashed(info, run_dir, exc)
+                    write_json(run_dir / "run.json", info)
+                    raise
         return RunOutcome(run_dir, status, self.doc)
 
     def _run_dir(self) -> Path:
@@ -254,9 +262,9 @@ class Pipeline:
         ctx = self._prepare_arch(arch_name, scenarios, arch_dir)
         order = [s.name for s in scenarios]
         for scenario in scenarios:
-            entry = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, arch_dir / scenario.name)
-            self._record_entry(ctx, scenario.name, entry, order)
-            if self.request.fail_fast and entry["status"] in ("FAIL", "ERROR"):
+            outcome = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, arch_dir / scenario.name)
+            self._record(ctx, scenario.name, outcome, order)
+            if self.request.fail_fast and outcome.status in (Status.FAIL, Status.ERROR):
                 break
         return self._finish_arch(ctx)
 
@@ -300,20 +308,21 @@ class Pipeline:
                 "build": str(build.directory), "image": str(image.path), "scenarios": {}}
         return _ArchRun(arch_name, target, build.image, image.path, arch_dir, info, started)
 
-    def _record_entry(self, ctx: "_ArchRun", name: str, entry: dict, order: Sequence[str]) -> None:
+    def _record(self, ctx: "_ArchRun", name: str, outcome: ScenarioOutcome, order: Sequence[str]) -> None:
         """A finished scenario into the results, in the suite's order
         whichever order the scenarios finished in."""
         arch_doc = self.doc["arches"][ctx.name]
-        scenarios = dict(arch_doc["scenarios"], **{name: entry})
+        scenarios = dict(arch_doc["scenarios"], **{name: outcome.as_dict()})
         arch_doc["scenarios"] = {n: scenarios[n] for n in order if n in scenarios}
-        ctx.info["scenarios"][name] = {k: entry.get(k) for k in ("status", "elapsed_s", "accel", "qemu_argv")}
+        ctx.info["scenarios"][name] = {"status": outcome.status.name, "elapsed_s": outcome.elapsed_s, "accel": outcome.accel,
+                                       "qemu_argv": outcome.qemu_argv}
         ctx.info["scenarios"] = {n: ctx.info["scenarios"][n] for n in order if n in ctx.info["scenarios"]}
         write_json(self.run_dir / "results.json", self.doc)
 
     def _finish_arch(self, ctx: "_ArchRun") -> dict:
         arch_doc = self.doc["arches"][ctx.name]
         ctx.info["elapsed_s"] = round(time.monotonic() - ctx.started, 1)
-        arch_doc["target"]["accel"] = next((e.get("accel") for e in arch_doc["scenarios"].values() if e.get("accel")), None)
+        arch_doc["target"]["accel"] = next((e["accel"] for e in arch_doc["scenarios"].values() if e.get("accel")), None)
         arch_doc["elapsed_s"] = ctx.info["elapsed_s"]
         return ctx.info
 
@@ -338,21 +347,21 @@ class Pipeline:
         stop = threading.Event()
         running: dict = {}
 
-        def work(ctx: _ArchRun, scenario: Scenario) -> Optional[dict]:
+        def work(ctx: _ArchRun, scenario: Scenario) -> Optional[ScenarioOutcome]:
             if stop.is_set():
                 return None
             with lock:
                 running[(ctx.name, scenario.name)] = time.monotonic()
             try:
-                entry = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, ctx.directory / scenario.name)
+                outcome = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, ctx.directory / scenario.name)
             finally:
                 with lock:
                     running.pop((ctx.name, scenario.name), None)
             with lock:  # (a scenario Ctrl-C cut short is recorded again below, as interrupted)
-                self._record_entry(ctx, scenario.name, entry, order)
-            if req.fail_fast and entry["status"] in ("FAIL", "ERROR"):
+                self._record(ctx, scenario.name, outcome, order)
+            if req.fail_fast and outcome.status in (Status.FAIL, Status.ERROR):
                 stop.set()
-            return entry
+            return outcome
 
         pool = ThreadPoolExecutor(max_workers=req.vms, thread_name_prefix="guest")
         futures = [pool.submit(work, ctx, scenario) for ctx in contexts for scenario in scenarios]
@@ -375,11 +384,11 @@ class Pipeline:
                     wait(futures, timeout=0.2)
                 for arch_name, name in interrupted:
                     ctx = next(c for c in contexts if c.name == arch_name)
-                    entry = dict(self.doc["arches"][arch_name]["scenarios"].get(name) or {},
-                                 error="interrupted during the scenario stage: the scenario did not finish", error_blame="infra",
-                                 checks=[], status=Status.ERROR.name)
-                    self._record_entry(ctx, name, entry, order)
-                    write_json(ctx.directory / name / "results.json", entry)
+                    recorded = self.doc["arches"][arch_name]["scenarios"].get(name)
+                    outcome = (ScenarioOutcome.from_dict(recorded) if recorded else ScenarioOutcome()).failed(
+                        "interrupted during the scenario stage: the scenario did not finish", "infra")
+                    self._record(ctx, name, outcome, order)
+                    write_json(ctx.directory / name / "results.json", outcome.as_dict())
             raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -405,16 +414,16 @@ class Pipeline:
                 out["kselftest-vm"] = {"error": exc.render()}
         return out
 
-    def _run_scenario(self, scenario: Scenario, target: Target, kernel: Path, initrd: Path, sdir: Path) -> dict:
+    def _run_scenario(self, scenario: Scenario, target: Target, kernel: Path, initrd: Path, sdir: Path) -> ScenarioOutcome:
         sdir.mkdir(parents=True, exist_ok=True)
         captures = Captures(sdir)
-        entry: dict = {"title": scenario.title, "experiment": scenario.experiment}
+        outcome = ScenarioOutcome(title=scenario.title, experiment=scenario.experiment)
         skip = scenario.skip_reason(target)
         if skip:
-            entry.update(status="SKIP", skip_reason=skip)
+            outcome.skip_reason = skip
             self.say(f"[{target.arch.name}] {scenario.name}: skipped ({skip})")
             (sdir / "skipped.txt").write_text(skip + "\n")
-            return entry
+            return outcome
         started = time.monotonic()
         self.say(f"[{target.arch.name}] {scenario.name}: {scenario.title}")
         step = f"{target.arch.name} {scenario.name}"
@@ -428,12 +437,12 @@ class Pipeline:
         try:
             with Machine(request, sdir, echo=None) as machine:
                 self.stage = "scenario"
-                entry["accel"] = machine.accel.accel if machine.accel else None
-                entry["accel_reason"] = machine.accel.reason if machine.accel else None
-                entry["qemu_argv"] = machine.argv
-                entry["boot_s"] = machine.times.as_dict().get("ssh_s")
-                if entry["boot_s"] is not None:
-                    self.say(f"[{target.arch.name}] {scenario.name}: booted in {entry['boot_s']:.1f}s ({entry['accel']})")
+                outcome.accel = machine.accel.accel if machine.accel else None
+                outcome.accel_reason = machine.accel.reason if machine.accel else None
+                outcome.qemu_argv = machine.argv
+                outcome.boot_s = machine.times.as_dict().get("ssh_s")
+                if outcome.boot_s is not None:
+                    self.say(f"[{target.arch.name}] {scenario.name}: booted in {outcome.boot_s:.1f}s ({outcome.accel})")
                 self.steps.start(step, f"[{target.arch.name}] {scenario.name}: running")
                 observation = scenario.drive(machine, target, captures, qmp=machine.qmp)
                 observation["captures"] = captures.files
@@ -441,35 +450,28 @@ class Pipeline:
                 dmesg = machine.run("dmesg", timeout=60)
                 captures.save("dmesg.txt", dmesg.stdout)
         except HarnessError as exc:
-            entry["error"] = exc.render()
-            entry["error_blame"] = exc.blame
+            outcome.failed(exc.render(), exc.blame)
         except KeyboardInterrupt:
             # The run stops here; the scenario keeps what it had, and says why.
-            entry.update(error=f"interrupted during the {self.stage} stage: the scenario did not finish", error_blame="infra",
-                         elapsed_s=round(time.monotonic() - started, 1), checks=[], status=Status.ERROR.name)
-            self.doc["arches"][target.arch.name]["scenarios"][scenario.name] = entry
-            write_json(sdir / "results.json", entry)
+            outcome.failed(f"interrupted during the {self.stage} stage: the scenario did not finish", "infra")
+            outcome.elapsed_s = round(time.monotonic() - started, 1)
+            self.doc["arches"][target.arch.name]["scenarios"][scenario.name] = outcome.as_dict()
+            write_json(sdir / "results.json", outcome.as_dict())
             raise
         except Exception as exc:  # a bug in the harness: this scenario errs, the run goes on, the exit code says so
             if is_disk_full(exc):
-                entry["error"] = disk_full(Path(exc.filename) if exc.filename else sdir,  # type: ignore[attr-defined]
-                                           f"running {scenario.name}").render()
-                entry["error_blame"] = "infra"
+                outcome.failed(disk_full(Path(exc.filename) if exc.filename else sdir,  # type: ignore[attr-defined]
+                                         f"running {scenario.name}").render(), "infra")
             else:
-                text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                (sdir / "traceback.txt").write_text(text)
-                entry["error"] = (f"harness bug: {type(exc).__name__}: {exc} (traceback in {sdir / 'traceback.txt'}; "
-                                  "please report it with the run directory)")
-                entry["error_blame"] = "harness"
+                outcome.failed(_harness_bug(exc, sdir), "harness")
         finally:
             self.steps.finish(step)
-        entry["elapsed_s"] = round(time.monotonic() - started, 1)
-        entry["checks"] = [c.as_dict() for c in check_scenario(scenario, target, sdir, observation, entry)]
-        _add_model_account(entry, scenario, target)
-        entry["status"] = scenario_status(entry).name
-        write_json(sdir / "results.json", entry)
-        self.say(f"[{target.arch.name}] {scenario.name}: {entry['status']} ({entry['elapsed_s']}s)")
-        return entry
+        outcome.elapsed_s = round(time.monotonic() - started, 1)
+        outcome.evidence = list(captures.files)
+        check_outcome(scenario, target, sdir, observation, outcome)
+        write_json(sdir / "results.json", outcome.as_dict())
+        self.say(f"[{target.arch.name}] {scenario.name}: {outcome.status.name} ({outcome.elapsed_s}s)")
+        return outcome
 
     def _differences(self, scenarios: Sequence[Scenario]) -> None:
         arches = list(self.doc.get("arches", {}))
@@ -499,25 +501,43 @@ def _version_tuple(kernel_version: str) -> tuple:
     return int(parts[0]), int(parts[1])
 
 
-def check_scenario(scenario: Scenario, target: Target, sdir: Path, observation: Optional[dict], entry: dict) -> list[CheckResult]:
-    """The scenario's checks plus the console check; an unusable
-    observation becomes an ERROR result, never a silent pass."""
+def _harness_bug(exc: BaseException, directory: Path) -> str:
+    """Keep the traceback of a harness bug in ``directory``; the message
+    that says so."""
+    path = directory / "traceback.txt"
+    path.write_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    return f"harness bug: {type(exc).__name__}: {exc} (traceback in {path}; please report it with the run directory)"
+
+
+def _crashed(info: dict, run_dir: Path, exc: BaseException) -> None:
+    """The run's record of a harness bug outside any scenario."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    info["status"] = "crashed"
+    info["crash"] = text[-4000:]
+    (run_dir / "traceback.txt").write_text(text)
+    exc.traceback_path = run_dir / "traceback.txt"  # type: ignore[attr-defined]
+
+
+def check_outcome(scenario: Scenario, target: Target, sdir: Path, observation: Optional[dict], outcome: ScenarioOutcome) -> None:
+    """The scenario's checks plus the console check, and the model's
+    account, into ``outcome``.  An unusable observation is an ERROR result,
+    never a silent pass; an exception from the check code is a harness bug
+    (its traceback kept in the scenario's directory)."""
     results: list[CheckResult] = []
-    if observation is None and not entry.get("error"):
+    if observation is None and not outcome.error:
         why = "is missing" if not (sdir / "observation.json").exists() else "cannot be read"
         results = [CheckResult(scenario.name, "check", "observation", CheckKind.EXACT, Status.ERROR,
                                message=f"{sdir / 'observation.json'} {why}: the scenario's checks cannot run, so it cannot pass",
                                evidence=[str(sdir)])]
-    elif observation is not None and not entry.get("error"):
+    elif observation is not None and not outcome.error:
         try:
             results = scenario.check(observation, target, Captures(sdir))
-        except (KeyError, ValueError, IndexError, OSError) as exc:
-            results = [CheckResult(scenario.name, "check", "observation", CheckKind.EXACT, Status.ERROR,
-                                   message=f"the captures cannot be checked: {type(exc).__name__}: {exc}",
-                                   evidence=[str(sdir)])]
-        if not results:
-            results = [CheckResult(scenario.name, "check", "checks", CheckKind.EXACT, Status.ERROR,
-                                   message="the scenario ran no checks", evidence=[str(sdir)])]
+        except Exception as exc:
+            outcome.failed(_harness_bug(exc, sdir), "harness")
+        else:
+            if not results:
+                results = [CheckResult(scenario.name, "check", "checks", CheckKind.EXACT, Status.ERROR,
+                                       message="the scenario ran no checks", evidence=[str(sdir)])]
     console = sdir / "console.log"
     if console.exists():
         problems = [e for e in scan(console.read_text(errors="replace").splitlines()) if e.kind.problem]
@@ -527,19 +547,16 @@ def check_scenario(scenario: Scenario, target: Target, sdir: Path, observation: 
             message="" if not problems else f"the kernel logged {problems[0].kind.value}: {problems[0].line}",
             evidence=[f"{console}:{problems[0].lineno}"] if problems else [],
         ))
-    return results
-
-
-def _add_model_account(entry: dict, scenario: Scenario, target: Target) -> None:
-    """The model's per-step prediction and per-page reasoning, for the
-    reports (plan scenarios: the model predicts them page by page)."""
+    outcome.checks = results
     account = getattr(scenario, "model_account", None)
-    if account is None:
-        return
-    try:
-        entry["model"] = account(target)
-    except HarnessError as exc:  # the checks already said what is wrong with the plan
-        entry["model"] = [{"error": exc.render()}]
+    if account is not None:
+        # the model's per-step prediction and per-page reasoning, for the reports
+        try:
+            outcome.model = account(target)
+        except HarnessError as exc:  # the checks already said what is wrong with the plan
+            outcome.model = [{"error": exc.render()}]
+        except Exception as exc:
+            outcome.failed(_harness_bug(exc, sdir), "harness")
 
 
 def recheck(run_dir: Path, reports: bool = True, only: Optional[Collection[str]] = None) -> dict:
@@ -561,27 +578,23 @@ def recheck(run_dir: Path, reports: bool = True, only: Optional[Collection[str]]
             continue
         target = Target.from_dict(arch_doc["target"], config)
         for name, entry in arch_doc.get("scenarios", {}).items():
-            if entry.get("skip_reason") or (only is not None and name not in only):
+            outcome = ScenarioOutcome.from_dict(entry)
+            if outcome.skip_reason or (only is not None and name not in only):
                 continue
             if name not in scenarios:
-                entry.update(error=(f"scenario {name!r} is not known to this harness ({__version__}) and the run kept no plan "
-                                    f"file for it: its recorded verdict ({entry.get('status')}) cannot be re-checked"),
-                             error_blame="user", checks=[])
-                entry["status"] = Status.ERROR.name
+                outcome.failed(f"scenario {name!r} is not known to this harness ({__version__}) and the run kept no plan "
+                               f"file for it: its recorded verdict ({entry.get('status')}) cannot be re-checked", "user")
+                arch_doc["scenarios"][name] = outcome.as_dict()
                 continue
             sdir = arch_dir / name
-            observation = None
             try:
                 observation = json.loads((sdir / "observation.json").read_text())
             except (OSError, ValueError):
                 observation = None
-            entry["checks"] = [c.as_dict() for c in check_scenario(scenarios[name], target, sdir, observation, entry)]
-            _add_model_account(entry, scenarios[name], target)
-            entry["status"] = scenario_status(entry).name
+            check_outcome(scenarios[name], target, sdir, observation, outcome)
+            arch_doc["scenarios"][name] = outcome.as_dict()
     with proc.signals_deferred():  # the records change together or not at all
         write_json(run_dir / "results.json", doc)
         if reports:
             write_all(run_dir, doc)
     return doc
-
-

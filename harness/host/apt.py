@@ -119,7 +119,7 @@ class Apt:
         result = proc.run(["apt-get", *self._options(), "update"], echo=self.echo)
         if result.returncode != 0 or "Err:" in result.stdout:
             # apt says "Error writing to file - write (28: No space left on device)"
-            raise_if_disk_full(result.stdout, self.root, f"apt-get update for Debian {self.suite}/{self.arch}")
+            raise_if_disk_full(self.root, f"apt-get update for Debian {self.suite}/{self.arch}", result.stdout)
             raise InfraError(
                 f"apt-get update for Debian {self.suite}/{self.arch} failed (mirror {self.mirror})",
                 hint="check the network or the mirror; set HARNESS_DEBIAN_MIRROR to another one",
@@ -138,7 +138,7 @@ class Apt:
             raise UserError(f"{package} ({self.arch}) is not in the cache and --offline forbids downloading it")
         result = proc.run(["apt-get", *self._options(), "download", f"{package}:{self.arch}"], cwd=dest, echo=self.echo)
         if result.returncode != 0:
-            raise_if_disk_full(result.stdout, dest, f"downloading {package}:{self.arch}")
+            raise_if_disk_full(dest, f"downloading {package}:{self.arch}", result.stdout)
             if "Unable to locate package" in result.stdout or "has no installation candidate" in result.stdout:
                 raise UserError(f"Debian {self.suite} has no package {package} for {self.arch}", log_tail=result.stdout.splitlines()[-5:])
             raise InfraError(f"downloading {package}:{self.arch} failed", log_tail=result.stdout.splitlines()[-10:])

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from harness.errors import InfraError, UserError
 
@@ -172,14 +172,9 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def free_space(path: Path) -> str:
     """Free space on ``path``'s filesystem, for people ("12.3 MiB free")."""
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        stat = os.statvfs(probe)
-    except OSError:
+    free = free_bytes(path)
+    if free is None:
         return "free space unknown"
-    free = stat.f_bavail * stat.f_frsize
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if free < 1024 or unit == "TiB":
             return f"{free:.1f} {unit} free" if unit != "B" else f"{free} B free"
@@ -198,13 +193,35 @@ def disk_full(path: Path, what: str = "") -> InfraError:
 
 
 NO_SPACE = ("No space left on device", "Disk quota exceeded")
+#: Less room than this left where a failed command wrote: the full disk is
+#: what failed it, whatever the command said (a truncated generated file
+#: makes an assembler or a linker fail in its own words).
+LOW_SPACE_BYTES = 64 << 20
 
 
-def raise_if_disk_full(output: str, path: Path, what: str = "") -> None:
-    """A command that failed saying the disk is full failed for that reason
-    (not the kernel's, not the input's): raise the infrastructure error."""
+def free_bytes(path: Path) -> Optional[int]:
+    """Bytes free to us on ``path``'s filesystem (None if unknown)."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        stat = os.statvfs(probe)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def raise_if_disk_full(paths: "Path | Sequence[Path]", what: str = "", output: str = "") -> None:
+    """A command that failed where the disk is (nearly) full failed for that
+    reason, not the kernel's or the input's: raise the infrastructure
+    error.  Decided by the free space after the failure; a command that
+    said the disk was full is believed as well."""
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        free = free_bytes(Path(path))
+        if free is not None and free < LOW_SPACE_BYTES:
+            raise disk_full(Path(path), what)
     if any(marker in output for marker in NO_SPACE):
-        raise disk_full(path, what)
+        raise disk_full(Path(paths if isinstance(paths, (str, Path)) else paths[0]), what)
 
 
 def cache_error(root: Path, exc: OSError) -> "UserError | InfraError":

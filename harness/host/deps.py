@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from typing import Iterable, Sequence
 
 from harness.arches import arch as lookup_arch
 from harness.errors import InfraError, UserError
+from harness.host import proc
 
 #: Building kernels and images, on any arch.
 COMMON = (
@@ -37,9 +37,7 @@ def packages(arches: Iterable[str]) -> list[str]:
 def missing(pkgs: Sequence[str]) -> list[str]:
     if shutil.which("dpkg-query") is None:
         raise UserError("this is not a Debian system (no dpkg-query)", hint=f"install the equivalents of: {' '.join(pkgs)}")
-    out = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *pkgs], capture_output=True, text=True, check=False
-    )
+    out = proc.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *pkgs], separate_stderr=True)
     installed = {line.split()[0] for line in out.stdout.splitlines() if len(line.split()) > 1 and line.split()[1].startswith("ii")}
     return [p for p in pkgs if p not in installed]
 
@@ -58,7 +56,7 @@ def ensure(arches: Iterable[str], install: bool, echo=print) -> list[str]:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     echo("+ apt-get update && " + " ".join(command))
     for argv in (["apt-get", "update", "-q"], command):
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        result = proc.run(argv, env=env, separate_stderr=True)
         if result.returncode != 0:
             raise InfraError(f"{' '.join(argv[:2])} failed", log_tail=(result.stdout + result.stderr).splitlines()[-10:])
     return absent

@@ -3,8 +3,10 @@ command echoed before it runs, output kept in a log, and children killed
 with their process group when the harness is interrupted."""
 from __future__ import annotations
 
+import errno
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,19 +37,44 @@ def run(
     log: Optional[TextIO] = None,
     timeout: Optional[float] = None,
     input_bytes: Optional[bytes] = None,
+    separate_stderr: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run to completion, capturing output (appended to ``log`` if given)."""
-    proc = _start(argv, cwd, env, echo, log, stdin=input_bytes is not None)
+    """Run to completion, capturing output (appended to ``log`` if given);
+    stderr is merged into stdout unless ``separate_stderr``."""
+    proc = _start(argv, cwd, env, echo, log, stdin=input_bytes is not None, separate_stderr=separate_stderr)
     try:
-        out, _ = proc.communicate(input_bytes, timeout=timeout)
+        out, err = proc.communicate(input_bytes, timeout=timeout)
     except BaseException:
         kill_group(proc)
         raise
     text = out.decode("utf-8", "replace")
+    err_text = (err or b"").decode("utf-8", "replace")
     if log:
-        log.write(text)
+        log.write(text + err_text)
         log.flush()
-    return subprocess.CompletedProcess(list(argv), proc.returncode, text, "")
+    return subprocess.CompletedProcess(list(argv), proc.returncode, text, err_text)
+
+
+def pipe(producer: Sequence[str], consumer: Sequence[str], *, echo: Optional[Echo] = None) -> tuple[int, int]:
+    """``producer | consumer``, both guarded, without a shell; returns both
+    exit statuses.  Any exception kills both groups."""
+    first = _start(producer, None, None, None, None, stdin=False, stderr_to_terminal=True)
+    if echo:
+        echo(f"{quote(producer)} | {quote(consumer)}")
+    try:
+        second = _start(consumer, None, None, None, None, stdin=first.stdout, stderr_to_terminal=True)
+    except BaseException:
+        kill_group(first)
+        raise
+    assert first.stdout is not None
+    first.stdout.close()  # the consumer holds the pipe now
+    try:
+        second.communicate()
+        return first.wait(), second.returncode
+    except BaseException:
+        kill_group(second)
+        kill_group(first)
+        raise
 
 
 def stream(
@@ -87,8 +114,14 @@ def guarded(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-I", "-S", str(GUARD), str(os.getpid()), "--", *argv]
 
 
-def _start(argv, cwd, env, echo, log, stdin: bool) -> subprocess.Popen:
-    """Echo, log the command line, start the child in its own process group."""
+def _start(argv, cwd, env, echo, log, stdin, separate_stderr: bool = False, stderr_to_terminal: bool = False) -> subprocess.Popen:
+    """Echo, log the command line, start the child (under the guardian) in
+    its own process group.  ``stdin``: True for a pipe, False for
+    /dev/null, or a file object to read from.  A command that is not
+    installed raises FileNotFoundError, as without the guardian."""
+    command = str(argv[0])
+    if "/" not in command and shutil.which(command, path=(env or os.environ).get("PATH")) is None:
+        raise FileNotFoundError(errno.ENOENT, f"{command}: command not found", command)
     if echo:
         echo(quote(argv) + (f"   (in {cwd})" if cwd else ""))
     if log:
@@ -98,9 +131,9 @@ def _start(argv, cwd, env, echo, log, stdin: bool) -> subprocess.Popen:
         guarded([str(a) for a in argv]),
         cwd=cwd,
         env=dict(env) if env is not None else None,
-        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdin=subprocess.PIPE if stdin is True else subprocess.DEVNULL if stdin is False else stdin,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=None if stderr_to_terminal else subprocess.PIPE if separate_stderr else subprocess.STDOUT,
         start_new_session=True,
     )
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
 from harness.errors import UserError
+from harness.host import proc
 
 #: Tool (command, or header file) -> Debian package.
 PACKAGES: Mapping[str, str] = {
@@ -96,7 +96,7 @@ def compiler(prefix: str, path: Optional[str] = None) -> Compiler:
     env = dict(os.environ, LC_ALL="C")
     if path is not None:
         env["PATH"] = path
-    out = subprocess.run([command, "--version"], capture_output=True, text=True, env=env, check=False)
+    out = proc.run([command, "--version"], env=env, separate_stderr=True)
     return Compiler(command, out.stdout.strip().splitlines()[0] if out.stdout.strip() else "unknown")
 
 

@@ -26,10 +26,10 @@ from harness.arches import Arch
 from harness.arches import arch as lookup_arch
 from harness.errors import InfraError, UserError
 from harness.host import proc, toolchain
+from harness.host.apt import Apt
 from harness.host.cache import Cache, key_of, raise_if_disk_full, sha256_file
 from harness.host.paths import guest_dir
 from harness.image import cpio, elf
-from harness.host.apt import Apt
 
 RECIPE_VERSION = 2  # 2: a nobody user (kselftest on-fault-limit)
 MARKER = "HARNESS-"
@@ -251,7 +251,7 @@ class ImageBuilder:
             root.mkdir(parents=True)
             result = proc.run(["dpkg-deb", "-x", str(deb), str(root)], echo=self.echo)
             if result.returncode != 0:
-                raise_if_disk_full(result.stdout, root, f"unpacking {deb.name}")
+                raise_if_disk_full(root, f"unpacking {deb.name}", result.stdout)
                 raise InfraError(f"cannot unpack {deb}", log_tail=result.stdout.splitlines()[-5:])
             roots.append(root)
         init_text = render_init((guest / "init.j2").read_text(), key)
@@ -298,7 +298,7 @@ def compile_workload(the_arch: Arch, source: Path, work: Path, echo=None) -> byt
     argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", "-std=gnu11", "-o", str(out), str(source)]
     result = proc.run(argv, echo=echo)
     if result.returncode != 0:
-        raise_if_disk_full(result.stdout, out.parent, f"compiling {source.name}")
+        raise_if_disk_full(out.parent, f"compiling {source.name}", result.stdout)
         if "cannot find -lc" in result.stdout or "crt1.o" in result.stdout:
             pkg = toolchain.LIBC_DEV.get(the_arch.user_cross, "libc6-dev")
             raise UserError(f"no static C library for {the_arch.user_cross or 'the host'}gcc", hint=f"apt-get install {pkg}")

@@ -353,8 +353,8 @@ class Builder:
             status = proc.run(argv, cwd=tree, env=env, echo=self.echo, log=log).returncode
         if status != 0:
             log.flush()
-            raise_if_disk_full("\n".join(tail_of(Path(log.name), 200)), tree if what == "config" else Path(log.name).parent,
-                               f"running make ({what})")
+            written = [tree if what == "config" else Path(log.name).parent] + ([Path(env["CCACHE_DIR"])] if env.get("CCACHE_DIR") else [])
+            raise_if_disk_full(written, f"running make ({what})", "\n".join(tail_of(Path(log.name), 200)))
             raise KernelError(
                 f"kernel {what} failed for {meta['arch']} {meta['kernel_version']} (make exited {status})",
                 hint=_build_hint(Path(log.name)),

@@ -238,7 +238,7 @@ class SelftestBuilder:
                 f"INSTALL_HDR_PATH={out / 'usr'}", *[f"{k}={v}" for k, v in fixes.make_vars.items()], "headers_install"]
         result = proc.run(argv, cwd=tree, echo=self.echo)
         if result.returncode != 0:
-            raise_if_disk_full(result.stdout, out, "installing the UAPI headers")
+            raise_if_disk_full(out, "installing the UAPI headers", result.stdout)
             raise InfraError(f"make headers_install failed in {tree}", log_tail=result.stdout.splitlines()[-15:])
         return out / "usr" / "include"
 
@@ -259,7 +259,7 @@ class SelftestBuilder:
                 str(compiled), "-lrt", "-lpthread"]
         result = proc.run(argv, cwd=source.parent, echo=self.echo)
         if result.returncode != 0:
-            raise_if_disk_full(result.stdout, out, f"compiling {program}")
+            raise_if_disk_full(out, f"compiling {program}", result.stdout)
             return result.stdout.splitlines()[-6:] or ["the compiler failed"]
         return None
 

@@ -20,8 +20,8 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 from harness.errors import InfraError, UserError
 from harness.host import proc, toolchain
-from harness.host.cache import Cache, raise_if_disk_full, sha256_file
 from harness.host.apt import Apt
+from harness.host.cache import Cache, raise_if_disk_full, sha256_file
 from harness.kernel.patches import Patch, patch_from_file
 
 
@@ -358,7 +358,7 @@ class SourceResolver:
             with self.cache.staging(final) as tmp:
                 result = proc.run(["tar", "-xf", str(tarball), "-C", str(tmp)], echo=self.echo)
                 if result.returncode != 0:
-                    raise_if_disk_full(result.stdout, tmp, f"extracting {tarball.name}")
+                    raise_if_disk_full(tmp, f"extracting {tarball.name}", result.stdout)
                     raise UserError(
                         f"{tarball} is corrupt or truncated: tar could not extract it",
                         hint="download it again (and check its sha256)",
@@ -381,12 +381,12 @@ class SourceResolver:
                 unpack = tmp / ".deb"
                 result = proc.run(["dpkg-deb", "-x", str(deb), str(unpack)], echo=self.echo)
                 if result.returncode != 0:
-                    raise_if_disk_full(result.stdout, tmp, f"unpacking {deb.name}")
+                    raise_if_disk_full(tmp, f"unpacking {deb.name}", result.stdout)
                     raise UserError(f"{deb} is not a valid .deb", log_tail=result.stdout.splitlines()[-5:])
                 inner = unpack / preset.inner
                 result = proc.run(["tar", "-xf", str(inner), "-C", str(tmp)], echo=self.echo)
                 if result.returncode != 0:
-                    raise_if_disk_full(result.stdout, tmp, f"extracting {inner.name}")
+                    raise_if_disk_full(tmp, f"extracting {inner.name}", result.stdout)
                     raise UserError(f"{inner} in {deb.name} is corrupt", log_tail=result.stdout.splitlines()[-5:])
                 shutil.rmtree(unpack)
                 _flatten(tmp, preset.top)
@@ -496,7 +496,7 @@ def stat_manifest(tree: Path) -> dict:
 
 def _git(tree: Path, *args: str) -> Optional[str]:
     try:
-        out = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True, check=False, timeout=120)
+        out = proc.run(["git", "-C", str(tree), *args], timeout=120, separate_stderr=True)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -504,10 +504,6 @@ def _git(tree: Path, *args: str) -> Optional[str]:
 
 def copy_tree(src: Path, dest: Path, echo=None) -> None:
     """Copy a kernel tree (without .git) into an existing empty directory."""
-    pack = subprocess.Popen(["tar", "-C", str(src), "--exclude=.git", "-cf", "-", "."], stdout=subprocess.PIPE)
-    if echo:
-        echo(f"tar -C {src} --exclude=.git -cf - . | tar -C {dest} -xf -")
-    unpack = subprocess.run(["tar", "-C", str(dest), "-xf", "-"], stdin=pack.stdout, check=False)
-    pack.wait()
-    if pack.returncode != 0 or unpack.returncode != 0:
-        raise InfraError(f"copying {src} to {dest} failed")
+    pack, unpack = proc.pipe(["tar", "-C", str(src), "--exclude=.git", "-cf", "-", "."], ["tar", "-C", str(dest), "-xf", "-"], echo=echo)
+    if pack != 0 or unpack != 0:
+        raise InfraError(f"copying {src} to {dest} failed (tar exited {pack} and {unpack})")

@@ -86,9 +86,14 @@ class Memory:
             obj.isolated_subs.clear()
 
     def set_state(self, indices: list[int], **state) -> None:
+        """New states for pages; a ``node`` means the address now has a new
+        page there (a copy-on-write), whole."""
         for index in indices:
             obj = self.objects[index]
             obj.page = obj.page.with_(**state)
+            if "node" in state:
+                obj.node = state["node"]
+                obj.sub_nodes = None
 
     def placement(self) -> list[dict]:
         out = []

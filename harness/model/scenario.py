@@ -180,6 +180,16 @@ def parse_entries(items: Any, memory: Memory) -> list[Entry]:
     return out
 
 
+def parse_query(items: Any, memory: Memory) -> list[Entry]:
+    """The addresses of a query (move_pages(2) without nodes): entries
+    as for a move, with no target node."""
+    if not isinstance(items, list) or not items:
+        raise UserError("query: give a list such as [{pages: 0-3}, {fault: no_vma}]")
+    if any(not isinstance(item, dict) or "node" in item or "nodes" in item for item in items):
+        raise UserError(f"query: {items!r}: addresses without a node ({{pages: ...}}, {{page: ..., subpages: ...}}, {{fault: ...}})")
+    return parse_entries([dict(item, node=0) for item in items], memory)
+
+
 def _node(item: Mapping) -> int:
     if "node" not in item:
         raise UserError(f"entries: {dict(item)!r} needs a target 'node'")
@@ -206,7 +216,7 @@ def _targets(value: Any) -> Optional[dict[int, Target]]:
 
 
 def _step_keys(step: Mapping, allowed: Sequence[str]) -> None:
-    unknown = set(step) - set(allowed) - {"call"}
+    unknown = set(step) - set(allowed) - {"call", "query"}
     if unknown:
         raise one_of(f"key for call {step.get('call')!r}", sorted(unknown)[0], sorted(allowed))
 
@@ -216,13 +226,20 @@ def _run_call(ctx: Context, step: Mapping) -> Prediction:
     if call not in CALLS:
         raise one_of("call", call, CALLS)
     runner = _RUNNERS[call]
-    return runner(ctx, step)
+    prediction = runner(ctx, step)
+    query = step.get("query")
+    if isinstance(query, list):
+        # the addresses queried after the call (move_pages(2) without nodes)
+        prediction.query = syscalls.query_status(ctx, parse_query(query, ctx.memory))
+    elif query not in (None, False, True) or (query is True and call != "move_pages"):
+        raise UserError(f"query: {query!r}: give a list of addresses" + (" or true (the call's own)" if call == "move_pages" else ""))
+    return prediction
 
 
 def _call_move_pages(ctx: Context, step: Mapping) -> Prediction:
     _step_keys(step, ("entries", "flags", "query"))
     entries = parse_entries(step.get("entries", [{"pages": "all", "node": 1}]), ctx.memory)
-    return syscalls.move_pages(ctx, entries, parse_flags(step.get("flags")), bool(step.get("query", False)))
+    return syscalls.move_pages(ctx, entries, parse_flags(step.get("flags")), step.get("query") is True)
 
 
 def _call_mbind(ctx: Context, step: Mapping) -> Prediction:

@@ -16,9 +16,9 @@ import jinja2
 
 from harness import __version__
 from harness.model.constants import errno_name
-from harness.report.model import checks_of, evidence_file, run_status, scenario_status
+from harness.report.model import evidence_file, run_status
 from harness.report.plots import scenario_plots
-from harness.result import Status
+from harness.result import ScenarioOutcome, Status
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Longest rendering of one expected/observed value before it is cut.
@@ -47,8 +47,9 @@ def context(doc: dict, run_dir: Optional[Path], run: dict) -> dict:
         cells = []
         for arch in arches:
             entry = doc["arches"][arch].get("scenarios", {}).get(name)
-            cells.append({"status": scenario_status(entry).name if entry else "-", "anchor": _anchor(arch, name),
-                          "elapsed": entry.get("elapsed_s") if entry else None})
+            outcome = ScenarioOutcome.from_dict(entry) if entry else None
+            cells.append({"status": outcome.status.name if outcome else "-", "anchor": _anchor(arch, name),
+                          "elapsed": outcome.elapsed_s if outcome else None})
         matrix.append({"name": name, "cells": cells})
     failures = []
     sections = []
@@ -58,8 +59,8 @@ def context(doc: dict, run_dir: Optional[Path], run: dict) -> dict:
         target = arch_doc.get("target", {})
         scenarios = []
         for name, entry in arch_doc.get("scenarios", {}).items():
-            status = scenario_status(entry)
-            checks = checks_of(entry)
+            outcome = ScenarioOutcome.from_dict(entry)
+            status, checks = outcome.status, outcome.checks
             for c in checks:
                 if c.status in (Status.FAIL, Status.ERROR):
                     failures.append(dict(_check_row(c, run_dir), arch=arch, scenario=name, step=c.step,
@@ -68,11 +69,11 @@ def context(doc: dict, run_dir: Optional[Path], run: dict) -> dict:
                 plots += [dict(p, arch=arch, scenario=name, anchor=_anchor(arch, name)) for p in scenario_plots(run_dir, arch, name)]
             counts = ", ".join(f"{n} {s.name.lower()}" for s in Status if (n := sum(1 for c in checks if c.status is s)))
             scenarios.append({
-                "name": name, "anchor": _anchor(arch, name), "status": status.name, "title": entry.get("title", ""),
-                "experiment": entry.get("experiment", ""), "boot_s": entry.get("boot_s", "-"), "elapsed_s": entry.get("elapsed_s", "-"),
-                "open": status in (Status.FAIL, Status.ERROR), "skip_reason": entry.get("skip_reason", ""),
-                "error": entry.get("error", ""), "counts": counts or "no checks",
-                "links": _links(arch, name, run_dir), "steps": _steps(checks, entry.get("model"), run_dir),
+                "name": name, "anchor": _anchor(arch, name), "status": status.name, "title": outcome.title,
+                "experiment": outcome.experiment, "boot_s": _or_dash(outcome.boot_s), "elapsed_s": _or_dash(outcome.elapsed_s),
+                "open": status in (Status.FAIL, Status.ERROR), "skip_reason": outcome.skip_reason or "",
+                "error": outcome.error or "", "counts": counts or "no checks",
+                "links": _links(arch, name, run_dir), "steps": _steps(checks, outcome.model, run_dir),
             })
         sections.append({"name": arch, "scenarios": scenarios,
                          "kernel": f"Linux {target.get('kernel_version', '?')} (model {target.get('model', '?')})",
@@ -205,6 +206,10 @@ def _check_row(c, run_dir: Optional[Path]) -> dict:
 def _show(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + f" ... ({len(text)} characters)"
+
+
+def _or_dash(value):
+    return "-" if value is None else value
 
 
 def _anchor(arch: str, name: str) -> str:

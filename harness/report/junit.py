@@ -5,8 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.report.model import checks_of
-from harness.result import Status
+from harness.result import ScenarioOutcome, Status
 
 
 def write_junit(doc: dict, path: Path) -> None:
@@ -19,18 +18,19 @@ def junit_text(doc: dict) -> str:
         suite = ET.SubElement(root, "testsuite", name=f"{arch} {arch_doc.get('target', {}).get('kernel_version', '')}".strip())
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         for name, entry in arch_doc.get("scenarios", {}).items():
-            if entry.get("skip_reason") or entry.get("error"):
+            outcome = ScenarioOutcome.from_dict(entry)
+            if outcome.skip_reason or outcome.error:
                 case = ET.SubElement(suite, "testcase", classname=f"{arch}.{name}", name="scenario")
                 counts["tests"] += 1
-                if entry.get("skip_reason"):
-                    ET.SubElement(case, "skipped", message=entry["skip_reason"])
+                if outcome.skip_reason:
+                    ET.SubElement(case, "skipped", message=outcome.skip_reason)
                     counts["skipped"] += 1
                 else:
-                    err = ET.SubElement(case, "error", message=entry["error"].splitlines()[0])
-                    err.text = entry["error"]
+                    err = ET.SubElement(case, "error", message=outcome.error.splitlines()[0])
+                    err.text = outcome.error
                     counts["errors"] += 1
                 continue
-            for check in checks_of(entry):
+            for check in outcome.checks:
                 case = ET.SubElement(suite, "testcase", classname=f"{arch}.{name}.{check.step}", name=check.name)
                 counts["tests"] += 1
                 if check.status is Status.FAIL:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 from harness.errors import UserError
-from harness.report.model import checks_of, evidence_file
-from harness.result import Status
+from harness.report.model import evidence_file
+from harness.result import ScenarioOutcome, Status
 
 ORIGIN = "harness"
 SCHEMA = {"major": 5, "minor": 3}
@@ -79,20 +79,21 @@ def kcidb_doc(run_dir: Path) -> dict:
             build["config_url"] = config.resolve().as_uri()
         builds.append({k: v for k, v in build.items() if v is not None})
         for name, entry in arch_doc.get("scenarios", {}).items():
+            outcome = ScenarioOutcome.from_dict(entry)
             base = f"{ORIGIN}.{_part(arch)}.{_part(name)}"
             console = run_dir / arch / name / "console.log"
             common = {"build_id": build_id, "origin": ORIGIN, "start_time": run.get("started"),
                       "environment": {"comment": f"QEMU {arch}, {arch_doc.get('target', {}).get('accel', '?')}"}}
-            if isinstance(entry.get("elapsed_s"), (int, float)):
-                common["duration"] = float(entry["elapsed_s"])
+            if isinstance(outcome.elapsed_s, (int, float)):
+                common["duration"] = float(outcome.elapsed_s)
             if console.exists():
                 common["log_url"] = console.resolve().as_uri()
-            if entry.get("skip_reason") or entry.get("error"):
+            if outcome.skip_reason or outcome.error:
                 tests.append(dict(common, id=f"{ORIGIN}:{run_id}:{arch}:{name}", path=base,
-                                  status="SKIP" if entry.get("skip_reason") else ("MISS" if entry.get("error_blame") == "infra" else "ERROR"),
-                                  comment=entry.get("skip_reason") or entry.get("error", "").splitlines()[0]))
+                                  status="SKIP" if outcome.skip_reason else ("MISS" if outcome.error_blame == "infra" else "ERROR"),
+                                  comment=outcome.skip_reason or (outcome.error or "").splitlines()[0]))
                 continue
-            for number, check in enumerate(checks_of(entry), 1):
+            for number, check in enumerate(outcome.checks, 1):
                 test = dict(common, id=f"{ORIGIN}:{run_id}:{arch}:{name}:{number}",
                             path=f"{base}.{_part(check.step)}.{_part(check.name)}", status=STATUS[check.status],
                             comment=f"{check.step}: {check.name}",

@@ -2,8 +2,8 @@
 cross-arch view with the model's account of each difference."""
 from __future__ import annotations
 
-from harness.report.model import checks_of, run_status, scenario_status
-from harness.result import Status
+from harness.report.model import outcomes, run_status
+from harness.result import ScenarioOutcome, Status
 
 
 def summary_text(doc: dict) -> str:
@@ -17,27 +17,22 @@ def summary_text(doc: dict) -> str:
             lines.append(f"note: {target['model_note']}")
         lines.append(f"{'scenario':22} {'status':6} {'pass':>5} {'fail':>5} {'error':>5}  notes")
         for name, entry in arch_doc.get("scenarios", {}).items():
-            status = scenario_status(entry)
-            checks = checks_of(entry)
+            outcome = ScenarioOutcome.from_dict(entry)
+            status, checks = outcome.status, outcome.checks
             counts = {s: sum(1 for c in checks if c.status is s) for s in Status}
-            note = entry.get("skip_reason") or (entry.get("error") or "").splitlines()[0:1]
+            note = outcome.skip_reason or (outcome.error or "").splitlines()[0:1]
             note = note if isinstance(note, str) else (note[0] if note else "")
             if not note and counts[Status.FAIL]:
                 first = next(c for c in checks if c.status is Status.FAIL)
                 note = f"{first.step}: {first.name}"
             lines.append(f"{name:22} {status.name:6} {counts[Status.PASS]:5} {counts[Status.FAIL]:5} {counts[Status.ERROR]:5}  {note}")
-    failures = [
-        (arch, check)
-        for arch, arch_doc in doc.get("arches", {}).items()
-        for entry in arch_doc.get("scenarios", {}).values()
-        for check in checks_of(entry)
-        if check.status in (Status.FAIL, Status.ERROR)
-    ]
+    failures = [(arch, check) for arch, _, outcome in outcomes(doc) for check in outcome.checks
+                if check.status in (Status.FAIL, Status.ERROR)]
     if failures:
         lines += ["", "== failures"]
         for arch, check in failures:
             lines += [f"[{arch}] " + check.render_failure(), ""]
-    errors = [(arch, name, e["error"]) for arch, a in doc.get("arches", {}).items() for name, e in a.get("scenarios", {}).items() if e.get("error")]
+    errors = [(arch, name, outcome.error) for arch, name, outcome in outcomes(doc) if outcome.error]
     if errors:
         lines += ["", "== scenario errors"]
         for arch, name, error in errors:
@@ -60,7 +55,7 @@ def cross_arch_lines(doc: dict) -> list[str]:
         cells = []
         for arch in arches:
             entry = doc["arches"][arch].get("scenarios", {}).get(name)
-            cells.append(f"{scenario_status(entry).name if entry else '-':>10}")
+            cells.append(f"{ScenarioOutcome.from_dict(entry).status.name if entry else '-':>10}")
         lines.append(f"{name:22} " + " ".join(cells))
         for note in doc.get("differences", {}).get(name, []):
             lines.append(f"    model: {note}")

@@ -1,8 +1,7 @@
 """KTAP (the kernel's TAP dialect): arches, then scenarios, then checks."""
 from __future__ import annotations
 
-from harness.report.model import checks_of, scenario_status
-from harness.result import Status
+from harness.result import ScenarioOutcome, Status
 
 
 def _line(ok: bool, number: int, name: str, directive: str = "") -> str:
@@ -17,19 +16,20 @@ def ktap(doc: dict) -> str:
         out += ["    KTAP version 1", f"    # Subtest: {arch}", f"    1..{len(scenarios)}"]
         arch_ok = True
         for s_index, (name, entry) in enumerate(scenarios, 1):
-            status = scenario_status(entry)
-            if entry.get("skip_reason"):
-                out.append("    " + _line(True, s_index, name, f"SKIP {entry['skip_reason']}"))
+            outcome = ScenarioOutcome.from_dict(entry)
+            status = outcome.status
+            if outcome.skip_reason:
+                out.append("    " + _line(True, s_index, name, f"SKIP {outcome.skip_reason}"))
                 continue
-            checks = checks_of(entry)
+            checks = outcome.checks
             out += ["        KTAP version 1", f"        # Subtest: {name}", f"        1..{len(checks)}"]
             for c_index, check in enumerate(checks, 1):
                 directive = f"SKIP {check.message}" if check.status is Status.SKIP else ""
                 out.append("        " + _line(check.status in (Status.PASS, Status.SKIP), c_index, f"{check.step}: {check.name}", directive))
                 if check.status in (Status.FAIL, Status.ERROR):
                     out += ["        # " + line for line in check.render_failure().splitlines()]
-            if entry.get("error"):
-                out += ["    # " + line for line in entry["error"].splitlines()]
+            if outcome.error:
+                out += ["    # " + line for line in outcome.error.splitlines()]
             ok = status in (Status.PASS, Status.SKIP)
             arch_ok &= ok
             out.append("    " + _line(ok, s_index, name))

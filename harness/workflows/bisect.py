@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from harness.errors import InfraError, KernelError, UserError
+from harness.host import proc
 from harness.host.cache import Cache
 from harness.host.paths import PROJECT
 from harness.host.rundir import new_run_dir, write_json
@@ -34,13 +36,22 @@ from harness.host.rundir import new_run_dir, write_json
 GOOD, BAD, SKIP, ABORT = 0, 1, 125, 128
 
 
-def git(repo: Path, *args: str, check: bool = True) -> str:
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
     try:
-        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=600)
-    except OSError:
+        return proc.run(["git", "-C", str(repo), *args], timeout=600, separate_stderr=True)
+    except FileNotFoundError:
         raise UserError("git is not installed", hint="apt-get install git") from None
+    except subprocess.TimeoutExpired:
+        raise InfraError(f"git {' '.join(args)} did not finish within 600 s in {repo}") from None
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    """A git command on the harness's own clone (or a read of the tree):
+    one that fails is the infrastructure's trouble, not the user's input
+    (refs the user gave are checked first, as user errors)."""
+    out = _git(repo, *args)
     if check and out.returncode != 0:
-        raise UserError(f"git {' '.join(args)} failed in {repo}: {(out.stderr or out.stdout).strip()}")
+        raise InfraError(f"git {' '.join(args)} failed in {repo}: {(out.stderr or out.stdout).strip()}")
     return out.stdout.strip()
 
 
@@ -88,7 +99,7 @@ def run_suite(state: dict, commit: str, run_dir: Path) -> Outcome:
     """Build the clone's checked-out commit and run the scenarios."""
     from harness.kernel.source import SourceRequest
     from harness.pipeline import Pipeline, RunRequest
-    from harness.report.model import checks_of, iter_scenarios
+    from harness.report.model import outcomes
     from harness.result import Status
 
     request = RunRequest(
@@ -101,12 +112,12 @@ def run_suite(state: dict, commit: str, run_dir: Path) -> Outcome:
     except KernelError as exc:
         return Outcome(commit, "", kernel_failure="build", error=exc.render(), run_dir=str(run_dir))
     failing, kernel = [], ""
-    for arch, name, entry in iter_scenarios(result.doc):
-        if entry.get("error_blame") == "kernel":
+    for arch, name, outcome in outcomes(result.doc):
+        if outcome.error_blame == "kernel":
             kernel = "kernel"
-        if entry.get("error_blame") == "infra":
-            return Outcome(commit, "skip", error=entry["error"], run_dir=str(run_dir))
-        for check in checks_of(entry):
+        if outcome.error_blame == "infra":
+            return Outcome(commit, "skip", error=outcome.error, run_dir=str(run_dir))
+        for check in outcome.checks:
             if check.status in (Status.FAIL, Status.ERROR):
                 failing.append({"id": f"{arch}/{check.id}", "kind": check.kind.value, "expected": check.expected,
                                 "observed": check.observed, "bound": check.bound, "message": check.message})
@@ -223,7 +234,10 @@ class Bisect:
         good, bad = self._commit(tree, req.good, "--good"), self._commit(tree, req.bad, "--bad")
         if good == bad:
             raise UserError(f"--good and --bad name the same commit ({good[:12]})")
-        if subprocess.run(["git", "-C", str(tree), "merge-base", "--is-ancestor", good, bad]).returncode != 0:
+        ancestry = _git(tree, "merge-base", "--is-ancestor", good, bad)
+        if ancestry.returncode > 1:
+            raise InfraError(f"git merge-base --is-ancestor failed in {tree}: {ancestry.stderr.strip()}")
+        if ancestry.returncode != 0:
             raise UserError(f"--good {req.good} ({good[:12]}) is not an ancestor of --bad {req.bad} ({bad[:12]})",
                             hint="pass an older good commit that the bad one descends from (git merge-base can find one)")
         clone = self._clone(tree, bad)
@@ -260,22 +274,29 @@ class Bisect:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])))
             if "is the first bad commit" in started_out:
                 # nothing between good and bad: git decided at once
-                proc = subprocess.CompletedProcess([], 0, started_out, "")
+                ran = subprocess.CompletedProcess([], 0, started_out, "")
             else:
-                proc = subprocess.run(["git", "-C", str(clone), "bisect", "run", *step], stdout=subprocess.PIPE,
-                                      stderr=None if not req.quiet else subprocess.DEVNULL, text=True, env=env)
-            (directory / "git-bisect-run.log").write_text(proc.stdout)
+                lines: list[str] = []
+
+                def line(text: str) -> None:
+                    lines.append(text)
+                    if not req.quiet:
+                        print(text, file=sys.stderr, flush=True)
+
+                code = proc.stream(["git", "-C", str(clone), "bisect", "run", *step], on_line=line, env=env)
+                ran = subprocess.CompletedProcess([], code, "\n".join(lines) + "\n", "")
+            (directory / "git-bisect-run.log").write_text(ran.stdout)
             log = git(clone, "bisect", "log", check=False)
             (directory / "git-bisect.log").write_text(log + "\n")
             first = git(clone, "rev-parse", "--verify", "-q", "refs/bisect/bad", check=False)
             candidates = []
-            if "only 'skip'ped commits left" in proc.stdout:
-                tail = proc.stdout.split("could be any of:", 1)[-1].split("We cannot bisect more!", 1)[0]
-                candidates = [line.split()[0] for line in tail.splitlines() if line.strip()]
+            if "only 'skip'ped commits left" in ran.stdout:
+                tail = ran.stdout.split("could be any of:", 1)[-1].split("We cannot bisect more!", 1)[0]
+                candidates = [text.split()[0] for text in tail.splitlines() if text.strip()]
                 first = ""
-            elif proc.returncode != 0 or "is the first bad commit" not in proc.stdout:
+            elif ran.returncode != 0 or "is the first bad commit" not in ran.stdout:
                 raise InfraError("git bisect run did not finish", log_path=directory / "git-bisect-run.log",
-                                 log_tail=proc.stdout.splitlines()[-15:])
+                                 log_tail=ran.stdout.splitlines()[-15:])
         finally:
             git(clone, "bisect", "reset", check=False)
         subject = git(clone, "log", "-1", "--format=%s", first) if first else ""
@@ -289,8 +310,7 @@ class Bisect:
         return result
 
     def _commit(self, tree: Path, ref: str, option: str) -> str:
-        out = subprocess.run(["git", "-C", str(tree), "rev-parse", "--verify", "-q", f"{ref}^{{commit}}"],
-                             capture_output=True, text=True)
+        out = _git(tree, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
         if out.returncode != 0:
             raise UserError(f"{option} {ref} is not a commit of {tree}", hint="pass a commit, tag or branch (git log --oneline)")
         return out.stdout.strip()
@@ -303,16 +323,19 @@ class Bisect:
         with self.cache.lock(f"bisect-{name}"):
             if not (clone / ".git").is_dir():
                 tmp = clone.with_name(f".tmp-{name}-{os.getpid()}")
-                subprocess.run(["rm", "-rf", str(tmp)], check=False)
-                out = subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(tree), str(tmp)],
-                                     capture_output=True, text=True)
+                shutil.rmtree(tmp, ignore_errors=True)
+                try:
+                    out = proc.run(["git", "clone", "-q", "--shared", "--no-checkout", str(tree), str(tmp)], separate_stderr=True)
+                except FileNotFoundError:
+                    raise UserError("git is not installed", hint="apt-get install git") from None
                 if out.returncode != 0:
-                    raise UserError(f"cannot clone {tree}: {out.stderr.strip()}")
+                    raise InfraError(f"cannot clone {tree} into the cache ({tmp}): {out.stderr.strip()}",
+                                     hint="is the cache's disk full or read-only?")
                 os.replace(tmp, clone)
             else:
                 git(clone, "bisect", "reset", check=False)
                 git(clone, "fetch", "-q", str(tree), "+refs/heads/*:refs/remotes/origin/*", check=False)
-            if subprocess.run(["git", "-C", str(clone), "cat-file", "-e", f"{bad}^{{commit}}"]).returncode != 0:
+            if _git(clone, "cat-file", "-e", f"{bad}^{{commit}}").returncode != 0:
                 git(clone, "fetch", "-q", str(tree), bad)
         return clone
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.errors import HarnessError, UserError
-from harness.report.model import scenario_status
-from harness.result import Status
+from harness.result import ScenarioOutcome, Status
 
 
 class Verdict(str, enum.Enum):
@@ -145,9 +144,9 @@ def pair_arches(a: dict, b: dict) -> tuple[list[tuple[str, str]], list[str]]:
     return [], [f"{x} only in A" for x in a_arches] + [f"{x} only in B" for x in b_arches]
 
 
-def _keyed(entry: dict) -> dict[tuple[str, str], dict]:
+def _keyed(outcome: ScenarioOutcome) -> dict[tuple[str, str], dict]:
     out: dict[tuple[str, str], dict] = {}
-    for check in entry.get("checks", []):
+    for check in (c.as_dict() for c in outcome.checks):
         key = (check["step"], check["name"])
         n = 2
         while key in out:
@@ -182,19 +181,19 @@ def verdict(a: Optional[dict], b: Optional[dict]) -> Verdict:
     return Verdict.BOTH_FAIL
 
 
-def compare_entries(scenario: str, a: dict, b: dict) -> list[Row]:
+def compare_entries(scenario: str, a: ScenarioOutcome, b: ScenarioOutcome) -> list[Row]:
     """Rows for one scenario present in both runs."""
     rows = []
-    a_status, b_status = scenario_status(a), scenario_status(b)
-    if a.get("error") or b.get("error"):
+    a_status, b_status = a.status, b.status
+    if a.error or b.error:
         # a scenario that errored has no (or only the console) checks: the
         # error itself is the row
         ok = lambda s: s in (Status.PASS, Status.SKIP)  # noqa: E731
         v = (Verdict.REGRESSION if ok(a_status) and not ok(b_status) else Verdict.FIXED if ok(b_status) and not ok(a_status)
-             else Verdict.SAME if a.get("error") == b.get("error") else Verdict.BOTH_FAIL)
+             else Verdict.SAME if a.error == b.error else Verdict.BOTH_FAIL)
         rows.append(Row(scenario, "scenario", "ran to the end", v, "exact", a_status.name, b_status.name,
-                        a.get("error", "ran"), b.get("error", "ran"), "ran", "ran",
-                        message="the scenario did not run to its checks in " + ("A and B" if a.get("error") and b.get("error") else "A" if a.get("error") else "B")))
+                        a.error or "ran", b.error or "ran", "ran", "ran",
+                        message="the scenario did not run to its checks in " + ("A and B" if a.error and b.error else "A" if a.error else "B")))
     ka, kb = _keyed(a), _keyed(b)
     for key in list(ka) + [k for k in kb if k not in ka]:
         ca, cb = ka.get(key), kb.get(key)
@@ -224,10 +223,10 @@ def compare(a: RunInfo, b: RunInfo, scenarios: Optional[dict] = None) -> Compari
         pairing.only_a = [n for n in sa if n not in sb]
         pairing.only_b = [n for n in sb if n not in sa]
         for name in [n for n in sa if n in sb]:
-            ea, eb = sa[name], sb[name]
-            if ea.get("skip_reason") or eb.get("skip_reason"):
+            ea, eb = ScenarioOutcome.from_dict(sa[name]), ScenarioOutcome.from_dict(sb[name])
+            if ea.skip_reason or eb.skip_reason:
                 pairing.notes[name] = "; ".join(
-                    f"skipped in {side}: {e['skip_reason']}" for side, e in (("A", ea), ("B", eb)) if e.get("skip_reason"))
+                    f"skipped in {side}: {e.skip_reason}" for side, e in (("A", ea), ("B", eb)) if e.skip_reason)
                 continue
             pairing.rows += compare_entries(name, ea, eb)
         pairing.account = model_account(pa.get("target", {}), pb.get("target", {}), [n for n in sa if n in sb], scenarios or {})

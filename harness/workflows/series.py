@@ -24,6 +24,8 @@ from harness.host.rundir import new_run_dir, write_json
 from harness.kernel.patches import Patch
 from harness.kernel.source import SourceResolver
 from harness.kernel.workcopy import WorkCopy
+from harness.report.model import outcomes
+from harness.result import ScenarioOutcome
 from harness.workflows.compare import Verdict, verdict
 
 
@@ -100,15 +102,14 @@ def changes(stages: Sequence[Stage], docs: dict[int, dict]) -> list[Change]:
     ran = [s for s in stages if s.index in docs]
     history: dict[tuple, list[tuple[Stage, Optional[dict]]]] = {}
     for stage in ran:
-        for arch, arch_doc in docs[stage.index].get("arches", {}).items():
-            for name, entry in arch_doc.get("scenarios", {}).items():
-                for check in entry.get("checks", []):
-                    history.setdefault((arch, name, check["step"], check["name"]), [])
+        for arch, name, outcome in outcomes(docs[stage.index]):
+            for check in outcome.checks:
+                history.setdefault((arch, name, check.step, check.name), [])
     for key in history:
         arch, name, step, check_name = key
         for stage in ran:
             entry = docs[stage.index].get("arches", {}).get(arch, {}).get("scenarios", {}).get(name, {})
-            check = next((c for c in entry.get("checks", []) if c["step"] == step and c["name"] == check_name), None)
+            check = next((c.as_dict() for c in ScenarioOutcome.from_dict(entry).checks if c.step == step and c.name == check_name), None)
             history[key].append((stage, check))
     out = []
     for key, values in history.items():

@@ -108,3 +108,26 @@ def test_bad_ranges_are_user_errors(history, tmp_path, capsys):
 ])
 def test_classification(outcome, bad, skip, expected):
     assert classify(outcome, bad, skip) == expected
+
+
+def test_a_clone_that_fails_is_the_infrastructures_a_bad_ref_the_users(history, tmp_path, monkeypatch, capsys):
+    import subprocess as sp
+
+    from harness.errors import InfraError
+    from harness.workflows import bisect as bisect_mod
+
+    tree, c = history
+    real = bisect_mod.proc.run
+
+    def failing_clone(argv, **kw):
+        if argv[:2] == ["git", "clone"]:
+            return sp.CompletedProcess(argv, 128, "", "fatal: could not create work tree dir: No space left on device")
+        return real(argv, **kw)
+
+    monkeypatch.setattr(bisect_mod.proc, "run", failing_clone)
+    with pytest.raises(InfraError) as err:
+        bisect(tree, c["base"], c["later"], tmp_path)
+    assert "cannot clone" in err.value.message and "No space left" in err.value.message
+    monkeypatch.setattr(bisect_mod.proc, "run", real)
+    assert main(["bisect", "--tree", str(tree), "--good", c["base"], "--bad", "no-such-branch"]) == 2
+    assert "--bad no-such-branch is not a commit" in capsys.readouterr().err

@@ -85,6 +85,23 @@ def test_build_error_is_a_kernel_error_with_the_error_line(cache, fake_tree):
     assert "recovered" in result.metadata and "clean" not in calls(fake_tree)
 
 
+def test_a_failed_make_on_a_full_disk_is_infrastructure_whatever_the_log_says(cache, fake_tree, monkeypatch):
+    """Decided by the room left after the failure: the same compiler error
+    (which says nothing of space, as an assembler reading a truncated file
+    would not) is the kernel's on a disk with room, the disk's on a full one."""
+    from harness.errors import InfraError
+    from harness.host import cache as cache_mod
+
+    (fake_tree.parent / "FAIL").write_text("")
+    with pytest.raises(KernelError):
+        builder(cache).build(request(fake_tree))
+    monkeypatch.setattr(cache_mod, "free_bytes", lambda path: 12 << 20)
+    with pytest.raises(InfraError) as err:
+        builder(cache).build(request(fake_tree))
+    assert err.value.message.startswith("cache disk full:") and "while running make (build)" in err.value.message
+    assert not [p for p in (cache.root / "builds").iterdir()]
+
+
 def test_option_that_does_not_stick_names_the_dependency(cache, fake_tree, tmp_path):
     (fake_tree.parent / "drop.txt").write_text("CONFIG_TMPFS=y\nCONFIG_SHMEM=y\n")
     frag = tmp_path / "user.config"

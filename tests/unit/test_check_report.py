@@ -3,10 +3,10 @@ import xml.etree.ElementTree as ET
 
 from harness.check import Checker
 from harness.report.junit import write_junit
-from harness.report.model import run_status, scenario_status
+from harness.report.model import run_status
 from harness.report.summary import summary_text
 from harness.report.tap import ktap
-from harness.result import CheckKind, CheckResult, Status
+from harness.result import CheckKind, CheckResult, ScenarioOutcome, Status
 
 
 def test_exact_bounded_invariant():
@@ -52,12 +52,12 @@ def test_run_status():
     assert run_status(doc_with(PASS)) is Status.PASS
     assert run_status(doc_with(PASS, FAIL)) is Status.FAIL
     assert run_status(doc_with(skip="no NUMA")) is Status.ERROR
-    assert scenario_status({"error": "boom", "checks": [PASS.as_dict()]}) is Status.ERROR
+    assert ScenarioOutcome.from_dict({"error": "boom", "checks": [PASS.as_dict()]}).status is Status.ERROR
     skipped = CheckResult("s", "st", "t", CheckKind.EXACT, Status.SKIP, message="kernel lacks CONFIG_X")
     # a skipped check among passes (kselftest's va_128TBswitch) leaves the scenario passing
-    assert scenario_status({"checks": [PASS.as_dict(), skipped.as_dict()]}) is Status.PASS
-    assert scenario_status({"checks": [FAIL.as_dict(), skipped.as_dict()]}) is Status.FAIL
-    assert scenario_status({"checks": [skipped.as_dict()]}) is Status.SKIP
+    assert ScenarioOutcome.from_dict({"checks": [PASS.as_dict(), skipped.as_dict()]}).status is Status.PASS
+    assert ScenarioOutcome.from_dict({"checks": [FAIL.as_dict(), skipped.as_dict()]}).status is Status.FAIL
+    assert ScenarioOutcome.from_dict({"checks": [skipped.as_dict()]}).status is Status.SKIP
 
 
 def test_ktap_and_junit_and_summary(tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness.pipeline import recheck
-from harness.report.model import checks_of
+from harness.result import ScenarioOutcome
 from harness.scenarios.cma import parse_area
 from harness.scenarios.compaction import free_mb
 from harness.scenarios.offline import movable_block, parse_blocks
@@ -19,7 +19,7 @@ RUN = "v5.0-x86_64+arm64"
 
 def failed(run_dir, arch, scenario):
     doc = recheck(run_dir, reports=False, only=[scenario])
-    return [c for c in checks_of(doc["arches"][arch]["scenarios"][scenario]) if c.status.name in ("FAIL", "ERROR")]
+    return [c for c in ScenarioOutcome.from_dict(doc["arches"][arch]["scenarios"][scenario]).checks if c.status.name in ("FAIL", "ERROR")]
 
 
 def edit(path, old, new, count=1):
@@ -132,7 +132,7 @@ def test_a_known_failing_kselftest_is_excused_only_for_its_known_failure(tmp_pat
     # another way, or hanging until timeout(1) ends it, fails.
     run = materialize("5.10-x86_64+arm64", tmp_path)
     sdir = run / "x86_64" / "kselftest-vm"
-    checks = {c.name: c for c in checks_of(recheck(run, reports=False, only=["kselftest-vm"])["arches"]["x86_64"]["scenarios"]["kselftest-vm"])}
+    checks = {c.name: c for c in ScenarioOutcome.from_dict(recheck(run, reports=False, only=["kselftest-vm"])["arches"]["x86_64"]["scenarios"]["kselftest-vm"]).checks}
     assert checks["userfaultfd"].status.name == "SKIP" and "known to fail" in checks["userfaultfd"].message
     if damage == "other message":
         edit(sdir / "ksft-userfaultfd.err", "Signal repeated", "UFFDIO_COPY error -12")

@@ -110,3 +110,21 @@ def test_no_import_cycle():
 def test_the_map_names_every_layer(layer):
     text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     assert f"`{layer}" in text, f"docs/architecture.md does not mention {layer}"
+
+
+def test_every_host_command_goes_through_proc():
+    """harness.host.proc echoes each command, keeps its output and runs it
+    under the guardian (its process group dies with the harness): nothing
+    else starts processes (QEMU is the VM layer's own, through pexpect)."""
+    starters = {("subprocess", n) for n in ("run", "Popen", "call", "check_call", "check_output", "getoutput")} | {
+        ("os", n) for n in ("system", "popen", "execv", "execvp", "spawnv", "posix_spawn")}
+    allowed = {"harness.host.proc", "harness.host.guard"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if module_name(path) in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and (node.value.id, node.attr) in starters):
+                found.append(f"{module_name(path)}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not found, "\n".join(found)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from harness.pipeline import recheck
-from harness.report.model import checks_of
+from harness.result import ScenarioOutcome
 
 from .test_replay import materialize
 
@@ -17,7 +17,7 @@ def failures(name, tmp_path, scenario):
     doc = recheck(materialize(name, tmp_path, MUTANTS), reports=False, only=[scenario])
     out = {}
     for arch, arch_doc in doc["arches"].items():
-        out[arch] = [c for c in checks_of(arch_doc["scenarios"][scenario]) if c.status.name == "FAIL"]
+        out[arch] = [c for c in ScenarioOutcome.from_dict(arch_doc["scenarios"][scenario]).checks if c.status.name == "FAIL"]
     return out
 
 
@@ -64,7 +64,7 @@ def test_a_half_batch_scan_fails_the_cluster_rule(tmp_path):
     assert edited != text
     trace.write_text(edited)
     doc = recheck(run_dir, reports=False)
-    failed = [c for c in checks_of(doc["arches"]["x86_64"]["scenarios"]["compact-memory"]) if c.status.name == "FAIL"]
+    failed = [c for c in ScenarioOutcome.from_dict(doc["arches"]["x86_64"]["scenarios"]["compact-memory"]).checks if c.status.name == "FAIL"]
     rule = [c for c in failed if c.name.startswith("I7 a scan that stops inside a pageblock")]
     assert rule and "16: 1" in rule[0].message
 

@@ -11,7 +11,7 @@ import pytest
 
 from harness import pipeline as pipeline_mod
 from harness.check import Checker
-from harness.errors import InfraError
+from harness.errors import InfraError, UserError
 from harness.image.initramfs import ImageResult
 from harness.kernel.build import BuildResult
 from harness.kernel.source import SourceRequest
@@ -141,9 +141,9 @@ def test_a_run_of_skips_only_is_an_error(fake_run):
 
 
 def test_scenario_without_any_check_is_an_error():
-    from harness.report.model import scenario_status
+    from harness.result import ScenarioOutcome
 
-    assert scenario_status({"checks": []}) is Status.ERROR
+    assert ScenarioOutcome.from_dict({"checks": []}).status is Status.ERROR
 
 
 def test_a_bug_in_a_scenario_errs_that_scenario_with_its_traceback_and_exit_5(fake_run):
@@ -432,3 +432,61 @@ def test_boot_and_each_scenario_are_steps_with_their_elapsed_time(fake_run):
     drawn = tty.getvalue()
     assert "\x1b[" in drawn and ("passing: booting" in drawn or "passing: running" in drawn), drawn
     assert re.search(r"\[x86_64\] passing: PASS \([0-9.]+s\)", drawn)
+
+
+# --- blame end to end -------------------------------------------------------
+
+class KeyErrorInCheck(Passing):
+    name = "key-error"
+
+    def check(self, observation, target, captures=None):
+        return {}["a key the check code expected"]
+
+
+def test_a_check_that_raises_keyerror_is_a_harness_bug_exit_5_with_its_traceback(fake_run):
+    outcome = fake_run(KeyErrorInCheck(), Passing())
+    entry = outcome.doc["arches"]["x86_64"]["scenarios"]["key-error"]
+    assert entry["status"] == "ERROR" and entry["error_blame"] == "harness"
+    traceback_file = outcome.run_dir / "x86_64" / "key-error" / "traceback.txt"
+    assert str(traceback_file) in entry["error"] and "KeyError" in entry["error"]
+    assert "a key the check code expected" in traceback_file.read_text() and "in check\n" in traceback_file.read_text()
+    assert outcome.doc["arches"]["x86_64"]["scenarios"]["passing"]["status"] == "PASS"
+    assert outcome.exit_code == 5
+
+
+def test_harness_check_of_a_saved_run_whose_check_raises_exits_5(fake_run, monkeypatch, capsys):
+    from harness.cli import main
+
+    outcome = fake_run(Passing())
+    assert outcome.exit_code == 0
+    monkeypatch.setattr(pipeline_mod, "scenarios_for_run", lambda *dirs: {"passing": KeyErrorInCheck()})
+    assert main(["check", str(outcome.run_dir)]) == 5
+    assert "KeyError" in (outcome.run_dir / "x86_64" / "passing" / "traceback.txt").read_text()
+
+
+def test_a_bug_in_the_report_code_is_kept_as_the_runs_crash(fake_run, monkeypatch):
+    def broken(run_dir, doc):
+        raise IndexError("a bug in a report")
+
+    monkeypatch.setattr(pipeline_mod, "write_all", broken)
+    with pytest.raises(IndexError) as raised:
+        fake_run(Passing())
+    (run_dir,) = list(fake_run.runs_root.iterdir())
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "crashed" and "a bug in a report" in run["crash"]
+    assert raised.value.traceback_path == run_dir / "traceback.txt"
+    assert (run_dir / "results.json").is_file()  # written before the reports
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"vms": 0}, "0 guests at once"),
+    ({"jobs": 0}, "0 make jobs"),
+    ({"fragments": ("/nonexistent/extra.config",)}, "cannot read fragment /nonexistent/extra.config"),
+    ({"options": ("CONFIG_COMPACTION",)}, "CONFIG_COMPACTION"),
+])
+def test_bad_input_is_refused_before_the_run_directory_exists(tmp_path, change, words):
+    request = RunRequest(SourceRequest(str(tmp_path)), ("x86_64",), quiet=True, runs_root=tmp_path / "runs", **change)
+    with pytest.raises(UserError) as raised:
+        Pipeline(request).run()
+    assert words in raised.value.render()
+    assert not (tmp_path / "runs").exists()

@@ -10,7 +10,7 @@ from harness.scenarios.base import Target
 from harness.scenarios.plan.scenario import load_plans
 from harness.scenarios.plan.schema import Plan
 from harness.scenarios.plan.script import guest_script
-from harness.scenarios.plan.windows import _measured
+from harness.scenarios.plan.windows import step_windows
 
 
 def target(name, version):
@@ -47,17 +47,31 @@ def test_select_by_name_or_experiment():
     assert "compact-memory" in err.value.hint
 
 
-def test_measured_pairs_results_with_steps():
-    plan = load_plans()[2].plan  # pins-mlock: two steps, query after the first
+def test_windows_are_found_by_each_steps_markers_whatever_else_the_plan_snapshots():
+    plan = next(s for s in load_plans() if s.name == "pins-mlock").plan  # two steps, a query after the first
+    assert plan.steps[0].after_count == 1 and "query" in plan.steps[0].after
+    vm = lambda n: {"cmd": "vmstat", "values": {"pgmigrate_success": n}}  # noqa: E731
+    flags = lambda n: {"cmd": "pageflags", "name": "buf", "pfns": [n], "kflags": [n]}  # noqa: E731
     results = [
-        {"cmd": "alloc"}, {"cmd": "vmstat"}, {"cmd": "mark", "text": "harness step 1 begin"}, {"cmd": "move", "ret": 2},
-        {"cmd": "mark", "text": "harness step 1 end"}, {"cmd": "vmstat"}, {"cmd": "query", "status": []},
-        {"cmd": "unpin"}, {"cmd": "vmstat"}, {"cmd": "mark", "text": "harness step 2 begin"}, {"cmd": "move", "ret": 0},
-        {"cmd": "mark", "text": "harness step 2 end"}, {"cmd": "vmstat"}, {"cmd": "exit"},
+        {"cmd": "alloc"}, vm(1000), {"cmd": "drain"}, flags(1), vm(0),  # a plan's own vmstat in its setup
+        {"cmd": "mark", "text": "harness step 1 begin"}, {"cmd": "move", "ret": 2},
+        {"cmd": "mark", "text": "harness step 1 end"}, {"cmd": "drain"}, vm(30), {"cmd": "query", "status": []},
+        {"cmd": "verify", "bad": []}, flags(2), {"cmd": "unpin"}, vm(5000), {"cmd": "drain"}, flags(3), vm(40),
+        {"cmd": "mark", "text": "harness step 2 begin"}, {"cmd": "move", "ret": 0},
+        {"cmd": "mark", "text": "harness step 2 end"}, {"cmd": "drain"}, vm(72), {"cmd": "verify", "bad": []}, flags(4),
+        {"cmd": "exit"},
     ]
-    measured = _measured(results, plan)
-    assert measured[0][0]["ret"] == 2 and [r["cmd"] for r in measured[0][1]] == ["query", "unpin"]
-    assert measured[1][0]["ret"] == 0
+    first, second = step_windows(results, plan)
+    assert first.result["ret"] == 2 and [r["cmd"] for r in first.after] == ["query"]
+    assert first.delta == {"pgmigrate_success": 30} and first.verify == {"cmd": "verify", "bad": []}
+    assert first.flags_before == {"buf": ([1], [1])} and first.flags_after == {"buf": ([2], [2])}
+    assert second.result["ret"] == 0 and second.after == [] and second.delta == {"pgmigrate_success": 32}
+    assert second.flags_before == {"buf": ([3], [3])} and second.flags_after == {"buf": ([4], [4])}
+    assert not first.problem and not second.problem
+    # a window without its end marker says so; the other one is still found
+    broken = [r for r in results if r.get("text") != "harness step 1 end"]
+    first, second = step_windows(broken, plan)
+    assert "step 1 has no end marker" in first.problem and second.delta == {"pgmigrate_success": 32}
 
 
 def test_unknown_check_name_in_a_plan(tmp_path):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from harness.pipeline import recheck
-from harness.report.model import checks_of
+from harness.result import ScenarioOutcome
 from harness.scenarios.unevictable import unculled_pages
 
 from .test_replay import materialize
@@ -18,7 +18,7 @@ CULLED = "Δunevictable_pgs_culled = the model's per mlocked page × mlocked pag
 
 def culled_checks(run_dir):
     doc = recheck(run_dir, reports=False)
-    checks = checks_of(doc["arches"]["arm"]["scenarios"]["compact-unevictable"])
+    checks = ScenarioOutcome.from_dict(doc["arches"]["arm"]["scenarios"]["compact-unevictable"]).checks
     return {c.step.rsplit("=", 1)[1]: c for c in checks if c.name == CULLED}, doc
 
 

@@ -8,6 +8,7 @@ from harness.model.prediction import Prediction
 from harness.observe import workload as workload_mod
 from harness.scenarios.base import pattern_check
 from harness.scenarios.plan.schema import Step
+from harness.scenarios.plan.windows import StepWindow
 
 #: The THP split counters: exact even where the other vmstat deltas are not
 #: (a step whose migrated count depends on what the target node had left
@@ -97,8 +98,8 @@ COUNTER_MEANING = {
 }
 
 
-def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: list[dict], delta: dict, events: list,
-               drained: bool = True) -> None:
+def check_step(ck: Checker, step: Step, pred: Prediction, window: StepWindow, events: list, drained: bool = True) -> None:
+    result, after, delta = window.result, window.after, window.delta
     observed_ret = workload_mod.ret_of(result)
     migrate = [e for e in events if e.name == "mm_migrate_pages"]
     observed_lines = [f"mm_migrate_pages: {e.body}" for e in migrate]
@@ -132,8 +133,7 @@ def check_step(ck: Checker, step: Step, pred: Prediction, result: dict, after: l
         for name in SPLIT_COUNTERS:
             if name in delta and name in predicted:
                 ck.exact(f"Δ{name}", predicted[name], delta[name])
-    pattern_check(ck, "page contents intact (every written page's pattern)", next((r for r in after if r.get("cmd") == "verify"), None),
-                  "after this step")
+    pattern_check(ck, "page contents intact (every written page's pattern)", window.verify, "after this step")
     if "thp" in step.checks and step.thp_region:
         smaps = next((r for r in after if r.get("cmd") == "smaps" and r.get("name") == step.thp_region), None)
         placement = pred.placement[step.thp_page] if step.thp_page < len(pred.placement) else {}

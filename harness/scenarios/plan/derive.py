@@ -37,6 +37,27 @@ class PlanError(UserError):
     """A plan that cannot run: names the file, the step and the key."""
 
 
+#: Commands a plan may not use, why, and what to do instead.
+REFUSED = {
+    "holes": ("it frees the pages at even physical addresses, which the plan cannot know, so the model's view "
+              "cannot be derived", "release a whole region (release NAME COUNT), or fragment memory in a scenario class"),
+    "write": ("it changes a kernel setting the model does not follow",
+              "set it in the plan's prepare: (guest shell commands before the workload)"),
+    "exit": ("it ends the workload; the harness ends the script itself", "drop it"),
+}
+
+
+@dataclass
+class ModelView:
+    """The model's pages as a plan's commands leave them."""
+
+    specs: list
+    #: {(region, index): (model page, subpage)}
+    index: dict
+    #: Per model page: None, or (copies made, node of the last) after copy-on-write.
+    copies: list
+
+
 @dataclass
 class Region:
     name: str
@@ -51,7 +72,14 @@ class Region:
     mapped: bool = True
     mlocked: set = field(default_factory=set)
     pins: dict = field(default_factory=dict)
-    forked: set = field(default_factory=set)
+    #: Per page: how many forked children map it too (page_mapcount - 1).
+    forked: dict = field(default_factory=dict)
+    #: Per page: the node a new page for the address comes from (the VMA's
+    #: policy: alloc's node=, a later mbind; the CPU's node 0 by default),
+    #: None where the plan cannot know (interleave).
+    policy: list = field(default_factory=list)
+    #: Per page replaced by a new one (copy-on-write): (how many times, its node).
+    copies: dict = field(default_factory=dict)
     #: A file region's pages written since their last writeback (``sync`` writes them back).
     dirty: set = field(default_factory=set)
     #: A file region's pages under writeback (``writeback`` started it; a throttled disk keeps it going).
@@ -108,8 +136,14 @@ class Layout:
         return self.regions[name]
 
     def apply(self, words: list[str], where: str) -> None:
+        """One command's effect on the regions, as the kernel gives it; a
+        command whose effect the plan cannot know is refused."""
         check_command(words, where)
         name, args = words[0], words[1:]
+        if name in REFUSED:
+            raise PlanError(f"{where}: {name}: {REFUSED[name][0]}", hint=REFUSED[name][1])
+        if name == "mark" and args[0] == "harness":
+            raise PlanError(f"{where}: mark harness ...: the harness's own step markers", hint="mark your own text")
         if name == "alloc":
             self._alloc(args, where)
         elif name == "writeback":
@@ -135,6 +169,57 @@ class Layout:
             self._swapout(where)
         elif name == "unmap":
             self.region(args[0], where).mapped = False
+        elif name == "release":
+            self._release(self.region(args[0], where), args[1], where)
+
+    def measured(self, words: list[str], where: str) -> None:
+        """A measured call's effect on what the model does not follow
+        itself: mbind gives the range's VMA a new policy."""
+        if words[0] != "mbind" or words[3] == "none":
+            return
+        region = self.region(words[1], where)
+        mode = words[5][5:] if len(words) == 6 else "bind"
+        nodes = [int(n) for n in words[3].split(",")]
+        node = (0 if 0 in nodes else nodes[0]) if mode == "bind" else nodes[0] if mode == "preferred" else \
+            0 if mode == "default" else None
+        for i in parse_ranges(words[2], region.pages, where):
+            region.policy[i] = node
+
+    def _release(self, region: Region, count_text: str, where: str) -> None:
+        """release NAME COUNT: MADV_DONTNEED of the COUNT pages at the lowest
+        PFNs (then the absent ones).  Which pages those are is known only
+        when it is none or every page with a frame."""
+        try:
+            count = int(count_text)
+        except ValueError:
+            raise PlanError(f"{where}: release: bad page count {count_text!r}") from None
+        if count > region.pages:
+            raise PlanError(f"{where}: release: {region.name!r} has {region.pages} pages, not {count}")
+        if region.kind in ("thp", "hugetlb") or region.mlocked:
+            raise PlanError(f"{where}: release of {region.name!r}: MADV_DONTNEED " +
+                            ("fails on an mlocked range (EINVAL)" if region.mlocked else
+                             f"of part of a {region.kind} region splits or refuses it"), hint="release a base-page region")
+        framed = [i for i, state in enumerate(region.present) if state in ("present", "zero")]
+        unframed_live = [i for i, state in enumerate(region.present) if state == "swapped"]
+        if count == 0:
+            return
+        if count < len(framed) or (count > len(framed) and unframed_live and count < region.pages):
+            raise PlanError(
+                f"{where}: release {region.name} {count}: it frees the {count} pages of {region.name!r} at the lowest "
+                f"physical addresses, and which of its {len(framed)} pages those are the plan cannot know, so the "
+                "model's view cannot be derived",
+                hint=f"release all of them (release {region.name} {region.pages}) or none")
+        for i in framed + (unframed_live if count > len(framed) else []):
+            self._drop(region, i)
+
+    def _drop(self, region: Region, i: int) -> None:
+        """Page ``i`` leaves the address space (its next touch faults in a
+        new page; a shared mapping's page stays in the page cache)."""
+        region.present[i] = "absent"
+        region.swapcache.discard(i)
+        if not region.shared:
+            region.pins.pop(i, None)
+            region.forked.pop(i, None)
 
     def _alloc(self, args: list[str], where: str) -> None:
         name = args[0]
@@ -169,7 +254,7 @@ class Layout:
         self.regions[name] = Region(name, pages, kind, node, "shared" in opts or file is not None, "dontfork" in opts,
                                     ["present" if touched else "absent"] * pages,
                                     dirty=set(range(pages)) if touched and "sync" not in opts and file else set(),
-                                    charged=self.memcg)
+                                    charged=self.memcg, policy=[node] * pages)
 
     def _swapout(self, where: str) -> None:
         """memory.force_empty: every page charged to the memory cgroup goes
@@ -185,7 +270,7 @@ class Layout:
                 raise PlanError(f"{where}: swapout of {region.name!r}: only private anonymous base-page regions "
                                 "are derived (a THP is split, shmem and file pages take other paths)",
                                 hint="allocate that region before memcg")
-            if region.mlocked or region.pins or region.forked:
+            if region.mlocked or region.pins or any(region.forked.values()):
                 raise PlanError(f"{where}: swapout of {region.name!r}, which has mlocked, pinned or shared pages "
                                 "(reclaim keeps them or leaves them half-unmapped)", hint="swap out before mlock, pin or fork_share")
             for i, state in enumerate(region.present):
@@ -197,6 +282,8 @@ class Layout:
         if name in ("touch", "touch_until", "mlock"):
             # a write fault (mlock populates writable mappings by writing)
             for i in indices:
+                if region.forked.get(i) and not region.shared and region.present[i] == "present":
+                    self._copy_on_write(region, i, where)
                 if region.present[i] == "swapped":
                     # do_swap_page(): reuse_swap_page() takes the only
                     # user's page out of the swap cache on a write fault
@@ -224,16 +311,53 @@ class Layout:
                                     "(vmsplice would pin the zero page): touch it first")
                 region.pins[i] = region.pins.get(i, 0) + 1
         elif name == "fork_share":
-            # the child holds every mapping present at the fork
+            # fork copies the page tables of every private mapping (but
+            # MADV_DONTFORK ones): each of their present pages is mapped by
+            # the child too; a shared mapping's page tables are not copied,
+            # so the child maps only the pages of NAME it reads (RANGES)
             for other in self.regions.values():
-                if other.mapped and not other.dontfork:
-                    other.forked.update(i for i, state in enumerate(other.present) if state == "present")
+                if other.mapped and not other.dontfork and not other.shared:
+                    for i, state in enumerate(other.present):
+                        if state == "present":
+                            other.forked[i] = other.forked.get(i, 0) + 1
+            if region.shared and not region.dontfork:
+                for i in indices:
+                    if region.present[i] != "present":
+                        raise PlanError(f"{where}: fork_share of page {i} of the shared region {region.name!r}, which this "
+                                        "process has not touched: the child would bring it in alone", hint="touch it first")
+                    region.forked[i] = region.forked.get(i, 0) + 1
+
+    def _copy_on_write(self, region: Region, i: int, where: str) -> None:
+        """A write to a private page a child maps too: do_wp_page() gives
+        this process a new page, on the node its VMA's policy names; the
+        child keeps the old one, and with it any pin."""
+        if region.kind != "anon":
+            raise PlanError(f"{where}: a write to page {i} of {region.name!r}, a {region.kind} page shared with a child: "
+                            "whether the copy is a huge page or a split depends on what the allocator finds",
+                            hint="write to it before fork_share, or not at all")
+        node = region.policy[i] if i < len(region.policy) else region.node
+        if node is None:
+            raise PlanError(f"{where}: a write to page {i} of {region.name!r}, shared with a child, under an interleave "
+                            "policy: the node of its copy cannot be derived")
+        region.forked.pop(i)
+        region.pins.pop(i, None)
+        region.swapcache.discard(i)
+        count, _ = region.copies.get(i, (0, None))
+        region.copies[i] = (count + 1, node)
+
+    def fingerprint(self) -> tuple:
+        """Everything a command can change, to tell whether one did."""
+        return tuple((r.name, r.mapped, tuple(r.present), tuple(sorted(r.mlocked)), tuple(sorted(r.pins.items())),
+                      tuple(sorted(r.forked.items())), tuple(sorted(r.copies.items())), tuple(sorted(r.dirty)),
+                      tuple(sorted(r.writeback)), tuple(sorted(r.swapcache))) for r in self.regions.values())
 
     # ------------------------------------------------------------------
-    def model_pages(self, where: str) -> tuple[list[str], dict[tuple[str, int], tuple[int, int]]]:
-        """The model's page specs, and {(region, index): (model page, subpage)}."""
+    def model_pages(self, where: str) -> "ModelView":
+        """The model's page specs, {(region, index): (model page, subpage)},
+        and per model page its copies (copy-on-write)."""
         specs: list[str] = []
         index: dict[tuple[str, int], tuple[int, int]] = {}
+        copies: list = []
         for region in self.regions.values():
             if not region.mapped:
                 continue
@@ -248,6 +372,7 @@ class Layout:
                     else:
                         kind = "shmem" if region.shared else "anon_swapcache" if i in region.swapcache else "anon"
                     specs.append(self._spec(kind, region, [i]))
+                    copies.append(region.copies.get(i))
                 continue
             for block in range(region.pages // HUGE):
                 subs = list(range(block * HUGE, (block + 1) * HUGE))
@@ -261,7 +386,8 @@ class Layout:
                 for i in subs:
                     index[(region.name, i)] = (len(specs), i - block * HUGE)
                 specs.append(self._spec(region.kind, region, subs))
-        return specs, index
+                copies.append(None)
+        return ModelView(specs, index, copies)
 
     @staticmethod
     def _spec(kind: str, region: Region, subs: list[int]) -> str:
@@ -271,8 +397,9 @@ class Layout:
         pins = sum(region.pins.get(i, 0) for i in subs)
         if pins:
             flags.append("pinned" if pins == 1 else f"pins={pins}")
-        if any(i in region.forked for i in subs):
-            flags.append("shared")
+        children = max(region.forked.get(i, 0) for i in subs)
+        if children:
+            flags.append("shared" if children == 1 else f"mapcount={children + 1}")
         return "+".join([kind, *flags]) + (f"@{region.node}" if region.node else "")
 
     def fault(self, region: Region, i: int, where: str = "") -> Optional[str]:
@@ -329,37 +456,17 @@ def addresses(layout: Layout, tokens: list[str], where: str, need_node: bool) ->
     return out
 
 
-def derive_call(layout: Layout, words: list[str], index: dict, after: list[list[str]], where: str) -> Optional[dict]:
+def derive_call(layout: Layout, words: list[str], index: dict, where: str) -> Optional[dict]:
     """The model's call step for one measured command, or None when it
-    cannot be derived (the plan must then say it)."""
+    cannot be derived."""
     name, args = words[0], words[1:]
     if name == "move":
         flags = None
         if args and args[0] == "all":
             flags, args = "MOVE_ALL", args[1:]
-        addrs = addresses(layout, args, where, need_node=True)
-        entries = []
-        for region_name, i, node in addrs:
-            mapped = index.get((region_name, i))
-            if mapped is None:
-                entries.append({"fault": layout.fault(layout.regions[region_name], i, where), "node": node})
-            elif layout.regions[region_name].kind in ("anon", "file"):
-                entries.append({"page": mapped[0], "node": node})
-            else:
-                entries.append({"page": mapped[0], "subpages": mapped[1], "node": node})
-        step: dict = {"call": "move_pages", "entries": entries}
+        step: dict = {"call": "move_pages", "entries": _entries(layout, addresses(layout, args, where, need_node=True), index, where)}
         if flags:
             step["flags"] = flags
-        queries = [w for w in after if w[0] == "query"]
-        if queries:
-            queried = [(r, i) for r, i, _ in addresses(layout, queries[0][1:], where.replace("run", "after"), need_node=False)]
-            moved = [(r, i) for r, i, _ in addrs]
-            if queried != moved:
-                raise PlanError(
-                    f"{where}: the guest's query after this step covers {len(queried)} address(es) "
-                    f"({' '.join(queries[0][1:])}) but the step moves {len(moved)} ({' '.join(args)})",
-                    hint="query the addresses the step moves, in the same order (the model predicts that query)")
-            step["query"] = True
         return step
     if name == "mbind":
         region = layout.region(args[0], where)
@@ -388,6 +495,34 @@ def derive_call(layout: Layout, words: list[str], index: dict, after: list[list[
     return None
 
 
+def _entries(layout: Layout, addrs: list, index: dict, where: str) -> list[dict]:
+    """Model entries for (region, index, node) addresses: a page (with its
+    subpage in a huge page) or the fault the address gives."""
+    entries = []
+    for region_name, i, node in addrs:
+        mapped = index.get((region_name, i))
+        entry: dict
+        if mapped is None:
+            entry = {"fault": layout.fault(layout.regions[region_name], i, where)}
+        elif layout.regions[region_name].kind in ("anon", "file"):
+            entry = {"page": mapped[0]}
+        else:
+            entry = {"page": mapped[0], "subpages": mapped[1]}
+        if node is not None:
+            entry["node"] = node
+        entries.append(entry)
+    return entries
+
+
+def query_entries(layout: Layout, words: list[str], index: dict, where: str, call: dict):
+    """The model's query for a ``query`` after a step: ``True`` when it asks
+    for a move's own addresses in their order, else its own addresses."""
+    entries = _entries(layout, addresses(layout, words[1:], where, need_node=False), index, where)
+    if call.get("call") == "move_pages" and entries == [{k: v for k, v in e.items() if k != "node"} for e in call["entries"]]:
+        return True
+    return entries
+
+
 def _ranges_text(indices: list[int]) -> str:
     parts, start = [], None
     for k, i in enumerate(indices):
@@ -399,17 +534,20 @@ def _ranges_text(indices: list[int]) -> str:
     return ",".join(parts)
 
 
-def state_changes(before: list[str], after: list[str]) -> list[dict]:
+def state_changes(before: "ModelView", after: "ModelView") -> list[dict]:
     """``set`` steps that turn the pages ``before`` into ``after`` (the same
-    pages with other states, e.g. after ``unpin``)."""
-    old = [parse_page_spec(s)[0] for s in before]
-    new = [parse_page_spec(s)[0] for s in after]
+    pages with other states, e.g. after ``unpin``; or a new page on the
+    policy's node, after a copy-on-write)."""
+    old = [parse_page_spec(s)[0] for s in before.specs]
+    new = [parse_page_spec(s)[0] for s in after.specs]
     groups: dict[tuple, list[int]] = {}
     for i, (a, b) in enumerate(zip(old, new)):
-        if a == b:
+        copied = after.copies[i] != before.copies[i]
+        if a == b and not copied:
             continue
-        diff = tuple(sorted((k, getattr(b, k)) for k in ("pins", "mlocked", "mapcount", "dirty", "writeback")
-                            if getattr(a, k) != getattr(b, k)))
+        keys = ("pins", "mlocked", "mapcount", "dirty", "writeback")
+        diff = tuple(sorted([(k, getattr(b, k)) for k in keys if getattr(a, k) != getattr(b, k) or copied]
+                            + ([("node", after.copies[i][1])] if copied else [])))
         groups.setdefault(diff, []).append(i)
     return [dict({"pages": _ranges_text(idx)}, **dict(diff)) for diff, idx in groups.items()]
 

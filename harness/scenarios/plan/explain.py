@@ -4,6 +4,7 @@ and what it predicts differently for two targets (the cross-arch view)."""
 from __future__ import annotations
 
 import re
+from typing import Callable, Optional, Sequence
 
 from harness.model import simulate
 from harness.model.constants import errno_name
@@ -98,3 +99,23 @@ def account(plan: Plan, target: Target, other: Target) -> list[str]:
         if diffs:
             notes.append(f"{step.name}: {'; '.join(diffs)} ({target.arch.name} vs {other.arch.name})" + (f", because {why}" if why else ""))
     return notes
+
+
+def plan_check(plan: Plan, targets: Sequence[Target], skip: Callable[[Target], Optional[str]]) -> str:
+    """What ``harness plan check`` prints for one plan: its model pages,
+    then per target each step's command and the model's prediction (return
+    value, status[], query, mm_migrate_pages events, vmstat deltas)."""
+    lines = [f"plan {plan.name} ({plan.source}): {plan.title}", f"  model pages: {', '.join(plan.pages)}"]
+    for target in targets:
+        heading = f"  == {target.rules.name} {target.arch.name}"
+        why = skip(target)
+        if why:
+            lines.append(f"{heading}: skipped ({why})")
+            continue
+        lines.append(heading)
+        for index, (step, prediction) in enumerate(zip(plan.steps, predict(plan, target)), 1):
+            lines.append(f"    step {index} {step.name}: {step.run}")
+            for sets in step.model_sets:
+                lines.append(f"      before: the model sets {sets}")
+            lines.extend(f"      {line}" for line in prediction.render().splitlines()[1:])
+    return "\n".join(lines)

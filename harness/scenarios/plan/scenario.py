@@ -12,7 +12,6 @@ from harness.check import Checker
 from harness.errors import InfraError
 from harness.model.prediction import Prediction
 from harness.observe import trace as trace_mod
-from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
 from harness.scenarios.base import (
@@ -28,7 +27,7 @@ from harness.scenarios.plan import explain
 from harness.scenarios.plan.checks import check_step, page_state_check, swapcache_check
 from harness.scenarios.plan.schema import Plan
 from harness.scenarios.plan.script import guest_script
-from harness.scenarios.plan.windows import _flags_around, _measured, _step_events
+from harness.scenarios.plan.windows import step_events, step_windows
 from harness.vm.cmdline import DISK_DEVICE
 
 #: The built-in plans.
@@ -88,25 +87,20 @@ class PlanScenario(Scenario):
                 top.error("setup", f"region {region} did not get a transparent huge page (AnonHugePages {smaps and smaps.get('anon_huge_kb')} kB)")
                 return top.results
         predictions = self.predict(target)
-        snapshots = [r["values"] for r in results if r.get("cmd") == "vmstat"]
-        measured = _measured(results, self.plan)
-        flags = _flags_around(results, len(self.plan.steps))
+        windows = step_windows(results, self.plan)
         drained = any(r.get("cmd") == "drain" for r in results)
         if self.plan.swapcache:
-            swapcache_check(top, self.plan.swapcache, flags[0][0] if flags else {})
+            swapcache_check(top, self.plan.swapcache, windows[0].flags_before if windows else {})
         out = list(top.results)
-        for index, (step, prediction) in enumerate(zip(self.plan.steps, predictions), 1):
+        for step, prediction, window in zip(self.plan.steps, predictions, windows):
             ck = Checker(self.name, step.name, evidence=[
                 str(captures.directory / observation["workload"]), str(captures.directory / observation["trace"])])
-            result, after = measured[index - 1]
-            if result is None:
-                ck.error("workload", f"step {index} produced no result")
+            if window.problem:
+                ck.error("workload", window.problem)
                 out += ck.results
                 continue
-            delta = vmstat_mod.delta(snapshots[2 * index - 2], snapshots[2 * index - 1])
-            step_events = _step_events(events, index)
-            check_step(ck, step, prediction, result, after, delta, step_events, drained=drained)
-            page_state_check(ck, *flags[index - 1])
+            check_step(ck, step, prediction, window, step_events(events, window.index), drained=drained)
+            page_state_check(ck, window.flags_before, window.flags_after)
             out += ck.results
         if not out:
             top.error("checks", "no checks ran")

@@ -17,6 +17,7 @@ from harness.model.scenario import (
     parse_flags,
     parse_indices,
     parse_pages,
+    parse_query,
 )
 from harness.scenarios.base import Target
 from harness.scenarios.plan import derive
@@ -37,6 +38,10 @@ STEP_KEYS = ("name", "run", "model", "before", "after", "model_set", "checks", "
 REQUIRES_KEYS = ("numa", "thp", "config", "disk_mb", "disk_write_bps")
 
 
+#: The model's calls a plan step may make, and the keys each takes.
+CALL_KEYS = {"move_pages": ("entries", "flags"), "mbind": ("nodes", "flags", "pages"),
+             "migrate_pages": ("from", "to", "move_all"), "soft_offline": ("page",)}
+
 #: mmdrive commands that are the measured call of a step.
 MEASURED = ("move", "mbind", "migrate_pages", "soft_offline")
 
@@ -55,6 +60,8 @@ class Step:
     #: Region whose THP state (AnonHugePages) the model's placement predicts.
     thp_region: Optional[str] = None
     thp_page: int = 0
+    #: How many commands ``after`` has (mmdrive answers each with one result).
+    after_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,16 +133,16 @@ class Plan:
             if words[0] in MEASURED:
                 raise PlanError(f"{where}: {words[0]} is a measured call: put it in a step's run:")
             layout.apply(words, where)
-        specs, index = layout.model_pages(f"{source}: setup")
+        view = layout.model_pages(f"{source}: setup")
         swapcache = tuple((r.name, tuple(sorted(r.swapcache))) for r in layout.regions.values() if r.swapcache)
-        pages = _pages(data.get("pages"), specs, source)
+        pages = _pages(data.get("pages"), view.specs, source)
         steps = []
-        state = list(specs)
+        state = view
         for number, raw in enumerate(data["steps"], 1):
             if not isinstance(raw, dict):
                 raise PlanError(f"{source}: step {number}: a step is a mapping with keys {', '.join(STEP_KEYS)}")
             where = f"{source}: step {number} ({raw.get('name', f'step{number}')})"
-            step, state = _step(raw, number, where, layout, index, pages, state)
+            step, state = _step(raw, number, where, layout, view.index, pages, state)
             steps.append(step)
         for region in data.get("require_thp", ()) or ():
             if region not in layout.regions or layout.regions[region].kind != "thp":
@@ -158,7 +165,7 @@ class Plan:
             source=source,
             regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind in ("anon", "file")),
             swapcache=swapcache,
-            page_labels=_page_labels(index),
+            page_labels=_page_labels(view.index),
         )
 
     def model_scenario(self, target: Target) -> dict:
@@ -208,7 +215,8 @@ def _pages(explicit: Any, derived: list[str], source: str) -> list:
     return list(explicit)
 
 
-def _step(raw: Mapping, number: int, where: str, layout, index: dict, pages: list, state: list[str]):
+def _step(raw: Mapping, number: int, where: str, layout: derive.Layout, index: dict, pages: list,
+          state: derive.ModelView) -> tuple[Step, derive.ModelView]:
     _known(raw, STEP_KEYS, where)
     if "run" not in raw or not str(raw["run"]).strip():
         raise PlanError(f"{where}: run: the step has no measured command")
@@ -221,14 +229,15 @@ def _step(raw: Mapping, number: int, where: str, layout, index: dict, pages: lis
         if words[0] in MEASURED:
             raise PlanError(f"{where}: before: {words[0]} is a measured call: make it a step of its own")
         layout.apply(words, f"{where}: before line {lineno}")
-    specs, now_index = layout.model_pages(f"{where}: before")
-    if now_index.keys() != index.keys():
-        raise PlanError(f"{where}: before: the commands add or remove pages; the model's pages are fixed by the setup")
-    derived_sets = derive.state_changes(state, specs)
+    now = layout.model_pages(f"{where}: before")
+    if now.index.keys() != index.keys():
+        raise PlanError(f"{where}: before: the commands add or remove pages; the model's pages are fixed by the setup",
+                        hint="allocate, touch and release pages in the setup")
+    derived_sets = derive.state_changes(state, now)
     sets = derived_sets
     if "model_set" in raw:
         stated = raw["model_set"] if isinstance(raw["model_set"], list) else [raw["model_set"]]
-        if _after_sets(pages, state, stated) != _after_sets(pages, state, derived_sets):
+        if _after_sets(pages, state.specs, stated) != _after_sets(pages, state.specs, derived_sets):
             raise PlanError(f"{where}: model_set: the plan's state change and its before: commands disagree:\n"
                             f"    model_set: {derive.describe(stated)}\n    before: gives: {derive.describe(derived_sets)}",
                             hint="drop model_set: (it is derived from before:) or make the two agree")
@@ -240,23 +249,35 @@ def _step(raw: Mapping, number: int, where: str, layout, index: dict, pages: lis
     after_words = derive.split_commands(after)
     for lineno, words in enumerate(after_words, 1):
         derive.check_command(words, f"{where}: after line {lineno}")
-    derived = derive.derive_call(layout, run_words[0], index, after_words, f"{where}: run")
+        if words[0] in MEASURED:
+            raise PlanError(f"{where}: after line {lineno}: {words[0]} is a measured call: make it a step of its own")
+    queries = [words for words in after_words if words[0] == "query"]
+    if len(queries) > 1:
+        raise PlanError(f"{where}: after: {len(queries)} queries; the model predicts one per step", hint="keep the first")
+    derived = derive.derive_call(layout, run_words[0], index, f"{where}: run")
+    if derived is None:
+        raise PlanError(f"{where}: run: the model's view of {raw['run'].strip()!r} cannot be derived, so what the "
+                        "kernel does cannot be checked" + (" (nor the plan's model: compared with it)" if "model" in raw else ""),
+                        hint="a plan step is a move, an mbind (mode=bind) with nodes and flags, a migrate_pages or a "
+                             "soft_offline of an anonymous or hugetlb page")
+    if queries:
+        derived["query"] = derive.query_entries(layout, queries[0], index, f"{where}: after: query", derived)
+    model = derived
     if "model" in raw:
-        model = raw["model"]
-        if not isinstance(model, dict) or "call" not in model:
+        stated_model = raw["model"]
+        if not isinstance(stated_model, dict) or "call" not in stated_model:
             raise PlanError(f"{where}: model: a mapping with a 'call'")
-        if derived is not None:
-            difference = _call_difference(model, derived, pages, state)
-            if difference:
-                raise PlanError(f"{where}: model: the plan's model call and its run: command disagree ({difference}):\n"
-                                f"    model: {derive.describe(model)}\n    run: {raw['run'].strip()} gives: {derive.describe(derived)}",
-                                hint="drop model: (it is derived from run:) or make the two agree")
-    elif derived is None:
-        raise PlanError(f"{where}: run: the model's view of {raw['run'].strip()!r} cannot be derived",
-                        hint="give the step a model: {call: ...} (see 'harness model simulate')")
-    else:
-        model = derived
+        difference = _call_difference(stated_model, derived, pages)
+        if difference:
+            raise PlanError(f"{where}: model: the plan's model call and its run: command disagree ({difference}):\n"
+                            f"    model: {derive.describe(stated_model)}\n    run: {raw['run'].strip()} gives: {derive.describe(derived)}",
+                            hint="drop model: (it is derived from run:) or make the two agree")
+    layout.measured(run_words[0], f"{where}: run")
+    at_end = layout.fingerprint()
     for lineno, words in enumerate(after_words, 1):
+        if words[0] == "query" and layout.fingerprint() != at_end:
+            raise PlanError(f"{where}: after line {lineno}: the query comes after a command that changes the pages: "
+                            "the model predicts the query at the end of the call", hint="query first")
         layout.apply(words, f"{where}: after line {lineno}")
     thp_region = raw.get("thp_region")
     thp_page = int(raw.get("thp_page", 0))
@@ -268,9 +289,12 @@ def _step(raw: Mapping, number: int, where: str, layout, index: dict, pages: lis
             raise PlanError(f"{where}: thp_page: {thp_page} but region {thp_region!r} is the model's page {first}")
         thp_page = first
     step = Step(name=str(raw.get("name", f"step{number}")), run=str(raw["run"]).strip(), model=model, before=before, after=after,
-                model_sets=tuple(sets), checks=checks, thp_region=thp_region, thp_page=thp_page)
-    after_specs, _ = layout.model_pages(f"{where}: after")
-    return step, after_specs
+                model_sets=tuple(sets), checks=checks, thp_region=thp_region, thp_page=thp_page, after_count=len(after_words))
+    later = layout.model_pages(f"{where}: after")
+    if later.index.keys() != index.keys():
+        raise PlanError(f"{where}: after: the commands add or remove pages; the model's pages are fixed by the setup",
+                        hint="allocate, touch and release pages in the setup")
+    return step, later
 
 
 def _after_sets(pages: list, state: list[str], sets: list) -> list:
@@ -287,37 +311,55 @@ def _after_sets(pages: list, state: list[str], sets: list) -> list:
     return out
 
 
-def _call_difference(stated: Mapping, derived: Mapping, pages: list, state: list[str]) -> str:
-    """'' when two model calls mean the same, else what differs."""
-
-    if stated.get("call") != derived.get("call"):
-        return f"call {stated.get('call')} vs {derived.get('call')}"
-    call = derived["call"]
+def _call_difference(stated: Mapping, derived: Mapping, pages: list) -> str:
+    """'' when two model calls mean the same, else what differs (every key
+    the model reads, each through the model's own parser)."""
     memory = Memory(parse_pages(list(pages)))
     try:
-        if call == "move_pages":
-            a = parse_entries(stated.get("entries", [{"pages": "all", "node": 1}]), memory)
-            b = parse_entries(derived["entries"], memory)
-            if a != b:
-                return f"{len(a)} entries vs {len(b)}" if len(a) != len(b) else "the entries differ"
-            if parse_flags(stated.get("flags")) != parse_flags(derived.get("flags")):
-                return "flags"
-            if bool(stated.get("query")) != bool(derived.get("query")):
-                return "query: the model predicts a query" if stated.get("query") else "query: the guest queries after the step"
-        elif call == "mbind":
-            if [int(n) for n in stated.get("nodes", [1])] != derived["nodes"]:
-                return "nodes"
-            if parse_flags(stated.get("flags")) != parse_flags(derived.get("flags")):
-                return "flags"
-            if parse_indices(stated.get("pages", "all"), len(memory)) != parse_indices(derived["pages"], len(memory)):
-                return "pages"
-        elif call == "migrate_pages":
-            if [int(n) for n in stated.get("from", [0])] != derived["from"] or [int(n) for n in stated.get("to", [1])] != derived["to"]:
-                return "nodes"
-        elif call == "soft_offline":
-            if parse_indices(stated.get("page", 0), len(memory), "page") != [derived["page"]]:
-                return "page"
+        a = canonical_call(stated, memory)
     except UserError as exc:
         return exc.message
+    b = canonical_call(derived, memory)
+    for key in sorted(set(a) | set(b), key=lambda k: (k != "call", k)):
+        if a.get(key) != b.get(key):
+            if key == "entries" and isinstance(a.get(key), list) and isinstance(b.get(key), list) and len(a[key]) != len(b[key]):
+                return f"{len(a[key])} entries vs {len(b[key])}"
+            if key == "query" and (a.get(key) is None) != (b.get(key) is None):
+                return "query: the model predicts a query" if a.get(key) is not None else "query: the guest queries after the step"
+            return f"{key}: {derive.describe(stated.get(key))} vs {derive.describe(derived.get(key))}"
     return ""
 
+
+def canonical_call(call: Mapping, memory: Memory) -> dict:
+    """A model call with every default filled in and every value parsed as
+    the model parses it (a UserError for a key or value the model refuses)."""
+    name = call.get("call")
+    if name not in CALL_KEYS:
+        raise UserError(f"call {name!r} is not a plan step's call (one of {', '.join(CALL_KEYS)})")
+    unknown = sorted(set(call) - {"call", "query"} - set(CALL_KEYS[name]))
+    if unknown:
+        raise UserError(f"unknown key {unknown[0]!r} for call {name} (keys: {', '.join(CALL_KEYS[name] + ('query',))})")
+    out: dict = {"call": name}
+    if name == "move_pages":
+        out["entries"] = parse_entries(call.get("entries", [{"pages": "all", "node": 1}]), memory)
+        out["flags"] = parse_flags(call.get("flags"))
+    elif name == "mbind":
+        out["nodes"] = [int(n) for n in call.get("nodes", [1])]
+        out["flags"] = parse_flags(call.get("flags"))
+        out["pages"] = parse_indices(call.get("pages", "all"), len(memory))
+    elif name == "migrate_pages":
+        out["from"] = [int(n) for n in call.get("from", [0])]
+        out["to"] = [int(n) for n in call.get("to", [1])]
+        out["move_all"] = bool(call.get("move_all", True))
+    elif name == "soft_offline":
+        out["page"] = parse_indices(call.get("page", 0), len(memory), "page")
+    query = call.get("query")
+    if query is True and name == "move_pages":
+        out["query"] = [(e.page, e.sub, e.fault) for e in out["entries"]]
+    elif isinstance(query, list):
+        out["query"] = [(e.page, e.sub, e.fault) for e in parse_query(query, memory)]
+    elif query not in (None, False):
+        raise UserError(f"query: {query!r}: give a list of addresses" + (" or true (the call's own)" if name == "move_pages" else ""))
+    else:
+        out["query"] = None
+    return out

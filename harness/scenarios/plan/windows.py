@@ -1,72 +1,100 @@
-"""Where each step is in what the guest wrote: its measured call's result,
-the results after it, the /proc/vmstat snapshots around it, the page flags
-read before and after it, and its trace events."""
+"""Where each step is in what the guest wrote, found by the step's own
+markers (``mark harness step N begin/end``), never by counting snapshots:
+mmdrive answers every script line with one result, and the script puts,
+around each step's measured call, the page-flag reads, a drain and a
+/proc/vmstat snapshot before its begin marker, and after its end marker a
+drain, a snapshot, the step's ``after:`` commands, a ``verify`` and the
+page-flag reads.  A ``vmstat`` (or any command) a plan adds to its setup,
+``before:`` or ``after:`` moves nothing."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Optional
 
 from harness.observe import trace as trace_mod
+from harness.observe import vmstat as vmstat_mod
 from harness.scenarios.plan.schema import Plan
+from harness.scenarios.plan.script import begin_mark, end_mark
 
 
-def _measured(results: list[dict], plan: Plan) -> list[tuple[Optional[dict], list[dict]]]:
-    """For each step: the run command's result and the results after it."""
-    out = []
-    # results between "mark ... begin" and "mark ... end" are the step's.
-    marks = [i for i, r in enumerate(results) if r.get("cmd") == "mark"]
-    for index in range(1, len(plan.steps) + 1):
-        begin = next((i for i in marks if results[i].get("text") == f"harness step {index} begin"), None)
-        end = next((i for i in marks if results[i].get("text") == f"harness step {index} end"), None)
-        if begin is None or end is None or end != begin + 2:
-            out.append((None, []))
-            continue
-        result = results[begin + 1]
-        after: list[dict] = []
-        # after the end mark: "drain" (recorded runs before it lack it), the
-        # "vmstat" snapshot, then the step's after-commands
-        position = end + 1
-        for skipped in ("drain", "vmstat"):
-            if position < len(results) and results[position].get("cmd") == skipped:
-                position += 1
-        while position < len(results) and results[position].get("cmd") not in ("vmstat", "mark", "exit"):
-            after.append(results[position])
-            position += 1
-        out.append((result, after))
+@dataclass
+class StepWindow:
+    """One step as the guest answered it; ``problem`` says what is missing."""
+
+    index: int
+    #: The measured call's result.
+    result: Optional[dict] = None
+    #: The results of the step's ``after:`` commands, in order.
+    after: list = field(default_factory=list)
+    #: /proc/vmstat just before the begin marker and just after the end marker's drain.
+    vmstat_before: Optional[dict] = None
+    vmstat_after: Optional[dict] = None
+    #: mmdrive's ``verify`` after the step's ``after:`` commands.
+    verify: Optional[dict] = None
+    #: {region: (pfns, kpageflags)} read before the opening snapshot and after the verify.
+    flags_before: dict = field(default_factory=dict)
+    flags_after: dict = field(default_factory=dict)
+    problem: str = ""
+
+    @property
+    def delta(self) -> dict:
+        return vmstat_mod.delta(self.vmstat_before, self.vmstat_after) if self.vmstat_before and self.vmstat_after else {}
+
+
+def step_windows(results: list[dict], plan: Plan) -> list[StepWindow]:
+    """For each step of the plan, its window in the workload's results."""
+    marks: dict = {}
+    for position, result in enumerate(results):
+        if result.get("cmd") == "mark":
+            marks.setdefault(result.get("text"), position)
+    return [_window(results, marks, index, step.after_count) for index, step in enumerate(plan.steps, 1)]
+
+
+def _window(results: list[dict], marks: dict, index: int, after_count: int) -> StepWindow:
+    window = StepWindow(index)
+    begin, end = marks.get(begin_mark(index)), marks.get(end_mark(index))
+    if begin is None or end is None:
+        window.problem = f"step {index} has no {'begin' if begin is None else 'end'} marker in the workload's output"
+        return window
+    if end != begin + 2:
+        window.problem = f"step {index}'s markers hold {end - begin - 1} results, not its one measured call"
+        return window
+    window.result = results[begin + 1]
+    if begin >= 1 and results[begin - 1].get("cmd") == "vmstat":
+        window.vmstat_before = results[begin - 1]["values"]
+    window.flags_before = _flags(results, begin - 2, -1)
+    position = end + 1
+    # runs recorded before the drain around each step lack it
+    if position < len(results) and results[position].get("cmd") == "drain":
+        position += 1
+    if position < len(results) and results[position].get("cmd") == "vmstat":
+        window.vmstat_after = results[position]["values"]
+        position += 1
+    window.after = results[position:position + after_count]
+    position += after_count
+    if position < len(results) and results[position].get("cmd") == "verify":
+        window.verify = results[position]
+        window.flags_after = _flags(results, position + 1, +1)
+    if window.vmstat_before is None or window.vmstat_after is None:
+        window.problem = f"step {index} has no /proc/vmstat snapshot {'before' if window.vmstat_before is None else 'after'} it"
+    return window
+
+
+def _flags(results: list[dict], position: int, direction: int) -> dict:
+    """The run of ``pageflags`` results from ``position`` on, in ``direction``."""
+    out: dict = {}
+    while 0 <= position < len(results) and results[position].get("cmd") == "pageflags":
+        out.setdefault(results[position]["name"], (results[position]["pfns"], results[position]["kflags"]))
+        position += direction
     return out
 
 
-def _flags_around(results: list[dict], steps: int) -> list[tuple[dict, dict]]:
-    """For each step: {region: (pfns, kpageflags)} read just before its
-    opening snapshot, and just after its verify ({} where not recorded)."""
-    out = []
-    marks = {r.get("text"): i for i, r in enumerate(results) if r.get("cmd") == "mark"}
-    for index in range(1, steps + 1):
-        pre: dict = {}
-        post: dict = {}
-        begin, end = marks.get(f"harness step {index} begin"), marks.get(f"harness step {index} end")
-        if begin is not None:
-            position = begin - 2  # results[begin - 1] is the opening vmstat
-            while position >= 0 and results[position].get("cmd") == "pageflags":
-                pre.setdefault(results[position]["name"], (results[position]["pfns"], results[position]["kflags"]))
-                position -= 1
-        if end is not None:
-            verify = next((i for i in range(end + 1, len(results)) if results[i].get("cmd") in ("verify", "mark")), None)
-            if verify is not None and results[verify].get("cmd") == "verify":
-                position = verify + 1
-                while position < len(results) and results[position].get("cmd") == "pageflags":
-                    post.setdefault(results[position]["name"], (results[position]["pfns"], results[position]["kflags"]))
-                    position += 1
-        out.append((pre, post))
-    return out
-
-
-def _step_events(events: list, index: int) -> list:
-    """The step's events, attributed to the workload's pid (the pid that
-    wrote the markers)."""
-    begin = f"harness step {index} begin"
-    window = trace_mod.between(events, begin, f"harness step {index} end")
+def step_events(events: list, index: int) -> list:
+    """The step's trace events, attributed to the workload's pid (the pid
+    that wrote the markers)."""
+    begin = begin_mark(index)
+    window = trace_mod.between(events, begin, end_mark(index))
     marker = next((e for e in events if trace_mod.marker_text(e) == begin), None)
     if marker is None:
         return []
     return [e for e in window if e.pid == marker.pid]
-

@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import yaml
 
 from harness.errors import InfraError, UserError
+from harness.host import proc as host_proc
 from harness.host.paths import PACKAGE
 from harness.workflows.lava.collect import JOB, LOG
 
@@ -31,7 +32,7 @@ def lavacli(identity: str) -> list[str]:
 
 def _call(argv: list[str], what: str, timeout: float = 120) -> str:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = host_proc.run(argv, timeout=timeout, separate_stderr=True)
     except subprocess.TimeoutExpired:
         raise InfraError(f"lavacli did not answer within {timeout:.0f} s ({what})") from None
     if proc.returncode != 0:

@@ -110,7 +110,7 @@ def guest_script(commands: Sequence[Command]) -> str:
         "#!/bin/sh",
         "# harness: a scenario's commands, each as SSH would run it; results in base64 between markers",
         "dmesg -n 1 2>/dev/null  # no kernel messages in the middle of the output",
-        f"cd /root 2>/dev/null || cd /",
+        "cd /root 2>/dev/null || cd /",
         "out=/tmp/harness-lava.out; err=/tmp/harness-lava.err",
     ]
     for command in commands:
