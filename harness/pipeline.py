@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Collection, Optional, Sequence, Tuple
@@ -36,6 +37,7 @@ from harness.host.rundir import owner as rundir_owner
 from harness.image.initramfs import ImageBuilder, ImageRequest
 from harness.kernel import compat, kconfig
 from harness.kernel.build import Builder, BuildRequest, layers
+from harness.kernel.kselftest import SelftestBuilder
 from harness.kernel.source import SourceRequest, SourceResolver
 from harness.model.kernels import kernel_for_version
 from harness.report import write_all
@@ -51,7 +53,7 @@ from harness.scenarios import Scenario, Target, scenarios_for_run, select
 from harness.scenarios.base import Captures
 from harness.scenarios.plan.scenario import load_plan_file
 from harness.vm.console import scan
-from harness.vm.machine import Machine, MachineRequest
+from harness.vm.machine import Machine, MachineRequest, kill_all
 
 
 @dataclass(frozen=True)
@@ -332,9 +334,7 @@ class Pipeline:
         the run directory are those of a serial run; Ctrl-C kills every
         guest (the workers then unwind through their own shutdown) and the
         scenarios that were running say they were interrupted."""
-        from concurrent.futures import ThreadPoolExecutor, wait
 
-        from harness.vm.machine import kill_all
 
         req = self.request
         contexts = []
@@ -402,7 +402,6 @@ class Pipeline:
         wanted = {asset for s in scenarios if not s.skip_reason(target) for asset in s.assets}
         out: dict = {}
         if "kselftest-vm" in wanted:
-            from harness.kernel.kselftest import SelftestBuilder
 
             self.stage = "kselftest build"
             try:

@@ -8,8 +8,21 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from typing import Optional, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as Bar
 
 _KBUILD = re.compile(r"^\s+(CC|AS|LD|AR|HOSTCC|HOSTLD|OBJCOPY|GZIP|LZMA|XZKERN|CPP|SHIPPED|GEN|CHK|UPD|MKELF|VDSO\w*|OBJTOOL|SYSMAP|KSYM|LDS|DTC|ZSTD)\s+(\S+)")
 
@@ -90,15 +103,6 @@ class Progress:
             self._printed = now
 
     def _rich_update(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as Bar
 
         if self._bar is None:
             self._bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -135,7 +139,6 @@ class Steps:
     with ``-q``) plain lines only, said by the caller.  Thread-safe."""
 
     def __init__(self, stream: Optional[TextIO] = None, quiet: bool = False, tty: Optional[bool] = None) -> None:
-        import threading
 
         self.stream = stream or sys.stderr
         self.quiet = quiet
@@ -166,14 +169,10 @@ class Steps:
             if self.quiet or not self.tty:
                 return
             if self._live is None:
-                from rich.console import Console
-                from rich.progress import Progress as Bar
-                from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
                 self._live = Bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                                  console=Console(file=self.stream), transient=True)
                 self._live.start()
-            from rich.markup import escape
 
             if key in self._tasks:
                 self._live.update(self._tasks[key], description=escape(text))

@@ -6,7 +6,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional
 
 from harness.errors import UserError
 from harness.host import proc
@@ -98,7 +98,3 @@ def compiler(prefix: str, path: Optional[str] = None) -> Compiler:
         env["PATH"] = path
     out = proc.run([command, "--version"], env=env, separate_stderr=True)
     return Compiler(command, out.stdout.strip().splitlines()[0] if out.stdout.strip() else "unknown")
-
-
-def host_path_with(extra: Sequence[str]) -> str:
-    return os.pathsep.join(list(extra) + [os.environ.get("PATH", os.defpath)])

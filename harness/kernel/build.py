@@ -147,7 +147,6 @@ def refuse_required_off(ours: Sequence[Sequence[kconfig.Option]], theirs: Sequen
 
 
 def _sha(text: str) -> str:
-    import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -4,6 +4,7 @@ directory, an mbox or a single patch file.  Pure apart from reading the
 files named."""
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -156,7 +157,6 @@ def patch_from_file(path: Path) -> Patch:
 def replacement_patch(rel: str, text: str, original: str, replacement: str, name: str, count: int = 1) -> Patch:
     """A unified diff of ``rel`` that replaces ``original`` by
     ``replacement`` (which must occur exactly ``count`` times in ``text``)."""
-    import difflib
 
     found = text.count(original)
     if found != count:

@@ -7,7 +7,7 @@ Mirrors mm/migrate.c of v5.0: ``unmap_and_move`` (:1163), ``__unmap_and_move``
 callbacks ``balloon_page_migrate`` and ``zs_page_migrate``.
 
 Every function returns the kernel's rc (0 or a negative errno) and records
-what it did in the ``Step`` it is given: counters and a human-readable note.
+what it did in the ``Attempt`` it is given: counters and a human-readable note.
 State changes that persist across passes (a lock finally taken, writeback
 waited for, a dirty page written out) are applied to the ``PageRun``.
 """
@@ -30,7 +30,7 @@ EIO = -Errno.EIO
 
 
 @dataclass
-class Target:
+class TargetSupply:
     """What the target allocator can supply (None: as much as asked)."""
 
     #: Order-0 pages the allocator can still hand out.
@@ -106,7 +106,7 @@ class Env:
     #: Node the targets come from; None: the page's own node (compaction,
     #: soft offline).
     target_node: Optional[int]
-    target: Target
+    target: TargetSupply
 
 
 @dataclass
@@ -125,7 +125,7 @@ class PageRun:
 
 
 @dataclass
-class Step:
+class Attempt:
     """What one unmap_and_move() attempt did besides its rc."""
 
     stats: Counter = field(default_factory=Counter)
@@ -134,7 +134,7 @@ class Step:
     copied: bool = False
 
 
-def unmap_and_move(run: PageRun, force: bool, env: Env, step: Step) -> int:
+def unmap_and_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
     """unmap_and_move() for an order-0 page, THP or non-LRU movable page."""
     page = run.page
     if page.kind.is_thp and not env.arch.thp_migration:
@@ -158,7 +158,7 @@ def unmap_and_move(run: PageRun, force: bool, env: Env, step: Step) -> int:
     return rc
 
 
-def _unmap_and_move(run: PageRun, force: bool, env: Env, step: Step) -> int:
+def _unmap_and_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
     """__unmap_and_move(): lock, writeback, unmap, move, remap."""
     page = run.page
     if page.locked:
@@ -194,15 +194,15 @@ def _unmap_and_move(run: PageRun, force: bool, env: Env, step: Step) -> int:
         _unmap(run, step)
         if page.unmap_fails:
             step.note += "a mapping survived try_to_unmap: -EAGAIN"
-            _remap(run, success=False, step=step)
+            _remap(run, step=step)
             return EAGAIN
     rc = _move_to_new_page(run, env, step)
     if was_mapped:
-        _remap(run, success=rc == SUCCESS, step=step)
+        _remap(run, step=step)
     return rc
 
 
-def _unmap(run: PageRun, step: Step) -> None:
+def _unmap(run: PageRun, step: Attempt) -> None:
     """try_to_unmap(TTU_MIGRATION|TTU_IGNORE_MLOCK): mlock does not protect."""
     if run.page.mlocked and not run.page.kind.is_thp:
         # page_remove_rmap -> clear_page_mlock: the page is isolated, so it
@@ -211,13 +211,13 @@ def _unmap(run: PageRun, step: Step) -> None:
         step.stats["unevictable_pgs_stranded"] += 1
 
 
-def _remap(run: PageRun, success: bool, step: Step) -> None:
+def _remap(run: PageRun, step: Attempt) -> None:
     """remove_migration_ptes(): mlock_vma_page() on the page now mapped."""
     if run.page.mlocked and not run.page.kind.is_thp:
         step.stats["unevictable_pgs_mlocked"] += 1
 
 
-def _move_to_new_page(run: PageRun, env: Env, step: Step) -> int:
+def _move_to_new_page(run: PageRun, env: Env, step: Attempt) -> int:
     """move_to_new_page(): pick the callback by mapping (mm/migrate.c:930)."""
     page = run.page
     kind = page.kind
@@ -241,7 +241,7 @@ def _move_to_new_page(run: PageRun, env: Env, step: Step) -> int:
     raise AssertionError(f"no move_to_new_page route for {kind}")  # pragma: no cover
 
 
-def _refs_ok(page: Page, step: Step) -> bool:
+def _refs_ok(page: Page, step: Attempt) -> bool:
     """migrate_page_move_mapping()'s count check (and page_ref_freeze)."""
     if page.pins:
         expected = page.expected_refs
@@ -253,7 +253,7 @@ def _refs_ok(page: Page, step: Step) -> bool:
     return True
 
 
-def _migrate_page(page: Page, env: Env, step: Step) -> int:
+def _migrate_page(page: Page, env: Env, step: Attempt) -> int:
     """migrate_page(): move the mapping, then copy (or only states in NO_COPY)."""
     if not _refs_ok(page, step):
         return EAGAIN
@@ -262,7 +262,7 @@ def _migrate_page(page: Page, env: Env, step: Step) -> int:
     return SUCCESS
 
 
-def _buffer_migrate_page(page: Page, env: Env, step: Step, norefs: bool) -> int:
+def _buffer_migrate_page(page: Page, env: Env, step: Attempt, norefs: bool) -> int:
     """__buffer_migrate_page() (mm/migrate.c:741)."""
     if not page.private:
         return _migrate_page(page, env, step)
@@ -279,7 +279,7 @@ def _buffer_migrate_page(page: Page, env: Env, step: Step, norefs: bool) -> int:
     return SUCCESS
 
 
-def _fallback_migrate_page(run: PageRun, env: Env, step: Step) -> int:
+def _fallback_migrate_page(run: PageRun, env: Env, step: Attempt) -> int:
     """fallback_migrate_page() and writeout() (mm/migrate.c:852-917)."""
     page = run.page
     if page.dirty:
@@ -308,7 +308,7 @@ def _fallback_migrate_page(run: PageRun, env: Env, step: Step) -> int:
     return _migrate_page(page, env, step)
 
 
-def _balloon_migrate(page: Page, env: Env, step: Step) -> int:
+def _balloon_migrate(page: Page, env: Env, step: Attempt) -> int:
     """balloon_page_migrate() -> virtballoon_migratepage()."""
     if env.mode == MigrateMode.MIGRATE_SYNC_NO_COPY:
         step.note += "balloon page in MIGRATE_SYNC_NO_COPY: -EINVAL"
@@ -321,7 +321,7 @@ def _balloon_migrate(page: Page, env: Env, step: Step) -> int:
     return SUCCESS
 
 
-def _zs_migrate(page: Page, env: Env, step: Step) -> int:
+def _zs_migrate(page: Page, env: Env, step: Attempt) -> int:
     """zs_page_migrate() (mm/zsmalloc.c)."""
     if env.mode == MigrateMode.MIGRATE_SYNC_NO_COPY:
         step.note += "zsmalloc page in MIGRATE_SYNC_NO_COPY: -EINVAL"
@@ -334,7 +334,7 @@ def _zs_migrate(page: Page, env: Env, step: Step) -> int:
     return SUCCESS
 
 
-def unmap_and_move_huge_page(run: PageRun, force: bool, env: Env, step: Step) -> int:
+def unmap_and_move_huge_page(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
     """unmap_and_move_huge_page() (mm/migrate.c:1279)."""
     page = run.page
     supported = env.arch.hugetlb_migration and (
@@ -354,7 +354,7 @@ def unmap_and_move_huge_page(run: PageRun, force: bool, env: Env, step: Step) ->
     return rc
 
 
-def _huge_page_move(run: PageRun, force: bool, env: Env, step: Step) -> int:
+def _huge_page_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
     page = run.page
     if page.locked:
         sync = env.mode in (MigrateMode.MIGRATE_SYNC, MigrateMode.MIGRATE_SYNC_NO_COPY)

@@ -21,9 +21,9 @@ from harness.model.constants import (
 )
 from harness.model.engine import (
     ENOMEM,
+    Attempt,
     Env,
     PageRun,
-    Step,
     can_split_huge_page,
     unmap_and_move,
     unmap_and_move_huge_page,
@@ -137,7 +137,7 @@ def migrate_pages(entries: list[PageRun], env: Env) -> CallResult:
             is_thp = run.page.kind.is_thp
             nr_subpages = HPAGE_PMD_NR if is_thp else 1
             whole = rules.thp_counts_subpages and is_thp
-            step = Step()
+            step = Attempt()
             if run.page.kind.is_hugetlb:
                 rc = unmap_and_move_huge_page(run, force, env, step)
             else:

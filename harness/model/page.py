@@ -64,10 +64,6 @@ class PageKind(enum.Enum):
         return self is PageKind.THP
 
     @property
-    def is_anon(self) -> bool:
-        return self in (PageKind.ANON, PageKind.ANON_SWAPCACHE, PageKind.THP)
-
-    @property
     def nr_pages(self) -> int:
         """hpage_nr_pages(): base pages behind one entry."""
         return {PageKind.THP: 512, PageKind.HUGETLB: 512, PageKind.HUGETLB_1G: 262144}.get(self, 1)

@@ -33,7 +33,7 @@ from harness.model.constants import (
     MigrateMode,
     MigrateReason,
 )
-from harness.model.engine import Env, Target
+from harness.model.engine import Env, TargetSupply
 from harness.model.kernels import kernel
 from harness.model.memory import Memory
 from harness.model.migrate import migrate_pages
@@ -199,7 +199,7 @@ def _node(item: Mapping) -> int:
         raise UserError(f"entries: node {item['node']!r} is not a number") from None
 
 
-def _targets(value: Any) -> Optional[dict[int, Target]]:
+def _targets(value: Any) -> Optional[dict[int, TargetSupply]]:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -211,7 +211,7 @@ def _targets(value: Any) -> Optional[dict[int, Target]]:
         for key in spec:
             if key not in fields:
                 raise one_of("target field", key, fields)
-        out[int(node)] = Target(**spec)
+        out[int(node)] = TargetSupply(**spec)
     return out
 
 

@@ -18,7 +18,7 @@ from harness.model.constants import (
     Errno,
     MigrateMode,
 )
-from harness.model.engine import Env, PageRun, Target
+from harness.model.engine import Env, PageRun, TargetSupply
 from harness.model.kernels import ArchFacts, KernelRules
 from harness.model.memory import Memory
 from harness.model.migrate import CallResult, migrate_pages
@@ -64,13 +64,13 @@ class Context:
     arch: ArchFacts
     memory: Memory
     nr_nodes: int = 2
-    targets: Optional[dict[int, Target]] = None
+    targets: Optional[dict[int, TargetSupply]] = None
 
-    def target(self, node: Optional[int]) -> Target:
+    def target(self, node: Optional[int]) -> TargetSupply:
         if self.targets is None:
             self.targets = {}
         key = -1 if node is None else node
-        return self.targets.setdefault(key, Target())
+        return self.targets.setdefault(key, TargetSupply())
 
     def run(self, runs: list[PageRun], who: Caller, node: Optional[int], pred: Prediction) -> CallResult:
         env = Env(

@@ -3,6 +3,7 @@
 Pure functions over parsed trace events."""
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -152,7 +153,6 @@ def scanned_ranges(events: Sequence[TraceEvent]) -> list:
 def in_ranges(pfns: Sequence[int], ranges: Sequence) -> list:
     """The PFNs that lie in one of ``ranges`` (each one scan, so at most
     SPAN_MAX long)."""
-    import bisect
 
     spans = sorted(ranges)
     starts = [start for start, _ in spans]
@@ -194,7 +194,6 @@ def fate(before: Sequence[int], after: Sequence[int], events: Sequence[TraceEven
     quiesced guest isolate_movable_page() takes every balloon and zsmalloc
     page it is shown (the page lock and the zspage are free), so each such
     page either moved or is one of its batch's counted failures."""
-    import bisect
 
     runs = batches(events)
     spans = sorted((start, end, index) for index, b in enumerate(runs) for start, end in b.ranges)

@@ -2,16 +2,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Iterable, Optional
 
 SENTINEL = -12345  # what mmdrive pre-fills status[] with
-
-
-@dataclass(frozen=True)
-class WorkloadError:
-    line: str
-    message: str
 
 
 def parse(lines: Iterable[str] | str) -> tuple[list[dict], list[dict]]:
@@ -25,11 +18,6 @@ def parse(lines: Iterable[str] | str) -> tuple[list[dict], list[dict]]:
         elif line.startswith("ERROR "):
             errors.append(json.loads(line[6:]))
     return results, errors
-
-
-def syscall_results(results: Iterable[dict]) -> list[dict]:
-    """The results of the calls under test, in order."""
-    return [r for r in results if r.get("cmd") in ("move", "mbind", "migrate_pages", "soft_offline")]
 
 
 def status_from_kernel(status: list[int]) -> list[Optional[int]]:

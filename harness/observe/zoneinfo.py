@@ -55,10 +55,3 @@ def parse(text: str) -> list[Zone]:
 
 def populated(zones: list[Zone]) -> list[Zone]:
     return [z for z in zones if z.populated]
-
-
-def zone_of(zones: list[Zone], pfn: int) -> Optional[Zone]:
-    for zone in zones:
-        if zone.populated and zone.contains(pfn):
-            return zone
-    return None

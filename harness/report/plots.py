@@ -53,6 +53,9 @@ def write_csv(capture: Path) -> Path:
 def plot_png(scenario: str, capture: Path, trace_text: Optional[str]) -> bytes:
     """PNG: the scenario's counters (delta from the window's first sample)
     against the guest's clock, and the window's mm_migrate_pages events."""
+    # matplotlib is the one import left for when a plot is drawn: it costs
+    # more than the rest of the harness together, and needs its backend
+    # chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")

@@ -3,7 +3,6 @@ captures saved, an observation (JSON) that ``check`` turns into results
 without the VM (so ``harness check RUN_DIR`` can redo it offline)."""
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,10 +10,13 @@ from typing import Any, Mapping, Optional, Protocol, Sequence
 
 from harness.arches import Arch
 from harness.arches import arch as lookup_arch
+from harness.errors import InfraError
 from harness.model.kernels import KernelRules
 from harness.model.kernels import kernel as model_kernel
+from harness.observe import trace as trace_mod
+from harness.observe import workload as workload_mod
 from harness.result import CheckResult
-from harness.vm.ssh import CommandResult
+from harness.vm.command import CommandResult
 
 #: Common preconditions (MODEL-SPEC section 7, P0), applied before each
 #: scenario; each line tolerates a knob this kernel does not have.
@@ -101,7 +103,6 @@ def guest_command(guest: Guest, captures: Captures, name: str, command: str, tim
     if result.stderr:
         captures.save(f"{name}.err", result.stderr)
     if check and not result.ok:
-        from harness.errors import InfraError
 
         raise InfraError(
             f"guest command for {name} failed with status {result.status}",
@@ -113,7 +114,6 @@ def guest_command(guest: Guest, captures: Captures, name: str, command: str, tim
 
 def collect_trace(guest: Guest, captures: Captures) -> None:
     """Read the trace buffer (trace.out) and its per-CPU stats (trace-stats.out)."""
-    from harness.observe import trace as trace_mod
 
     guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
     guest_command(guest, captures, "trace-stats", trace_mod.STATS)
@@ -122,7 +122,6 @@ def collect_trace(guest: Guest, captures: Captures) -> None:
 def trace_overran(ck, captures: Captures) -> bool:
     """An ERROR result, and True, when the ring buffer lost events: every
     event-based check of the scenario would be wrong."""
-    from harness.observe import trace as trace_mod
 
     lost = {cpu: n for cpu, n in trace_mod.overruns(captures.load("trace-stats.out")).items() if n}
     if lost:
@@ -133,7 +132,6 @@ def trace_overran(ck, captures: Captures) -> bool:
 def held_pids(text: str, cmd: str) -> list[int]:
     """The pids of held workloads (``fragment anon ... hold``, ``zfill ...
     hold``) from their RESULT lines."""
-    from harness.observe import workload as workload_mod
 
     return [int(r["pid"]) for r in workload_mod.parse(text)[0] if r.get("cmd") == cmd and r.get("pid")]
 
@@ -154,7 +152,6 @@ def verify_held(guest: Guest, captures: Captures, name: str, program: str, pids:
 def intact_check(ck, captures: Captures, name: str, after: str, program: str, expected: int) -> None:
     """Exact: every page the held workloads wrote still holds its pattern
     after ``after`` (absent in runs recorded before this check)."""
-    from harness.observe import workload as workload_mod
 
     if not (captures.directory / f"{name}.out").exists():
         return
@@ -235,7 +232,3 @@ class Scenario:
 
 def quote(text: str) -> str:
     return shlex.quote(text)
-
-
-def dump(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str) + "\n"

@@ -26,12 +26,14 @@ from harness.arches import Arch
 from harness.arches import arch as lookup_arch
 from harness.errors import HarnessError, InfraError, KernelError, UserError, tail_of
 from harness.host import toolchain
+from harness.host.proc import quote
 from harness.image.initramfs import overlay
 from harness.vm import accel as accel_mod
 from harness.vm.cmdline import MachineSpec, qemu_argv
+from harness.vm.command import CommandResult
 from harness.vm.console import ConsoleEvent, ConsoleWatcher, Kind
 from harness.vm.qmp import Qmp
-from harness.vm.ssh import CommandResult, Ssh, free_port, new_key
+from harness.vm.ssh import Ssh, free_port, new_key
 
 PR_SET_PDEATHSIG = 1
 #: Console text that means the forwarded port was taken meanwhile.
@@ -288,7 +290,6 @@ class Machine:
             sock.unlink()
         self.qmp = Qmp(sock, self.qmp_log)
         if self.echo:
-            from harness.host.proc import quote
 
             self.echo(quote(self.argv))
         with open(self.console_log, "ab") as log:

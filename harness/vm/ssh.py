@@ -9,9 +9,12 @@ import os
 import select
 import socket
 import sys
+import termios
+import threading
 import time
-from dataclasses import dataclass
+import tty
 from pathlib import Path
+from shlex import quote
 from typing import Callable, Optional
 
 import paramiko
@@ -19,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.errors import InfraError
+from harness.vm.command import CommandResult
 
 # paramiko's transport thread logs what the harness already handles (a
 # connection reset while dropbear starts, which the connect loop retries)
@@ -39,19 +43,6 @@ def new_key() -> tuple[paramiko.PKey, str, bytes]:
 
 def load_key(path: Path) -> paramiko.PKey:
     return paramiko.Ed25519Key.from_private_key_file(str(path))
-
-
-@dataclass
-class CommandResult:
-    command: str
-    status: int
-    stdout: str
-    stderr: str
-    elapsed: float
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 0
 
 
 class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
@@ -154,7 +145,6 @@ class Ssh:
         end: a guest that stops answering there would hang the harness, so
         they are asked in a thread while this one keeps to the deadline and
         polls ``abort``."""
-        import threading
 
         opened: dict = {}
 
@@ -182,7 +172,6 @@ class Ssh:
         return opened["channel"]
 
     def upload(self, data: bytes, remote: str, mode: str = "0755") -> None:
-        from shlex import quote
 
         result = self.run(f"cat > {quote(remote)} && chmod {mode} {quote(remote)}", stdin=data)
         if not result.ok:
@@ -192,8 +181,6 @@ class Ssh:
         """An interactive shell on this terminal (for `harness shell`)."""
         if self.client is None:
             raise InfraError("SSH is not connected")
-        import termios
-        import tty
 
         size = os.get_terminal_size() if sys.stdin.isatty() else os.terminal_size((80, 24))
         channel = self.client.invoke_shell(term=os.environ.get("TERM", "vt100"), width=size.columns, height=size.lines)

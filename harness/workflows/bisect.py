@@ -32,6 +32,10 @@ from harness.host import proc
 from harness.host.cache import Cache
 from harness.host.paths import PROJECT
 from harness.host.rundir import new_run_dir, write_json
+from harness.kernel.source import SourceRequest
+from harness.pipeline import Pipeline, RunRequest
+from harness.report.model import outcomes
+from harness.result import Status
 
 GOOD, BAD, SKIP, ABORT = 0, 1, 125, 128
 
@@ -97,10 +101,6 @@ class BisectRequest:
 
 def run_suite(state: dict, commit: str, run_dir: Path) -> Outcome:
     """Build the clone's checked-out commit and run the scenarios."""
-    from harness.kernel.source import SourceRequest
-    from harness.pipeline import Pipeline, RunRequest
-    from harness.report.model import outcomes
-    from harness.result import Status
 
     request = RunRequest(
         source=SourceRequest(state["clone"]), arches=tuple(state["arches"]), scenarios=tuple(state["scenarios"]),

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.errors import HarnessError, UserError
+from harness.report.html import _show, template
 from harness.result import ScenarioOutcome, Status
+from harness.scenarios.base import Target
 
 
 class Verdict(str, enum.Enum):
@@ -237,7 +239,6 @@ def compare(a: RunInfo, b: RunInfo, scenarios: Optional[dict] = None) -> Compari
 def model_account(ta: dict, tb: dict, names: list[str], scenarios: dict) -> dict[str, list[str]]:
     """Per scenario, what the model predicts differently for the two
     targets (only when they differ in arch, kernel version or model)."""
-    from harness.scenarios.base import Target
 
     keys = ("arch", "model", "kernel_version", "numa_nodes")
     if not scenarios or all(ta.get(k) == tb.get(k) for k in keys) or "model" not in ta or "model" not in tb:
@@ -322,7 +323,6 @@ def render_html(comparisons: list[tuple[str, Comparison]], title: str) -> str:
     of the expected differences, then per scenario every check with A and B
     side by side (observed, the model's expectation, status), the checks
     that differ first and highlighted."""
-    from harness.report.html import _show, template
 
     docs = []
     for label, comparison in comparisons:

@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from harness.errors import InfraError, KernelError, UserError
+from harness.errors import ExitCode, InfraError, KernelError, UserError
 from harness.host.cache import Cache
 from harness.host.rundir import new_run_dir, write_json
 from harness.kernel.patches import Patch
 from harness.kernel.source import SourceResolver
 from harness.kernel.workcopy import WorkCopy
+from harness.pipeline import Pipeline
 from harness.report.model import outcomes
 from harness.result import ScenarioOutcome
-from harness.workflows.compare import Verdict, verdict
+from harness.workflows.compare import Verdict, short, verdict
 
 
 @dataclass
@@ -129,7 +130,6 @@ def changes(stages: Sequence[Stage], docs: dict[int, dict]) -> list[Change]:
 
 
 def render(stages: Sequence[Stage], found: Sequence[Change], base: str) -> str:
-    from harness.workflows.compare import short
 
     lines = [f"series on {base}: {len(stages) - 1} stage(s) after the base"]
     for stage in stages:
@@ -176,18 +176,17 @@ class SeriesOutcome:
     def exit_code(self) -> int:
         statuses = [s.status for s in self.stages]
         if "KERNEL_ERROR" in statuses:
-            return 4
+            return ExitCode.KERNEL
         if "FAIL" in statuses:
-            return 1
+            return ExitCode.CHECKS_FAILED
         if "ERROR" in statuses or "INFRA_ERROR" in statuses:
-            return 3
-        return 0
+            return ExitCode.INFRA
+        return ExitCode.PASS
 
 
 class SeriesRun:
     def __init__(self, request, patches: Sequence[Patch], tip_only: bool = False, keep_going: bool = False,
                  origin: str = "", stream=None, pipeline=None) -> None:
-        from harness.pipeline import Pipeline
 
         self.request = request
         self.patches = list(patches)

@@ -128,3 +128,13 @@ def test_every_host_command_goes_through_proc():
                     and (node.value.id, node.attr) in starters):
                 found.append(f"{module_name(path)}:{node.lineno} {node.value.id}.{node.attr}")
     assert not found, "\n".join(found)
+
+
+def test_checking_a_plan_offline_needs_no_ssh_qemu_or_plotting_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.scenarios.plan.scenario, harness.scenarios.plan.explain\n"
+            "print(sorted(m for m in ('paramiko', 'pexpect', 'qemu.qmp', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

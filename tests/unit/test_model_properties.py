@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.model import MigrateMode, simulate
-from harness.model.engine import Env, PageRun, Target
+from harness.model.engine import Env, PageRun, TargetSupply
 from harness.model.kernels import kernel
 from harness.model.migrate import migrate_pages
 from harness.model.page import Page, PageKind
@@ -34,7 +34,7 @@ arches = st.sampled_from(["x86_64", "arm64"])
 
 def call(pages, mode, version="v5.0", arch="x86_64", free=None, pf_memalloc=False):
     rules = kernel(version)
-    env = Env(rules, rules.arch(arch), mode, 0, pf_memalloc, 1, Target(free_pages=free))
+    env = Env(rules, rules.arch(arch), mode, 0, pf_memalloc, 1, TargetSupply(free_pages=free))
     return migrate_pages([PageRun(p, i) for i, p in enumerate(pages)], env)
 
 

@@ -386,3 +386,35 @@ def test_a_hand_written_model_that_disagrees_with_its_command_is_refused(tmp_pat
     err = refused(tmp_path, PLAN.replace("    run: move all both:0-7=1\n",
                                          "    run: touch both 0\n    model: {call: move_pages}\n"), capsys)
     assert "step 2 (move-all): run:" in err and "cannot be derived" in err and "model:" in err
+
+
+# --- harness plan check: plans validated and predicted offline --------------
+
+def test_plan_check_prints_each_builtin_plans_predictions_for_both_versions_and_arches(capsys):
+    assert main(["plan", "check", *map(str, BUILTIN)]) == 0
+    out = capsys.readouterr().out
+    for path in BUILTIN:
+        plan = Plan.load(path)
+        section = out.split(f"plan {plan.name} ({path})", 1)[1].split("\nplan ", 1)[0]
+        for version in ("v5.0", "5.10"):
+            for name in ("x86_64", "arm64"):
+                block = section.split(f"== {version} {name}", 1)[1].split("  == ", 1)[0]
+                predictions = simulate(plan.model_scenario(target(name, version)))
+                for index, (step, prediction) in enumerate(zip(plan.steps, predictions), 1):
+                    assert f"step {index} {step.name}: {step.run}" in block
+                    # the model's own rendering of that step, line by line
+                    for line in prediction.render().splitlines()[1:]:
+                        assert line in block, (plan.name, version, name, step.name, line)
+
+
+def test_plan_check_says_why_a_plan_does_not_apply_to_an_arch(capsys):
+    path = next(p for p in BUILTIN if Plan.load(p).name == "move-pages-basic")
+    assert main(["plan", "check", str(path), "--arch", "arm", "--kernel", "v5.0"]) == 0
+    assert "== v5.0 arm: skipped (needs two NUMA nodes; arm has no NUMA)" in capsys.readouterr().out
+
+
+def test_plan_check_of_a_bad_plan_exits_2_naming_file_step_and_key(tmp_path, capsys):
+    path = write(tmp_path, PLAN.replace("run: move all both:0-7=1", "run: move all both:0-9=1"))
+    assert main(["plan", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "step 2 (move-all): run:" in err and "outside its region" in err

@@ -22,12 +22,15 @@ from __future__ import annotations
 import base64
 import re
 import shlex
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 from harness.errors import InfraError, UserError
-from harness.vm.ssh import CommandResult
+from harness.scenarios.base import Captures
+from harness.scenarios.plan.scenario import PlanScenario
+from harness.vm.command import CommandResult
 
 #: Where the job's files sit in the guest (an initramfs overlay).
 GUEST_DIR = "/harness/lava"
@@ -67,7 +70,6 @@ class NotTranscribable(UserError):
 def transcribe(scenario, target) -> list[Command]:
     """The commands ``scenario.drive`` runs on ``target``, or
     NotTranscribable saying why it cannot run as a LAVA job."""
-    from harness.scenarios.plan.scenario import PlanScenario
 
     if not isinstance(scenario, PlanScenario):
         # a class-based scenario's driver reads the guest (free memory, PIDs,
@@ -82,9 +84,7 @@ def transcribe(scenario, target) -> list[Command]:
 
 def _record(scenario, target, output: str) -> list[Command]:
     """The commands ``drive`` runs when every one of them prints ``output``."""
-    import tempfile
 
-    from harness.scenarios.base import Captures
 
     recorder = Recorder(output)
     with tempfile.TemporaryDirectory(prefix="harness-lava-") as tmp:
