@@ -12,6 +12,7 @@
 #include "common.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <malloc.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -1426,6 +1427,86 @@ static void cmd_sleep(int argc, char **argv)
 
 /* vmstat: /proc/vmstat after vm.stat_refresh (per-cpu diffs folded in),
  * as {"values": {name: value, ...}}: the snapshots around each step. */
+/* The rest of the closed-world snapshot (harness/observe/snapshot.py):
+ * every file the kernel keeps memory counters in, raw, as "files":
+ * {path: text}.  Read into a static buffer: nothing is allocated that a
+ * step could see (the JSON output grows in the brk heap). */
+static char snap_buf[65536];
+
+static void snapshot_file(struct jbuf *j, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof snap_buf - 1 && (n = read(fd, snap_buf + len, sizeof snap_buf - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    snap_buf[len] = 0;
+    jo_str(j, path, snap_buf);
+}
+
+static int is_numbered(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) || !name[n])
+        return 0;
+    for (const char *c = name + n; *c; c++)
+        if (*c < '0' || *c > '9')
+            return 0;
+    return 1;
+}
+
+static void snapshot_files(struct jbuf *j)
+{
+    static const char *const node_files[] = {"vmstat", "meminfo", "numastat"};
+    static const char *const pool_files[] = {"nr_hugepages", "free_hugepages", "surplus_hugepages"};
+    char path[256];
+    jo_key(j, "files");
+    jb_raw(j, "{");
+    j->first = 1;
+    snapshot_file(j, "/proc/meminfo");
+    snapshot_file(j, "/proc/buddyinfo");
+    DIR *nodes = opendir("/sys/devices/system/node");
+    struct dirent *d;
+    while (nodes && (d = readdir(nodes))) {
+        if (!is_numbered(d->d_name, "node"))
+            continue;
+        for (size_t k = 0; k < sizeof node_files / sizeof node_files[0]; k++) {
+            snprintf(path, sizeof path, "/sys/devices/system/node/%s/%s", d->d_name, node_files[k]);
+            snapshot_file(j, path);
+        }
+        char pools[128];
+        snprintf(pools, sizeof pools, "/sys/devices/system/node/%s/hugepages", d->d_name);
+        DIR *sizes = opendir(pools);
+        struct dirent *s;
+        while (sizes && (s = readdir(sizes))) {
+            if (strncmp(s->d_name, "hugepages-", 10))
+                continue;
+            for (size_t k = 0; k < sizeof pool_files / sizeof pool_files[0]; k++) {
+                snprintf(path, sizeof path, "%s/%s/%s", pools, s->d_name, pool_files[k]);
+                snapshot_file(j, path);
+            }
+        }
+        if (sizes)
+            closedir(sizes);
+    }
+    if (nodes)
+        closedir(nodes);
+    DIR *blocks = opendir("/sys/block");
+    while (blocks && (d = readdir(blocks))) {
+        if (!is_numbered(d->d_name, "zram"))
+            continue;
+        snprintf(path, sizeof path, "/sys/block/%s/mm_stat", d->d_name);
+        snapshot_file(j, path);
+    }
+    if (blocks)
+        closedir(blocks);
+    jb_raw(j, "}");
+    j->first = 0;
+}
+
 static void cmd_vmstat(int argc, char **argv)
 {
     (void)argv;
@@ -1446,6 +1527,7 @@ static void cmd_vmstat(int argc, char **argv)
     jb_raw(&out, "}");
     out.first = 0;
     fclose(f);
+    snapshot_files(&out);
     emit_result(&out);
 }
 
@@ -1745,6 +1827,21 @@ static void run_line(char *line)
     usage_fail("unknown command '%s'", argv[0]);
 }
 
+/* Fault in, before the first step, the memory mmdrive itself will write:
+ * the output buffer (a snapshot's JSON), the snapshot's read buffer and a
+ * deep stack.  A page mmdrive faulted in between a step's two snapshots
+ * would move the counters the step is held to (nr_anon_pages, pgfault,
+ * the page tables) as if the step had done it. */
+static void prefault(void)
+{
+    jb_reserve(&out, 4u << 20);
+    memset(out.p, 0, out.cap);
+    memset(snap_buf, 0, sizeof snap_buf);
+    volatile char stack[256 << 10];
+    for (size_t i = 0; i < sizeof stack; i += 4096)
+        stack[i] = 0;
+}
+
 static void raise_limits(void)
 {
     struct rlimit rl_;
@@ -1776,6 +1873,7 @@ int main(int argc, char **argv)
      * land in the address range of an unmapped region (a 'hole'). */
     mallopt(M_MMAP_MAX, 0);
     raise_limits();
+    prefault();
     int ncmds = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {

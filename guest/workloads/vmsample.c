@@ -2,7 +2,7 @@
  * vmsample: sample /proc/vmstat at a fixed interval while a scenario's
  * step runs, for the plots of the run's report.
  *
- *   vmsample INTERVAL_MS PREFIX[,PREFIX...] &   ...   kill -TERM $!
+ *   vmsample INTERVAL_MS PREFIX[,PREFIX...] [READY_FILE] &   ...   kill -TERM $!
  *
  * Until SIGTERM (or SIGINT), every INTERVAL_MS it reads /proc/vmstat and
  * keeps the counters whose names start with one of the PREFIXes; on the
@@ -17,6 +17,8 @@
  * after the start (a fixed buffer, populated at once; samples past its end
  * are counted, not kept), one pread of /proc/vmstat per sample.  It mlocks
  * nothing (that would move the unevictable counters the checks read).
+ * Once its memory is all faulted in it creates READY_FILE, so that the
+ * step's first snapshot can wait for it and not count its pages.
  */
 #include "common.h"
 
@@ -51,8 +53,8 @@ int main(int argc, char **argv)
 {
     const char *cmd = "vmsample";
     uint64_t interval;
-    if (argc != 3 || parse_u64(argv[1], &interval) || !interval)
-        wl_fail(2, cmd, 0, "usage: vmsample INTERVAL_MS PREFIX[,PREFIX...]");
+    if ((argc != 3 && argc != 4) || parse_u64(argv[1], &interval) || !interval)
+        wl_fail(2, cmd, 0, "usage: vmsample INTERVAL_MS PREFIX[,PREFIX...] [READY_FILE]");
     char *prefixes[MAX_PREFIXES];
     size_t nprefix = 0;
     for (char *save = NULL, *p = strtok_r(argv[2], ",", &save); p && nprefix < MAX_PREFIXES; p = strtok_r(NULL, ",", &save))
@@ -67,6 +69,12 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     static char file[FILE_BYTES], line[128];
+    memset(file, 0, sizeof file);
+    if (argc == 4) {
+        int ready = open(argv[3], O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (ready >= 0)
+            close(ready);
+    }
     while (!stop) {
         ssize_t n = pread(fd, file, sizeof file - 1, 0);
         if (n > 0) {

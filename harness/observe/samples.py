@@ -19,9 +19,18 @@ PREFIXES = ("pgmigrate_", "compact_", "thp_", "balloon_", "numa_", "nr_free_page
 INTERVAL_MS = 100
 
 
+def _wait_ready(ready: str) -> str:
+    """Guest shell: wait (5 s at most) until the sampler's memory is all
+    faulted in, so that the snapshot taken next already counts it."""
+    return f"for i in $(seq 250); do [ -e {ready} ] && break; sleep 0.02; done; rm -f {ready}; "
+
+
 def sampler_start(label: str) -> str:
-    """Guest shell: start the sampler in the background (its pid in $VS)."""
-    return f"vmsample {INTERVAL_MS} {','.join(PREFIXES)} > /tmp/vmsample-{label}.out 2>/dev/null < /dev/null & VS=$!; "
+    """Guest shell: start the sampler in the background (its pid in $VS),
+    and wait until it is ready."""
+    ready = f"/tmp/vmsample-{label}.ready"
+    return (f"rm -f {ready}; vmsample {INTERVAL_MS} {','.join(PREFIXES)} {ready} > /tmp/vmsample-{label}.out 2>/dev/null "
+            f"< /dev/null & VS=$!; " + _wait_ready(ready))
 
 
 def sampler_stop(label: str) -> str:
@@ -34,8 +43,9 @@ def daemon_start(label: str) -> str:
     """Guest shell: start the sampler in a session of its own, to outlive
     this SSH command (for steps the host drives, e.g. a balloon resize over
     QMP); prints its pid for ``daemon_stop``."""
-    return (f"setsid vmsample {INTERVAL_MS} {','.join(PREFIXES)} > /tmp/vmsample-{label}.out 2>/dev/null "
-            f"< /dev/null & echo $!")
+    ready = f"/tmp/vmsample-{label}.ready"
+    return (f"rm -f {ready}; setsid vmsample {INTERVAL_MS} {','.join(PREFIXES)} {ready} > /tmp/vmsample-{label}.out 2>/dev/null "
+            f"< /dev/null & echo $!; " + _wait_ready(ready))
 
 
 def daemon_stop(label: str, pid: int) -> str:

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-#: Guest command for an exact snapshot: fold the per-cpu diffs first.
-SNAPSHOT = "echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; cat /proc/vmstat"
-
 
 def parse(lines: Iterable[str] | str) -> dict[str, int]:
     if isinstance(lines, str):

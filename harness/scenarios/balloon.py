@@ -10,6 +10,7 @@ from typing import Any, Mapping, Optional
 from harness.check import Checker, migration_invariants
 from harness.errors import InfraError
 from harness.observe import samples as samples_mod
+from harness.observe import snapshot as snapshot_mod
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
@@ -96,7 +97,7 @@ class Balloon(Scenario):
         """QMP balloon to ``goal`` between vmstat snapshots; wait for QEMU's
         ``actual`` and then for the guest's balloon_<what> counter to stop
         moving (the balloon worker is done).  Returns ``actual``."""
-        guest_command(guest, captures, f"vmstat-before-{what}", vmstat_mod.SNAPSHOT)
+        guest_command(guest, captures, f"vmstat-before-{what}", snapshot_mod.SNAPSHOT)
         # /proc/vmstat sampled in the guest while the host resizes (report plots)
         sampler = guest_command(guest, captures, f"sampler-{what}", samples_mod.daemon_start(what), check=False).stdout.strip()
         qmp.balloon(goal)
@@ -108,7 +109,7 @@ class Balloon(Scenario):
         guest_command(guest, captures, f"wait-{what}", settle, timeout=120, check=False)
         if sampler.isdigit():
             guest_command(guest, captures, f"{what}-samples", samples_mod.daemon_stop(what, int(sampler)), timeout=30, check=False)
-        guest_command(guest, captures, f"vmstat-after-{what}", vmstat_mod.SNAPSHOT)
+        guest_command(guest, captures, f"vmstat-after-{what}", snapshot_mod.SNAPSHOT)
         return actual
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
@@ -118,8 +119,8 @@ class Balloon(Scenario):
         out = []
         ck = Checker(self.name, "inflate", evidence=[str(captures.directory / "vmstat-after-inflate.out")])
         ck.exact("QMP actual after inflate", observation["balloon_goal"], observation["balloon_after_inflate"])
-        inflate = vmstat_mod.delta(vmstat_mod.parse(captures.load("vmstat-before-inflate.out")),
-                                   vmstat_mod.parse(captures.load("vmstat-after-inflate.out")))
+        inflate = vmstat_mod.delta(snapshot_mod.vmstat_values(captures.load("vmstat-before-inflate.out")),
+                                   snapshot_mod.vmstat_values(captures.load("vmstat-after-inflate.out")))
         ck.exact("Δballoon_inflate", pages, inflate.get("balloon_inflate"))
         ck.exact("Δballoon_deflate", 0, inflate.get("balloon_deflate"))
         drop = meminfo_total_kb(captures.load("meminfo-before.out")) - meminfo_total_kb(captures.load("meminfo-inflated.out"))
@@ -152,8 +153,8 @@ class Balloon(Scenario):
 
         ck = Checker(self.name, "deflate", evidence=[str(captures.directory / "vmstat-after-deflate.out")])
         ck.exact("QMP actual after deflate", observation["balloon_full"], observation["balloon_after_deflate"])
-        deflate = vmstat_mod.delta(vmstat_mod.parse(captures.load("vmstat-before-deflate.out")),
-                                   vmstat_mod.parse(captures.load("vmstat-after-deflate.out")))
+        deflate = vmstat_mod.delta(snapshot_mod.vmstat_values(captures.load("vmstat-before-deflate.out")),
+                                   snapshot_mod.vmstat_values(captures.load("vmstat-after-deflate.out")))
         ck.exact("Δballoon_deflate", pages, deflate.get("balloon_deflate"))
         ck.invariant("MemTotal restored (kB)", "after deflate", meminfo_total_kb(captures.load("meminfo-after.out")),
                      "before inflate", meminfo_total_kb(captures.load("meminfo-before.out")))

@@ -17,6 +17,7 @@ from harness.model.compaction import (
 from harness.model.constants import COMPACT_CLUSTER_MAX
 from harness.observe import compaction as cmp
 from harness.observe import samples as samples_mod
+from harness.observe import snapshot as snapshot_mod
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import zoneinfo
@@ -109,8 +110,8 @@ def snapshot_around(label: str, action: str) -> str:
     /proc/vmstat sampled meanwhile (for the report's plots), printed last."""
     return (
         TRACEFS + samples_mod.sampler_start(label)
-        + f"echo '== before'; {vmstat_mod.SNAPSHOT}; {mark(f'harness {label} begin')}; "
-        + f"{action}; {mark(f'harness {label} end')}; echo '== after'; {vmstat_mod.SNAPSHOT}"
+        + f"echo '== before'; {snapshot_mod.SNAPSHOT}; {mark(f'harness {label} begin')}; "
+        + f"{action}; {mark(f'harness {label} end')}; echo '== after'; {snapshot_mod.SNAPSHOT}"
         + samples_mod.sampler_stop(label)
     )
 
@@ -118,7 +119,7 @@ def snapshot_around(label: str, action: str) -> str:
 def split_snapshots(text: str) -> tuple[dict, dict]:
     text, _ = samples_mod.split(text)
     before, _, after = text.partition("== after")
-    return vmstat_mod.parse(before.replace("== before", "")), vmstat_mod.parse(after)
+    return snapshot_mod.vmstat_values(before.replace("== before", "")), snapshot_mod.vmstat_values(after)
 
 
 def scanned_moved_check(ck: Checker, what: str, seen: Fate) -> None:

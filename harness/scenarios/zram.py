@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from harness.check import Checker, migration_invariants
+from harness.observe import snapshot as snapshot_mod
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
@@ -74,9 +75,9 @@ class Zram(Scenario):
         free = free_mb(guest_command(guest, captures, "free-memory", FREE_MEMORY).stdout)
         hogs = held_pids(guest_command(guest, captures, "hog", hog_commands(free, LOW_MB), timeout=300).stdout, "hog")
         observation["fragments"] = len(hogs)
-        guest_command(guest, captures, "vmstat-before-fill", vmstat_mod.SNAPSHOT)
+        guest_command(guest, captures, "vmstat-before-fill", snapshot_mod.SNAPSHOT)
         pids = held_pids(guest_command(guest, captures, "fill", SETUP, timeout=self.timeout).stdout, "zfill")
-        guest_command(guest, captures, "vmstat-after-fill", vmstat_mod.SNAPSHOT)
+        guest_command(guest, captures, "vmstat-after-fill", snapshot_mod.SNAPSHOT)
         make_holes(guest, captures, "holes", hogs)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
         guest_command(guest, captures, "mm-stat-before", "cat /sys/block/zram0/mm_stat")
@@ -99,8 +100,8 @@ class Zram(Scenario):
         assert captures is not None
         out = []
         ck = Checker(self.name, "fill", evidence=[str(captures.directory / "vmstat-after-fill.out")])
-        fill = vmstat_mod.delta(vmstat_mod.parse(captures.load("vmstat-before-fill.out")),
-                                vmstat_mod.parse(captures.load("vmstat-after-fill.out")))
+        fill = vmstat_mod.delta(snapshot_mod.vmstat_values(captures.load("vmstat-before-fill.out")),
+                                snapshot_mod.vmstat_values(captures.load("vmstat-after-fill.out")))
         ck.bounded("Δpswpout", fill.get("pswpout", 0), low=(FILL_MB - LIMIT_MB) * 256,
                    message=f"{FILL_MB} MiB under a {LIMIT_MB} MiB memcg limit must swap at least the difference")
         out += ck.results

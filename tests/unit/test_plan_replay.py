@@ -76,7 +76,7 @@ def test_vmstat_in_a_plans_setup_and_after_moves_no_window(tmp_path):
         return with_vmstat(out, query, {"pgmigrate_success": 0, "pgmigrate_fail": 0})
 
     original, edited = as_user_plan(run_dir, "x86_64", "move-pages-basic", "move-pages-snapshots", plan, lines)
-    assert original and all(c.status.name == "PASS" for c in original)
+    assert original and all(c.status.name in ("PASS", "SKIP") for c in original)
     assert summary(edited) == [(s, n, st, o) for s, n, st, o in summary(original)]
 
 

@@ -3,9 +3,13 @@ vmstat deltas against the model, page contents and states carried, and the
 accounting invariants."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from harness.check import Checker, migration_invariants
+from harness.check.closed_world import CHECK_NAME, Ambient, closed_world
 from harness.model.prediction import Prediction
 from harness.observe import workload as workload_mod
+from harness.observe.snapshot import GLOBAL, Field
 from harness.scenarios.base import pattern_check
 from harness.scenarios.plan.schema import Step
 from harness.scenarios.plan.windows import StepWindow
@@ -98,7 +102,8 @@ COUNTER_MEANING = {
 }
 
 
-def check_step(ck: Checker, step: Step, pred: Prediction, window: StepWindow, events: list, drained: bool = True) -> None:
+def check_step(ck: Checker, step: Step, pred: Prediction, window: StepWindow, events: list, drained: bool = True,
+               ambient: Sequence[Ambient] = ()) -> None:
     result, after, delta = window.result, window.after, window.delta
     observed_ret = workload_mod.ret_of(result)
     migrate = [e for e in events if e.name == "mm_migrate_pages"]
@@ -145,4 +150,28 @@ def check_step(ck: Checker, step: Step, pred: Prediction, window: StepWindow, ev
                      "" if expected == smaps["anon_huge_kb"] else "the model " + ("splits" if placement.get("split") else "keeps") + " the THP")
     # The accounting invariants hold for every step, whatever the model says.
     migration_invariants(ck, delta, events)
+    resting_state_check(ck, window)
+    fields = window.field_deltas
+    if fields is None:
+        ck.skip(CHECK_NAME, "the capture predates the whole snapshot (mmdrive read /proc/vmstat only)")
+    else:
+        closed_world(ck, fields, ambient, list(window.fields_after or {}))
+
+
+#: Counters of transient states: pages a step isolated are back on an LRU
+#: (or freed) once it is over and the pagevecs are drained.
+RESTING = ("nr_isolated_anon", "nr_isolated_file")
+RESTING_NAME = "resting state: nothing left isolated after the step (nr_isolated_*, every node)"
+
+
+def resting_state_check(ck: Checker, window: StepWindow) -> None:
+    """Exact: every transient-state counter, system-wide and per node, is
+    back at its value before the step."""
+    before = window.fields_before or {Field("vmstat", GLOBAL, k): v for k, v in (window.vmstat_before or {}).items()}
+    after = window.fields_after or {Field("vmstat", GLOBAL, k): v for k, v in (window.vmstat_after or {}).items()}
+    fields = sorted(f for f in after if f.source == "vmstat" and f.name in RESTING and f in before)
+    moved = {str(f): after[f] - before[f] for f in fields if after[f] != before[f]}
+    ck.exact(RESTING_NAME, {}, moved,
+             "" if not moved else "pages the step isolated are not back on an LRU: "
+             + ", ".join(f"{k} {v:+d}" for k, v in moved.items()), covers=fields)
 

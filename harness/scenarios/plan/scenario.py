@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from harness.check import Checker
+from harness.check.closed_world import ambient_list
 from harness.errors import InfraError
 from harness.model.prediction import Prediction
 from harness.observe import trace as trace_mod
@@ -88,6 +89,7 @@ class PlanScenario(Scenario):
                 return top.results
         predictions = self.predict(target)
         windows = step_windows(results, self.plan)
+        ambient = ambient_list(target.rules.name)
         drained = any(r.get("cmd") == "drain" for r in results)
         if self.plan.swapcache:
             swapcache_check(top, self.plan.swapcache, windows[0].flags_before if windows else {})
@@ -99,7 +101,7 @@ class PlanScenario(Scenario):
                 ck.error("workload", window.problem)
                 out += ck.results
                 continue
-            check_step(ck, step, prediction, window, step_events(events, window.index), drained=drained)
+            check_step(ck, step, prediction, window, step_events(events, window.index), drained=drained, ambient=ambient)
             page_state_check(ck, window.flags_before, window.flags_after)
             out += ck.results
         if not out:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from harness.observe import snapshot as snapshot_mod
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.scenarios.plan.schema import Plan
@@ -29,12 +30,23 @@ class StepWindow:
     #: /proc/vmstat just before the begin marker and just after the end marker's drain.
     vmstat_before: Optional[dict] = None
     vmstat_after: Optional[dict] = None
+    #: The whole closed-world snapshot at the same two points (None in runs
+    #: recorded before mmdrive took it).
+    fields_before: Optional[dict] = None
+    fields_after: Optional[dict] = None
     #: mmdrive's ``verify`` after the step's ``after:`` commands.
     verify: Optional[dict] = None
     #: {region: (pfns, kpageflags)} read before the opening snapshot and after the verify.
     flags_before: dict = field(default_factory=dict)
     flags_after: dict = field(default_factory=dict)
     problem: str = ""
+
+    @property
+    def field_deltas(self) -> Optional[dict]:
+        """Every snapshot field that moved (None without whole snapshots)."""
+        if self.fields_before is None or self.fields_after is None:
+            return None
+        return snapshot_mod.deltas(self.fields_before, self.fields_after)
 
     @property
     def delta(self) -> dict:
@@ -62,6 +74,7 @@ def _window(results: list[dict], marks: dict, index: int, after_count: int) -> S
     window.result = results[begin + 1]
     if begin >= 1 and results[begin - 1].get("cmd") == "vmstat":
         window.vmstat_before = results[begin - 1]["values"]
+        window.fields_before = _fields(results[begin - 1])
     window.flags_before = _flags(results, begin - 2, -1)
     position = end + 1
     # runs recorded before the drain around each step lack it
@@ -69,6 +82,7 @@ def _window(results: list[dict], marks: dict, index: int, after_count: int) -> S
         position += 1
     if position < len(results) and results[position].get("cmd") == "vmstat":
         window.vmstat_after = results[position]["values"]
+        window.fields_after = _fields(results[position])
         position += 1
     window.after = results[position:position + after_count]
     position += after_count
@@ -78,6 +92,15 @@ def _window(results: list[dict], marks: dict, index: int, after_count: int) -> S
     if window.vmstat_before is None or window.vmstat_after is None:
         window.problem = f"step {index} has no /proc/vmstat snapshot {'before' if window.vmstat_before is None else 'after'} it"
     return window
+
+
+def _fields(result: dict) -> Optional[dict]:
+    """A ``vmstat`` result's whole snapshot (None if it has only /proc/vmstat)."""
+    if "files" not in result:
+        return None
+    fields = snapshot_mod.parse_files(result["files"])
+    fields.update((snapshot_mod.Field("vmstat", snapshot_mod.GLOBAL, k), v) for k, v in result["values"].items())
+    return fields
 
 
 def _flags(results: list[dict], position: int, direction: int) -> dict:

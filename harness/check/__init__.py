@@ -9,9 +9,11 @@ Expected values come from the model, never from the observation they are
 compared with."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
+from harness.observe.snapshot import GLOBAL, Field
 from harness.result import CheckKind, CheckResult, Status
 
 
@@ -23,24 +25,38 @@ class Checker:
     step: str
     evidence: list[str] = field(default_factory=list)
     results: list[CheckResult] = field(default_factory=list)
+    #: The fields of the closed-world snapshot these checks account for,
+    #: with how (exact, bounded, invariant): a check named "Δcounter"
+    #: covers /proc/vmstat's counter, others name what they cover.
+    covered: dict = field(default_factory=dict)
 
-    def _add(self, name, kind, ok, expected, observed, message, bound=None, evidence=None) -> CheckResult:
+    def _add(self, name, kind, ok, expected, observed, message, bound=None, evidence=None, covers=()) -> CheckResult:
         result = CheckResult(
             self.scenario, self.step, name, kind, Status.PASS if ok else Status.FAIL,
             expected, observed, bound, message, list(evidence or self.evidence),
         )
         self.results.append(result)
+        for f in [*covers, *_named(name)]:
+            if self.covered.get(f) is not CheckKind.EXACT:
+                self.covered[f] = kind
         return result
 
-    def exact(self, name: str, expected: Any, observed: Any, message: str = "", evidence: Optional[list] = None) -> CheckResult:
+    def cover(self, fields: Iterable[Field], kind: CheckKind) -> None:
+        """Fields a check of this step accounts for without naming them."""
+        for f in fields:
+            if self.covered.get(f) is not CheckKind.EXACT:
+                self.covered[f] = kind
+
+    def exact(self, name: str, expected: Any, observed: Any, message: str = "", evidence: Optional[list] = None,
+              covers: Iterable[Field] = ()) -> CheckResult:
         ok = expected == observed
         if not ok and not message:
             message = _difference(expected, observed)
-        return self._add(name, CheckKind.EXACT, ok, expected, observed, message, evidence=evidence)
+        return self._add(name, CheckKind.EXACT, ok, expected, observed, message, evidence=evidence, covers=covers)
 
     def bounded(
         self, name: str, observed: Any, low: Optional[float] = None, high: Optional[float] = None,
-        allowed: Optional[Sequence] = None, message: str = "", evidence: Optional[list] = None,
+        allowed: Optional[Sequence] = None, message: str = "", evidence: Optional[list] = None, covers: Iterable[Field] = (),
     ) -> CheckResult:
         if allowed is not None:
             # A list of observations: each one must be allowed.
@@ -49,16 +65,17 @@ class Checker:
         else:
             ok = (low is None or observed >= low) and (high is None or observed <= high)
             bound = " and ".join(p for p in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if p)
-        return self._add(name, CheckKind.BOUNDED, ok, None, observed, message, bound=bound, evidence=evidence)
+        return self._add(name, CheckKind.BOUNDED, ok, None, observed, message, bound=bound, evidence=evidence, covers=covers)
 
     def invariant(self, name: str, lhs_name: str, lhs: Any, rhs_name: str, rhs: Any, relation: str = "==",
-                  message: str = "", evidence: Optional[list] = None) -> CheckResult:
+                  message: str = "", evidence: Optional[list] = None, covers: Iterable[Field] = ()) -> CheckResult:
         ops: dict[str, Callable[[Any, Any], bool]] = {
             "==": lambda a, b: a == b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
         }
         ok = ops[relation](lhs, rhs)
         text = message or f"{lhs_name} {relation} {rhs_name}"
-        return self._add(name, CheckKind.INVARIANT, ok, {rhs_name: rhs}, {lhs_name: lhs}, text, evidence=evidence)
+        return self._add(name, CheckKind.INVARIANT, ok, {rhs_name: rhs}, {lhs_name: lhs}, text, evidence=evidence,
+                         covers=[*covers, *_named(lhs_name), *_named(rhs_name)])
 
     def every(self, name: str, predicted: Any, observed: Sequence, what: str = "events", evidence: Optional[list] = None) -> CheckResult:
         """Exact: every observed value is the predicted one.  The values
@@ -81,6 +98,14 @@ class Checker:
         result = CheckResult(self.scenario, self.step, name, CheckKind.EXACT, Status.SKIP, message=message)
         self.results.append(result)
         return result
+
+
+_DELTA = re.compile(r"Δ([a-z][a-z0-9_]*)")
+
+
+def _named(name: str) -> list[Field]:
+    """The /proc/vmstat counters a check's name says it checks ("Δcounter")."""
+    return [Field("vmstat", GLOBAL, counter) for counter in _DELTA.findall(name)]
 
 
 def json_key(value: Any) -> Any:
