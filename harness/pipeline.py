@@ -22,6 +22,7 @@ from typing import Collection, Optional, Sequence, Tuple
 
 from harness import __version__
 from harness.arches import arch as lookup_arch
+from harness.check.closed_world import ambient_messages
 from harness.errors import HarnessError, UserError
 from harness.host import proc
 from harness.host.cache import Cache, disk_full, is_disk_full
@@ -40,10 +41,12 @@ from harness.kernel.build import Builder, BuildRequest, layers
 from harness.kernel.kselftest import SelftestBuilder
 from harness.kernel.source import SourceRequest, SourceResolver
 from harness.model.kernels import kernel_for_version
+from harness.observe import kmsg as kmsg_mod
 from harness.report import write_all
 from harness.report.model import run_exit_code, run_status
 from harness.result import (
     CONSOLE_CHECK,
+    KERNEL_LOG_CHECK,
     CheckKind,
     CheckResult,
     ScenarioOutcome,
@@ -443,11 +446,13 @@ class Pipeline:
                 if outcome.boot_s is not None:
                     self.say(f"[{target.arch.name}] {scenario.name}: booted in {outcome.boot_s:.1f}s ({outcome.accel})")
                 self.steps.start(step, f"[{target.arch.name}] {scenario.name}: running")
+                # what the kernel logs from here on is the scenario's
+                machine.run(f"echo '<7>{kmsg_mod.SCENARIO_BEGINS}' > /dev/kmsg", timeout=60, check=True)
                 observation = scenario.drive(machine, target, captures, qmp=machine.qmp)
                 observation["captures"] = captures.files
                 write_json(sdir / "observation.json", observation)
-                dmesg = machine.run("dmesg", timeout=60)
-                captures.save("dmesg.txt", dmesg.stdout)
+                kmsg = machine.run("mmdrive -c kmsg", timeout=60)
+                captures.save(kmsg_mod.CAPTURE, kmsg.stdout)
         except HarnessError as exc:
             outcome.failed(exc.render(), exc.blame)
         except KeyboardInterrupt:
@@ -545,6 +550,16 @@ def check_outcome(scenario: Scenario, target: Target, sdir: Path, observation: O
             Status.PASS if not problems else Status.FAIL, expected=[], observed=[p.line for p in problems],
             message="" if not problems else f"the kernel logged {problems[0].kind.value}: {problems[0].line}",
             evidence=[f"{console}:{problems[0].lineno}"] if problems else [],
+        ))
+    log = sdir / kmsg_mod.CAPTURE
+    if log.exists():
+        allowed = ambient_messages(target.rules.name) + list(scenario.expected_messages(target))
+        logged = kmsg_mod.errors(kmsg_mod.parse(log.read_text(errors="replace")), allowed)
+        results.append(CheckResult(
+            scenario.name, "kernel", KERNEL_LOG_CHECK, CheckKind.EXACT, Status.FAIL if logged else Status.PASS,
+            expected=[], observed=[f"{entry.record}" + (f" (during {entry.step})" if entry.step else "") for entry in logged],
+            message="" if not logged else f"the kernel logged an error: {kmsg_mod.first_line(logged)}",
+            evidence=[str(log)],
         ))
     outcome.checks = results
     account = getattr(scenario, "model_account", None)

@@ -87,6 +87,8 @@ def _short(value: Any, limit: int = 400) -> str:
 
 #: The console check every scenario gets (pipeline.check_outcome).
 CONSOLE_CHECK = "console clean (no panic, BUG, oops, WARN, lockup)"
+#: ... and the kernel's log check: no error-level message during the scenario.
+KERNEL_LOG_CHECK = "kernel log clean (no error-level message during the scenario)"
 
 
 class Blame(str, enum.Enum):
@@ -148,8 +150,8 @@ class ScenarioOutcome:
             return Blame.SKIP
         if self.error:
             return {"kernel": Blame.KERNEL, "harness": Blame.HARNESS, "user": Blame.USER}.get(self.error_blame or "", Blame.INFRA)
-        if any(c.step == "kernel" and c.name == CONSOLE_CHECK and c.status is Status.FAIL for c in self.checks):
-            return Blame.KERNEL
+        if any(c.step == "kernel" and c.status is Status.FAIL for c in self.checks):
+            return Blame.KERNEL  # the console or the kernel's log shows the kernel failed
         return {Status.PASS: Blame.PASS, Status.FAIL: Blame.FAIL}.get(status, Blame.INFRA)
 
     def failed(self, error: str, blame: str) -> "ScenarioOutcome":

@@ -1650,6 +1650,64 @@ static void cmd_kpageflags(int argc, char **argv)
 
 /* mark TEXT: write TEXT to the trace buffer (trace_marker), so trace events
  * can be cut into steps. */
+/* The same mark in the kernel's log, at debug level (never on the
+ * console): the kernel's messages are attributed to steps by where they
+ * fall between these records. */
+static void kmsg_mark(const char *text)
+{
+    int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char line[600];
+    int n = snprintf(line, sizeof line, "<7>harness: %s\n", text);
+    if (n > 0 && write(fd, line, (size_t)n) < 0) {
+    }
+    close(fd);
+}
+
+/* kmsg: every record of the kernel's log buffer, with its level (and
+ * facility), sequence number and timestamp, as /dev/kmsg gives them:
+ * "records": [[prefix, seq, usec, "text"], ...]. */
+static void cmd_kmsg(int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 1)
+        usage_fail("usage: kmsg");
+    int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        sys_fail(errno, "cannot open /dev/kmsg");
+    result_begin("kmsg");
+    jo_key(&out, "records");
+    ja_begin(&out);
+    static char rec[8192];
+    for (;;) {
+        ssize_t n = read(fd, rec, sizeof rec - 1);
+        if (n < 0 && errno == EPIPE)
+            continue; /* overwritten while we read: the next one */
+        if (n <= 0)
+            break;
+        rec[n] = 0;
+        char *semi = strchr(rec, ';');
+        if (!semi)
+            continue;
+        *semi = 0;
+        char *msg = semi + 1;
+        char *nl = strchr(msg, '\n');
+        if (nl)
+            *nl = 0;
+        unsigned long long prefix = 0, seq = 0, usec = 0;
+        if (sscanf(rec, "%llu,%llu,%llu", &prefix, &seq, &usec) != 3)
+            continue;
+        ja_sep(&out);
+        jb_printf(&out, "[%llu,%llu,%llu,", prefix, seq, usec);
+        jb_str(&out, msg);
+        jb_raw(&out, "]");
+    }
+    close(fd);
+    ja_end(&out);
+    emit_result(&out);
+}
+
 static void cmd_mark(const char *text)
 {
     static const char *paths[] = {"/sys/kernel/tracing/trace_marker", "/sys/kernel/debug/tracing/trace_marker"};
@@ -1661,6 +1719,7 @@ static void cmd_mark(const char *text)
         ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
         close(fd);
     }
+    kmsg_mark(text);
     result_begin("mark");
     jo_str(&out, "text", text);
     jo_bool(&out, "ok", ok);
@@ -1736,6 +1795,7 @@ static void cmd_verify(int argc, char **argv)
 static const struct command commands[] = {
     {"alloc", cmd_alloc},
     {"verify", cmd_verify},
+    {"kmsg", cmd_kmsg},
     {"touch", cmd_touch},
     {"touch_until", cmd_touch_until},
     {"readfault", cmd_readfault},

@@ -13,6 +13,7 @@ and a test shows that removing an entry makes a pristine run fail."""
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -76,6 +77,18 @@ def _entry(entry: dict, path: Path) -> Ambient:
     if not isinstance(entry, dict) or not entry.get("fields") or not entry.get("why"):
         raise UserError(f"{path}: {entry!r}: an ambient entry has fields: and why:")
     return Ambient(str(entry["fields"]), str(entry["why"]).strip(), entry.get("steps"))
+
+
+def ambient_messages(kernel: str, path: Path = AMBIENT_FILE) -> list[re.Pattern]:
+    """Error-level kernel messages a quiet guest of this version logs
+    whatever a scenario does (``messages:`` in the ambient file)."""
+    data = yaml.safe_load(path.read_text())
+    out = []
+    for entry in data.get("messages", {}).get(kernel, []) or []:
+        if not isinstance(entry, dict) or not entry.get("pattern") or not entry.get("why"):
+            raise UserError(f"{path}: {entry!r}: an ambient message has pattern: and why:")
+        out.append(re.compile(str(entry["pattern"])))
+    return out
 
 
 @dataclass

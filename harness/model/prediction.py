@@ -29,6 +29,12 @@ class Prediction:
     vmstat: Counter = field(default_factory=Counter)
     #: Final node per input page ("split" THPs list their subpages' nodes).
     placement: list[dict] = field(default_factory=list)
+    #: {(node, counter): delta} the call moves between nodes
+    #: (``model.accounting``: rmap, mapping, LRU and mlock counters, the
+    #: hugetlb pools; "lru_anon"/"lru_file" for an LRU's total).
+    node_deltas: dict = field(default_factory=dict)
+    #: The pages as the call met them (their states, for what the checks bound).
+    pages_before: list = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -68,6 +74,7 @@ class Prediction:
             ]
         out["vmstat"] = self.vmstat_deltas()
         out["placement"] = self.placement
+        out["node_deltas"] = {f"node{node} {name}": value for (node, name), value in sorted(self.node_deltas.items())}
         out["notes"] = self.notes
         out["log"] = self.log
         return out

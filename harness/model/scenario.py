@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import yaml
 
 from harness.errors import UserError, one_of
-from harness.model import syscalls
+from harness.model import accounting, syscalls
 from harness.model.callers import caller as lookup_caller
 from harness.model.constants import (
     MPOL_MF_MOVE,
@@ -226,7 +226,11 @@ def _run_call(ctx: Context, step: Mapping) -> Prediction:
     if call not in CALLS:
         raise one_of("call", call, CALLS)
     runner = _RUNNERS[call]
+    before = accounting.footprint(ctx.memory.objects)
+    pages = [obj.page for obj in ctx.memory.objects]
     prediction = runner(ctx, step)
+    prediction.node_deltas = accounting.node_deltas(before, accounting.footprint(ctx.memory.objects))
+    prediction.pages_before = pages
     query = step.get("query")
     if isinstance(query, list):
         # the addresses queried after the call (move_pages(2) without nodes)

@@ -224,6 +224,11 @@ class Scenario:
     def check(self, observation: Mapping[str, Any], target: Target) -> list[CheckResult]:
         raise NotImplementedError
 
+    def expected_messages(self, target: Target) -> list:
+        """Patterns (compiled regexes) of the error-level kernel messages
+        this scenario makes the kernel log on purpose."""
+        return []
+
     def account(self, target: Target, other: Target) -> list[str]:
         """The model's account of why this scenario differs between two
         targets (for the cross-arch view)."""

@@ -99,7 +99,9 @@ def window(trace_text: str, begin: str, end: str) -> list:
 
 
 def mark(text: str) -> str:
-    return f"echo {text} > $T/trace_marker"
+    """Guest shell: a marker in the trace and in the kernel's log (at debug
+    level: never on the console), where steps are found."""
+    return f"echo {text} > $T/trace_marker; echo '<7>harness: {text}' > /dev/kmsg"
 
 
 TRACEFS = "for d in /sys/kernel/tracing /sys/kernel/debug/tracing; do [ -e $d/trace ] && T=$d && break; done; "

@@ -7,9 +7,11 @@ from typing import Sequence
 
 from harness.check import Checker, migration_invariants
 from harness.check.closed_world import CHECK_NAME, Ambient, closed_world
+from harness.model.accounting import HUGETLB_POOL, LRU_ANON, LRU_FIELDS, LRU_FILE
 from harness.model.prediction import Prediction
 from harness.observe import workload as workload_mod
 from harness.observe.snapshot import GLOBAL, Field
+from harness.result import CheckKind
 from harness.scenarios.base import pattern_check
 from harness.scenarios.plan.schema import Step
 from harness.scenarios.plan.windows import StepWindow
@@ -152,10 +154,65 @@ def check_step(ck: Checker, step: Step, pred: Prediction, window: StepWindow, ev
     migration_invariants(ck, delta, events)
     resting_state_check(ck, window)
     fields = window.field_deltas
+    if fields is not None:
+        node_accounting_check(ck, pred, window, fields)
     if fields is None:
         ck.skip(CHECK_NAME, "the capture predates the whole snapshot (mmdrive read /proc/vmstat only)")
     else:
         closed_world(ck, fields, ambient, list(window.fields_after or {}))
+
+
+#: The node counters the model accounts page by page (model.accounting).
+NODE_COUNTERS = ("nr_anon_pages", "nr_anon_transparent_hugepages", "nr_file_pages", "nr_mapped", "nr_shmem", "nr_dirty",
+                 "nr_mlock", "nr_unevictable", LRU_ANON, LRU_FILE, f"{HUGETLB_POOL} free_hugepages")
+#: Counters of pages under writeback: their writeback ends when the
+#: throttled disk gets to them, which the model does not know.
+WRITEBACK_COUNTERS = ("nr_writeback", "nr_zone_write_pending")
+
+
+def _observed(fields: dict, node: int, name: str) -> int:
+    if name in LRU_FIELDS:
+        return sum(fields.get(Field("vmstat", node, c), 0) for c in LRU_FIELDS[name][:2])
+    if name.startswith(HUGETLB_POOL):
+        return fields.get(Field("hugepages", node, name), 0)
+    return fields.get(Field("vmstat", node, name), 0)
+
+
+def node_accounting_check(ck: Checker, pred: Prediction, window: StepWindow, fields: dict) -> None:
+    """Exact, per node: the counters that move with the pages the model
+    moved (rmap, mapping, LRU totals, mlock, hugetlb pool), and nothing
+    else of theirs; the LRU totals of the zones as well.  Bounded: the
+    active/inactive split of an LRU (only the total is the model's), and
+    the writeback counters (pages under writeback finish when the disk
+    gets to them)."""
+    after = window.fields_after or {}
+    nodes = sorted({f.node for f in after if f.source == "vmstat" and f.node != GLOBAL})
+    wb_pages = sum(p.kind.nr_pages for p in pred.pages_before if p.writeback) if pred.pages_before else 0
+    for node in nodes:
+        expected = {name: pred.node_deltas.get((node, name), 0) for name in NODE_COUNTERS}
+        observed = {name: _observed(fields, node, name) for name in NODE_COUNTERS}
+        zones = {"zone " + name: sum(fields.get(Field("vmstat", node, c), 0) for c in LRU_FIELDS[name][2:]) for name in LRU_FIELDS}
+        zones["zone nr_unevictable"] = fields.get(Field("vmstat", node, "nr_zone_unevictable"), 0)
+        expected.update({"zone " + name: expected[name] for name in LRU_FIELDS}, **{"zone nr_unevictable": expected["nr_unevictable"]})
+        observed.update(zones)
+        covers = [Field("vmstat", node, c) for c in NODE_COUNTERS if not c.startswith(("lru", HUGETLB_POOL))]
+        covers += [Field("vmstat", node, "nr_zone_unevictable"), Field("hugepages", node, f"{HUGETLB_POOL} free_hugepages")]
+        wrong = {k: (expected[k], observed[k]) for k in expected if expected[k] != observed[k]}
+        ck.exact(f"node{node}: counters moved with the pages (rmap, page cache, LRU totals, mlock, hugetlb pool)",
+                 {k: v for k, v in expected.items() if v}, {k: v for k, v in observed.items() if v},
+                 "" if not wrong else "; ".join(f"{k} expected {e:+d}, observed {o:+d}" for k, (e, o) in wrong.items()),
+                 covers=covers)
+        # the LRU lists themselves: only their totals are predicted
+        ck.cover([Field("vmstat", node, c) for name in LRU_FIELDS for c in LRU_FIELDS[name]], CheckKind.BOUNDED)
+        for name in WRITEBACK_COUNTERS:
+            ck.bounded(f"node{node}: Δ{name} (writeback that ends during the step)",
+                       fields.get(Field("vmstat", node, name), 0) - (0 if name == "nr_writeback" else
+                                                                     fields.get(Field("vmstat", node, "nr_dirty"), 0)),
+                       low=-wb_pages, high=0,
+                       message=f"{wb_pages} pages were under writeback when the step began; it may end for any of them",
+                       covers=[Field("vmstat", node, name)])
+    ck.bounded("Δnr_written (writeback that ends during the step)", window.delta.get("nr_written", 0), low=0, high=wb_pages,
+               message=f"{wb_pages} pages were under writeback when the step began")
 
 
 #: Counters of transient states: pages a step isolated are back on an LRU
