@@ -1894,9 +1894,25 @@ static void run_line(char *line)
  * the page tables) as if the step had done it. */
 static void prefault(void)
 {
+    wl_hold_output(32u << 20);
     jb_reserve(&out, 4u << 20);
     memset(out.p, 0, out.cap);
     memset(snap_buf, 0, sizeof snap_buf);
+    /* and the heap's free space: what stdio, opendir and friends malloc
+     * later comes out of pages already there (and never given back) */
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    void *heap = malloc(8u << 20);
+    if (heap) {
+        memset(heap, 0, 8u << 20);
+        free(heap);
+    }
+    /* A first read of every snapshot file has effects of its own (sysfs
+     * lookups, the first opendir): have them now, not inside a step. */
+    struct jbuf scratch = {0};
+    jb_reserve(&scratch, 1u << 20);
+    jo_begin(&scratch);
+    snapshot_files(&scratch);
+    free(scratch.p);
     volatile char stack[256 << 10];
     for (size_t i = 0; i < sizeof stack; i += 4096)
         stack[i] = 0;

@@ -53,11 +53,21 @@ class MemObject:
             self.isolated = True
 
 
+#: PAGEVEC_SIZE: an lru_add pagevec drains onto the LRU when it holds this
+#: many pages (or at once for a compound page).
+PAGEVEC_SIZE = 15
+
+
 class Memory:
     """All page objects of a scenario, in address order."""
 
     def __init__(self, pages: list[Page]) -> None:
         self.objects = [MemObject(page, page.node) for page in pages]
+        #: Pages put back during the current syscall that sit in the CPU's
+        #: lru_add pagevec: not on an LRU, so isolate_lru_page() refuses
+        #: them (-EBUSY) until it drains.  migrate_prep() drains it at the
+        #: start of each syscall (``new_call``).
+        self.pagevec: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -78,7 +88,18 @@ class Memory:
                 obj.sub_nodes[outcome.sub] = outcome.node
             else:
                 obj.node = outcome.node
+        for origin, sub, compound in result.putbacks:
+            self.pagevec.append((origin, sub or 0))
+            if compound or len(self.pagevec) >= PAGEVEC_SIZE:
+                self.pagevec.clear()  # __pagevec_lru_add(): on the LRU now
         self.release_isolation()
+
+    def new_call(self) -> None:
+        """migrate_prep(): lru_add_drain_all() at the start of a syscall."""
+        self.pagevec.clear()
+
+    def in_pagevec(self, index: int, sub: int = 0) -> bool:
+        return (index, sub) in self.pagevec
 
     def release_isolation(self) -> None:
         for obj in self.objects:

@@ -97,6 +97,10 @@ class CallResult:
     outcomes: list[PageOutcome]
     log: list[str] = field(default_factory=list)
     passes: int = 0
+    #: LRU pages put back on an LRU, in the kernel's order: (origin, sub,
+    #: compound).  putback_lru_page() adds them to the CPU's lru_add
+    #: pagevec, where they are not on the LRU until it drains (model.memory).
+    putbacks: list = field(default_factory=list)
 
     @property
     def leftovers(self) -> list[PageOutcome]:
@@ -120,10 +124,16 @@ def migrate_pages(entries: list[PageRun], env: Env) -> CallResult:
     def target_node(run: PageRun) -> int:
         return run.page.node if env.target_node is None else env.target_node
 
+    putbacks: list = []
+
     def record(run: PageRun, result: str, rc: int, node: int) -> None:
         outcomes[(run.origin, run.sub)] = PageOutcome(
             run.origin, run.sub, result, rc, node, run.origin in split_origins
         )
+        # unmap_and_move(): the new page after a success, the old one after a
+        # failure, goes back to an LRU at once; the caller puts back the rest
+        if result in ("migrated", "failed") and run.page.kind.is_lru and not run.page.kind.is_hugetlb:
+            putbacks.append((run.origin, run.sub, run.page.kind.is_thp))
 
     for pass_no in range(MIGRATE_PASSES):
         if not (retry or thp_retry):
@@ -190,6 +200,9 @@ def migrate_pages(entries: list[PageRun], env: Env) -> CallResult:
         for run in lst:
             if (run.origin, run.sub) not in outcomes:
                 record(run, "untouched", 0, run.page.node)
+    # putback_movable_pages() of what is left on the list, in its order
+    putbacks += [(run.origin, run.sub, run.page.kind.is_thp) for run in lst
+                 if run.page.kind.is_lru and not run.page.kind.is_hugetlb]
 
     vmstat: Counter = Counter(stats)
     vmstat["pgmigrate_success"] += ok
@@ -200,7 +213,7 @@ def migrate_pages(entries: list[PageRun], env: Env) -> CallResult:
         vmstat["thp_migration_split"] += thp_split
     event = MigrateEvent(ok, failed, env.mode, env.reason, thp_ok, thp_failed, thp_split)
     ordered = sorted(outcomes.values(), key=lambda o: (o.origin, -1 if o.sub is None else o.sub))
-    return CallResult(rc_out, event, vmstat, ordered, log, passes)
+    return CallResult(rc_out, event, vmstat, ordered, log, passes, putbacks)
 
 
 def _split_thp(lst: list[PageRun], i: int, stats: Counter, log: list[str]) -> int:

@@ -228,6 +228,7 @@ def _run_call(ctx: Context, step: Mapping) -> Prediction:
     runner = _RUNNERS[call]
     before = accounting.footprint(ctx.memory.objects)
     pages = [obj.page for obj in ctx.memory.objects]
+    ctx.memory.new_call()
     prediction = runner(ctx, step)
     prediction.node_deltas = accounting.node_deltas(before, accounting.footprint(ctx.memory.objects))
     prediction.pages_before = pages

@@ -125,6 +125,11 @@ def _add_page_for_migration(ctx: Context, entry: Entry, node: int, batch: list, 
     sub = entry.sub if obj.split else 0
     if obj.is_isolated(sub):
         return -Errno.EBUSY  # isolate_lru_page(head) fails: already isolated
+    if ctx.memory.in_pagevec(entry.page, sub):
+        # moved (or put back) earlier in this call: the page sits in the
+        # CPU's lru_add pagevec, not on the LRU, and migrate_prep() drained
+        # only at the start of the call
+        return -Errno.EBUSY
     obj.mark_isolated(sub)
     batch.append(obj.entry(entry.page, entry.sub if obj.split else None))
     return _QUEUED

@@ -166,3 +166,32 @@ def test_hugetlb_pool_empty_without_surplus_is_enomem():
     pred = move(["hugetlb"], [{"page": 0, "node": 1}], targets={1: {"hugetlb_pool": 0, "hugetlb_buddy": False}})
     assert pred.ret == -12
     assert counts(pred) == [(0, 1)]
+
+
+# --- a page given twice in one call (issue 19: found by a plan written outside the project)
+
+def test_a_page_moved_earlier_in_the_same_call_is_in_the_pagevec_and_refused():
+    """v5.0 recorded [1 x6, -EBUSY, 1 x5, -EBUSY x9, unwritten x3] and two
+    events for move dup:0-5=1 dup:3-8=1 dup:0-11=0: the moved pages sit in
+    the CPU's lru_add pagevec (putback_lru_page), not on the LRU, and
+    migrate_prep() drained only at the start of the call."""
+    from harness.model import simulate
+
+    scenario = {"kernel": "v5.0", "arch": "x86_64", "pages": ["anon*12"], "call": "move_pages",
+                "entries": [{"pages": "0-5", "node": 1}, {"pages": "3-8", "node": 1}, {"pages": "0-11", "node": 0}]}
+    (p,) = simulate(scenario)
+    assert p.status == [1] * 6 + [-16] + [1] * 5 + [-16] * 9 + [None] * 3
+    assert [(e.succeeded, e.failed) for e in p.events] == [(6, 0), (3, 0)]
+    # 5.10 writes the status of pages already on their node
+    (p,) = simulate(dict(scenario, kernel="5.10"))
+    assert p.status == [1] * 6 + [-16] + [1] * 5 + [-16] * 9 + [0] * 3
+
+
+def test_the_pagevec_drains_onto_the_lru_at_its_fifteenth_page():
+    from harness.model import simulate
+
+    (p,) = simulate({"kernel": "v5.0", "arch": "x86_64", "pages": ["anon*16"], "call": "move_pages",
+                     "entries": [{"pages": "0-15", "node": 1}, {"page": 0, "node": 0}, {"page": 15, "node": 0}]})
+    # pages 0-14 went back to the LRU with the 15th; the 16th is still in the pagevec
+    assert p.status == [1] * 16 + [0, -16]
+    assert [(e.succeeded, e.failed) for e in p.events] == [(16, 0), (1, 0)]

@@ -58,6 +58,8 @@ DERIVED_PAGES = {
     "enomem": ("anon*1024", "thp"),
     # plain's 16 pages, then sc's 64 read back from swap: in the swap cache
     "swap-cache": ("anon*16", "anon_swapcache*64"),
+    # dup's 12 and many's 20 anonymous pages
+    "same-call-twice": ("anon*32",),
 }
 
 

@@ -5,6 +5,7 @@ writes trace markers, so counters and events are attributed to the step
 (and to the workload's pid)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -68,6 +69,9 @@ class PlanScenario(Scenario):
     # ------------------------------------------------------------------
     def predict(self, target: Target) -> list[Prediction]:
         return explain.predict(self.plan, target)
+
+    def expected_messages(self, target: Target) -> list:
+        return [re.compile(pattern) for pattern, _ in self.plan.logs]
 
     def model_account(self, target: Target) -> list[dict]:
         return explain.model_account(self.plan, target)

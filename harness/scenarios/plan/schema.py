@@ -4,6 +4,7 @@ with what the plan states by hand.  Pure: reads the plan's text only."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -29,7 +30,7 @@ DEFAULT_CHECKS = ("ret", "status", "query", "trace", "vmstat")
 KNOWN_CHECKS = DEFAULT_CHECKS + ("event_shape", "succeeded_at_least", "thp", "split_counters")
 
 
-TOP_KEYS = ("name", "experiment", "title", "requires", "setup", "pages", "steps", "require_thp", "prepare", "targets")
+TOP_KEYS = ("name", "experiment", "title", "requires", "setup", "pages", "steps", "require_thp", "prepare", "targets", "logs")
 
 
 STEP_KEYS = ("name", "run", "model", "before", "after", "model_set", "checks", "thp_region", "thp_page")
@@ -82,6 +83,9 @@ class Plan:
     prepare: str = ""
     #: What the model's target allocators can supply, per node.
     targets: Optional[Mapping[str, Any]] = None
+    #: Error-level kernel messages the plan makes the kernel log on purpose:
+    #: (regex, why) pairs (``logs:``).
+    logs: tuple = ()
     #: The file the plan came from.
     source: str = ""
     #: (name, pages) of the setup's base-page regions: their pages' flags
@@ -162,6 +166,7 @@ class Plan:
             require_thp=tuple(data.get("require_thp", ()) or ()),
             prepare=str(data.get("prepare") or "").strip(),
             targets=data.get("targets"),
+            logs=_logs(data.get("logs"), source),
             source=source,
             regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind in ("anon", "file")),
             swapcache=swapcache,
@@ -188,6 +193,25 @@ def _page_labels(index: dict) -> tuple:
         name, lo, hi = spans.get(page, (region, i, i))
         spans[page] = (name, min(lo, i), max(hi, i))
     return tuple(f"{name}:{lo}" + (f"-{hi}" if hi != lo else "") for _, (name, lo, hi) in sorted(spans.items()))
+
+
+def _logs(value: Any, source: str) -> tuple:
+    """``logs: [{pattern: REGEX, why: TEXT}, ...]``: kernel messages of
+    error level the plan expects (else they fail the scenario)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise PlanError(f"{source}: logs: a list of {{pattern: REGEX, why: TEXT}}")
+    out = []
+    for entry in value:
+        if not isinstance(entry, dict) or not entry.get("pattern") or not entry.get("why"):
+            raise PlanError(f"{source}: logs: {entry!r}: each entry has pattern: and why:")
+        try:
+            re.compile(str(entry["pattern"]))
+        except re.error as exc:
+            raise PlanError(f"{source}: logs: pattern {entry['pattern']!r} is not a regex ({exc})") from None
+        out.append((str(entry["pattern"]), str(entry["why"])))
+    return tuple(out)
 
 
 def _known(data: Mapping, allowed: Sequence[str], where: str) -> None:
