@@ -1906,6 +1906,27 @@ static void prefault(void)
         memset(heap, 0, 8u << 20);
         free(heap);
     }
+    /* Our own text, data and bss come in on their first use, as code
+     * runs that has not run before: page faults, file pages newly mapped
+     * (nr_mapped), data pages copied (nr_anon_pages).  Touch them all now. */
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    while (maps && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[8] = "";
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
+            continue;
+        if (strstr(line, "[vvar]") || strstr(line, "[vsyscall]") || strstr(line, "[vdso]"))
+            continue;
+        for (unsigned long a = lo; a < hi; a += PAGE) {
+            volatile char *c = (volatile char *)a;
+            char v = *c;
+            if (perms[1] == 'w' && perms[3] == 'p')
+                *c = v;
+        }
+    }
+    if (maps)
+        fclose(maps);
     /* A first read of every snapshot file has effects of its own (sysfs
      * lookups, the first opendir): have them now, not inside a step. */
     struct jbuf scratch = {0};
