@@ -63,6 +63,7 @@ struct movebuf {
 
 static struct region *regions;
 static size_t nregions, capregions;
+static void touch_self(void);
 static struct pinpipe *pins;
 static size_t npins, cappins;
 static pid_t *children;
@@ -733,6 +734,9 @@ static void cmd_fork_share(int argc, char **argv)
     children[nchildren++] = pid;
     if (n != 1)
         sys_fail(0, "fork_share child %d died before it was ready", (int)pid);
+    /* fork made every private page of ours copy-on-write: take our copies
+     * now, not when a step writes its output */
+    touch_self();
     result_begin("fork_share");
     jo_str(&out, "name", r->name);
     jo_int(&out, "child", pid);
@@ -1887,6 +1891,37 @@ static void run_line(char *line)
     usage_fail("unknown command '%s'", argv[0]);
 }
 
+/* Read every page of our own mappings (text, data, bss, heap, stack) and
+ * write back the private writable ones, the workload's regions left
+ * alone: what faults in, or is copied after a fork, does so now. */
+static void touch_self(void)
+{
+    static char line[512];
+    FILE *maps = fopen("/proc/self/maps", "r");
+    while (maps && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[8] = "";
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
+            continue;
+        if (strstr(line, "[vvar]") || strstr(line, "[vsyscall]") || strstr(line, "[vdso]"))
+            continue;
+        int ours = 1;
+        for (size_t k = 0; k < nregions && ours; k++)
+            if (lo < regions[k].map_lo + regions[k].map_len && regions[k].map_lo < hi)
+                ours = 0;
+        if (!ours)
+            continue;
+        for (unsigned long a = lo; a < hi; a += PAGE) {
+            volatile char *c = (volatile char *)a;
+            char v = *c;
+            if (perms[1] == 'w' && perms[3] == 'p')
+                *c = v;
+        }
+    }
+    if (maps)
+        fclose(maps);
+}
+
 /* Fault in, before the first step, the memory mmdrive itself will write:
  * the output buffer (a snapshot's JSON), the snapshot's read buffer and a
  * deep stack.  A page mmdrive faulted in between a step's two snapshots
@@ -1909,24 +1944,7 @@ static void prefault(void)
     /* Our own text, data and bss come in on their first use, as code
      * runs that has not run before: page faults, file pages newly mapped
      * (nr_mapped), data pages copied (nr_anon_pages).  Touch them all now. */
-    FILE *maps = fopen("/proc/self/maps", "r");
-    char line[512];
-    while (maps && fgets(line, sizeof line, maps)) {
-        unsigned long lo, hi;
-        char perms[8] = "";
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
-            continue;
-        if (strstr(line, "[vvar]") || strstr(line, "[vsyscall]") || strstr(line, "[vdso]"))
-            continue;
-        for (unsigned long a = lo; a < hi; a += PAGE) {
-            volatile char *c = (volatile char *)a;
-            char v = *c;
-            if (perms[1] == 'w' && perms[3] == 'p')
-                *c = v;
-        }
-    }
-    if (maps)
-        fclose(maps);
+    touch_self();
     /* A first read of every snapshot file has effects of its own (sysfs
      * lookups, the first opendir): have them now, not inside a step. */
     struct jbuf scratch = {0};

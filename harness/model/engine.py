@@ -191,7 +191,7 @@ def _unmap_and_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
         return _move_to_new_page(run, env, step)
     was_mapped = page.mapped
     if was_mapped:
-        _unmap(run, step)
+        _unmap(run, env, step)
         if page.unmap_fails:
             step.note += "a mapping survived try_to_unmap: -EAGAIN"
             _remap(run, step=step)
@@ -202,8 +202,12 @@ def _unmap_and_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
     return rc
 
 
-def _unmap(run: PageRun, step: Attempt) -> None:
+def _unmap(run: PageRun, env: Env, step: Attempt) -> None:
     """try_to_unmap(TTU_MIGRATION|TTU_IGNORE_MLOCK): mlock does not protect."""
+    if run.page.kind.is_thp and env.rules.deferred_split_full_unmap and not run.page.deferred_split:
+        # page_remove_anon_compound_rmap(): the whole PMD mapping is gone
+        step.stats["thp_deferred_split_page"] += 1
+        run.page = run.page.with_(deferred_split=True)
     if run.page.mlocked and not run.page.kind.is_thp:
         # page_remove_rmap -> clear_page_mlock: the page is isolated, so it
         # cannot be put back on an LRU and is counted as stranded.

@@ -83,6 +83,13 @@ class KernelRules:
     mbind_strict_reports_unmovable: bool
     #: What madvise(MADV_SOFT_OFFLINE) returns when migration fails.
     soft_offline_failure: int
+    #: A THP whose PMD mapping goes away whole (try_to_unmap() of a THP
+    #: migrated without a split) is queued for deferred split, and counted
+    #: in thp_deferred_split_page (v5.0, page_remove_anon_compound_rmap());
+    #: 5.5's "mm, thp: do not queue fully unmapped pages for deferred split"
+    #: queues it only while some of its subpages stay mapped.  Splitting a
+    #: mapped THP queues it on both (the subpages' rmap goes first).
+    deferred_split_full_unmap: bool = False
     #: vmstat events the migration paths can change on this kernel.
     migration_vm_events: Tuple[str, ...] = field(default=())
 
@@ -140,6 +147,7 @@ _BASE_EVENTS = (
     "thp_split_page",
     "thp_split_page_failed",
     "thp_split_pmd",
+    "thp_deferred_split_page",
     "unevictable_pgs_mlocked",
     "unevictable_pgs_cleared",
     "unevictable_pgs_stranded",
@@ -181,6 +189,7 @@ V5_0 = KernelRules(
     fallback_release_busy_outside_sync=False,
     mbind_strict_reports_unmovable=False,
     soft_offline_failure=-Errno.EIO,
+    deferred_split_full_unmap=True,
     migration_vm_events=_BASE_EVENTS,
 )
 

@@ -81,7 +81,11 @@ class Memory:
             obj = self.objects[outcome.origin]
             if outcome.split and obj.sub_nodes is None:
                 obj.sub_nodes = [obj.node] * HPAGE_PMD_NR
-                obj.page = obj.page.with_(kind=PageKind.ANON)
+                obj.page = obj.page.with_(kind=PageKind.ANON, deferred_split=False)
+            if obj.page.kind.is_thp and outcome.page is not None:
+                # a THP that stays keeps its place on the deferred split
+                # queue; one migrated is a new THP, on no queue
+                obj.page = obj.page.with_(deferred_split=outcome.result != "migrated" and outcome.page.deferred_split)
             if outcome.result != "migrated":
                 continue
             if obj.sub_nodes is not None and outcome.sub is not None:

@@ -29,7 +29,7 @@ from harness.model.engine import (
     unmap_and_move_huge_page,
 )
 from harness.model.kernels import KernelRules
-from harness.model.page import PageKind
+from harness.model.page import Page, PageKind
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,8 @@ class PageOutcome:
     rc: int
     node: int
     split: bool = False
+    #: The page's state when the call let go of it (e.g. on the deferred split queue).
+    page: Optional[Page] = None
 
 
 @dataclass
@@ -128,7 +130,7 @@ def migrate_pages(entries: list[PageRun], env: Env) -> CallResult:
 
     def record(run: PageRun, result: str, rc: int, node: int) -> None:
         outcomes[(run.origin, run.sub)] = PageOutcome(
-            run.origin, run.sub, result, rc, node, run.origin in split_origins
+            run.origin, run.sub, result, rc, node, run.origin in split_origins, run.page
         )
         # unmap_and_move(): the new page after a success, the old one after a
         # failure, goes back to an LRU at once; the caller puts back the rest
@@ -233,6 +235,9 @@ def _split_thp(lst: list[PageRun], i: int, stats: Counter, log: list[str]) -> in
     stats["thp_split_page"] += 1
     if run.page.mapped:
         stats["thp_split_pmd"] += run.page.mapcount
+        if not run.page.deferred_split:
+            # the subpages' rmap goes before the split (freeze): queued once
+            stats["thp_deferred_split_page"] += 1
     base = run.page.with_(kind=PageKind.ANON)
     lst[i] = PageRun(base, run.origin, 0)
     lst.extend(PageRun(base, run.origin, sub) for sub in range(HPAGE_PMD_NR - 1, 0, -1))

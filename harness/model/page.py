@@ -119,6 +119,8 @@ class Page:
     zs_mapped: bool = False
     #: Non-LRU: the driver released the page after isolation (!PageMovable).
     released: bool = False
+    #: A THP on its node's deferred split queue (counted once when queued).
+    deferred_split: bool = False
 
     @property
     def expected_refs(self) -> int:

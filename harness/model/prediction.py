@@ -35,6 +35,11 @@ class Prediction:
     node_deltas: dict = field(default_factory=dict)
     #: The pages as the call met them (their states, for what the checks bound).
     pages_before: list = field(default_factory=list)
+    #: Node counters a call moves besides the pages' own (a hugetlb page
+    #: dissolved out of its pool by soft offline), added to node_deltas.
+    node_extra: Counter = field(default_factory=Counter)
+    #: Pages the call poisoned (num_poisoned_pages: meminfo HardwareCorrupted).
+    poisoned: int = 0
     log: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -97,6 +102,11 @@ class Prediction:
         lines.append("vmstat deltas:")
         for name, value in self.vmstat_deltas().items():
             lines.append(f"  {name:28} {value:+d}" if value else f"  {name:28} 0")
+        if self.node_deltas:
+            lines.append("node counters:")
+            lines.extend(f"  node{node} {name:30} {value:+d}" for (node, name), value in sorted(self.node_deltas.items()))
+        if self.poisoned:
+            lines.append(f"pages poisoned: {self.poisoned} (HardwareCorrupted +{self.poisoned * 4} kB)")
         for note in self.notes:
             lines.append(f"note: {note}")
         if explain:

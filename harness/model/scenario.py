@@ -230,7 +230,9 @@ def _run_call(ctx: Context, step: Mapping) -> Prediction:
     pages = [obj.page for obj in ctx.memory.objects]
     ctx.memory.new_call()
     prediction = runner(ctx, step)
-    prediction.node_deltas = accounting.node_deltas(before, accounting.footprint(ctx.memory.objects))
+    after = accounting.footprint(ctx.memory.objects)
+    after.update(prediction.node_extra)
+    prediction.node_deltas = accounting.node_deltas(before, after)
     prediction.pages_before = pages
     query = step.get("query")
     if isinstance(query, list):

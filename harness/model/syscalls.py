@@ -20,6 +20,7 @@ from harness.model.constants import (
 )
 from harness.model.engine import Env, PageRun, TargetSupply
 from harness.model.kernels import ArchFacts, KernelRules
+from harness.model.accounting import HUGETLB_POOL
 from harness.model.memory import Memory
 from harness.model.migrate import CallResult, migrate_pages
 from harness.model.page import PageKind
@@ -563,8 +564,18 @@ def soft_offline(ctx: Context, index: int) -> Prediction:
         obj.sub_nodes = [obj.node] * HPAGE_PMD_NR
         obj.page = obj.page.with_(kind=PageKind.ANON)
         pred.log.append("soft offline: THP split before migrating the subpage")
+    node = obj.node_of(0)
     result = ctx.run([obj.entry(index, 0 if obj.split else None)], who, None, pred)
     pred.ret = ctx.rules.soft_offline_failure if result.rc > 0 else result.rc
+    if result.rc == 0:
+        # the old page is poisoned (num_poisoned_pages: HardwareCorrupted)
+        # and kept; a hugetlb one is dissolved out of its node's pool, whose
+        # free page became the new one (dissolve_free_huge_page)
+        pred.poisoned = 1
+        if obj.page.kind is PageKind.HUGETLB:
+            pred.node_extra[(node, f"{HUGETLB_POOL} nr_hugepages")] -= 1
+            pred.node_extra[(node, f"{HUGETLB_POOL} free_hugepages")] -= 1
+        pred.log.append("soft offline: the old page is poisoned" + (" and dissolved from its pool" if obj.page.kind is PageKind.HUGETLB else ""))
     pred.placement = ctx.memory.placement()
     return pred
 

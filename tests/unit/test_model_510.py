@@ -131,5 +131,20 @@ def test_510_rules_differ_from_v50_only_in_named_fields():
         "name", "version", "description", "arches", "trace_format", "thp_counts_subpages", "thp_vm_events",
         "freed_check_before_alloc", "move_pages_variant", "compaction_batch_cap",
         "compact_node_cumulative_scanned", "fallback_release_busy_outside_sync",
-        "mbind_strict_reports_unmovable", "soft_offline_failure", "migration_vm_events",
+        "mbind_strict_reports_unmovable", "soft_offline_failure", "migration_vm_events", "deferred_split_full_unmap",
     }
+
+
+def test_a_thp_migrated_whole_is_queued_for_deferred_split_on_v50_not_on_510():
+    """v5.0's page_remove_anon_compound_rmap() queues a THP whose PMD
+    mapping goes away whole; 5.5 stopped that.  A split queues it on both."""
+    from harness.model import simulate
+
+    whole = {"arch": "x86_64", "pages": ["thp"], "call": "move_pages", "entries": [{"pages": "all", "node": 1}]}
+    assert simulate(dict(whole, kernel="v5.0"))[0].vmstat_deltas()["thp_deferred_split_page"] == 1
+    assert simulate(dict(whole, kernel="5.10"))[0].vmstat_deltas()["thp_deferred_split_page"] == 0
+    split = dict(whole, arch="arm64")  # v5.0 arm64 has no THP migration: split first
+    assert simulate(dict(split, kernel="v5.0"))[0].vmstat_deltas()["thp_deferred_split_page"] == 1
+    # queued once: a pinned THP unmapped on every pass of the call is counted once
+    pinned = dict(whole, pages=["thp+pinned"])
+    assert simulate(dict(pinned, kernel="v5.0"))[0].vmstat_deltas()["thp_deferred_split_page"] == 1

@@ -165,7 +165,8 @@ def check_step(ck: Checker, step: Step, pred: Prediction, window: StepWindow, ev
 
 #: The node counters the model accounts page by page (model.accounting).
 NODE_COUNTERS = ("nr_anon_pages", "nr_anon_transparent_hugepages", "nr_file_pages", "nr_mapped", "nr_shmem", "nr_dirty",
-                 "nr_mlock", "nr_unevictable", LRU_ANON, LRU_FILE, f"{HUGETLB_POOL} free_hugepages")
+                 "nr_mlock", "nr_unevictable", LRU_ANON, LRU_FILE, f"{HUGETLB_POOL} free_hugepages",
+                 f"{HUGETLB_POOL} nr_hugepages")
 #: Counters of pages under writeback: their writeback ends when the
 #: throttled disk gets to them, which the model does not know.
 WRITEBACK_COUNTERS = ("nr_writeback", "nr_zone_write_pending")
@@ -198,7 +199,8 @@ def node_accounting_check(ck: Checker, pred: Prediction, window: StepWindow, fie
         expected.update({"zone " + name: expected[name] for name in LRU_FIELDS}, **{"zone nr_unevictable": expected["nr_unevictable"]})
         observed.update(zones)
         covers = [Field("vmstat", node, c) for c in NODE_COUNTERS if not c.startswith(("lru", HUGETLB_POOL))]
-        covers += [Field("vmstat", node, "nr_zone_unevictable"), Field("hugepages", node, f"{HUGETLB_POOL} free_hugepages")]
+        covers += [Field("vmstat", node, "nr_zone_unevictable")] + [Field("hugepages", node, c) for c in NODE_COUNTERS
+                                                                      if c.startswith(HUGETLB_POOL)]
         name = f"node{node}: counters moved with the pages (rmap, page cache, LRU totals, mlock, hugetlb pool)"
         if exact:
             wrong = {k: (expected[k], observed[k]) for k in expected if expected[k] != observed[k]}
@@ -222,8 +224,31 @@ def node_accounting_check(ck: Checker, pred: Prediction, window: StepWindow, fie
                        low=-wb_pages, high=0,
                        message=f"{wb_pages} pages were under writeback when the step began; it may end for any of them",
                        covers=[Field("vmstat", node, name)])
+    corrupted = Field("meminfo", GLOBAL, "HardwareCorrupted")
+    if corrupted in after:
+        ck.exact("ΔHardwareCorrupted kB (pages soft offline poisoned)", pred.poisoned * 4,
+                 fields.get(corrupted, 0), covers=[corrupted])
     ck.bounded("Δnr_written (writeback that ends during the step)", window.delta.get("nr_written", 0), low=0, high=wb_pages,
-               message=f"{wb_pages} pages were under writeback when the step began")
+               message=f"{wb_pages} pages were under writeback when the step began",
+               covers=[Field("vmstat", node, "nr_written") for node in nodes])
+    # a page moved comes back mapped "old" (remove_migration_pte): where the
+    # CPU does not set the access flag itself (arm64 under QEMU) its first
+    # touch faults; the process touches only its own pages in a step
+    base = migrated * (512 if any(p.kind.is_thp for p in pred.pages_before) else 1)
+    ck.bounded("Δpgfault (first touches of the process's own moved pages)", window.delta.get("pgfault", 0), low=0, high=base,
+               message=f"the events say {migrated} pages moved")
+    if any("found no target page" in line for line in pred.log):
+        # a target the node could not give tried reclaim first (and woke kswapd)
+        reclaim = [f for f in fields if f.node == GLOBAL and f.source == "vmstat"
+                   and f.name.startswith(RECLAIM_PREFIXES)]
+        for f in reclaim:
+            ck.bounded(f"Δ{f.name} (reclaim for the targets the node did not have)", fields[f], low=0,
+                       message="the model says a target allocation failed: the allocator tried reclaim on the way")
+
+
+#: Reclaim's counters: an allocation that fails on a full node tries them.
+RECLAIM_PREFIXES = ("allocstall_", "kswapd_", "pageoutrun", "slabs_scanned", "pgscan_", "pgsteal_", "pgrefill",
+                    "pgskip_", "pgdeactivate", "pgrotated", "workingset_", "drop_slab")
 
 
 #: Counters of transient states: pages a step isolated are back on an LRU
