@@ -249,7 +249,10 @@ def node_accounting_check(ck: Checker, pred: Prediction, window: StepWindow, fie
 
 #: Reclaim's counters: an allocation that fails on a full node tries them.
 RECLAIM_PREFIXES = ("allocstall_", "kswapd_", "pageoutrun", "slabs_scanned", "pgscan_", "pgsteal_", "pgrefill",
-                    "pgskip_", "pgdeactivate", "pgrotated", "workingset_", "drop_slab")
+                    "pgskip_", "pgdeactivate", "pgrotated", "workingset_", "drop_slab",
+                    # a THP target tries direct compaction before it fails
+                    "compact_stall", "compact_fail", "compact_success", "compact_migrate_scanned",
+                    "compact_free_scanned", "compact_isolated")
 
 
 #: Counters of transient states: pages a step isolated are back on an LRU
