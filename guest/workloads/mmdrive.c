@@ -64,6 +64,7 @@ struct movebuf {
 static struct region *regions;
 static size_t nregions, capregions;
 static void touch_self(void);
+static void warm_up(void);
 static struct pinpipe *pins;
 static size_t npins, cappins;
 static pid_t *children;
@@ -735,8 +736,9 @@ static void cmd_fork_share(int argc, char **argv)
     if (n != 1)
         sys_fail(0, "fork_share child %d died before it was ready", (int)pid);
     /* fork made every private page of ours copy-on-write: take our copies
-     * now, not when a step writes its output */
+     * now, not when a step writes its output, and warm them up */
     touch_self();
+    warm_up();
     result_begin("fork_share");
     jo_str(&out, "name", r->name);
     jo_int(&out, "child", pid);
@@ -1259,11 +1261,10 @@ static int drain_by_memcg(void)
  *   - without either, lru_add_drain() of this CPU only, through mlock's
  *     populate of the scratch page ("how": "local": a page in another CPU's
  *     pagevec may still reach its LRU later). */
-static void cmd_drain(int argc, char **argv)
+/* lru_add_drain_all(): every CPU's pagevecs onto the LRUs (and the
+ * activations they hold done).  0 or an errno; *how and *node say how. */
+static int drain_lru(const char **how, int *node, int *memcg_errp)
 {
-    (void)argv;
-    if (argc != 1)
-        usage_fail("usage: drain");
     static volatile char *scratch;
     if (!scratch) {
         void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -1272,35 +1273,46 @@ static void cmd_drain(int argc, char **argv)
         scratch = p;
     }
     scratch[0] = 1;
-    int node = -1;
+    *node = -1;
     void *page = (void *)scratch;
-    long ret = syscall(SYS_get_mempolicy, &node, NULL, 0UL, page, (unsigned long)(WL_MPOL_F_NODE | WL_MPOL_F_ADDR));
+    long ret = syscall(SYS_get_mempolicy, node, NULL, 0UL, page, (unsigned long)(WL_MPOL_F_NODE | WL_MPOL_F_ADDR));
     /* v5.0 writes no status[] for a page already on its node: only the
      * return value tells that migrate_prep() ran. */
     int status = -12345, err = 0;
     if (ret == 0) {
-        ret = syscall(SYS_move_pages, 0L, 1UL, &page, &node, &status, (long)WL_MPOL_MF_MOVE);
+        ret = syscall(SYS_move_pages, 0L, 1UL, &page, node, &status, (long)WL_MPOL_MF_MOVE);
         err = ret < 0 ? errno : 0;
     } else {
         err = errno;
     }
-    const char *how = "move_pages";
-    int memcg_err = 0;
+    *how = "move_pages";
+    *memcg_errp = 0;
     if (ret != 0 && err == ENOSYS) {
-        how = "memcg";
-        memcg_err = drain_by_memcg();
-        ret = memcg_err ? -1 : 0;
-        err = memcg_err;
-        if (memcg_err) {
+        *how = "memcg";
+        *memcg_errp = drain_by_memcg();
+        ret = *memcg_errp ? -1 : 0;
+        err = *memcg_errp;
+        if (*memcg_errp) {
             /* The scratch page stays mlocked: only its first mlock counts
              * (unevictable_pgs_mlocked). */
-            how = "local";
+            *how = "local";
             ret = mlock((void *)scratch, PAGE);
             err = ret ? errno : 0;
         }
     }
+    return ret == 0 ? 0 : (err ? err : EIO);
+}
+
+static void cmd_drain(int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 1)
+        usage_fail("usage: drain");
+    const char *how;
+    int node, memcg_err;
+    int err = drain_lru(&how, &node, &memcg_err);
     result_begin("drain");
-    jo_bool(&out, "drained", ret == 0);
+    jo_bool(&out, "drained", err == 0);
     jo_str(&out, "how", how);
     jo_int(&out, "node", node);
     if (memcg_err)
@@ -1891,6 +1903,30 @@ static void run_line(char *line)
     usage_fail("unknown command '%s'", argv[0]);
 }
 
+/* A snapshot read as the vmstat command reads it, then a drain, outside
+ * any step: a first read of the snapshot's files has effects of its own
+ * (sysfs lookups, the first opendir; 5.10 queues a page of ours for
+ * activation, done at the next drain), and they must not fall in a step. */
+static void warm_up(void)
+{
+    refresh_vmstat();
+    FILE *f = fopen("/proc/vmstat", "r");
+    char name[128];
+    long long value;
+    while (f && fscanf(f, "%127s %lld", name, &value) == 2)
+        ;
+    if (f)
+        fclose(f);
+    struct jbuf scratch = {0};
+    jb_reserve(&scratch, 1u << 20);
+    jo_begin(&scratch);
+    snapshot_files(&scratch);
+    free(scratch.p);
+    const char *how;
+    int node, memcg_err;
+    drain_lru(&how, &node, &memcg_err);
+}
+
 /* Read every page of our own mappings (text, data, bss, heap, stack) and
  * write back the private writable ones, the workload's regions left
  * alone: what faults in, or is copied after a fork, does so now. */
@@ -1929,29 +1965,23 @@ static void touch_self(void)
  * the page tables) as if the step had done it. */
 static void prefault(void)
 {
-    wl_hold_output(32u << 20);
-    jb_reserve(&out, 4u << 20);
+    wl_hold_output(8u << 20);
+    jb_reserve(&out, 1u << 20);
     memset(out.p, 0, out.cap);
     memset(snap_buf, 0, sizeof snap_buf);
     /* and the heap's free space: what stdio, opendir and friends malloc
      * later comes out of pages already there (and never given back) */
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    void *heap = malloc(8u << 20);
+    void *heap = malloc(2u << 20);
     if (heap) {
-        memset(heap, 0, 8u << 20);
+        memset(heap, 0, 2u << 20);
         free(heap);
     }
     /* Our own text, data and bss come in on their first use, as code
      * runs that has not run before: page faults, file pages newly mapped
      * (nr_mapped), data pages copied (nr_anon_pages).  Touch them all now. */
     touch_self();
-    /* A first read of every snapshot file has effects of its own (sysfs
-     * lookups, the first opendir): have them now, not inside a step. */
-    struct jbuf scratch = {0};
-    jb_reserve(&scratch, 1u << 20);
-    jo_begin(&scratch);
-    snapshot_files(&scratch);
-    free(scratch.p);
+    warm_up();
     volatile char stack[256 << 10];
     for (size_t i = 0; i < sizeof stack; i += 4096)
         stack[i] = 0;

@@ -51,8 +51,9 @@ class Ambient:
         return fnmatch.fnmatchcase(f"{where} {f.source} {f.name}", self.pattern)
 
 
-def ambient_list(kernel: str, path: Path = AMBIENT_FILE) -> list[Ambient]:
+def ambient_list(kernel: str, path: Optional[Path] = None) -> list[Ambient]:
     """The ambient entries for a kernel version (the model's rules name)."""
+    path = path or AMBIENT_FILE
     data = yaml.safe_load(path.read_text())
     entries = data.get("kernels", {}).get(kernel)
     if entries is None:
@@ -79,9 +80,10 @@ def _entry(entry: dict, path: Path) -> Ambient:
     return Ambient(str(entry["fields"]), str(entry["why"]).strip(), entry.get("steps"))
 
 
-def ambient_messages(kernel: str, path: Path = AMBIENT_FILE) -> list[re.Pattern]:
+def ambient_messages(kernel: str, path: Optional[Path] = None) -> list[re.Pattern]:
     """Error-level kernel messages a quiet guest of this version logs
     whatever a scenario does (``messages:`` in the ambient file)."""
+    path = path or AMBIENT_FILE
     data = yaml.safe_load(path.read_text())
     out = []
     for entry in data.get("messages", {}).get(kernel, []) or []:

@@ -17,11 +17,7 @@ def end_mark(index: int) -> str:
 def guest_script(plan: Plan) -> str:
     """The mmdrive script: setup, then each step between snapshots and
     trace markers."""
-    # a first snapshot and drain: what the first read of the snapshot's
-    # files sets in motion (5.10 queues a page of mmdrive's for activation)
-    # happens before the setup, not inside the first step
-    lines = ["vmstat", "drain"]
-    lines += [plan.setup] if plan.setup else []
+    lines = [plan.setup] if plan.setup else []
     for region in plan.require_thp:
         lines.append(f"smaps {region}")
     flags = [f"pageflags {name} 0-{pages - 1}" for name, pages in plan.regions]

@@ -1,0 +1,158 @@
+"""The closed world, on recorded runs whose every step kept the whole
+snapshot (tests/fixtures/runs/*-closed-world-*): a pristine run explains
+every field that moved; a capture edited to move a field nobody predicts
+fails as unexplained, naming the field, its node, its delta and the step;
+each ambient entry is needed (taking it out makes a pristine run fail);
+an error-level kernel message inside a step is the kernel's failure."""
+import json
+import re
+
+import pytest
+import yaml
+
+from harness.check import closed_world
+from harness.check.closed_world import CHECK_NAME, ambient_list
+from harness.observe import kmsg as kmsg_mod
+from harness.observe import snapshot as snapshot_mod
+from harness.pipeline import recheck
+from harness.report.model import outcome_of, run_exit_code
+from harness.result import KERNEL_LOG_CHECK, Blame, Status
+
+from .test_replay import materialize
+
+RUNS = {"v5.0": "v5.0-closed-world-x86_64+arm64", "5.10": "5.10-closed-world-x86_64+arm64"}
+
+
+def closed_checks(doc):
+    return [(arch, name, c) for arch, a in doc["arches"].items() for name in a["scenarios"]
+            for c in outcome_of(doc, arch, name).checks if c.name == CHECK_NAME]
+
+
+@pytest.mark.parametrize("version", sorted(RUNS))
+def test_a_pristine_run_explains_every_field_that_moved(version, tmp_path):
+    doc = recheck(materialize(RUNS[version], tmp_path), reports=False)
+    checks = closed_checks(doc)
+    assert len(checks) >= 10
+    assert all(c.status is Status.PASS for _, _, c in checks), [c.message for _, _, c in checks if c.status is not Status.PASS]
+    # and they looked at something: fields moved, the model predicted some of them
+    assert all("predicted" in c.message and not c.message.startswith("0 fields") for _, _, c in checks)
+
+
+def edit_snapshot(sdir, step: int, path: str, name: str, by: int) -> None:
+    """Move ``name`` in file ``path`` of the snapshot that closes ``step``
+    by ``by``, as a kernel that changed it would have written it."""
+    out = sdir / "workload.out"
+    lines = out.read_text().splitlines()
+    results = [json.loads(l[7:]) if l.startswith("RESULT ") else None for l in lines]
+    end = next(i for i, r in enumerate(results) if r and r.get("text") == f"harness step {step} end")
+    closing = next(i for i in range(end, len(results)) if results[i] and results[i]["cmd"] == "vmstat")
+    data = results[closing]
+    text, count = re.subn(rf"^{name} (\d+)$", lambda m: f"{name} {int(m.group(1)) + by}", data["files"][path], flags=re.M)
+    assert count == 1, (path, name)
+    data["files"][path] = text
+    lines[closing] = "RESULT " + json.dumps(data)
+    out.write_text("\n".join(lines) + "\n")
+
+
+def test_a_field_nobody_predicts_that_moved_fails_as_unexplained(tmp_path):
+    run = materialize(RUNS["v5.0"], tmp_path)
+    # NFS's unstable pages: nothing in a move_pages step may touch them
+    edit_snapshot(run / "x86_64" / "move-pages-basic", 1, "/sys/devices/system/node/node1/vmstat", "nr_unstable", 3)
+    doc = recheck(run, reports=False, only=["move-pages-basic"])
+    failed = [c for c in outcome_of(doc, "x86_64", "move-pages-basic").checks if c.status is Status.FAIL]
+    assert [(c.step, c.name) for c in failed] == [("move-64", CHECK_NAME)]
+    assert failed[0].observed == ["node1 vmstat nr_unstable +3"]
+    assert "during step move-64" in failed[0].message and "node1 vmstat nr_unstable +3" in failed[0].message
+
+
+def test_a_node_counter_the_model_accounts_that_moved_wrongly_fails_by_node(tmp_path):
+    run = materialize(RUNS["v5.0"], tmp_path)
+    edit_snapshot(run / "arm64" / "move-pages-basic", 1, "/sys/devices/system/node/node1/vmstat", "nr_shmem", 2)
+    doc = recheck(run, reports=False, only=["move-pages-basic"])
+    failed = [c for c in outcome_of(doc, "arm64", "move-pages-basic").checks if c.status is Status.FAIL]
+    assert [(c.step, c.name.split(":")[0]) for c in failed] == [("move-64", "node1")]
+    assert "nr_shmem expected +0, observed +2" in failed[0].message
+
+
+def _entries(version):
+    data = yaml.safe_load(closed_world.AMBIENT_FILE.read_text())
+    names = data["kernels"][version]
+    return [(i, e["fields"]) for name in names for i, e in enumerate(data["lists"][name])]
+
+
+@pytest.mark.parametrize("version,index,pattern", [(v, i, p) for v in sorted(RUNS) for i, p in _entries(v)])
+def test_every_ambient_entry_is_needed(version, index, pattern, tmp_path, monkeypatch):
+    """Without the entry, a pristine run of the version fails naming a field
+    the entry would have explained: the list cannot grow into everything."""
+    data = yaml.safe_load(closed_world.AMBIENT_FILE.read_text())
+    entries = [e for name in data["kernels"][version] for e in data["lists"][name]]
+    del entries[index]
+    data["lists"] = {"all": entries}
+    data["kernels"] = {version: ["all"]}
+    trimmed = tmp_path / "ambient.yaml"
+    trimmed.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(closed_world, "AMBIENT_FILE", trimmed)
+    doc = recheck(materialize(RUNS[version], tmp_path), reports=False)
+    unexplained = [o for _, _, c in closed_checks(doc) if c.status is Status.FAIL for o in c.observed]
+    rule = closed_world.Ambient(pattern, "test")
+    assert any(rule.matches(field_of(o), "plan") for o in unexplained), unexplained
+
+
+def field_of(text: str) -> snapshot_mod.Field:
+    """'node1 vmstat nr_free_pages +3' -> the Field."""
+    words = text.split()
+    node = int(words[0][4:]) if words[0].startswith("node") else snapshot_mod.GLOBAL
+    source, name = (words[1], " ".join(words[2:-1])) if node != snapshot_mod.GLOBAL else (words[0], " ".join(words[1:-1]))
+    return snapshot_mod.Field(source, node, name)
+
+
+def test_an_error_level_kernel_message_inside_a_step_is_the_kernels_failure(tmp_path):
+    run = materialize(RUNS["v5.0"], tmp_path)
+    log = run / "x86_64" / "move-pages-basic" / kmsg_mod.CAPTURE
+    text = log.read_text()
+    data = json.loads(next(l for l in text.splitlines() if l.startswith("RESULT "))[7:])
+    begin = next(i for i, r in enumerate(data["records"]) if r[3] == "harness: harness step 2 begin")
+    seq, usec = data["records"][begin][1], data["records"][begin][2]
+    # what a kernel that corrupted a page's state would log (mm/page_alloc.c bad_page())
+    data["records"].insert(begin + 1, [1, seq, usec + 10, "BUG: Bad page state in process mmdrive  pfn:1a2b3"])
+    log.write_text("RESULT " + json.dumps(data) + "\n")
+    doc = recheck(run, reports=False, only=["move-pages-basic"])
+    outcome = outcome_of(doc, "x86_64", "move-pages-basic")
+    (failed,) = [c for c in outcome.checks if c.status is Status.FAIL]
+    assert (failed.step, failed.name) == ("kernel", KERNEL_LOG_CHECK)
+    assert "Bad page state in process mmdrive" in failed.message and "during step 2" in failed.message
+    assert outcome.blame is Blame.KERNEL and run_exit_code(doc) == 4
+
+
+def test_the_recorded_kernel_logs_parse_with_levels_and_markers(tmp_path):
+    run = materialize(RUNS["5.10"], tmp_path)
+    records = kmsg_mod.parse((run / "arm64" / "entry-errors" / kmsg_mod.CAPTURE).read_text())
+    assert records[0].seq == 0 and records[0].kernel and "Linux version 5.10" in records[0].text
+    marks = [r.text for r in records if r.text.startswith(kmsg_mod.MARK)]
+    assert marks[0] == kmsg_mod.SCENARIO_BEGINS and "harness: harness step 1 begin" in marks
+    assert all(r.level == 7 for r in records if r.text.startswith(kmsg_mod.MARK))
+    assert kmsg_mod.errors(records) == []
+
+
+def test_the_recorded_snapshot_files_parse_into_fields(tmp_path):
+    run = materialize(RUNS["v5.0"], tmp_path)
+    results = [json.loads(l[7:]) for l in (run / "x86_64" / "page-cache" / "workload.out").read_text().splitlines()
+               if l.startswith("RESULT ")]
+    fields = snapshot_mod.parse_files(next(r for r in results if r["cmd"] == "vmstat")["files"])
+    nodes = {f.node for f in fields if f.source == "vmstat"}
+    assert nodes == {0, 1}
+    for node in nodes:
+        # a node's meminfo is its vmstat in kB
+        kb = fields[snapshot_mod.Field("meminfo", node, "FilePages")]
+        assert kb == fields[snapshot_mod.Field("vmstat", node, "nr_file_pages")] * 4
+        assert snapshot_mod.Field("numastat", node, "numa_hit") in fields
+        assert snapshot_mod.Field("hugepages", node, "hugepages-2048kB free_hugepages") in fields
+    assert any(f.source == "buddyinfo" for f in fields) and snapshot_mod.Field("meminfo", -1, "MemTotal") in fields
+
+
+def test_ambient_lists_name_their_reason_per_version():
+    for version in RUNS:
+        entries = ambient_list(version)
+        assert entries and all(len(e.why) > 20 for e in entries)
+    with pytest.raises(Exception):
+        ambient_list("4.19")
