@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 from harness.errors import UserError, one_of
+from harness.model.accounting import HUGETLB_POOL
 from harness.model.callers import Caller, caller
 from harness.model.constants import (
     COMPACT_CLUSTER_MAX,
@@ -20,7 +21,6 @@ from harness.model.constants import (
 )
 from harness.model.engine import Env, PageRun, TargetSupply
 from harness.model.kernels import ArchFacts, KernelRules
-from harness.model.accounting import HUGETLB_POOL
 from harness.model.memory import Memory
 from harness.model.migrate import CallResult, migrate_pages
 from harness.model.page import PageKind

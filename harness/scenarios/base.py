@@ -10,9 +10,10 @@ from typing import Any, Mapping, Optional, Protocol, Sequence
 
 from harness.arches import Arch
 from harness.arches import arch as lookup_arch
-from harness.errors import InfraError
+from harness.errors import HarnessError, InfraError, KernelError
 from harness.model.kernels import KernelRules
 from harness.model.kernels import kernel as model_kernel
+from harness.observe import kmsg as kmsg_mod
 from harness.observe import trace as trace_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
@@ -103,13 +104,31 @@ def guest_command(guest: Guest, captures: Captures, name: str, command: str, tim
     if result.stderr:
         captures.save(f"{name}.err", result.stderr)
     if check and not result.ok:
-
+        logged = kernel_errors(guest)
+        if logged:
+            # the command died of the kernel's trouble, not the machinery's
+            raise KernelError(
+                f"guest command for {name} failed with status {result.status} while the kernel logged "
+                f"{kmsg_mod.first_line(logged)}",
+                log_tail=[str(entry.record) for entry in logged[:10]],
+                log_path=captures.directory / f"{name}.err",
+            )
         raise InfraError(
             f"guest command for {name} failed with status {result.status}",
             log_tail=(result.stderr or result.stdout).strip().splitlines()[-10:],
             log_path=captures.directory / f"{name}.err",
         )
     return result
+
+
+def kernel_errors(guest: Guest) -> list:
+    """Error-level messages the kernel logged since the scenario began
+    ([] when the log cannot be read)."""
+    try:
+        answer = guest.run("mmdrive -c kmsg", timeout=60)
+    except HarnessError:
+        return []
+    return kmsg_mod.errors(kmsg_mod.parse(answer.stdout)) if answer.ok else []
 
 
 def collect_trace(guest: Guest, captures: Captures) -> None:

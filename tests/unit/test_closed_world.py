@@ -156,3 +156,34 @@ def test_ambient_lists_name_their_reason_per_version():
         assert entries and all(len(e.why) > 20 for e in entries)
     with pytest.raises(Exception):
         ambient_list("4.19")
+
+
+class _Guest:
+    """A guest whose command fails, with a kernel log of the given records."""
+
+    def __init__(self, records):
+        self.records = records
+
+    def run(self, command, timeout=0, stdin=None, check=False):
+        from harness.vm.command import CommandResult
+
+        if command == "mmdrive -c kmsg":
+            return CommandResult(command, 0, "RESULT " + json.dumps({"cmd": "kmsg", "records": self.records}) + "\n", "", 0.1)
+        return CommandResult(command, 1, "", "zram: Decompression failed!\n", 0.1)
+
+
+def test_a_command_that_fails_while_the_kernel_logs_an_error_is_the_kernels_failure(tmp_path):
+    from harness.errors import InfraError, KernelError
+    from harness.scenarios.base import Captures, guest_command
+
+    begins = [6, 10, 1000, kmsg_mod.SCENARIO_BEGINS]
+    error = [3, 11, 2000, "zram: Decompression failed! err=-22, buf=0x0"]
+    with pytest.raises(KernelError) as raised:
+        guest_command(_Guest([begins, error]), Captures(tmp_path), "verify", "zfill verify")
+    assert "Decompression failed" in raised.value.message and "verify" in raised.value.message
+    # the same failure with a quiet kernel log is the machinery's
+    with pytest.raises(InfraError):
+        guest_command(_Guest([begins]), Captures(tmp_path), "verify", "zfill verify")
+    # and a message from before the scenario began is not the scenario's
+    with pytest.raises(InfraError):
+        guest_command(_Guest([error, begins]), Captures(tmp_path), "verify", "zfill verify")
