@@ -232,6 +232,14 @@ def node_accounting_check(ck: Checker, pred: Prediction, window: StepWindow, fie
     ck.bounded("Δnr_written (writeback that ends during the step)", window.delta.get("nr_written", 0), low=0, high=wb_pages,
                message=f"{wb_pages} pages were under writeback when the step began",
                covers=[Field("vmstat", node, "nr_written") for node in nodes])
+    if wb_pages:
+        # the writeback the step waits for runs in kernel workers, which
+        # the workqueues start and retire as they please (a stack each)
+        for node in [GLOBAL, *nodes]:
+            f = Field("vmstat", node, "nr_kernel_stack")
+            ck.bounded(f"{'' if node == GLOBAL else f'node{node}: '}Δnr_kernel_stack kB (writeback workers)",
+                       fields.get(f, 0), low=-64, high=64,
+                       message=f"{wb_pages} pages under writeback: up to four workers' stacks come or go", covers=[f])
     # a page moved comes back mapped "old" (remove_migration_pte): where the
     # CPU does not set the access flag itself (arm64 under QEMU) its first
     # touch faults; the process touches only its own pages in a step
