@@ -321,10 +321,17 @@ class Layout:
                         if state == "present":
                             other.forked[i] = other.forked.get(i, 0) + 1
             if region.shared and not region.dontfork:
+                present = [i for i, state in enumerate(region.present) if state == "present"]
+                if sorted(set(indices)) != present:
+                    # the child's read fault maps the page cache's pages around
+                    # the address as well (do_fault_around(): a 16-page window
+                    # aligned on the virtual address, within the VMA)
+                    raise PlanError(f"{where}: fork_share of part of the shared region {region.name!r}: the child's read "
+                                    "fault maps the neighbouring pages too (fault-around), and which ones depends on "
+                                    "the region's virtual address, so the model's view cannot be derived",
+                                    hint=f"share every present page of it (fork_share {region.name} "
+                                         f"{derive_ranges(present)}) or none")
                 for i in indices:
-                    if region.present[i] != "present":
-                        raise PlanError(f"{where}: fork_share of page {i} of the shared region {region.name!r}, which this "
-                                        "process has not touched: the child would bring it in alone", hint="touch it first")
                     region.forked[i] = region.forked.get(i, 0) + 1
 
     def _copy_on_write(self, region: Region, i: int, where: str) -> None:
@@ -521,6 +528,10 @@ def query_entries(layout: Layout, words: list[str], index: dict, where: str, cal
     if call.get("call") == "move_pages" and entries == [{k: v for k, v in e.items() if k != "node"} for e in call["entries"]]:
         return True
     return entries
+
+
+def derive_ranges(indices: list[int]) -> str:
+    return _ranges_text(sorted(indices)) or "none"
 
 
 def _ranges_text(indices: list[int]) -> str:
