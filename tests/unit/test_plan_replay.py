@@ -8,6 +8,7 @@ import json
 import yaml
 
 from harness.pipeline import recheck
+from harness.report.model import outcome_of
 from harness.result import ScenarioOutcome
 from harness.scenarios.plan.scenario import PLANS
 
@@ -101,3 +102,17 @@ def test_an_edited_step_that_moved_another_count_fails_on_its_own_window(tmp_pat
     failed = [(c.step, c.name) for c in edited if c.status.name == "FAIL"]
     assert ("move-again", "Δpgmigrate_success") in failed
     assert not [c for c in edited if c.status.name == "FAIL" and c.step != "move-again"]
+
+
+def test_a_fork_and_a_write_recorded_agree_with_the_derived_view(tmp_path):
+    """e21 on v5.0, both arches: the private pages the child maps after
+    fork_share of part of their region need MOVE_ALL, the shared ones it
+    never read do not; after a write, the copied page moves alone."""
+    run_dir = materialize("v5.0-fork-copy-on-write-x86_64+arm64", tmp_path)
+    doc = recheck(run_dir, reports=False)
+    for arch in ("x86_64", "arm64"):
+        checks = outcome_of(doc, arch, "fork-copy-on-write").checks
+        assert checks and all(c.status.name == "PASS" for c in checks), [c.message for c in checks if c.status.name != "PASS"]
+        status = {c.step: c.observed for c in checks if c.name == "status[]"}
+        assert status["shared"] == [-13] * 4 + [1] * 4
+        assert status["after-a-write"] == [-13, 1, -13, -13]
