@@ -63,6 +63,8 @@ DERIVED_PAGES = {
     # priv's 4 private pages all mapped by the child after fork (it read two
     # of them); shm's 4 shared pages, which the child never read, by no child
     "fork-copy-on-write": ("anon+shared*4", "shmem*4"),
+    # buf's six anonymous pages
+    "missing-node": ("anon*6",),
 }
 
 
