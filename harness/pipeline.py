@@ -418,7 +418,7 @@ class Pipeline:
 
     def _run_scenario(self, scenario: Scenario, target: Target, kernel: Path, initrd: Path, sdir: Path) -> ScenarioOutcome:
         sdir.mkdir(parents=True, exist_ok=True)
-        captures = Captures(sdir)
+        captures = Captures(sdir, ambient_messages(target.rules.name) + list(scenario.expected_messages(target)))
         outcome = ScenarioOutcome(title=scenario.title, experiment=scenario.experiment)
         skip = scenario.skip_reason(target)
         if skip:

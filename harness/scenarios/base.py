@@ -3,10 +3,11 @@ captures saved, an observation (JSON) that ``check`` turns into results
 without the VM (so ``harness check RUN_DIR`` can redo it offline)."""
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
 
 from harness.arches import Arch
 from harness.arches import arch as lookup_arch
@@ -80,8 +81,12 @@ class Guest(Protocol):
 class Captures:
     """Raw captures of one scenario, saved as files in its directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, allowed_messages: Iterable[re.Pattern] = ()) -> None:
         self.directory = directory
+        # kernel messages this scenario may cause (its own and the version's
+        # ambient ones): a failing command with only these logged is not the
+        # kernel's failure
+        self.allowed_messages = list(allowed_messages)
         directory.mkdir(parents=True, exist_ok=True)
         self.files: list[str] = []
 
@@ -104,7 +109,7 @@ def guest_command(guest: Guest, captures: Captures, name: str, command: str, tim
     if result.stderr:
         captures.save(f"{name}.err", result.stderr)
     if check and not result.ok:
-        logged = kernel_errors(guest)
+        logged = kernel_errors(guest, captures.allowed_messages)
         if logged:
             # the command died of the kernel's trouble, not the machinery's
             raise KernelError(
@@ -121,14 +126,14 @@ def guest_command(guest: Guest, captures: Captures, name: str, command: str, tim
     return result
 
 
-def kernel_errors(guest: Guest) -> list:
-    """Error-level messages the kernel logged since the scenario began
-    ([] when the log cannot be read)."""
+def kernel_errors(guest: Guest, allowed: Iterable[re.Pattern] = ()) -> list:
+    """Error-level messages the kernel logged since the scenario began,
+    less the ``allowed`` ones ([] when the log cannot be read)."""
     try:
         answer = guest.run("mmdrive -c kmsg", timeout=60)
     except HarnessError:
         return []
-    return kmsg_mod.errors(kmsg_mod.parse(answer.stdout)) if answer.ok else []
+    return kmsg_mod.errors(kmsg_mod.parse(answer.stdout), allowed) if answer.ok else []
 
 
 def collect_trace(guest: Guest, captures: Captures) -> None:

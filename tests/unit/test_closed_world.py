@@ -187,3 +187,26 @@ def test_a_command_that_fails_while_the_kernel_logs_an_error_is_the_kernels_fail
     # and a message from before the scenario began is not the scenario's
     with pytest.raises(InfraError):
         guest_command(_Guest([error, begins]), Captures(tmp_path), "verify", "zfill verify")
+
+
+def test_a_failing_command_with_only_expected_kernel_messages_is_not_the_kernels(tmp_path):
+    """A message the scenario declares (its plan's ``logs:``) or the
+    version's ambient list allows does not turn a failing command into the
+    kernel's failure; an undeclared one beside it still does."""
+    import re
+
+    from harness.errors import InfraError, KernelError
+    from harness.scenarios.base import Captures, guest_command
+
+    begins = [6, 10, 1000, kmsg_mod.SCENARIO_BEGINS]
+    warned = [4, 11, 2000, "mmdrive: page allocation failure: order:0, mode:0x6000c0(GFP_KERNEL)"]
+    declared = Captures(tmp_path, [re.compile(r"page allocation failure")])
+    with pytest.raises(InfraError):
+        guest_command(_Guest([begins, warned]), declared, "verify", "zfill verify")
+    error = [3, 12, 3000, "zram: Decompression failed! err=-22, buf=0x0"]
+    with pytest.raises(KernelError) as raised:
+        guest_command(_Guest([begins, warned, error]), declared, "verify", "zfill verify")
+    assert "Decompression failed" in raised.value.message
+    # undeclared, the same allocation failure is the kernel's
+    with pytest.raises(KernelError):
+        guest_command(_Guest([begins, warned]), Captures(tmp_path), "verify", "zfill verify")
