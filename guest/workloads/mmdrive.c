@@ -1742,6 +1742,33 @@ static void cmd_mark(const char *text)
     emit_result(&out);
 }
 
+/* cap sys_nice on|off: raise or drop CAP_SYS_NICE in this process's
+ * effective set (it stays permitted, so it can come back).  Without it,
+ * move_pages and mbind refuse MPOL_MF_MOVE_ALL (-EPERM) and
+ * migrate_pages(2) moves only pages this process maps alone
+ * (kernel_migrate_pages: capable(CAP_SYS_NICE) ? MOVE_ALL : MOVE). */
+#define WL_CAP_SYS_NICE 23
+#define WL_LINUX_CAPABILITY_VERSION_3 0x20080522
+static void cmd_cap(int argc, char **argv)
+{
+    if (argc != 3 || strcmp(argv[1], "sys_nice") || (strcmp(argv[2], "on") && strcmp(argv[2], "off")))
+        usage_fail("usage: cap sys_nice on|off");
+    struct { uint32_t version; int pid; } head = {WL_LINUX_CAPABILITY_VERSION_3, 0};
+    struct { uint32_t effective, permitted, inheritable; } data[2];
+    if (syscall(SYS_capget, &head, data) != 0)
+        sys_fail(errno, "capget");
+    if (!strcmp(argv[2], "on"))
+        data[0].effective |= 1u << WL_CAP_SYS_NICE;
+    else
+        data[0].effective &= ~(1u << WL_CAP_SYS_NICE);
+    if (syscall(SYS_capset, &head, data) != 0)
+        sys_fail(errno, "capset");
+    result_begin("cap");
+    jo_str(&out, "cap", argv[1]);
+    jo_str(&out, "state", argv[2]);
+    emit_result(&out);
+}
+
 static void cmd_exit(int argc, char **argv)
 {
     (void)argv;
@@ -1840,6 +1867,7 @@ static const struct command commands[] = {
     {"holes", cmd_holes},
     {"release", cmd_release},
     {"writeback", cmd_writeback},
+    {"cap", cmd_cap},
     {"exit", cmd_exit},
 };
 
@@ -2007,7 +2035,7 @@ static void usage(FILE *f)
             "usage: mmdrive < script\n"
             "       mmdrive -c CMD [-c CMD]...\n"
             "commands: alloc touch readfault mlock munlock pin unpin fork_share unmap move query\n"
-            "          mbind migrate_pages nodes pfns pageflags drain write holes release writeback smaps soft_offline memcg swapout sleep echo exit\n"
+            "          mbind migrate_pages nodes pfns pageflags drain write holes release writeback smaps soft_offline memcg swapout cap sleep echo exit\n"
             "see README.md\n");
 }
 

@@ -244,16 +244,18 @@ def _run_call(ctx: Context, step: Mapping) -> Prediction:
 
 
 def _call_move_pages(ctx: Context, step: Mapping) -> Prediction:
-    _step_keys(step, ("entries", "flags", "query"))
+    _step_keys(step, ("entries", "flags", "query", "sys_nice"))
     entries = parse_entries(step.get("entries", [{"pages": "all", "node": 1}]), ctx.memory)
-    return syscalls.move_pages(ctx, entries, parse_flags(step.get("flags")), step.get("query") is True)
+    return syscalls.move_pages(ctx, entries, parse_flags(step.get("flags")), step.get("query") is True,
+                               sys_nice=bool(step.get("sys_nice", True)))
 
 
 def _call_mbind(ctx: Context, step: Mapping) -> Prediction:
-    _step_keys(step, ("nodes", "flags", "pages"))
+    _step_keys(step, ("nodes", "flags", "pages", "sys_nice"))
     nodes = step.get("nodes", [1])
     indices = parse_indices(step.get("pages", "all"), len(ctx.memory))
-    return syscalls.mbind(ctx, [int(n) for n in nodes], parse_flags(step.get("flags")), indices)
+    return syscalls.mbind(ctx, [int(n) for n in nodes], parse_flags(step.get("flags")), indices,
+                          sys_nice=bool(step.get("sys_nice", True)))
 
 
 def _call_migrate_pages(ctx: Context, step: Mapping) -> Prediction:
@@ -395,7 +397,7 @@ def simulate(data: Mapping) -> list[Prediction]:
 
 def _all_call_keys() -> set:
     return {
-        "entries", "flags", "query", "nodes", "from", "to", "move_all", "caller",
+        "entries", "flags", "query", "nodes", "from", "to", "move_all", "sys_nice", "caller",
         "unevictable_allowed", "node", "page", "rounds", "mode", "reason", "pf_memalloc",
     }
 

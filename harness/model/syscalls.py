@@ -262,11 +262,21 @@ def query_status(ctx: Context, entries: Sequence[Entry]) -> list[int]:
     return out
 
 
-def move_pages(ctx: Context, entries: Sequence[Entry], flags: int = MPOL_MF_MOVE, query: bool = False) -> Prediction:
-    """move_pages(2) with a nodes array (mm/migrate.c kernel_move_pages)."""
+def move_pages(ctx: Context, entries: Sequence[Entry], flags: int = MPOL_MF_MOVE, query: bool = False,
+               sys_nice: bool = True) -> Prediction:
+    """move_pages(2) with a nodes array (mm/migrate.c kernel_move_pages).
+    ``sys_nice``: the caller has CAP_SYS_NICE in its effective set."""
     pred = ctx.prediction("move_pages")
     if flags & ~(MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
         pred.ret = -Errno.EINVAL
+        return pred
+    if flags & MPOL_MF_MOVE_ALL and not sys_nice:
+        # kernel_move_pages(), before it looks at a page (migrate.c:1767)
+        pred.ret = -Errno.EPERM
+        pred.notes.append("MPOL_MF_MOVE_ALL without CAP_SYS_NICE: -EPERM, nothing looked at")
+        pred.placement = ctx.memory.placement()
+        if query:
+            pred.query = query_status(ctx, entries)
         return pred
     variant = _MOVE_PAGES_VARIANTS[ctx.rules.move_pages_variant]
     ret, status = variant(ctx, entries, bool(flags & MPOL_MF_MOVE_ALL), pred)
@@ -314,9 +324,17 @@ def _queue_pages(
     return runs, unmovable
 
 
-def mbind(ctx: Context, nodes: Sequence[int], flags: int, indices: Optional[Sequence[int]] = None) -> Prediction:
-    """mbind(MPOL_BIND, nodes, flags) over the pages (do_mbind, mempolicy.c:1230)."""
+def mbind(ctx: Context, nodes: Sequence[int], flags: int, indices: Optional[Sequence[int]] = None,
+          sys_nice: bool = True) -> Prediction:
+    """mbind(MPOL_BIND, nodes, flags) over the pages (do_mbind, mempolicy.c:1230).
+    ``sys_nice``: the caller has CAP_SYS_NICE in its effective set."""
     pred = ctx.prediction("mbind")
+    if flags & MPOL_MF_MOVE_ALL and not sys_nice:
+        # do_mbind(), before the policy is made or a page looked at (mempolicy.c:1163)
+        pred.ret = -Errno.EPERM
+        pred.notes.append("MPOL_MF_MOVE_ALL without CAP_SYS_NICE: -EPERM, the policy is not applied")
+        pred.placement = ctx.memory.placement()
+        return pred
     allowed = set(nodes)
     indices = range(len(ctx.memory)) if indices is None else indices
     strict = bool(flags & MPOL_MF_STRICT)

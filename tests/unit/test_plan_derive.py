@@ -65,6 +65,8 @@ DERIVED_PAGES = {
     "fork-copy-on-write": ("anon+shared*4", "shmem*4"),
     # buf's six anonymous pages
     "missing-node": ("anon*6",),
+    # s's 8 and t's 8 private pages, all mapped by the child after the fork
+    "shared-with-child": ("anon+shared*16",),
 }
 
 

@@ -7,6 +7,8 @@ from harness.errors import UserError
 from harness.model import kernel
 from harness.scenarios import all_scenarios, select
 from harness.scenarios.base import Target
+from harness.model.constants import Errno
+from harness.scenarios.plan.explain import predict
 from harness.scenarios.plan.scenario import load_plans
 from harness.scenarios.plan.schema import Plan
 from harness.scenarios.plan.script import guest_script
@@ -80,3 +82,50 @@ def test_unknown_check_name_in_a_plan(tmp_path):
     with pytest.raises(UserError) as err:
         Plan.load(bad)
     assert "vibes" in err.value.message
+
+
+CAP_PLAN = """name: cap
+requires: {numa: true}
+setup: |
+  alloc s 4 node=0
+  alloc t 4 node=0
+  fork_share s 0-3
+steps:
+  - name: mbind-all
+    before: cap sys_nice off
+    run: mbind s 0-3 1 MOVE_ALL
+  - name: move-all
+    run: move all s:0-3=1
+  - name: migrate
+    run: migrate_pages 0 1
+    after: query t:0-3
+    checks: [ret, query, succeeded_at_least]
+  - name: migrate-with-cap
+    before: cap sys_nice on
+    run: migrate_pages 0 1
+    after: query t:0-3
+    checks: [ret, query, succeeded_at_least]
+"""
+
+
+def test_dropping_cap_sys_nice_is_followed_by_the_model(tmp_path):
+    """``cap sys_nice off`` makes MPOL_MF_MOVE_ALL -EPERM (mbind and
+    move_pages) and migrate_pages(2) leave the pages a child maps too;
+    ``cap sys_nice on`` gives it back."""
+    path = tmp_path / "cap.yaml"
+    path.write_text(CAP_PLAN)
+    plan = Plan.load(path)
+    for version in ("v5.0", "5.10"):
+        mbind_all, move_all, migrate, with_cap = predict(plan, target("x86_64", version))
+        assert mbind_all.ret == move_all.ret == -Errno.EPERM
+        assert not mbind_all.events and not move_all.events
+        assert migrate.query == [0, 0, 0, 0]  # shared with the child: stays without MOVE_ALL
+        assert with_cap.query == [1, 1, 1, 1]
+
+
+def test_an_unknown_capability_is_refused_naming_the_step(tmp_path):
+    path = tmp_path / "cap.yaml"
+    path.write_text(CAP_PLAN.replace("cap sys_nice off", "cap sys_admin off"))
+    with pytest.raises(UserError) as err:
+        Plan.load(path)
+    assert "cap sys_admin off" in err.value.message and "mbind-all" in err.value.message

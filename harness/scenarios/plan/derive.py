@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[int, Optional[int]]] = {
     "unmap": (1, 1), "move": (1, None), "query": (1, None), "mbind": (4, 5), "migrate_pages": (2, 2),
     "nodes": (2, 2), "pfns": (2, 2), "smaps": (1, 1), "vmstat": (0, 0), "kpageflags": (1, 2), "pageflags": (2, 2), "drain": (0, 0), "write": (2, None), "holes": (1, 1), "release": (2, 2), "writeback": (2, 2),
     "mark": (1, None), "soft_offline": (2, 2), "sleep": (1, 1), "echo": (0, None), "exit": (0, 0),
-    "verify": (0, 2), "memcg": (1, 1), "swapout": (1, 1),
+    "verify": (0, 2), "memcg": (1, 1), "swapout": (1, 1), "cap": (2, 2),
 }
 ALLOC_OPTIONS = ("thp", "nothp", "hugetlb", "shared", "notouch", "dontfork", "align=2M", "align=2m", "align=4K", "align=4k")
 HUGE = 512
@@ -129,6 +129,8 @@ class Layout:
         self.regions: dict[str, Region] = {}
         #: ``memcg`` ran: regions allocated from now on are charged to it.
         self.memcg = False
+        #: CAP_SYS_NICE is in the workload's effective set (``cap sys_nice off`` drops it).
+        self.sys_nice = True
 
     def region(self, name: str, where: str) -> Region:
         if name not in self.regions:
@@ -165,6 +167,10 @@ class Layout:
                 region.pins.clear()
         elif name == "memcg":
             self.memcg = True
+        elif name == "cap":
+            if args[0] != "sys_nice" or args[1] not in ("on", "off"):
+                raise PlanError(f"{where}: cap {' '.join(args)}: only 'cap sys_nice on' and 'cap sys_nice off' are known")
+            self.sys_nice = args[1] == "on"
         elif name == "swapout":
             self._swapout(where)
         elif name == "unmap":
@@ -474,6 +480,8 @@ def derive_call(layout: Layout, words: list[str], index: dict, where: str) -> Op
         step: dict = {"call": "move_pages", "entries": _entries(layout, addresses(layout, args, where, need_node=True), index, where)}
         if flags:
             step["flags"] = flags
+        if not layout.sys_nice:
+            step["sys_nice"] = False
         return step
     if name == "mbind":
         region = layout.region(args[0], where)
@@ -488,9 +496,15 @@ def derive_call(layout: Layout, words: list[str], index: dict, where: str) -> Op
             return None
         pages = sorted({index[(region.name, i)][0] for i in indices})
         nodes = [int(n) for n in args[2].split(",")]
-        return {"call": "mbind", "nodes": nodes, "flags": args[3].replace("|", ","), "pages": _ranges_text(pages)}
+        step = {"call": "mbind", "nodes": nodes, "flags": args[3].replace("|", ","), "pages": _ranges_text(pages)}
+        if not layout.sys_nice:
+            step["sys_nice"] = False
+        return step
     if name == "migrate_pages":
-        return {"call": "migrate_pages", "from": [int(n) for n in args[0].split(",")], "to": [int(n) for n in args[1].split(",")]}
+        step = {"call": "migrate_pages", "from": [int(n) for n in args[0].split(",")], "to": [int(n) for n in args[1].split(",")]}
+        if not layout.sys_nice:
+            step["move_all"] = False
+        return step
     if name == "soft_offline":
         region = layout.region(args[0], where)
         i = parse_ranges(args[1], region.pages, where)[0]
