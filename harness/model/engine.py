@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
+from harness.model.accounting import HUGETLB_POOL
 from harness.model.constants import SUCCESS, Errno, MigrateMode
 from harness.model.kernels import ArchFacts, KernelRules
 from harness.model.page import Page, PageKind
@@ -42,6 +43,10 @@ class TargetSupply:
     #: A temporary surplus hugetlb page can come from the buddy allocator
     #: when the pool is empty (alloc_migrate_huge_page).
     hugetlb_buddy: bool = True
+    #: Surplus huge pages counted on this node (h->surplus_huge_pages_node):
+    #: a huge page that leaves the node takes this state with it or gives
+    #: its frame back to the buddy allocator (see ``hugetlb_pool_moves``).
+    hugetlb_surplus: int = 0
 
     def take(self, page: Page, stats: Counter) -> Optional[str]:
         """get_new_page(): reserve a target and say where it came from, or
@@ -132,6 +137,8 @@ class Attempt:
     note: str = ""
     #: True when data would have been copied to the new page.
     copied: bool = False
+    #: Where a huge page's target came from: "pool" or "buddy" (temporary).
+    source: str = ""
 
 
 def unmap_and_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
@@ -355,7 +362,47 @@ def unmap_and_move_huge_page(run: PageRun, force: bool, env: Env, step: Attempt)
     rc = _huge_page_move(run, force, env, step)
     if rc != SUCCESS:
         env.target.give_back(page, source)
+    else:
+        step.source = source
     return rc
+
+
+def hugetlb_pool_moves(old: int, new: int, source: str, supply: Callable[[int], TargetSupply]) -> Counter:
+    """What a huge page migrated from node ``old`` to ``new`` does to the two
+    nodes' pools beyond the in-use page changing node (``accounting.counted``
+    already moves its ``free_hugepages`` -1 from the new node to the old).
+
+    A target from the buddy allocator (``source`` "buddy") is a temporary
+    page (alloc_migrate_huge_page: the new node's nr_hugepages +1, never
+    free).  move_hugetlb_state() hands its temporary state to the old page
+    and, when the old node counts surplus pages, moves one surplus from the
+    old node to the new.  free_huge_page() then gives a temporary old page
+    back to the buddy allocator; otherwise a surplus one too (the old node's
+    surplus -1), and only a page of neither kind returns to the old node's
+    free pool (mm/hugetlb.c:1273 and 4945 in v5.0, the same in 5.10).
+    Returns {(node, pool field): delta}; updates the supplies."""
+    from_, to = supply(old), supply(new)
+    out: Counter = Counter()
+    nr, free, surplus = (f"{HUGETLB_POOL} {f}" for f in ("nr_hugepages", "free_hugepages", "surplus_hugepages"))
+    temporary = source == "buddy"
+    if temporary:
+        out[(new, nr)] += 1
+        out[(new, free)] += 1  # never in the free pool: undo counted()'s -1
+        if from_.hugetlb_surplus:
+            from_.hugetlb_surplus -= 1
+            to.hugetlb_surplus += 1
+            out[(old, surplus)] -= 1
+            out[(new, surplus)] += 1
+    if temporary or from_.hugetlb_surplus:
+        # update_and_free_page(): the old frame leaves the pool
+        out[(old, nr)] -= 1
+        out[(old, free)] -= 1  # undo counted()'s +1
+        if not temporary:
+            from_.hugetlb_surplus -= 1
+            out[(old, surplus)] -= 1
+    elif from_.hugetlb_pool is not None:
+        from_.hugetlb_pool += 1  # enqueue_huge_page(): free on the old node
+    return out
 
 
 def _huge_page_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:

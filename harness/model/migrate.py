@@ -87,6 +87,8 @@ class PageOutcome:
     split: bool = False
     #: The page's state when the call let go of it (e.g. on the deferred split queue).
     page: Optional[Page] = None
+    #: A migrated huge page's target: "pool" or "buddy" (engine.Attempt.source).
+    source: str = ""
 
 
 @dataclass
@@ -128,9 +130,9 @@ def migrate_pages(entries: list[PageRun], env: Env) -> CallResult:
 
     putbacks: list = []
 
-    def record(run: PageRun, result: str, rc: int, node: int) -> None:
+    def record(run: PageRun, result: str, rc: int, node: int, source: str = "") -> None:
         outcomes[(run.origin, run.sub)] = PageOutcome(
-            run.origin, run.sub, result, rc, node, run.origin in split_origins, run.page
+            run.origin, run.sub, result, rc, node, run.origin in split_origins, run.page, source
         )
         # unmap_and_move(): the new page after a success, the old one after a
         # failure, goes back to an LRU at once; the caller puts back the rest
@@ -184,7 +186,7 @@ def migrate_pages(entries: list[PageRun], env: Env) -> CallResult:
             if rc == SUCCESS:
                 ok += nr_subpages if whole else 1
                 thp_ok += 1 if whole else 0
-                record(run, "migrated", rc, target_node(run))
+                record(run, "migrated", rc, target_node(run), step.source)
             else:
                 failed += nr_subpages if whole else 1
                 thp_failed += 1 if whole else 0

@@ -203,11 +203,11 @@ def _targets(value: Any) -> Optional[dict[int, TargetSupply]]:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise UserError("targets: a mapping of node -> {free_pages, thp_blocks, hugetlb_pool, hugetlb_buddy}")
+        raise UserError("targets: a mapping of node -> {free_pages, thp_blocks, hugetlb_pool, hugetlb_buddy, hugetlb_surplus}")
     out = {}
     for node, spec in value.items():
         spec = spec or {}
-        fields = ("free_pages", "thp_blocks", "hugetlb_pool", "hugetlb_buddy")
+        fields = ("free_pages", "thp_blocks", "hugetlb_pool", "hugetlb_buddy", "hugetlb_surplus")
         for key in spec:
             if key not in fields:
                 raise one_of("target field", key, fields)

@@ -19,7 +19,7 @@ from harness.model.constants import (
     Errno,
     MigrateMode,
 )
-from harness.model.engine import Env, PageRun, TargetSupply
+from harness.model.engine import Env, PageRun, TargetSupply, hugetlb_pool_moves
 from harness.model.kernels import ArchFacts, KernelRules
 from harness.model.memory import Memory
 from harness.model.migrate import CallResult, migrate_pages
@@ -84,6 +84,10 @@ class Context:
             target=self.target(node),
         )
         result = migrate_pages(runs, env)
+        for outcome in result.outcomes:
+            if outcome.result == "migrated" and outcome.source:
+                old = self.memory[outcome.origin].node
+                pred.node_extra.update(hugetlb_pool_moves(old, outcome.node, outcome.source, self.target))
         self.memory.apply(result)
         pred.add_call(result)
         return result

@@ -65,3 +65,48 @@ def test_enomem_abort_on_the_last_entry_after_a_permanent_failure():
     assert compaction_migratepages(2, 0, 2, last=True) == [(0, 2), (1, 1)]
     assert compaction_migratepages(2, 0, 2, last=False) == [(0, 2)]
     assert compaction_migratepages(32, 10, 3) == [(12, 20)]
+
+
+def _pool_after(supplies, moves):
+    from collections import Counter
+
+    from harness.model.engine import TargetSupply, hugetlb_pool_moves
+
+    nodes = {n: TargetSupply(**spec) for n, spec in supplies.items()}
+    total = Counter()
+    for old, new, source in moves:
+        total.update(hugetlb_pool_moves(old, new, source, lambda n: nodes.setdefault(n, TargetSupply())))
+    return {k: v for k, v in total.items() if v}, nodes
+
+
+def test_a_surplus_huge_page_moved_into_a_pool_page_leaves_the_pool():
+    """free_huge_page(): the old node counts surplus pages, so the old frame
+    goes back to the buddy allocator: node 0's nr and surplus -1 (its free
+    count is untouched: the page was in use)."""
+    moved, nodes = _pool_after({0: {"hugetlb_surplus": 2}}, [(0, 1, "pool")])
+    assert moved == {(0, "hugepages-2048kB nr_hugepages"): -1, (0, "hugepages-2048kB free_hugepages"): -1,
+                     (0, "hugepages-2048kB surplus_hugepages"): -1}
+    assert nodes[0].hugetlb_surplus == 1
+
+
+def test_a_surplus_huge_page_moved_into_a_temporary_page_takes_its_surplus_along():
+    """move_hugetlb_state(): node 0's surplus goes to node 1; the temporary
+    state goes to the old page, which is freed: node 1 +1 page, node 0 -1."""
+    moved, nodes = _pool_after({0: {"hugetlb_surplus": 1}}, [(0, 1, "buddy")])
+    assert moved == {(1, "hugepages-2048kB nr_hugepages"): 1, (1, "hugepages-2048kB free_hugepages"): 1,
+                     (1, "hugepages-2048kB surplus_hugepages"): 1, (0, "hugepages-2048kB surplus_hugepages"): -1,
+                     (0, "hugepages-2048kB nr_hugepages"): -1, (0, "hugepages-2048kB free_hugepages"): -1}
+    assert (nodes[0].hugetlb_surplus, nodes[1].hugetlb_surplus) == (0, 1)
+
+
+def test_a_persistent_huge_page_moved_returns_its_frame_to_the_old_pool():
+    """No surplus on the old node: the old page is enqueued, free on node 0
+    (counted() already says so: nothing beyond it), and a bounded pool of
+    node 0 has one more page to give."""
+    moved, nodes = _pool_after({0: {"hugetlb_pool": 0}}, [(0, 1, "pool")])
+    assert moved == {}
+    assert nodes[0].hugetlb_pool == 1
+    # a temporary target for a persistent page: node 1 gains a page, node 0 loses one, no surplus moves
+    moved, _ = _pool_after({}, [(0, 1, "buddy")])
+    assert moved == {(1, "hugepages-2048kB nr_hugepages"): 1, (1, "hugepages-2048kB free_hugepages"): 1,
+                     (0, "hugepages-2048kB nr_hugepages"): -1, (0, "hugepages-2048kB free_hugepages"): -1}
