@@ -121,7 +121,13 @@ def account(deltas: Mapping[Field, int], covered: Mapping[Field, CheckKind], amb
             found = (EXACT if covered[f] is CheckKind.EXACT else BOUNDED, "checked")
         if found is None and depth < 3:
             # another file's view of fields that moved too: explained as they are
-            moved = [c for c in parts(f, present) or () if deltas.get(c, 0)]
+            made_of = parts(f, present) or []
+            moved = [c for c in made_of if deltas.get(c, 0)]
+            if not moved and step_kind == "shell":
+                # a shell step reads its files one after another while its
+                # processes run: the view may have moved between the reads
+                # of its parts, which are held to account themselves
+                moved = made_of
             kinds = [explain(c, depth + 1) for c in moved]
             if moved and all(k is not None for k in kinds):
                 worst = max((k[0] for k in kinds), key=_ORDER.index)  # type: ignore[index]

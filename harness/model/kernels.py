@@ -90,6 +90,13 @@ class KernelRules:
     #: queues it only while some of its subpages stay mapped.  Splitting a
     #: mapped THP queues it on both (the subpages' rmap goes first).
     deferred_split_full_unmap: bool = False
+    #: 5.1's "mm, compaction: use free lists to quickly locate a migration
+    #: source" and "... target" (70b44595eafe, 5a811889de10): for a
+    #: high-order request fast_find_migrateblock() and
+    #: fast_isolate_freepages() scan and isolate without the isolate
+    #: tracepoints, so compact_*_scanned and compact_isolated are at least
+    #: the traced sums (5.10 mm/compaction.c:1400, 1446, 1753).
+    compaction_fast_scanners_untraced: bool = False
     #: vmstat events the migration paths can change on this kernel.
     migration_vm_events: Tuple[str, ...] = field(default=())
 
@@ -217,6 +224,7 @@ V5_10 = KernelRules(
     compaction_batch_cap=None,
     # compact_zone() zeroes cc->total_*_scanned itself (mm/compaction.c:2205).
     compact_node_cumulative_scanned=False,
+    compaction_fast_scanners_untraced=True,
     fallback_release_busy_outside_sync=True,
     mbind_strict_reports_unmovable=True,
     soft_offline_failure=-Errno.EBUSY,

@@ -16,6 +16,7 @@ from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.observe.compaction import fate
 from harness.result import CheckResult
+from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
     Guest,
@@ -29,6 +30,7 @@ from harness.scenarios.base import (
     verify_held,
 )
 from harness.scenarios.compaction import (
+    compact_memory_scan_counters,
     FREE_MEMORY,
     free_mb,
     hog_commands,
@@ -83,6 +85,7 @@ class Balloon(Scenario):
         make_holes(guest, captures, "holes", held)
         guest_command(guest, captures, "kpf-before", f"mmdrive -c 'kpageflags {KPF_BALLOON}'")
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")
         guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
                       timeout=self.timeout)
         guest_command(guest, captures, "kpf-after", f"mmdrive -c 'kpageflags {KPF_BALLOON}'")
@@ -149,6 +152,9 @@ class Balloon(Scenario):
         migration_invariants(ck, delta, events)
         scanned_moved_check(ck, "balloon", fate(sorted(before_pfns), sorted(after_pfns), window(
             captures.load("trace.out"), "harness compact_memory begin", "harness compact_memory end")))
+        compact_memory_scan_counters(ck, target, captures, window(
+            captures.load("trace.out"), "harness compact_memory begin", "harness compact_memory end"), delta)
+        shell_world.close(ck, captures.load("compact-memory.out"), target.rules.name)
         out += ck.results
 
         ck = Checker(self.name, "deflate", evidence=[str(captures.directory / "vmstat-after-deflate.out")])

@@ -14,6 +14,9 @@ from harness.observe import compaction as cmp
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.result import CheckResult
+from harness.observe import workload as workload_mod
+from harness.observe.snapshot import GLOBAL, Field
+from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
     Guest,
@@ -26,7 +29,7 @@ from harness.scenarios.base import (
     trace_overran,
     verify_held,
 )
-from harness.scenarios.compaction import snapshot_around, split_snapshots, window
+from harness.scenarios.compaction import scan_counter_invariants, snapshot_around, split_snapshots, window
 
 THP_MB = 256
 
@@ -39,6 +42,54 @@ def fill(numa: bool) -> str:
         free = "grep MemFree /proc/meminfo | awk '{print $2}'"
         bind = ""
     return f"free=$({free}); mb=$((free * 90 / 100 / 1024)); echo fragmenting ${{mb}} MiB; fragment anon $mb{bind} hold"
+
+
+#: What direct reclaim moves besides allocstall_* (mm/vmscan.c).
+RECLAIM_EVENTS = ("slabs_scanned", "pgscan_direct", "pgsteal_direct", "pgrefill", "pgdeactivate", "pgscan_anon", "pgscan_file",
+                  "pgsteal_anon", "pgsteal_file", "pgrotated", "drop_slab")
+
+
+def thp_fault_checks(ck: Checker, target: Target, text: str, delta: dict) -> None:
+    """The THP fault counters of the step, against what smaps shows of the
+    region: each 2 MiB range faulted whole is one thp_fault_alloc, each
+    that fell back to base pages at most one thp_fault_fallback; when the
+    short-lived mmdrive exits its huge pages are unmapped whole, which v5.0
+    queues for deferred split (counted) and 5.5 onwards does not."""
+    smaps = [r for r in workload_mod.parse(text)[0] if r.get("cmd") == "smaps"]
+    if not smaps:
+        ck.error("THP faults", "the step's mmdrive printed no smaps of its region")
+        return
+    huge = smaps[0]["anon_huge_kb"] // 2048
+    ranges = smaps[0]["rss_kb"] // 2048
+    # khugepaged (enabled=madvise: the step's region is the only one
+    # madvised) may collapse a range that fell back while the region lives
+    collapsed = delta.get("thp_collapse_alloc", 0)
+    ck.invariant("Δthp_fault_alloc <= huge pages mapped", "Δthp_fault_alloc", delta.get("thp_fault_alloc", 0),
+                 "smaps AnonHugePages / 2 MiB", huge, relation="<=")
+    ck.invariant("huge pages mapped <= Δthp_fault_alloc + Δthp_collapse_alloc", "smaps AnonHugePages / 2 MiB", huge,
+                 "Δthp_fault_alloc + Δthp_collapse_alloc (khugepaged)", delta.get("thp_fault_alloc", 0) + collapsed, relation="<=")
+    # (seen once on 32-bit arm v5.0 with every range faulted huge: bounded
+    # by the region, the guest's only MADV_HUGEPAGE memory, not by its
+    # fallbacks)
+    ck.bounded("Δthp_collapse_alloc + Δthp_collapse_alloc_failed (khugepaged's timer, at most one per 2 MiB of the region)",
+               collapsed + delta.get("thp_collapse_alloc_failed", 0), low=0, high=ranges,
+               covers=[Field("vmstat", GLOBAL, "thp_collapse_alloc_failed")])
+    ck.bounded("Δthp_fault_fallback", delta.get("thp_fault_fallback", 0), low=0, high=ranges - huge,
+               message="at most one per 2 MiB range that is not huge")
+    # the THP allocation's slow path may reclaim before it gives up (5.10
+    # enters direct reclaim after a failed compaction): at most once per
+    # fault attempt, and its shrinkers and scans only when it did
+    stalls = {name: v for name, v in delta.items() if name.startswith("allocstall_")}
+    ck.bounded("direct reclaim stalls (allocstall_*): at most one per THP fault", sum(stalls.values()), low=0, high=ranges,
+               covers=[Field("vmstat", GLOBAL, name) for name in stalls])
+    for name in RECLAIM_EVENTS:
+        if delta.get(name):
+            ck.bounded(f"Δ{name} (the direct reclaim above)", delta[name], low=0, high=None if stalls else 0,
+                       message="direct reclaim ran" if stalls else "no direct reclaim stalled, so nothing may be reclaimed")
+    queued = huge if target.rules.deferred_split_full_unmap else 0
+    ck.exact("Δthp_deferred_split_page (the huge pages unmapped whole at exit)", queued, delta.get("thp_deferred_split_page", 0),
+             message="" if delta.get("thp_deferred_split_page", 0) == queued else
+             ("v5.0 queues every huge page unmapped whole" if queued else "5.5 onwards queues none unmapped whole"))
 
 
 class DirectCompaction(Scenario):
@@ -82,8 +133,11 @@ class DirectCompaction(Scenario):
         ck.invariant("I5 begin/end pair up", "begin events", cmp.count(events, "mm_compaction_begin"), "end events",
                      cmp.count(events, "mm_compaction_end"))
         migration_invariants(ck, delta, events)
+        scan_counter_invariants(ck, target, events, delta, None)
+        thp_fault_checks(ck, target, captures.load("thp-faults.out"), delta)
         if delta.get("compact_stall", 0):
             tries = [e for e in events if e.name == "mm_compaction_try_to_compact_pages"]
             ck.bounded("try_to_compact_pages events", len(tries), low=1, message="a stall comes from try_to_compact_pages")
         intact_check(ck, captures, "fragment-verify", "direct compaction", "fragment", observation.get("held", 0))
+        shell_world.close(ck, captures.load("thp-faults.out"), target.rules.name)
         return ck.results

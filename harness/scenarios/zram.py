@@ -14,6 +14,8 @@ from harness.observe import workload as workload_mod
 from harness.observe import zram as zram_mod
 from harness.observe.compaction import fate, in_ranges, scanned_ranges
 from harness.result import CheckResult
+from harness.observe.snapshot import GLOBAL, Field
+from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
     Guest,
@@ -27,6 +29,7 @@ from harness.scenarios.base import (
     verify_held,
 )
 from harness.scenarios.compaction import (
+    compact_memory_scan_counters,
     FREE_MEMORY,
     free_mb,
     hog_commands,
@@ -56,6 +59,22 @@ SETUP = (
 )
 
 
+def zram_compact_accounting(ck: Checker, text: str) -> None:
+    """zs_compact() frees the zspages it emptied: mm_stat's pages_compacted
+    counts their pages, NR_ZSPAGES (every node's) loses them, and
+    mem_used_total (the pool's pages) with it."""
+    before, after = shell_world.split(text)
+    d = snapshot_mod.deltas(before, after)
+    zspages = [f for f in set(before) | set(after) if f.source == "vmstat" and f.name == "nr_zspages"]
+    freed = d.get(Field("vmstat", GLOBAL, "nr_zspages"), 0)
+    compacted = sum(v for f, v in d.items() if f.source == "zram" and f.name.endswith(" pages_compacted"))
+    used = sum(v for f, v in d.items() if f.source == "zram" and f.name.endswith(" mem_used_total"))
+    ck.invariant("zram compact: pages_compacted = the zspage pages freed", "Δpages_compacted (mm_stat)", compacted,
+                 "-Δnr_zspages", -freed, covers=zspages + [f for f in d if f.source == "zram" and f.name.endswith(" pages_compacted")])
+    ck.invariant("zram compact: mem_used_total follows nr_zspages", "Δmem_used_total (mm_stat)", used, "Δnr_zspages x 4096",
+                 freed * 4096, covers=[f for f in d if f.source == "zram" and f.name.endswith(" mem_used_total")])
+
+
 class Zram(Scenario):
     name = "zram"
     experiment = "E11"
@@ -82,6 +101,7 @@ class Zram(Scenario):
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
         guest_command(guest, captures, "mm-stat-before", "cat /sys/block/zram0/mm_stat")
         guest_command(guest, captures, "zspages-before", f"mmdrive -c '{ZSPAGE_FIRST}'")
+        guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")
         guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
                       timeout=self.timeout)
         guest_command(guest, captures, "zspages-after", f"mmdrive -c '{ZSPAGE_FIRST}'")
@@ -123,6 +143,9 @@ class Zram(Scenario):
         events = [e for e in events if e.name == "mm_migrate_pages"]
         intact_check(ck, captures, "zfill-verify-after-compaction", "compact_memory (each read back from zram)", "zfill", 1)
         migration_invariants(ck, delta, events)
+        compact_memory_scan_counters(ck, target, captures, window(
+            captures.load("trace.out"), "harness compact_memory begin", "harness compact_memory end"), delta)
+        shell_world.close(ck, captures.load("compact-memory.out"), target.rules.name)
         out += ck.results
         ck = Checker(self.name, "zram_compact", evidence=[str(captures.directory / "zram-compact.out")])
         before, after = split_snapshots(captures.load("zram-compact.out"))
@@ -134,6 +157,8 @@ class Zram(Scenario):
         ck.exact("mm_migrate_pages events during zram compact", [], [e.body for e in events])
         intact_check(ck, captures, "zfill-verify-after-zram-compact", "zram compact (each read back from zram)", "zfill", 1)
         intact_check(ck, captures, "fragment-verify", "both compactions", "fragment", observation.get("fragments", 0))
+        zram_compact_accounting(ck, captures.load("zram-compact.out"))
+        shell_world.close(ck, captures.load("zram-compact.out"), target.rules.name)
         out += ck.results
         return out
 

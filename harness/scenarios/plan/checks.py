@@ -13,6 +13,7 @@ from harness.observe import workload as workload_mod
 from harness.observe.snapshot import GLOBAL, Field
 from harness.result import CheckKind
 from harness.scenarios.base import pattern_check
+from harness.scenarios.shell_world import RESTING_NAME, resting_state  # noqa: F401 (RESTING_NAME: the check's name, read by tests)
 from harness.scenarios.plan.schema import Step
 from harness.scenarios.plan.windows import StepWindow
 
@@ -265,18 +266,10 @@ RECLAIM_PREFIXES = ("allocstall_", "kswapd_", "pageoutrun", "slabs_scanned", "pg
 
 #: Counters of transient states: pages a step isolated are back on an LRU
 #: (or freed) once it is over and the pagevecs are drained.
-RESTING = ("nr_isolated_anon", "nr_isolated_file")
-RESTING_NAME = "resting state: nothing left isolated after the step (nr_isolated_*, every node)"
-
-
 def resting_state_check(ck: Checker, window: StepWindow) -> None:
     """Exact: every transient-state counter, system-wide and per node, is
     back at its value before the step."""
     before = window.fields_before or {Field("vmstat", GLOBAL, k): v for k, v in (window.vmstat_before or {}).items()}
     after = window.fields_after or {Field("vmstat", GLOBAL, k): v for k, v in (window.vmstat_after or {}).items()}
-    fields = sorted(f for f in after if f.source == "vmstat" and f.name in RESTING and f in before)
-    moved = {str(f): after[f] - before[f] for f in fields if after[f] != before[f]}
-    ck.exact(RESTING_NAME, {}, moved,
-             "" if not moved else "pages the step isolated are not back on an LRU: "
-             + ", ".join(f"{k} {v:+d}" for k, v in moved.items()), covers=fields)
+    resting_state(ck, before, after)
 
