@@ -40,10 +40,10 @@ SHELL_FIELDS = ("nr_anon_pages", "nr_mapped", "nr_file_pages",
 #: How far they may move in a shell step, per node and system-wide: the
 #: shell, the sampler and the snapshot's cats map a few dozen pages each,
 #: and each CPU's lru_add pagevec holds up to 15 pages per LRU.
-SHELL_PAGES = 256
+SHELL_PAGES = 128
 #: meminfo's unit, in pages (4 KiB pages on every arch the harness boots).
 PAGE_KB = 4
-SHELL_NAME = f"the step's shell processes and pagevecs: LRU and rmap counters within ±{SHELL_PAGES} pages (every node)"
+SHELL_NAME = "the step's shell processes and pagevecs: LRU and rmap counters within their footprint (every node)"
 CLOSED_NAME_NOTE = "shell step"
 
 

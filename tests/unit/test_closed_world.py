@@ -76,7 +76,7 @@ def test_a_node_counter_the_model_accounts_that_moved_wrongly_fails_by_node(tmp_
 
 #: Recorded runs of the class-based scenarios whose shell steps kept the
 #: whole snapshot (compaction, direct compaction, zram, balloon).
-SHELL_RUNS = {"v5.0": "v5.0-shell-closed-world-x86_64+arm64", "5.10": "5.10-shell-closed-world-x86_64+arm64"}
+SHELL_RUNS = {"v5.0": "v5.0-shell-closed-world-x86_64+arm64+arm", "5.10": "5.10-shell-closed-world-x86_64+arm64"}
 
 
 def _entries(version):
@@ -246,3 +246,40 @@ def test_a_failing_command_with_only_expected_kernel_messages_is_not_the_kernels
     # undeclared, the same allocation failure is the kernel's
     with pytest.raises(KernelError):
         guest_command(_Guest([begins, warned]), Captures(tmp_path), "verify", "zfill verify")
+
+
+def edit_shell_snapshot(path, file: str, name: str, by: int) -> None:
+    """Move ``name`` in ``file`` of a shell step's closing snapshot by ``by``."""
+    text = path.read_text()
+    head, sep, after = text.partition("== after")
+    section = after.index(f"== {file}\n")
+    end = after.find("\n== /", section + 1)
+    end = len(after) if end < 0 else end
+    part, count = re.subn(rf"^{name} (\d+)$", lambda m: f"{name} {int(m.group(1)) + by}", after[section:end], flags=re.M)
+    assert count == 1, (file, name)
+    path.write_text(head + sep + after[:section] + part + after[end:])
+
+
+SHELL_EDITS = {
+    # nothing in a compaction step may touch shmem
+    "unexplained": ("/sys/devices/system/node/node1/vmstat", "nr_shmem", 3, "closed world: every field that moved is explained",
+                    "node1 vmstat nr_shmem +3"),
+    # a page compaction isolated and never put back
+    "isolated": ("/sys/devices/system/node/node1/vmstat", "nr_isolated_anon", 2, "resting state", "node1 vmstat nr_isolated_anon"),
+    # pages lost from the LRU beyond what the shell holds
+    "footprint": ("/sys/devices/system/node/node0/vmstat", "nr_inactive_anon", -600, "the step's shell", "node0 vmstat nr_inactive_anon"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(SHELL_EDITS))
+def test_a_shell_step_edited_to_move_what_it_may_not_fails_naming_the_field(edit, tmp_path):
+    """On a recorded pristine compact_memory step (class-based, shell): a
+    field nobody explains, a page left isolated, or LRU pages gone beyond the
+    shell's footprint fail that step, naming the field."""
+    file, name, by, check, named = SHELL_EDITS[edit]
+    run = materialize(SHELL_RUNS["v5.0"], tmp_path)
+    edit_shell_snapshot(run / "x86_64" / "compact-memory" / "compact-memory.out", file, name, by)
+    doc = recheck(run, reports=False, only=["compact-memory"])
+    failed = [c for c in outcome_of(doc, "x86_64", "compact-memory").checks if c.status is Status.FAIL]
+    assert [c.step for c in failed] == ["compact_memory"] and failed[0].name.startswith(check), [(c.step, c.name) for c in failed]
+    assert named in failed[0].message or named in str(failed[0].observed), failed[0].message

@@ -130,7 +130,7 @@ def test_510_rules_differ_from_v50_only_in_named_fields():
     assert changed == {
         "name", "version", "description", "arches", "trace_format", "thp_counts_subpages", "thp_vm_events",
         "freed_check_before_alloc", "move_pages_variant", "compaction_batch_cap",
-        "compact_node_cumulative_scanned", "fallback_release_busy_outside_sync",
+        "compact_node_cumulative_scanned", "compaction_fast_scanners_untraced", "fallback_release_busy_outside_sync",
         "mbind_strict_reports_unmovable", "soft_offline_failure", "migration_vm_events", "deferred_split_full_unmap",
     }
 

@@ -43,6 +43,10 @@ RENAMED = {
         f"{what} pages compaction examined moved (none stays at its PFN)"
     for what in ("mlocked", "balloon", "zsmalloc")
 }
+# the shell steps' footprint, recorded with a bound of 256 pages in its
+# name; the bound (now 128, 4x the largest recorded) is in the check's bound
+RENAMED["the step's shell processes and pagevecs: LRU and rmap counters within ±256 pages (every node)"] = \
+    "the step's shell processes and pagevecs: LRU and rmap counters within their footprint (every node)"
 
 
 def keyed(checks: list) -> dict:
