@@ -128,8 +128,13 @@ def account(deltas: Mapping[Field, int], covered: Mapping[Field, CheckKind], amb
                 # processes run: the view may have moved between the reads
                 # of its parts, which are held to account themselves
                 moved = made_of
+            elif not moved and any(any(a.matches(c, step_kind) for a in ambient) for c in made_of):
+                # none of its parts moved from snapshot to snapshot, but one
+                # is ambient (free memory) and moves whenever it likes, also
+                # between the reads of two files
+                found = (AMBIENT, "a view with an ambient part, read a moment apart from it")
             kinds = [explain(c, depth + 1) for c in moved]
-            if moved and all(k is not None for k in kinds):
+            if found is None and moved and all(k is not None for k in kinds):
                 worst = max((k[0] for k in kinds), key=_ORDER.index)  # type: ignore[index]
                 found = (worst, "as " + ", ".join(str(c) for c in moved))
         if found is None or found[0] == AMBIENT:

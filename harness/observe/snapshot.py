@@ -192,7 +192,15 @@ def parts(f: Field, present: Iterable[Field]) -> Optional[list[Field]]:
     them (a meminfo line of vmstat counters, a numastat line, a system-wide
     counter summed over the nodes); None when it stands alone."""
     if f.source == "meminfo" and f.name in MEMINFO_COUNTERS:
-        return [Field("vmstat", f.node, c) for c in MEMINFO_COUNTERS[f.name]]
+        present = list(present)
+        out = []
+        for c in MEMINFO_COUNTERS[f.name]:
+            field = Field("vmstat", f.node, c)
+            nodes = [p for p in present if p.source == "vmstat" and p.node != GLOBAL and p.name == c]
+            # a counter /proc/vmstat does not show (v5.0's zone counters such
+            # as nr_free_cma) is the sum of the nodes' files
+            out += nodes if f.node == GLOBAL and field not in present and nodes else [field]
+        return out
     if f.source == "meminfo" and f.name in MEMINFO_POOLS:
         files = MEMINFO_POOLS[f.name]
         return [p for p in present if p.source == "hugepages" and (f.node == GLOBAL or p.node == f.node)

@@ -22,6 +22,8 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
+from harness.observe.snapshot import GLOBAL, Field
+from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
     Guest,
@@ -107,6 +109,21 @@ class Cma(Scenario):
         taken = [e.int("nr_taken") for e in window_events if e.name == "mm_compaction_isolate_migratepages"]
         ck.exact("the migration scanner took nothing (nr_taken of each isolate event)", [0] * len(taken), taken)
         migration_invariants(ck, delta, window_events)
+        raw = [r for r in results if r.get("cmd") == "vmstat"]
+        before, after = shell_world.fields_of(raw[0]), shell_world.fields_of(raw[1])
+        deltas = shell_world.close_quiet(ck, before, after, target.rules.name)
+        if deltas is not None:
+            shell_world.node_counters_stay(ck, deltas, "node counters: the idle area's pages were free, nothing moved",
+                                           split_bound=shell_world.ACTIVATIONS)
+            # the nodes' files where the kernel has them, else /proc/vmstat,
+            # else /proc/meminfo's CmaFree (v5.0 without NUMA), in pages
+            cma = [f for f in after if f.source == "vmstat" and f.name == "nr_free_cma" and f.node != GLOBAL] \
+                or [f for f in after if f.source == "vmstat" and f.name == "nr_free_cma"]
+            meminfo = Field("meminfo", GLOBAL, "CmaFree")
+            taken = sum(deltas.get(f, 0) for f in cma) if cma else deltas.get(meminfo, 0) // 4
+            ck.exact("Δnr_free_cma: the pages cma_alloc took", -FREE_ALLOC, taken,
+                     covers=cma + [Field("vmstat", GLOBAL, "nr_free_cma")] + ([] if cma else [meminfo]))
+        shell_world.finish_quiet(ck, deltas, after, target.rules.name)
         out += ck.results
 
         return out

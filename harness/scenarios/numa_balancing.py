@@ -13,6 +13,7 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
+from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
     Guest,
@@ -39,9 +40,10 @@ SYSCTLS = {
 
 
 def workload_script() -> str:
-    lines = [f"alloc buf {PAGES} node=1", f"mbind buf 0-{PAGES - 1} none 0 mode=default", "vmstat", "mark harness numa begin"]
+    lines = [f"alloc buf {PAGES} node=1", f"mbind buf 0-{PAGES - 1} none 0 mode=default", "drain", "vmstat", "mark harness numa begin"]
     lines.append(f"touch_until buf 0-{PAGES - 1} numa_pages_migrated {PAGES} {MAX_MS}")
-    lines += ["mark harness numa end", "vmstat", f"query buf:0-{PAGES - 1}", "verify", "exit"]
+    # drain: the pages put back after their migration sit in pagevecs until then
+    lines += ["mark harness numa end", "drain", "vmstat", f"query buf:0-{PAGES - 1}", "verify", "exit"]
     return "\n".join(lines) + "\n"
 
 
@@ -102,6 +104,23 @@ class NumaBalancing(Scenario):
         own = [e for e in migrate if marker is not None and e.pid == marker.pid]
         ck.invariant("the workload's pages now on node 0 = its migrations", "pages on node 0", moved,
                      "Σ nr_succeeded of the workload's events", sum(int(e.fields["nr_succeeded"]) for e in own))
+        raw = [r for r in results if r.get("cmd") == "vmstat"]
+        before, after = shell_world.fields_of(raw[0]), shell_world.fields_of(raw[1])
+        deltas = shell_world.close_quiet(ck, before, after, target.rules.name)
+        if deltas is not None:
+            # the model: every page the workload's events moved went from node 1 to node 0, on its LRU
+            n = sum(int(e.fields["nr_succeeded"]) for e in own)
+            expected = {}
+            for node, sign in ((0, 1), (1, -1)):
+                expected.update({f"node{node} vmstat nr_anon_pages": sign * n, f"node{node} anon LRU total": sign * n,
+                                 f"node{node} zone anon LRU total": sign * n})
+            hints, moved_pages = delta.get("numa_hint_faults", 0), delta.get("numa_pages_migrated", 0)
+            ck.bounded("Δpgfault: the hinting faults, and at most one more per page moved (a touch through the old "
+                       "translation, arm64 under QEMU) and the workload's own few", delta.get("pgfault", 0),
+                       low=hints, high=hints + moved_pages + 16)
+            shell_world.node_counters_stay(ck, deltas, "node counters: the workload's migrated pages moved from node 1 to node 0",
+                                           split_bound=shell_world.ACTIVATIONS, expected={k: v for k, v in expected.items() if v})
+        shell_world.finish_quiet(ck, deltas, after, target.rules.name)
         pattern_check(ck, "page contents intact after NUMA balancing", next((r for r in results if r.get("cmd") == "verify"), None),
                       "after NUMA balancing")
         return ck.results

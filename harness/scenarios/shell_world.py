@@ -106,3 +106,108 @@ def cover_vmstat(ck: Checker, names: Iterable[str], kind: CheckKind = CheckKind.
     """Say that a check of the step accounts for these /proc/vmstat
     counters (and their per-node parts) without naming them "Δname"."""
     ck.cover([Field("vmstat", GLOBAL, n) for n in names], kind)
+
+
+# ---------------------------------------------------------------------------
+# Steps a class-based scenario runs inside one mmdrive process (its
+# ``write`` starts the kernel work in that process, between two whole
+# snapshots it takes itself): no forks, pagevecs drained before each
+# snapshot, so the plan steps' ambient list applies and nothing of a shell
+# is excused.
+
+#: The per-node counters of pages on an LRU or mapped (what migration moves
+#: with a page from node to node), each LRU list apart.
+NODE_PAGE_COUNTERS = ("nr_anon_pages", "nr_mapped", "nr_file_pages", "nr_shmem", "nr_dirty", "nr_mlock", "nr_unevictable",
+                      "nr_anon_transparent_hugepages", "nr_inactive_anon", "nr_active_anon", "nr_inactive_file",
+                      "nr_active_file", "nr_zone_inactive_anon", "nr_zone_active_anon", "nr_zone_inactive_file",
+                      "nr_zone_active_file", "nr_zone_unevictable", "nr_zone_write_pending")
+STAY_NAME = "node counters: every page stays on its node (compaction migrates within a zone)"
+
+
+def fields_of(result: dict) -> dict[Field, int]:
+    """An mmdrive ``vmstat`` result's fields (its whole snapshot when it
+    has one, else /proc/vmstat's values)."""
+    fields = snapshot_mod.parse_files(result["files"]) if "files" in result else {}
+    # mmdrive gives /proc/vmstat as "values", the other files as "files"
+    fields.update((Field("vmstat", GLOBAL, k), v) for k, v in result.get("values", {}).items())
+    return fields
+
+
+#: An LRU's active and inactive lists (node and zone counters), whose
+#: split a page activation moves without moving the total.
+LRU_SPLIT = {"anon": ("nr_inactive_anon", "nr_active_anon", "nr_zone_inactive_anon", "nr_zone_active_anon"),
+             "file": ("nr_inactive_file", "nr_active_file", "nr_zone_inactive_file", "nr_zone_active_file")}
+#: Activations a step may make of the workload's own pages (one
+#: lru_activate pagevec per CPU, drained before the closing snapshot).
+ACTIVATIONS = 15
+
+
+def node_counters_stay(ck: Checker, deltas: dict[Field, int], name: str = STAY_NAME, split_bound: int = 0,
+                       expected: Optional[dict[str, int]] = None) -> None:
+    """Exact (the model: the step's migration targets come from the zone
+    its pages are in, or it migrates nothing): no node's page counters
+    move, system-wide neither; or they move by ``expected``
+    ({"nodeN nr_anon_pages": delta, "nodeN anon LRU total": delta}).
+    ``split_bound``: an LRU's active/inactive split may move by that much
+    (activations), its total only as expected."""
+    expected = dict(expected or {})
+    split = {n for names in LRU_SPLIT.values() for n in names} if split_bound else set()
+    moved = {str(f): v for f, v in deltas.items() if f.source == "vmstat" and f.name in NODE_PAGE_COUNTERS and f.name not in split}
+    covers = [f for f in deltas if f.source == "vmstat" and f.name in NODE_PAGE_COUNTERS]
+    if split:
+        for lru, (inactive, active, zone_inactive, zone_active) in LRU_SPLIT.items():
+            for node in sorted({f.node for f in deltas if f.source == "vmstat"}):
+                total = deltas.get(Field("vmstat", node, inactive), 0) + deltas.get(Field("vmstat", node, active), 0)
+                zone_total = deltas.get(Field("vmstat", node, zone_inactive), 0) + deltas.get(Field("vmstat", node, zone_active), 0)
+                where = "" if node == GLOBAL else f"node{node} "
+                if total:
+                    moved[f"{where}{lru} LRU total"] = total
+                if zone_total:
+                    moved[f"{where}zone {lru} LRU total"] = zone_total
+        # each list moves by what its LRU's total moves (pages that came
+        # or went, on either list) and by activations beyond that
+        shifted = 0
+        for f, v in deltas.items():
+            if f.source != "vmstat" or f.name not in split:
+                continue
+            names = next(n for n in LRU_SPLIT.values() if f.name in n)
+            pair = names[:2] if f.name in names[:2] else names[2:]
+            total = sum(deltas.get(Field("vmstat", f.node, n), 0) for n in pair)
+            shifted = max(shifted, abs(v) - abs(total))
+        activated = deltas.get(Field("vmstat", GLOBAL, "pgactivate"), 0)
+        ck.bounded(f"LRU active/inactive split: beyond the pages that came or went, activations of the workload's own "
+                   f"pages (pgactivate too, at most {split_bound})", max(shifted, activated), low=0, high=split_bound,
+                   covers=[f for f in deltas if f.source == "vmstat" and f.name in split] + [Field("vmstat", GLOBAL, "pgactivate")])
+    wrong = {k: v for k, v in moved.items() if expected.get(k, 0) != v}
+    missing = {k: 0 for k, v in expected.items() if v and k not in moved}
+    ck.exact(name, expected, moved, "" if not (wrong or missing) else "pages changed node, or left or joined an LRU: "
+             + ", ".join(f"{k} {v:+d} (expected {expected.get(k, 0):+d})" for k, v in list({**wrong, **missing}.items())[:8]),
+             covers=covers)
+
+
+def migration_entry_faults(ck: Checker, delta: dict) -> None:
+    """Bounded: a process that touches a page while it is being migrated
+    faults on the migration entry and waits (migration_entry_wait()): at
+    most one fault per page the step tried to migrate."""
+    tried = delta.get("pgmigrate_success", 0) + delta.get("pgmigrate_fail", 0)
+    ck.bounded("Δpgfault (touches of pages under migration, at most one per page tried)", delta.get("pgfault", 0),
+               low=0, high=tried)
+
+
+def close_quiet(ck: Checker, before: dict[Field, int], after: dict[Field, int], kernel: str) -> Optional[dict[Field, int]]:
+    """The resting state and the closed world of a step inside one mmdrive
+    process; returns the deltas (None, a skip, for a capture without the
+    whole snapshot)."""
+    if not whole(before) or not whole(after):
+        ck.skip("closed world: every field that moved is explained",
+                "the capture predates the whole snapshot (mmdrive read /proc/vmstat only)")
+        return None
+    deltas = snapshot_mod.deltas(before, after)
+    resting_state(ck, before, after)
+    return deltas
+
+
+def finish_quiet(ck: Checker, deltas: Optional[dict[Field, int]], after: dict[Field, int], kernel: str) -> None:
+    """The closed world, once the step's own checks have said what they cover."""
+    if deltas is not None:
+        closed_world(ck, deltas, ambient_list(kernel), list(after), step_kind="plan")

@@ -21,6 +21,7 @@ from harness.observe import workload as workload_mod
 from harness.observe import zoneinfo
 from harness.observe.compaction import fate, in_ranges, scanned_ranges
 from harness.result import CheckResult
+from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
     Guest,
@@ -106,7 +107,8 @@ class CompactUnevictable(Scenario):
         zones = zoneinfo.parse(captures.load("zoneinfo.out"))
         events = trace_mod.parse(captures.load("trace.out"))
         pfns = [r["pfns"] for r in results if r.get("cmd") == "pfns"]
-        snapshots = [r["values"] for r in results if r.get("cmd") == "vmstat"]
+        raw_snapshots = [r for r in results if r.get("cmd") == "vmstat"]
+        snapshots = [r["values"] for r in raw_snapshots]
         out = list(top.results)
         for index, (name, allowed) in enumerate(WINDOWS):
             ck = Checker(self.name, f"compact_memory, {SYSCTL.rsplit('/', 1)[1]}={allowed}", evidence=evidence)
@@ -139,6 +141,12 @@ class CompactUnevictable(Scenario):
                     ck.invariant(f"Δ{counter} = the model's per mlocked page × mlocked pages moved", f"Δ{counter}",
                                  delta[counter], expression, expected)
             migration_invariants(ck, delta, window)
+            fields = [shell_world.fields_of(r) for r in raw_snapshots[2 * index:2 * index + 2]]
+            deltas = shell_world.close_quiet(ck, fields[0], fields[1], target.rules.name)
+            if deltas is not None:
+                shell_world.node_counters_stay(ck, deltas)
+                shell_world.migration_entry_faults(ck, delta)
+            shell_world.finish_quiet(ck, deltas, fields[1], target.rules.name)
             out += ck.results
         ck = Checker(self.name, "contents", evidence=[str(captures.directory / "workload.out")])
         for (name, _), verify in zip(WINDOWS, [r for r in results if r.get("cmd") == "verify"]):

@@ -99,13 +99,18 @@ def recorded(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("version", sorted(SHELL_RUNS))
-def test_a_pristine_run_explains_every_field_its_shell_steps_moved(version, recorded):
-    doc = recheck(recorded(SHELL_RUNS[version]), reports=False)
+#: Recorded runs of the class-based scenarios whose steps run inside one
+#: mmdrive process (compact-unevictable, cma, numa-balancing).
+QUIET_RUNS = {"v5.0": "v5.0-quiet-closed-world-x86_64+arm64+arm", "5.10": "5.10-quiet-closed-world-x86_64+arm64"}
+
+
+@pytest.mark.parametrize("name", sorted(SHELL_RUNS.values()) + sorted(QUIET_RUNS.values()))
+def test_a_pristine_run_explains_every_field_its_class_based_steps_moved(name, recorded):
+    doc = recheck(recorded(name), reports=False)
     checks = closed_checks(doc)
     assert len(checks) >= 8, [(a, n) for a, n, _ in checks]
     assert all(c.status is Status.PASS for _, _, c in checks), [c.message for _, _, c in checks if c.status is not Status.PASS]
-    assert all("bounded" in c.message and not c.message.startswith("0 fields") for _, _, c in checks)
+    assert all("ambient" in c.message and not c.message.startswith("0 fields") for _, _, c in checks)
 
 
 @pytest.mark.parametrize("version,index,pattern,steps", [(v, *e) for v in sorted(RUNS) for e in _entries(v)])
@@ -283,3 +288,39 @@ def test_a_shell_step_edited_to_move_what_it_may_not_fails_naming_the_field(edit
     failed = [c for c in outcome_of(doc, "x86_64", "compact-memory").checks if c.status is Status.FAIL]
     assert [c.step for c in failed] == ["compact_memory"] and failed[0].name.startswith(check), [(c.step, c.name) for c in failed]
     assert named in failed[0].message or named in str(failed[0].observed), failed[0].message
+
+
+def edit_mmdrive_snapshot(path, index: int, file: str, name: str, by: int) -> None:
+    """Move ``name`` in ``file`` of the ``index``-th whole snapshot mmdrive
+    took (a RESULT line of cmd vmstat)."""
+    lines = path.read_text().splitlines()
+    seen = -1
+    for i, line in enumerate(lines):
+        if line.startswith("RESULT ") and '"cmd":"vmstat"' in line.replace(" ", ""):
+            seen += 1
+            if seen == index:
+                data = json.loads(line[7:])
+                text, count = re.subn(rf"^{name} (\d+)$", lambda m: f"{name} {int(m.group(1)) + by}", data["files"][file], flags=re.M)
+                assert count == 1, (file, name)
+                data["files"][file] = text
+                lines[i] = "RESULT " + json.dumps(data)
+                break
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("scenario,step,name", [
+    ("numa-balancing", "touch-loop", "nr_anon_pages"),   # a page counted on the wrong node
+    ("compact-unevictable", "compact_memory, compact_unevictable_allowed=1", "nr_mlock"),  # an mlocked page lost its count
+    ("cma", "idle area", "nr_unevictable"),             # something joined an LRU
+])
+def test_a_quiet_class_step_whose_page_counters_moved_wrongly_fails_naming_them(scenario, step, name, tmp_path):
+    """The class-based steps run inside one mmdrive process check every
+    node's page counters exactly: one page more on node 0 fails the step."""
+    run = materialize(QUIET_RUNS["v5.0"], tmp_path)
+    out = run / "x86_64" / scenario / "workload.out"
+    index = 3 if step.endswith("allowed=1") else 1  # the closing snapshot of the step
+    edit_mmdrive_snapshot(out, index, "/sys/devices/system/node/node0/vmstat", name, 1)
+    doc = recheck(run, reports=False, only=[scenario])
+    failed = [c for c in outcome_of(doc, "x86_64", scenario).checks if c.status is Status.FAIL]
+    assert [c.step for c in failed] == [step], [(c.step, c.name) for c in failed]
+    assert f"node0 vmstat {name} +" in failed[0].message, failed[0].message
