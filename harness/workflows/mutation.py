@@ -18,7 +18,7 @@ from harness.kernel.patches import Patch, replacement_patch
 CATALOGUES = Path(__file__).with_name("mutations")
 KEYS = ("id", "file", "function", "category", "original", "replacement", "what", "equivalent")
 CATEGORIES = ("accounting", "mode-reason", "return-value", "status", "retry-limit", "refcount", "page-state",
-              "thp-split", "batch-limit", "content", "isolation")
+              "thp-split", "batch-limit", "content", "isolation", "kernel-log")
 
 
 @dataclass(frozen=True)
