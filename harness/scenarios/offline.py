@@ -17,6 +17,8 @@ from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
+from harness.observe.snapshot import GLOBAL, Field
+from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
     Guest,
@@ -67,6 +69,35 @@ def movable_block(blocks: list[Block], node: str = "node1") -> Optional[Block]:
     of the block's ``removable``, which is why that is not read)."""
     found = [b for b in blocks if b.node == node and b.state == "online" and b.zones == "Movable"]
     return found[0] if found else None
+
+
+def offline_accounting(ck: Checker, deltas: dict, block_kb: int, migrated: int, ours: int, offlined: int, other: int) -> None:
+    """The node counters of an offline that moved every page of the block
+    from node ``offlined`` to node ``other`` (offline_pages(): every page
+    of the block on an LRU, ours and whatever else was there, migrated off
+    it): each page counter moves between the two nodes and nowhere else,
+    the pages that left the offlined node's LRUs are the migrated ones, our
+    pages among them arrive as anonymous pages, and the block's memory
+    leaves MemTotal (and half of it CommitLimit, vm.overcommit_ratio 50)."""
+    names = sorted({f.name for f in deltas if f.source == "vmstat" and f.node != GLOBAL
+                    and f.name in shell_world.NODE_PAGE_COUNTERS})
+    unbalanced = {}
+    covers = []
+    for name in names:
+        here, there = Field("vmstat", offlined, name), Field("vmstat", other, name)
+        covers += [here, there, Field("vmstat", GLOBAL, name)]
+        if deltas.get(here, 0) + deltas.get(there, 0):
+            unbalanced[name] = (deltas.get(here, 0), deltas.get(there, 0))
+    ck.exact(f"node counters: every page of the block went from node {offlined} to node {other}, none came or went",
+             {}, {k: f"{a:+d} on node {offlined}, {b:+d} on node {other}" for k, (a, b) in unbalanced.items()}, covers=covers)
+    left = -sum(deltas.get(Field("vmstat", offlined, n), 0) for names_ in shell_world.LRU_SPLIT.values() for n in names_[:2])
+    ck.invariant("pages that left the offlined node's LRUs = Σ nr_succeeded", "pages off the LRUs", left, "Σ nr_succeeded", migrated)
+    ck.bounded(f"Δnr_anon_pages on node {other}: at least the workload's pages in the block", deltas.get(Field("vmstat", other, "nr_anon_pages"), 0),
+               low=ours)
+    total = [Field("meminfo", GLOBAL, "MemTotal"), Field("meminfo", offlined, "MemTotal")]
+    ck.exact("MemTotal (system and node) less the block", [-block_kb, -block_kb], [deltas.get(f, 0) for f in total], covers=total)
+    commit = Field("meminfo", GLOBAL, "CommitLimit")
+    ck.exact("CommitLimit less half the block (vm.overcommit_ratio 50)", -block_kb // 2, deltas.get(commit, 0), covers=[commit])
 
 
 def script(block: str) -> str:
@@ -153,6 +184,13 @@ class MemoryOffline(Scenario):
         ck.bounded("Σ nr_succeeded covers the workload's pages in the block", sum(e.int("nr_succeeded") for e in migrate),
                    low=len(ours), message="every page of the block moved, ours among them")
         migration_invariants(ck, vmstat_mod.delta(snapshots[0], snapshots[1]), migrate)
+        raw = [r for r in results if r.get("cmd") == "vmstat"]
+        before, after = shell_world.fields_of(raw[0]), shell_world.fields_of(raw[1])
+        deltas = shell_world.close_quiet(ck, before, after, target.rules.name)
+        if deltas is not None:
+            offline_accounting(ck, deltas, observation["block_bytes"] // 1024, sum(e.int("nr_succeeded") for e in migrate),
+                               len(ours), offlined=1, other=expected)
+        shell_world.finish_quiet(ck, deltas, after, target.rules.name)
         pattern_check(ck, "pages intact (every page's pattern)", next((r for r in results if r.get("cmd") == "verify"), None),
                       "after the offline")
         return ck.results
