@@ -104,11 +104,15 @@ def recorded(tmp_path_factory):
 QUIET_RUNS = {"v5.0": "v5.0-quiet-closed-world-x86_64+arm64+arm", "5.10": "5.10-quiet-closed-world-x86_64+arm64"}
 
 
-@pytest.mark.parametrize("name", sorted(SHELL_RUNS.values()) + sorted(QUIET_RUNS.values()))
+#: Recorded memory-offline runs (x86_64: arm64 has no memory hot-remove).
+OFFLINE_RUNS = {"v5.0": "v5.0-offline-closed-world-x86_64", "5.10": "5.10-offline-closed-world-x86_64"}
+
+
+@pytest.mark.parametrize("name", sorted(SHELL_RUNS.values()) + sorted(QUIET_RUNS.values()) + sorted(OFFLINE_RUNS.values()))
 def test_a_pristine_run_explains_every_field_its_class_based_steps_moved(name, recorded):
     doc = recheck(recorded(name), reports=False)
     checks = closed_checks(doc)
-    assert len(checks) >= 8, [(a, n) for a, n, _ in checks]
+    assert len(checks) >= (1 if "offline" in name else 8), [(a, n) for a, n, _ in checks]
     assert all(c.status is Status.PASS for _, _, c in checks), [c.message for _, _, c in checks if c.status is not Status.PASS]
     assert all("ambient" in c.message and not c.message.startswith("0 fields") for _, _, c in checks)
 
@@ -324,3 +328,16 @@ def test_a_quiet_class_step_whose_page_counters_moved_wrongly_fails_naming_them(
     failed = [c for c in outcome_of(doc, "x86_64", scenario).checks if c.status is Status.FAIL]
     assert [c.step for c in failed] == [step], [(c.step, c.name) for c in failed]
     assert f"node0 vmstat {name} +" in failed[0].message, failed[0].message
+
+
+@pytest.mark.parametrize("version", sorted(OFFLINE_RUNS))
+def test_an_offline_whose_pages_do_not_arrive_on_the_other_node_fails(version, tmp_path):
+    """memory-offline: shmem pages that left the offlined node but were
+    counted nowhere (node 0's nr_shmem short by 5) fail, naming the counter."""
+    run = materialize(OFFLINE_RUNS[version], tmp_path)
+    edit_mmdrive_snapshot(run / "x86_64" / "memory-offline" / "workload.out", 1, "/sys/devices/system/node/node0/vmstat",
+                          "nr_shmem", -5)
+    doc = recheck(run, reports=False, only=["memory-offline"])
+    failed = [c for c in outcome_of(doc, "x86_64", "memory-offline").checks if c.status is Status.FAIL]
+    assert failed and failed[0].name.startswith("node counters: every page of the block"), [c.name for c in failed]
+    assert "nr_shmem" in str(failed[0].observed)
