@@ -67,6 +67,8 @@ DERIVED_PAGES = {
     "missing-node": ("anon*6",),
     # s's 8 and t's 8 private pages, all mapped by the child after the fork
     "shared-with-child": ("anon+shared*16",),
+    # r's 8 pages of a ramfs file (no ->migratepage, no ->writepage, dirty), a's 4 anonymous pages
+    "unmovable-file": ("file_nomigrate+dirty+nowritepage*8", "anon*4"),
 }
 
 

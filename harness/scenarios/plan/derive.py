@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[int, Optional[int]]] = {
     "mark": (1, None), "soft_offline": (2, 2), "sleep": (1, 1), "echo": (0, None), "exit": (0, 0),
     "verify": (0, 2), "memcg": (1, 1), "swapout": (1, 1), "cap": (2, 2),
 }
+#: Where a plan's files are on ramfs (its prepare: mounts it there): a
+#: file system with neither ->migratepage nor ->writepage.
+RAMFS = "/mnt/ramfs/"
 ALLOC_OPTIONS = ("thp", "nothp", "hugetlb", "shared", "notouch", "dontfork", "align=2M", "align=2m", "align=4K", "align=4k")
 HUGE = 512
 
@@ -80,6 +83,8 @@ class Region:
     policy: list = field(default_factory=list)
     #: Per page replaced by a new one (copy-on-write): (how many times, its node).
     copies: dict = field(default_factory=dict)
+    #: A file region on ramfs (its file under ``RAMFS``).
+    ramfs: bool = False
     #: A file region's pages written since their last writeback (``sync`` writes them back).
     dirty: set = field(default_factory=set)
     #: A file region's pages under writeback (``writeback`` started it; a throttled disk keeps it going).
@@ -257,10 +262,13 @@ class Layout:
         if kind in ("thp", "hugetlb") and pages % HUGE:
             raise PlanError(f"{where}: a {kind} region takes a multiple of {HUGE} pages, not {pages}")
         touched = "notouch" not in opts
+        ramfs = file is not None and file.startswith(RAMFS)
+        if ramfs and "sync" in opts:
+            raise PlanError(f"{where}: a file on ramfs ({RAMFS}) is never written back: drop sync")
         self.regions[name] = Region(name, pages, kind, node, "shared" in opts or file is not None, "dontfork" in opts,
                                     ["present" if touched else "absent"] * pages,
                                     dirty=set(range(pages)) if touched and "sync" not in opts and file else set(),
-                                    charged=self.memcg, policy=[node] * pages)
+                                    charged=self.memcg, policy=[node] * pages, ramfs=ramfs)
 
     def _swapout(self, where: str) -> None:
         """memory.force_empty: every page charged to the memory cgroup goes
@@ -379,7 +387,11 @@ class Layout:
                     if state != "present":
                         continue
                     index[(region.name, i)] = (len(specs), 0)
-                    if region.kind == "file":
+                    if region.kind == "file" and region.ramfs:
+                        # ramfs: no ->migratepage and no ->writepage, and its
+                        # pages stay dirty (__set_page_dirty_no_writeback)
+                        kind = "file_nomigrate+dirty+nowritepage"
+                    elif region.kind == "file":
                         # written through the mapping: the file system gave it buffer heads
                         kind = "file+private" + ("+dirty" if i in region.dirty else "") + ("+writeback" if i in region.writeback else "")
                     else:
