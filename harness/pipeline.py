@@ -448,6 +448,11 @@ class Pipeline:
                 self.steps.start(step, f"[{target.arch.name}] {scenario.name}: running")
                 # what the kernel logs from here on is the scenario's
                 machine.run(f"echo '<7>{kmsg_mod.SCENARIO_BEGINS}' > /dev/kmsg", timeout=60, check=True)
+                # a long command still running after the kernel logged an
+                # error it was not allowed ends at the next liveness check
+                allowed = captures.allowed_messages
+                machine.log_probe = ("mmdrive -c kmsg",
+                                     lambda text: kmsg_mod.first_line(kmsg_mod.errors(kmsg_mod.parse(text), allowed)))
                 observation = scenario.drive(machine, target, captures, qmp=machine.qmp)
                 observation["captures"] = captures.files
                 write_json(sdir / "observation.json", observation)

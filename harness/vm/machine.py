@@ -18,7 +18,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import pexpect
 
@@ -177,6 +177,12 @@ class Machine:
         #: How long a command may run before the harness checks, and then
         #: checks again, that the guest still answers (HARNESS_LIVENESS_S).
         self.liveness_s = float(os.environ.get("HARNESS_LIVENESS_S") or 60.0)
+        #: At each liveness check of a long command: a guest command that
+        #: reads the kernel's log, and a judge of its output that names the
+        #: first message that makes the kernel the culprit (None: none).  A
+        #: command still running after the kernel logged such a message
+        #: ends there, as the kernel's failure, not at its full timeout.
+        self.log_probe: Optional[tuple[str, Callable[[str], Optional[str]]]] = None
         self._key = None
         self._public = ""
         self._private_pem = b""
@@ -385,6 +391,7 @@ class Machine:
         if self.ssh is None:
             raise InfraError("the machine is not running")
         hung: list[str] = []
+        logged: list[str] = []
         next_probe = time.monotonic() + self.liveness_s
 
         def abort() -> Optional[str]:
@@ -395,10 +402,14 @@ class Machine:
             if reason or time.monotonic() < next_probe:
                 return reason
             why = self._unresponsive()
-            next_probe = time.monotonic() + self.liveness_s
             if why:
                 hung.append(why)
                 return f"the guest stopped responding: {why}"
+            message = self._logged()
+            next_probe = time.monotonic() + self.liveness_s
+            if message:
+                logged.append(message)
+                return f"the kernel logged {message}"
             return None
 
         try:
@@ -413,6 +424,8 @@ class Machine:
                     hung.append(why)
             if hung:
                 raise self._kernel_error(f"the guest stopped responding while running {command!r}: {hung[0]}") from exc
+            if logged:
+                raise self._kernel_error(f"{command!r} was still running after the kernel logged {logged[0]}") from exc
             if self.child is not None and not self.child.isalive():
                 self._wait_exit(0.5)
                 raise InfraError(f"QEMU exited while running {command!r} ({self._exit_text()}): {exc.message}",
@@ -432,6 +445,18 @@ class Machine:
         return result
 
     hang_probe_s = 15.0  # how long a fresh command may take before the guest counts as hung
+
+    def _logged(self) -> Optional[str]:
+        """The log probe's verdict now (None without a probe, or when the
+        log cannot be read: then the command runs on)."""
+        if self.log_probe is None or self.ssh is None:
+            return None
+        command, judge = self.log_probe
+        try:
+            answer = self.ssh.run(command, timeout=max(self.hang_probe_s, 30.0))
+        except InfraError:
+            return None
+        return judge(answer.stdout) if answer.ok else None
 
     def _unresponsive(self) -> Optional[str]:
         """After a command timed out: why the guest (not QEMU, not SSH) is at

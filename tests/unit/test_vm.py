@@ -450,6 +450,25 @@ def test_a_hang_is_found_by_the_liveness_probe_long_before_the_commands_timeout(
     assert gone(fake_qemu["pidfile"])
 
 
+def test_a_command_still_running_after_the_kernel_logged_an_error_ends_at_the_liveness_check(fake_qemu, monkeypatch):
+    # The guest answers, but its kernel has logged an error the scenario did
+    # not allow: the command ends at the next liveness check, not at its
+    # ten minutes, as the kernel's failure naming the message.
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
+        m.hang_probe_s, m.liveness_s = 1.0, 0.5
+        m.log_probe = ("echo 'zram: Decompression failed! err=-22'",
+                       lambda text: repr(text.strip()) if "failed" in text else None)
+        start = time.monotonic()
+        with pytest.raises(KernelError) as err:
+            m.run("sleep 60", timeout=600)
+        assert time.monotonic() - start < 20
+        assert "'sleep 60' was still running after the kernel logged 'zram: Decompression failed! err=-22'" in err.value.message
+        # a clean log lets a long command finish
+        m.log_probe = ("echo all quiet", lambda text: None)
+        assert m.run("sleep 2", timeout=30).ok
+
+
 def test_a_long_command_of_a_live_guest_outlasts_the_liveness_probes(fake_qemu, monkeypatch):
     monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
     with Machine(request(fake_qemu), fake_qemu["tmp"] / "run") as m:
