@@ -30,8 +30,8 @@ from harness.scenarios.base import (
     verify_held,
 )
 from harness.scenarios.compaction import (
-    compact_memory_scan_counters,
     FREE_MEMORY,
+    compact_memory_scan_counters,
     free_mb,
     hog_commands,
     make_holes,

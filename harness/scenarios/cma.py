@@ -21,8 +21,8 @@ from harness.model.scenario import simulate
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
-from harness.result import CheckResult
 from harness.observe.snapshot import GLOBAL, Field
+from harness.result import CheckResult
 from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
@@ -111,7 +111,7 @@ class Cma(Scenario):
         migration_invariants(ck, delta, window_events)
         raw = [r for r in results if r.get("cmd") == "vmstat"]
         before, after = shell_world.fields_of(raw[0]), shell_world.fields_of(raw[1])
-        deltas = shell_world.close_quiet(ck, before, after, target.rules.name)
+        deltas = shell_world.close_quiet(ck, before, after)
         if deltas is not None:
             shell_world.node_counters_stay(ck, deltas, "node counters: the idle area's pages were free, nothing moved",
                                            split_bound=shell_world.ACTIVATIONS)

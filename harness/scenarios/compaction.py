@@ -18,12 +18,12 @@ from harness.model.constants import COMPACT_CLUSTER_MAX
 from harness.observe import compaction as cmp
 from harness.observe import samples as samples_mod
 from harness.observe import snapshot as snapshot_mod
-from harness.scenarios import shell_world
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import zoneinfo
 from harness.observe.compaction import Fate
 from harness.result import CheckResult
+from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
     Guest,

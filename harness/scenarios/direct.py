@@ -13,9 +13,9 @@ from harness.model.callers import CALLERS
 from harness.observe import compaction as cmp
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
-from harness.result import CheckResult
 from harness.observe import workload as workload_mod
 from harness.observe.snapshot import GLOBAL, Field
+from harness.result import CheckResult
 from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
@@ -29,7 +29,12 @@ from harness.scenarios.base import (
     trace_overran,
     verify_held,
 )
-from harness.scenarios.compaction import scan_counter_invariants, snapshot_around, split_snapshots, window
+from harness.scenarios.compaction import (
+    scan_counter_invariants,
+    snapshot_around,
+    split_snapshots,
+    window,
+)
 
 THP_MB = 256
 

@@ -106,7 +106,7 @@ class NumaBalancing(Scenario):
                      "Σ nr_succeeded of the workload's events", sum(int(e.fields["nr_succeeded"]) for e in own))
         raw = [r for r in results if r.get("cmd") == "vmstat"]
         before, after = shell_world.fields_of(raw[0]), shell_world.fields_of(raw[1])
-        deltas = shell_world.close_quiet(ck, before, after, target.rules.name)
+        deltas = shell_world.close_quiet(ck, before, after)
         if deltas is not None:
             # the model: every page the workload's events moved went from node 1 to node 0, on its LRU
             n = sum(int(e.fields["nr_succeeded"]) for e in own)

@@ -16,8 +16,8 @@ from harness.model.scenario import simulate
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
-from harness.result import CheckResult
 from harness.observe.snapshot import GLOBAL, Field
+from harness.result import CheckResult
 from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
@@ -186,7 +186,7 @@ class MemoryOffline(Scenario):
         migration_invariants(ck, vmstat_mod.delta(snapshots[0], snapshots[1]), migrate)
         raw = [r for r in results if r.get("cmd") == "vmstat"]
         before, after = shell_world.fields_of(raw[0]), shell_world.fields_of(raw[1])
-        deltas = shell_world.close_quiet(ck, before, after, target.rules.name)
+        deltas = shell_world.close_quiet(ck, before, after)
         if deltas is not None:
             offline_accounting(ck, deltas, observation["block_bytes"] // 1024, sum(e.int("nr_succeeded") for e in migrate),
                                len(ours), offlined=1, other=expected)

@@ -26,7 +26,6 @@ from harness.check.closed_world import ambient_list, closed_world
 from harness.observe import samples as samples_mod
 from harness.observe import snapshot as snapshot_mod
 from harness.observe.snapshot import GLOBAL, Field
-from harness.result import CheckKind
 
 #: Transient states: a step over, nothing is left in them.
 RESTING = ("nr_isolated_anon", "nr_isolated_file")
@@ -44,7 +43,6 @@ SHELL_PAGES = 128
 #: meminfo's unit, in pages (4 KiB pages on every arch the harness boots).
 PAGE_KB = 4
 SHELL_NAME = "the step's shell processes and pagevecs: LRU and rmap counters within their footprint (every node)"
-CLOSED_NAME_NOTE = "shell step"
 
 
 def split(text: str) -> tuple[dict[Field, int], dict[Field, int]]:
@@ -85,27 +83,27 @@ def shell_footprint(ck: Checker, deltas: dict[Field, int], fields: Iterable[str]
                + "; the step's migration keeps every page on its node, so these move only with the shell's own pages")
 
 
-def close(ck: Checker, text: str, kernel: str, covers_shell: bool = True) -> Optional[dict[Field, int]]:
+def close(ck: Checker, text: str, kernel: str) -> Optional[dict[Field, int]]:
     """The resting state, the shell's footprint and the closed world of one
     shell step; returns the deltas (None for a capture without the whole
     snapshot, which cannot be judged: a skip)."""
     before, after = split(text)
-    if not whole(before) or not whole(after):
-        ck.skip("closed world: every field that moved is explained",
-                "the capture predates the whole snapshot (the shell read /proc/vmstat only)")
-        return None
-    deltas = snapshot_mod.deltas(before, after)
-    resting_state(ck, before, after)
-    if covers_shell:
+    deltas = _opened(ck, before, after, "the shell")
+    if deltas is not None:
         shell_footprint(ck, deltas)
-    closed_world(ck, deltas, ambient_list(kernel), list(after), step_kind="shell")
+        closed_world(ck, deltas, ambient_list(kernel), list(after), step_kind="shell")
     return deltas
 
 
-def cover_vmstat(ck: Checker, names: Iterable[str], kind: CheckKind = CheckKind.INVARIANT) -> None:
-    """Say that a check of the step accounts for these /proc/vmstat
-    counters (and their per-node parts) without naming them "Δname"."""
-    ck.cover([Field("vmstat", GLOBAL, n) for n in names], kind)
+def _opened(ck: Checker, before: dict[Field, int], after: dict[Field, int], reader: str) -> Optional[dict[Field, int]]:
+    """The step's deltas after its resting-state check, or None (a skip)
+    when ``reader`` took /proc/vmstat only, not the whole snapshot."""
+    if not whole(before) or not whole(after):
+        ck.skip("closed world: every field that moved is explained",
+                f"the capture predates the whole snapshot ({reader} read /proc/vmstat only)")
+        return None
+    resting_state(ck, before, after)
+    return snapshot_mod.deltas(before, after)
 
 
 # ---------------------------------------------------------------------------
@@ -194,17 +192,11 @@ def migration_entry_faults(ck: Checker, delta: dict) -> None:
                low=0, high=tried)
 
 
-def close_quiet(ck: Checker, before: dict[Field, int], after: dict[Field, int], kernel: str) -> Optional[dict[Field, int]]:
-    """The resting state and the closed world of a step inside one mmdrive
-    process; returns the deltas (None, a skip, for a capture without the
-    whole snapshot)."""
-    if not whole(before) or not whole(after):
-        ck.skip("closed world: every field that moved is explained",
-                "the capture predates the whole snapshot (mmdrive read /proc/vmstat only)")
-        return None
-    deltas = snapshot_mod.deltas(before, after)
-    resting_state(ck, before, after)
-    return deltas
+def close_quiet(ck: Checker, before: dict[Field, int], after: dict[Field, int]) -> Optional[dict[Field, int]]:
+    """The resting state of a step inside one mmdrive process; returns the
+    deltas (None, a skip, for a capture without the whole snapshot).  The
+    scenario's own checks come next, then ``finish_quiet``."""
+    return _opened(ck, before, after, "mmdrive")
 
 
 def finish_quiet(ck: Checker, deltas: Optional[dict[Field, int]], after: dict[Field, int], kernel: str) -> None:

@@ -142,7 +142,7 @@ class CompactUnevictable(Scenario):
                                  delta[counter], expression, expected)
             migration_invariants(ck, delta, window)
             fields = [shell_world.fields_of(r) for r in raw_snapshots[2 * index:2 * index + 2]]
-            deltas = shell_world.close_quiet(ck, fields[0], fields[1], target.rules.name)
+            deltas = shell_world.close_quiet(ck, fields[0], fields[1])
             if deltas is not None:
                 shell_world.node_counters_stay(ck, deltas)
                 shell_world.migration_entry_faults(ck, delta)

@@ -13,8 +13,8 @@ from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
 from harness.observe import zram as zram_mod
 from harness.observe.compaction import fate, in_ranges, scanned_ranges
-from harness.result import CheckResult
 from harness.observe.snapshot import GLOBAL, Field
+from harness.result import CheckResult
 from harness.scenarios import shell_world
 from harness.scenarios.base import (
     Captures,
@@ -29,8 +29,8 @@ from harness.scenarios.base import (
     verify_held,
 )
 from harness.scenarios.compaction import (
-    compact_memory_scan_counters,
     FREE_MEMORY,
+    compact_memory_scan_counters,
     free_mb,
     hog_commands,
     make_holes,

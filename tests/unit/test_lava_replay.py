@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.check.closed_world import CHECK_NAME
 from harness.pipeline import recheck
-from harness.scenarios.plan.checks import RESTING_NAME
+from harness.scenarios.shell_world import RESTING_NAME
 from harness.workflows.lava.collect import collect, console_lines
 
 from .test_replay import materialize

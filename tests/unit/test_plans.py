@@ -135,8 +135,6 @@ def test_a_file_on_ramfs_is_a_page_the_kernel_cannot_migrate(tmp_path):
     """A file= region under /mnt/ramfs/ is derived as ramfs pages (no
     ->migratepage, no ->writepage, dirty): the model fails them for good,
     where the same file elsewhere (a disk file system) migrates."""
-    from harness.errors import UserError as PlanUserError
-
     text = "name: r\nrequires: {numa: true}\nsetup: |\n  alloc r 2 file=%s\nsteps:\n  - {name: move, run: move r:0-1=1}\n"
     for path, moved in (("/mnt/ramfs/r", False), ("/mnt/disk/r", True)):
         plan_file = tmp_path / "r.yaml"
@@ -144,6 +142,6 @@ def test_a_file_on_ramfs_is_a_page_the_kernel_cannot_migrate(tmp_path):
         (pred,) = predict(Plan.load(plan_file), target("x86_64", "v5.0"))
         assert (pred.vmstat_deltas().get("pgmigrate_success", 0) == 2) is moved, path
     plan_file.write_text(text.replace("alloc r 2 file=%s", "alloc r 2 file=%s sync") % "/mnt/ramfs/r")
-    with pytest.raises(PlanUserError) as err:
+    with pytest.raises(UserError) as err:
         Plan.load(plan_file)
     assert "ramfs" in err.value.message

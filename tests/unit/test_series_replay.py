@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.cli import main
 from harness.pipeline import recheck
-from harness.scenarios.plan.checks import RESTING_NAME
+from harness.scenarios.shell_world import RESTING_NAME
 from harness.report.model import run_status
 from harness.scenarios import scenarios_for_run
 from harness.workflows import compare

@@ -13,9 +13,9 @@ from harness.observe import workload as workload_mod
 from harness.observe.snapshot import GLOBAL, Field
 from harness.result import CheckKind
 from harness.scenarios.base import pattern_check
-from harness.scenarios.shell_world import RESTING_NAME, resting_state  # noqa: F401 (RESTING_NAME: the check's name, read by tests)
 from harness.scenarios.plan.schema import Step
 from harness.scenarios.plan.windows import StepWindow
+from harness.scenarios.shell_world import resting_state
 
 #: The THP split counters: exact even where the other vmstat deltas are not
 #: (a step whose migrated count depends on what the target node had left
