@@ -35,8 +35,8 @@ CHECK_NAME = "closed world: every field that moved is explained"
 @dataclass(frozen=True)
 class Ambient:
     """One entry of the ambient list: fields (a pattern over
-    "WHERE SOURCE NAME", WHERE being "global" or "nodeN") that move in a
-    quiet guest whatever a step does, and why."""
+    "WHERE SOURCE NAME", WHERE being "global" or "nodeN", or several
+    joined by "|") that move in a quiet guest whatever a step does, and why."""
 
     pattern: str
     why: str
@@ -48,7 +48,7 @@ class Ambient:
         if self.steps is not None and self.steps != step_kind:
             return False
         where = "global" if f.node == GLOBAL else f"node{f.node}"
-        return fnmatch.fnmatchcase(f"{where} {f.source} {f.name}", self.pattern)
+        return any(fnmatch.fnmatchcase(f"{where} {f.source} {f.name}", p) for p in self.pattern.split("|"))
 
 
 def ambient_list(kernel: str, path: Optional[Path] = None) -> list[Ambient]:
@@ -77,7 +77,10 @@ def ambient_from(data: dict, name: str, path: Path) -> list[Ambient]:
 def _entry(entry: dict, path: Path) -> Ambient:
     if not isinstance(entry, dict) or not entry.get("fields") or not entry.get("why"):
         raise UserError(f"{path}: {entry!r}: an ambient entry has fields: and why:")
-    return Ambient(str(entry["fields"]), str(entry["why"]).strip(), entry.get("steps"))
+    fields = entry["fields"]
+    # a list of patterns: one reason for several fields that no single glob names alone
+    pattern = "|".join(str(p) for p in fields) if isinstance(fields, list) else str(fields)
+    return Ambient(pattern, str(entry["why"]).strip(), entry.get("steps"))
 
 
 def ambient_messages(kernel: str, path: Optional[Path] = None) -> list[re.Pattern]:

@@ -95,3 +95,13 @@ def node_deltas(before: Mapping, after: Mapping) -> dict[tuple[int, str], int]:
         if value:
             out[key] = value
     return out
+
+
+def footprint_move(counters: Mapping[str, int], count: int, old: int, new: int) -> Counter:
+    """{(node, counter): delta} of ``count`` pages, each adding ``counters``
+    to its node, that moved from node ``old`` to node ``new``."""
+    out: Counter = Counter()
+    for name, value in counters.items():
+        out[(old, name)] -= value * count
+        out[(new, name)] += value * count
+    return out

@@ -12,6 +12,7 @@ from harness.scenarios.base import Scenario, Target
 from harness.scenarios.cma import Cma
 from harness.scenarios.compaction import CompactMemory
 from harness.scenarios.direct import DirectCompaction
+from harness.scenarios.kcompactd import Kcompactd
 from harness.scenarios.kselftest_vm import KselftestVm
 from harness.scenarios.numa_balancing import NumaBalancing
 from harness.scenarios.offline import MemoryOffline
@@ -21,7 +22,7 @@ from harness.scenarios.zram import Zram
 
 
 def builtin_scenarios() -> list[Scenario]:
-    return [*load_plans(), CompactMemory(), CompactUnevictable(), DirectCompaction(), NumaBalancing(), Balloon(), Zram(), Cma(), MemoryOffline(), KselftestVm()]
+    return [*load_plans(), CompactMemory(), CompactUnevictable(), DirectCompaction(), Kcompactd(), NumaBalancing(), Balloon(), Zram(), Cma(), MemoryOffline(), KselftestVm()]
 
 
 def all_scenarios(plans: Sequence[PlanScenario] = (), only_plans: bool = False) -> list[Scenario]:

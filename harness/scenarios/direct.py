@@ -54,7 +54,7 @@ RECLAIM_EVENTS = ("slabs_scanned", "pgscan_direct", "pgsteal_direct", "pgrefill"
                   "pgsteal_anon", "pgsteal_file", "pgrotated", "drop_slab")
 
 
-def thp_fault_checks(ck: Checker, target: Target, text: str, delta: dict) -> None:
+def thp_fault_checks(ck: Checker, target: Target, text: str, delta: dict, kswapd: bool = False) -> None:
     """The THP fault counters of the step, against what smaps shows of the
     region: each 2 MiB range faulted whole is one thp_fault_alloc, each
     that fell back to base pages at most one thp_fault_fallback; when the
@@ -87,10 +87,14 @@ def thp_fault_checks(ck: Checker, target: Target, text: str, delta: dict) -> Non
     stalls = {name: v for name, v in delta.items() if name.startswith("allocstall_")}
     ck.bounded("direct reclaim stalls (allocstall_*): at most one per THP fault", sum(stalls.values()), low=0, high=ranges,
                covers=[Field("vmstat", GLOBAL, name) for name in stalls])
+    # ... or (``kswapd``: a step whose THP faults wake it, defrag=defer) kswapd
+    stalled, woke = sum(stalls.values()) > 0, kswapd and delta.get("pageoutrun", 0) > 0
     for name in RECLAIM_EVENTS:
         if delta.get(name):
-            ck.bounded(f"Δ{name} (the direct reclaim above)", delta[name], low=0, high=None if stalls else 0,
-                       message="direct reclaim ran" if stalls else "no direct reclaim stalled, so nothing may be reclaimed")
+            ck.bounded(f"Δ{name} (the direct reclaim above{', or kswapd' if kswapd else ''})", delta[name], low=0,
+                       high=None if stalled or woke else 0,
+                       message=("direct reclaim ran" if stalled else "kswapd ran (pageoutrun)") if stalled or woke
+                       else "no direct reclaim stalled" + (" and kswapd never ran" if kswapd else "") + ", so nothing may be reclaimed")
     queued = huge if target.rules.deferred_split_full_unmap else 0
     ck.exact("Δthp_deferred_split_page (the huge pages unmapped whole at exit)", queued, delta.get("thp_deferred_split_page", 0),
              message="" if delta.get("thp_deferred_split_page", 0) == queued else

@@ -1,17 +1,24 @@
 """MODEL-SPEC E12: automatic NUMA balancing.  Pages sit on node 1 under the
 default policy while the task runs on node 0 and keeps touching them; the
 NUMA hinting faults migrate them one page per migrate_pages() call, in
-MIGRATE_ASYNC with reason numa_misplaced, and count numa_pages_migrated."""
+MIGRATE_ASYNC with reason numa_misplaced, and count numa_pages_migrated.
+Then THPs in the same place: a hinting fault on a protnone PMD migrates the
+THP whole without migrate_pages() (``model.numa``): no event, 512 pages in
+pgmigrate_success and numa_pages_migrated, the THP still huge on node 0."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
 from harness.check import Checker, migration_invariants
+from harness.model import numa as numa_model
+from harness.model.accounting import LRU_ANON
 from harness.model.callers import caller
+from harness.model.constants import HPAGE_PMD_NR
 from harness.observe import samples as samples_mod
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe import workload as workload_mod
+from harness.observe.snapshot import GLOBAL, Field
 from harness.result import CheckResult
 from harness.scenarios import shell_world
 from harness.scenarios.base import (
@@ -27,6 +34,8 @@ from harness.scenarios.base import (
 from harness.scenarios.compaction import window
 
 PAGES = 2048
+#: The THP phase: four THPs (8 MiB).
+THP_PAGES = 2048
 #: Touch until every page moved, for at most this long: NUMA scanning is
 #: paced by the task's CPU time, not the clock.
 MAX_MS = 60000
@@ -43,8 +52,45 @@ def workload_script() -> str:
     lines = [f"alloc buf {PAGES} node=1", f"mbind buf 0-{PAGES - 1} none 0 mode=default", "drain", "vmstat", "mark harness numa begin"]
     lines.append(f"touch_until buf 0-{PAGES - 1} numa_pages_migrated {PAGES} {MAX_MS}")
     # drain: the pages put back after their migration sit in pagevecs until then
-    lines += ["mark harness numa end", "drain", "vmstat", f"query buf:0-{PAGES - 1}", "verify", "exit"]
+    lines += ["mark harness numa end", "drain", "vmstat", f"query buf:0-{PAGES - 1}", "verify"]
+    # THPs: faulted huge on node 1 (bound there), then under the default policy
+    lines += [f"alloc thp {THP_PAGES} node=1 thp", f"mbind thp 0-{THP_PAGES - 1} none 0 mode=default", "smaps thp",
+              f"query thp:0-{THP_PAGES - 1}", "drain", "vmstat", "mark harness numa_thp begin",
+              f"touch_until thp 0-{THP_PAGES - 1} numa_pages_migrated {THP_PAGES} {MAX_MS}",
+              "mark harness numa_thp end", "drain", "vmstat", f"query thp:0-{THP_PAGES - 1}", "smaps thp", "verify thp", "exit"]
     return "\n".join(lines) + "\n"
+
+
+def phases(results: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The workload's results before the THP phase, and the THP phase's
+    (empty for a capture recorded before it existed)."""
+    for i, r in enumerate(results):
+        if r.get("cmd") == "alloc" and r.get("name") == "thp":
+            return results[:i], results[i:]
+    return results, []
+
+
+def balancing_counters(ck: Checker, delta: dict, pages: int, huge: int) -> None:
+    """Bounded: NUMA balancing's own counters in a window (none ambient).
+    Every hinting fault is taken on a PTE or PMD the scanner made protnone
+    (numa_pte_updates counts the base pages it changed, a PMD as 512, and
+    numa_huge_pte_updates the PMDs), inside the window or, at most once per
+    page of the region, before it; a local fault is a hinting fault."""
+    hints, updates = delta.get("numa_hint_faults", 0), delta.get("numa_pte_updates", 0)
+    ck.invariant("Δnuma_hint_faults <= Δnuma_pte_updates + the region's pages (each fault on a PTE the scanner changed)",
+                 "Δnuma_hint_faults", hints, "Δnuma_pte_updates + pages", updates + pages, relation="<=")
+    ck.invariant("Δnuma_hint_faults_local <= Δnuma_hint_faults", "Δnuma_hint_faults_local", delta.get("numa_hint_faults_local", 0),
+                 "Δnuma_hint_faults", hints, relation="<=")
+    huge_updates = delta.get("numa_huge_pte_updates", 0)
+    if huge:
+        ck.bounded("Δnuma_huge_pte_updates (the THPs' PMDs made protnone)", huge_updates, low=1,
+                   message=f"{huge} THPs were migrated by hinting faults on their PMDs",
+                   covers=[Field("vmstat", GLOBAL, "numa_huge_pte_updates")])
+        ck.invariant("Δnuma_pte_updates >= 512 x Δnuma_huge_pte_updates", "Δnuma_pte_updates", updates,
+                     "512 x Δnuma_huge_pte_updates", HPAGE_PMD_NR * huge_updates, relation=">=")
+    else:
+        ck.exact("Δnuma_huge_pte_updates (no THP in the process)", 0, huge_updates,
+                 covers=[Field("vmstat", GLOBAL, "numa_huge_pte_updates")])
 
 
 class NumaBalancing(Scenario):
@@ -80,9 +126,11 @@ class NumaBalancing(Scenario):
         if errors:
             ck.error("workload", f"the workload failed: {errors[0].get('message')}")
             return ck.results
+        results, thp_results = phases(results)
+        trace_text = captures.load("trace.out")
         snapshots = [r["values"] for r in results if r.get("cmd") == "vmstat"]
         delta = vmstat_mod.delta(snapshots[0], snapshots[1])
-        events = window(captures.load("trace.out"), "harness numa begin", "harness numa end")
+        events = window(trace_text, "harness numa begin", "harness numa end")
         migrate = [e for e in events if e.name == "mm_migrate_pages"]
         who = caller("numa-balancing")
         tail = f"mode={target.rules.mode_name(who.mode)} reason={target.rules.reason_name(who.reason)}"
@@ -98,9 +146,10 @@ class NumaBalancing(Scenario):
                    message=f"touching remote pages for up to {MAX_MS // 1000} s with fast scanning must take hinting faults")
         ck.bounded("Δnuma_pages_migrated", delta.get("numa_pages_migrated", 0), low=1,
                    message="the pages are touched only from node 0: some must move there")
+        balancing_counters(ck, delta, PAGES, 0)
         query = next((r for r in results if r.get("cmd") == "query"), None)
         moved = sum(1 for node in (query or {}).get("status", []) if node == 0)
-        marker = next((e for e in trace_mod.parse(captures.load("trace.out")) if trace_mod.marker_text(e) == "harness numa begin"), None)
+        marker = next((e for e in trace_mod.parse(trace_text) if trace_mod.marker_text(e) == "harness numa begin"), None)
         own = [e for e in migrate if marker is not None and e.pid == marker.pid]
         ck.invariant("the workload's pages now on node 0 = its migrations", "pages on node 0", moved,
                      "Σ nr_succeeded of the workload's events", sum(int(e.fields["nr_succeeded"]) for e in own))
@@ -110,17 +159,91 @@ class NumaBalancing(Scenario):
         if deltas is not None:
             # the model: every page the workload's events moved went from node 1 to node 0, on its LRU
             n = sum(int(e.fields["nr_succeeded"]) for e in own)
-            expected = {}
-            for node, sign in ((0, 1), (1, -1)):
-                expected.update({f"node{node} vmstat nr_anon_pages": sign * n, f"node{node} anon LRU total": sign * n,
-                                 f"node{node} zone anon LRU total": sign * n})
-            hints, moved_pages = delta.get("numa_hint_faults", 0), delta.get("numa_pages_migrated", 0)
-            ck.bounded("Δpgfault: the hinting faults, and at most one more per page moved (a touch through the old "
-                       "translation, arm64 under QEMU) and the workload's own few", delta.get("pgfault", 0),
-                       low=hints, high=hints + moved_pages + 16)
+            pgfault_bound(ck, delta, delta.get("numa_pages_migrated", 0))
             shell_world.node_counters_stay(ck, deltas, "node counters: the workload's migrated pages moved from node 1 to node 0",
-                                           split_bound=shell_world.ACTIVATIONS, expected={k: v for k, v in expected.items() if v})
+                                           split_bound=shell_world.ACTIVATIONS, expected=node_expectation(base=n))
         shell_world.finish_quiet(ck, deltas, after, target.rules.name)
         pattern_check(ck, "page contents intact after NUMA balancing", next((r for r in results if r.get("cmd") == "verify"), None),
                       "after NUMA balancing")
+        return ck.results + self.check_thp(target, captures, thp_results, trace_text)
+
+    def check_thp(self, target: Target, captures: Captures, results: list[dict], trace_text: str) -> list[CheckResult]:
+        """The THP phase against ``model.numa``: each THP moved whole by its
+        hinting fault, without migrate_pages(), 512 pages in the counters."""
+        ck = Checker(self.name, "thp-touch-loop", evidence=[str(captures.directory / "workload.out"), str(captures.directory / "trace.out")])
+        if not results:
+            ck.skip("THPs migrated whole by NUMA balancing", "the capture predates the THP phase")
+            return ck.results
+        smaps = [r for r in results if r.get("cmd") == "smaps"]
+        queries = [r["status"] for r in results if r.get("cmd") == "query"]
+        raw = [r for r in results if r.get("cmd") == "vmstat"]
+        if len(smaps) != 2 or len(queries) != 2 or len(raw) != 2:
+            ck.error("THP phase", "the workload's THP phase printed fewer results than its script asks for")
+            return ck.results
+        thps = THP_PAGES // HPAGE_PMD_NR
+        huge_before, huge_after = smaps[0]["anon_huge_kb"] // 2048, smaps[1]["anon_huge_kb"] // 2048
+        if huge_before != thps or any(node != 1 for node in queries[0]):
+            ck.error("THPs faulted on node 1", f"the setup got {huge_before} of {thps} THPs, on nodes {sorted(set(queries[0]))}: "
+                     "node 1 had no free 2 MiB block, so the phase cannot judge")
+            return ck.results
+        ranges = [queries[1][k:k + HPAGE_PMD_NR] for k in range(0, THP_PAGES, HPAGE_PMD_NR)]
+        ck.exact("each THP's pages on one node (migrated whole, not split)", [], [k for k, r in enumerate(ranges) if len(set(r)) != 1])
+        ck.exact("the THPs still huge after NUMA balancing (smaps AnonHugePages)", huge_before, huge_after)
+        moved = sum(1 for r in ranges if set(r) == {0})
+        ck.bounded("THPs moved to node 0", moved, low=1, message="the THPs are touched only from node 0: some must move there")
+        delta = vmstat_mod.delta(raw[0]["values"], raw[1]["values"])
+        events = [e for e in window(trace_text, "harness numa_thp begin", "harness numa_thp end") if e.name == "mm_migrate_pages"]
+        who = caller("numa-balancing")
+        tail = f"mode={target.rules.mode_name(who.mode)} reason={target.rules.reason_name(who.reason)}"
+        ck.every("mode and reason of every base-page migration", tail, ["mode=" + e.body.split(" mode=", 1)[-1] for e in events],
+                 "mm_migrate_pages events")
+        base_moved = sum(int(e.fields["nr_succeeded"]) for e in events)
+        base_failed = sum(int(e.fields["nr_failed"]) for e in events)
+        model = numa_model.misplaced_thp_counters(moved, deferred_split_full_unmap=target.rules.deferred_split_full_unmap)
+        ck.invariant("Δnuma_pages_migrated = 512 per THP moved + the base pages' migrations (model.numa)", "Δnuma_pages_migrated",
+                     delta.get("numa_pages_migrated", 0), "512 x THPs on node 0 + Σ nr_succeeded",
+                     model["numa_pages_migrated"] + base_moved)
+        ck.invariant("Δpgmigrate_success = 512 per THP moved (no mm_migrate_pages for them) + the events' Σ nr_succeeded",
+                     "Δpgmigrate_success", delta.get("pgmigrate_success", 0), "512 x THPs on node 0 + Σ nr_succeeded",
+                     model["pgmigrate_success"] + base_moved)
+        ck.exact("Δthp_deferred_split_page (the old THPs, unmapped whole: v5.0 queues each, 5.5 onwards none)",
+                 model["thp_deferred_split_page"], delta.get("thp_deferred_split_page", 0))
+        thp_failed = delta.get("pgmigrate_fail", 0) - base_failed
+        ck.bounded("Δpgmigrate_fail beyond the events' Σ nr_failed: 512 per THP that could not move (a whole multiple)",
+                   thp_failed if thp_failed % HPAGE_PMD_NR == 0 else -1, low=0,
+                   message=f"Δpgmigrate_fail {delta.get('pgmigrate_fail', 0)}, Σ nr_failed {base_failed}",
+                   covers=[Field("vmstat", GLOBAL, "pgmigrate_fail")])
+        ck.bounded("Δnuma_hint_faults (one per THP moved at least)", delta.get("numa_hint_faults", 0), low=moved)
+        balancing_counters(ck, delta, THP_PAGES, moved)
+        deltas = shell_world.close_quiet(ck, shell_world.fields_of(raw[0]), shell_world.fields_of(raw[1]))
+        if deltas is not None:
+            pgfault_bound(ck, delta, moved + base_moved, what="THP or page")
+            shell_world.node_counters_stay(ck, deltas, "node counters: the migrated THPs moved from node 1 to node 0 (model.numa)",
+                                           split_bound=shell_world.ACTIVATIONS, expected=node_expectation(base=base_moved, thps=moved))
+        shell_world.finish_quiet(ck, deltas, shell_world.fields_of(raw[1]), target.rules.name)
+        pattern_check(ck, "THP contents intact after NUMA balancing", next((r for r in results if r.get("cmd") == "verify"), None),
+                      "after NUMA balancing of THPs")
         return ck.results
+
+
+def pgfault_bound(ck: Checker, delta: dict, moved: int, what: str = "page") -> None:
+    hints = delta.get("numa_hint_faults", 0)
+    ck.bounded(f"Δpgfault: the hinting faults, and at most one more per {what} moved (a touch through the old "
+               "translation, arm64 under QEMU) and the workload's own few", delta.get("pgfault", 0),
+               low=hints, high=hints + moved + 16)
+
+
+def node_expectation(base: int, thps: int = 0) -> dict[str, int]:
+    """The node counters of ``base`` anonymous base pages and ``thps`` THPs
+    that moved from node 1 to node 0, in ``node_counters_stay``'s names."""
+    out: dict[str, int] = {}
+    for node in (0, 1):
+        sign = 1 if node == 0 else -1
+        out[f"node{node} vmstat nr_anon_pages"] = sign * base
+        out[f"node{node} anon LRU total"] = sign * base
+        out[f"node{node} zone anon LRU total"] = sign * base
+    for (node, name), value in numa_model.misplaced_thp_nodes(thps, 1, 0).items():
+        keys = [f"node{node} anon LRU total", f"node{node} zone anon LRU total"] if name == LRU_ANON else [f"node{node} vmstat {name}"]
+        for key in keys:
+            out[key] = out.get(key, 0) + value
+    return {k: v for k, v in out.items() if v}

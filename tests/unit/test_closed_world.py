@@ -83,7 +83,7 @@ def _entries(version):
     """(index in the version's flattened list, pattern, steps) of each entry."""
     data = yaml.safe_load(closed_world.AMBIENT_FILE.read_text())
     flat = [e for name in data["kernels"][version] for e in data["lists"][name]]
-    return [(i, e["fields"], e.get("steps")) for i, e in enumerate(flat)]
+    return [(i, "|".join(e["fields"]) if isinstance(e["fields"], list) else e["fields"], e.get("steps")) for i, e in enumerate(flat)]
 
 
 @pytest.fixture(scope="module")
