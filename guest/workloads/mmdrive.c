@@ -1369,6 +1369,45 @@ static void cmd_memcg(int argc, char **argv)
     emit_result(&out);
 }
 
+/* cpuset DIR MEMS: move this process into the cgroup v1 cpuset DIR
+ * (created if missing, with its parent's CPUs) whose mems are MEMS, e.g.
+ * "0": move_pages to a node with memory outside it is -EACCES.  The pages
+ * the process has stay where they are (cpuset.memory_migrate is off); its
+ * memory policies are rebound to MEMS (mpol_rebind_mm). */
+static void cmd_cpuset(int argc, char **argv)
+{
+    if (argc != 3)
+        usage_fail("usage: cpuset DIR MEMS");
+    const char *dir = argv[1];
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        sys_fail(errno, "cannot create cpuset %s", dir);
+    char parent[512], cpus[256] = "";
+    if (snprintf(parent, sizeof parent, "%s/../cpuset.cpus", dir) >= (int)sizeof parent)
+        usage_fail("cpuset: directory name too long");
+    FILE *f = fopen(parent, "r");
+    if (!f || !fgets(cpus, sizeof cpus, f)) {
+        int err = f ? EIO : errno;
+        if (f)
+            fclose(f);
+        sys_fail(err, "cannot read %s (is the cpuset hierarchy mounted?)", parent);
+    }
+    fclose(f);
+    int err = memcg_write(dir, "cpuset.cpus", cpus);
+    if (!err) {
+        char mems[64];
+        snprintf(mems, sizeof mems, "%s\n", argv[2]);
+        err = memcg_write(dir, "cpuset.mems", mems);
+    }
+    if (!err)
+        err = memcg_write(dir, "cgroup.procs", "0\n");
+    if (err)
+        sys_fail(err, "cannot join cpuset %s with mems %s", dir, argv[2]);
+    result_begin("cpuset");
+    jo_str(&out, "dir", dir);
+    jo_str(&out, "mems", argv[2]);
+    emit_result(&out);
+}
+
 /* swapout DIR: reclaim every page charged to memory cgroup DIR
  * (memory.force_empty: anonymous pages go to swap, their PTEs become swap
  * entries) without lowering its limit, so the process faults its stack
@@ -1478,7 +1517,7 @@ static void snapshot_files(struct jbuf *j)
 {
     static const char *const node_files[] = {"vmstat", "meminfo", "numastat"};
     static const char *const pool_files[] = {"nr_hugepages", "free_hugepages", "surplus_hugepages"};
-    char path[256];
+    char path[640];
     jo_key(j, "files");
     jb_raw(j, "{");
     j->first = 1;
@@ -1493,7 +1532,7 @@ static void snapshot_files(struct jbuf *j)
             snprintf(path, sizeof path, "/sys/devices/system/node/%s/%s", d->d_name, node_files[k]);
             snapshot_file(j, path);
         }
-        char pools[128];
+        char pools[320];
         snprintf(pools, sizeof pools, "/sys/devices/system/node/%s/hugepages", d->d_name);
         DIR *sizes = opendir(pools);
         struct dirent *s;
@@ -1863,6 +1902,7 @@ static const struct command commands[] = {
     {"drain", cmd_drain},
     {"write", cmd_write},
     {"memcg", cmd_memcg},
+    {"cpuset", cmd_cpuset},
     {"swapout", cmd_swapout},
     {"holes", cmd_holes},
     {"release", cmd_release},

@@ -244,10 +244,13 @@ def _run_call(ctx: Context, step: Mapping) -> Prediction:
 
 
 def _call_move_pages(ctx: Context, step: Mapping) -> Prediction:
-    _step_keys(step, ("entries", "flags", "query", "sys_nice"))
+    _step_keys(step, ("entries", "flags", "query", "sys_nice", "mems"))
     entries = parse_entries(step.get("entries", [{"pages": "all", "node": 1}]), ctx.memory)
+    mems = step.get("mems")
+    if mems is not None and (not isinstance(mems, list) or not all(isinstance(n, int) for n in mems)):
+        raise UserError(f"mems: {mems!r}: give the nodes the task's cpuset allows as a list, e.g. [0]")
     return syscalls.move_pages(ctx, entries, parse_flags(step.get("flags")), step.get("query") is True,
-                               sys_nice=bool(step.get("sys_nice", True)))
+                               sys_nice=bool(step.get("sys_nice", True)), mems=mems)
 
 
 def _call_mbind(ctx: Context, step: Mapping) -> Prediction:

@@ -66,6 +66,9 @@ class Context:
     memory: Memory
     nr_nodes: int = 2
     targets: Optional[dict[int, TargetSupply]] = None
+    #: The calling task's cpuset mems (cpuset_mems_allowed()); None: every
+    #: node with memory (a kernel without cpusets, or the root cpuset).
+    mems: Optional[frozenset] = None
 
     def target(self, node: Optional[int]) -> TargetSupply:
         if self.targets is None:
@@ -141,8 +144,13 @@ def _add_page_for_migration(ctx: Context, entry: Entry, node: int, batch: list, 
 
 
 def _node_error(ctx: Context, node: int) -> int:
+    """do_pages_move()'s checks of a target node, in its order: in range
+    and with memory (node_state(N_MEMORY)), else -ENODEV; in the task's
+    cpuset (task_nodes), else -EACCES.  Either ends the call."""
     if node < 0 or node >= MAX_NUMNODES or node >= ctx.nr_nodes:
         return -Errno.ENODEV
+    if ctx.mems is not None and node not in ctx.mems:
+        return -Errno.EACCES
     return 0
 
 
@@ -267,10 +275,12 @@ def query_status(ctx: Context, entries: Sequence[Entry]) -> list[int]:
 
 
 def move_pages(ctx: Context, entries: Sequence[Entry], flags: int = MPOL_MF_MOVE, query: bool = False,
-               sys_nice: bool = True) -> Prediction:
+               sys_nice: bool = True, mems: Optional[Sequence[int]] = None) -> Prediction:
     """move_pages(2) with a nodes array (mm/migrate.c kernel_move_pages).
-    ``sys_nice``: the caller has CAP_SYS_NICE in its effective set."""
+    ``sys_nice``: the caller has CAP_SYS_NICE in its effective set;
+    ``mems``: the nodes its cpuset allows (None: every node)."""
     pred = ctx.prediction("move_pages")
+    ctx.mems = None if mems is None else frozenset(int(n) for n in mems)
     if flags & ~(MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
         pred.ret = -Errno.EINVAL
         return pred

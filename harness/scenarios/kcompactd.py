@@ -137,6 +137,10 @@ class Kcompactd(Scenario):
                          f"Σ nr_scanned of kcompactd's {event.split('_', 2)[2]} events", scanned, relation=relation,
                          message=f"Δ{counter} {relation} Σ nr_scanned of kcompactd's isolate events"
                          + (" (5.1's fast scanners count without the tracepoints)" if untraced else ""))
+            # nothing else compacts in the step (no stall, no write): kcompactd's are all the scans
+            ck.invariant(f"{counter} = compact_{counter.split('_', 2)[2]} (kcompactd the only compaction)", f"Δ{counter}",
+                         delta.get(counter, 0), f"Δcompact_{counter.split('_', 2)[2]}",
+                         delta.get(f"compact_{counter.split('_', 2)[2]}", 0))
         migration_invariants(ck, delta, events)
         scan_counter_invariants(ck, target, events, delta, None)
         thp_fault_checks(ck, target, text, delta, kswapd=True)

@@ -69,6 +69,8 @@ DERIVED_PAGES = {
     "shared-with-child": ("anon+shared*16",),
     # r's 8 pages of a ramfs file (no ->migratepage, no ->writepage, dirty), a's 4 anonymous pages
     "unmovable-file": ("file_nomigrate+dirty+nowritepage*8", "anon*4"),
+    # far's 8 pages on node 1, near's 4 on node 0 (the cpuset joined after them moves none)
+    "disallowed-node": ("anon*8@1", "anon*4"),
 }
 
 
@@ -439,3 +441,28 @@ def test_plan_check_of_a_bad_plan_exits_2_naming_file_step_and_key(tmp_path, cap
     assert main(["plan", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "step 2 (move-all): run:" in err and "outside its region" in err
+
+
+def _derive(setup: str, run: str):
+    data = {"name": "c", "title": "c", "setup": setup, "steps": [{"name": "s", "run": run}]}
+    return Plan.from_data(data, "inline")
+
+
+def test_a_move_in_a_cpuset_carries_its_mems_to_the_model_and_is_eacces_outside_them():
+    plan = _derive("alloc a 4 node=1\ncpuset /sys/fs/cgroup/cpuset/x 0\n", "move a:0-1=0 a:2-3=1")
+    step = plan.steps[0].model
+    assert step["mems"] == [0]
+    for name, version in TARGETS:
+        prediction = simulate(plan.model_scenario(target(name, version)))[0]
+        assert prediction.ret == -13 and prediction.status[:2] == [0, 0] and prediction.status[2:] == [None, None], (name, version)
+
+
+@pytest.mark.parametrize("setup,run,words", [
+    ("alloc a 4 node=0\ncpuset /c 0\nalloc b 4 node=1\n", "move a:0=1", "give it node=N inside the cpuset"),
+    ("alloc a 4 node=0\ncpuset /c 0\n", "mbind a 0-3 1 MOVE", "mbind after cpuset"),
+    ("alloc a 4 node=0\ncpuset /c 0\ncpuset /d 1\n", "move a:0=1", "a second cpuset"),
+    ("alloc a 4 node=1\ncpuset /c 0,1x\n", "move a:0=1", "comma list"),
+])
+def test_what_the_model_does_not_follow_in_a_cpuset_is_refused(setup, run, words):
+    with pytest.raises(UserError, match=words):
+        _derive(setup, run)

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[int, Optional[int]]] = {
     "unmap": (1, 1), "move": (1, None), "query": (1, None), "mbind": (4, 5), "migrate_pages": (2, 2),
     "nodes": (2, 2), "pfns": (2, 2), "smaps": (1, 1), "vmstat": (0, 0), "kpageflags": (1, 2), "pageflags": (2, 2), "drain": (0, 0), "write": (2, None), "holes": (1, 1), "release": (2, 2), "writeback": (2, 2),
     "mark": (1, None), "soft_offline": (2, 2), "sleep": (1, 1), "echo": (0, None), "exit": (0, 0),
-    "verify": (0, 2), "memcg": (1, 1), "swapout": (1, 1), "cap": (2, 2),
+    "verify": (0, 2), "memcg": (1, 1), "swapout": (1, 1), "cap": (2, 2), "cpuset": (2, 2),
 }
 #: Where a plan's files are on ramfs (its prepare: mounts it there): a
 #: file system with neither ->migratepage nor ->writepage.
@@ -136,6 +136,8 @@ class Layout:
         self.memcg = False
         #: CAP_SYS_NICE is in the workload's effective set (``cap sys_nice off`` drops it).
         self.sys_nice = True
+        #: The nodes the workload's cpuset allows (``cpuset DIR MEMS``); None: every node.
+        self.mems: Optional[list[int]] = None
 
     def region(self, name: str, where: str) -> Region:
         if name not in self.regions:
@@ -176,12 +178,33 @@ class Layout:
             if args[0] != "sys_nice" or args[1] not in ("on", "off"):
                 raise PlanError(f"{where}: cap {' '.join(args)}: only 'cap sys_nice on' and 'cap sys_nice off' are known")
             self.sys_nice = args[1] == "on"
+        elif name == "cpuset":
+            self._cpuset(args[1], where)
         elif name == "swapout":
             self._swapout(where)
         elif name == "unmap":
             self.region(args[0], where).mapped = False
         elif name == "release":
             self._release(self.region(args[0], where), args[1], where)
+
+    def _cpuset(self, text: str, where: str) -> None:
+        """cpuset DIR MEMS: move_pages may target only MEMS from now on,
+        and the regions' policies are rebound into MEMS (mpol_rebind_mm():
+        nodes_remap() sends every node to the one node of a one-node set).
+        Allocations outside MEMS are refused (mbind would be -EINVAL)."""
+        try:
+            mems = sorted({int(n) for n in text.split(",")})
+        except ValueError:
+            raise PlanError(f"{where}: cpuset ... {text!r}: give the nodes as a comma list, e.g. 0") from None
+        if self.mems is not None:
+            raise PlanError(f"{where}: a second cpuset: the model follows one", hint="join one cpuset in the setup")
+        for region in self.regions.values():
+            if any(node is not None and node not in mems for node in region.policy):
+                if len(mems) != 1:
+                    raise PlanError(f"{where}: cpuset {text}: region {region.name!r} has a policy outside it, "
+                                    "and the rebinding into several nodes is not followed", hint="use a one-node cpuset")
+                region.policy = [None if node is None else mems[0] for node in region.policy]
+        self.mems = mems
 
     def measured(self, words: list[str], where: str) -> None:
         """A measured call's effect on what the model does not follow
@@ -254,6 +277,9 @@ class Layout:
             else:
                 raise PlanError(f"{where}: unknown alloc option {option!r}",
                                 hint=f"alloc takes node=N, file=PATH [sync] and {', '.join(ALLOC_OPTIONS[:6])}")
+        if self.mems is not None and (node not in self.mems or not any(o.startswith("node=") for o in args[2:])):
+            raise PlanError(f"{where}: alloc {name} after cpuset {','.join(map(str, self.mems))}: give it node=N inside the "
+                            "cpuset (a bind outside it is -EINVAL, and where an unbound region lands the plan cannot say)")
         if "sync" in opts and file is None:
             raise PlanError(f"{where}: sync needs file=PATH")
         if file is not None and opts & {"thp", "hugetlb", "shared"}:
@@ -494,7 +520,12 @@ def derive_call(layout: Layout, words: list[str], index: dict, where: str) -> Op
             step["flags"] = flags
         if not layout.sys_nice:
             step["sys_nice"] = False
+        if layout.mems is not None:
+            step["mems"] = list(layout.mems)
         return step
+    if layout.mems is not None and name in ("mbind", "migrate_pages"):
+        raise PlanError(f"{where}: {name} after cpuset: the model follows a cpuset's nodes for move_pages only",
+                        hint="measure move_pages in the cpuset, or mbind and migrate_pages outside it")
     if name == "mbind":
         region = layout.region(args[0], where)
         if "," in args[1]:
