@@ -433,6 +433,7 @@ class Pipeline:
         request = MachineRequest(
             arch=target.arch.name, kernel=kernel, initrd=initrd, memory_mb=scenario.memory_mb,
             numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel, disk_mb=scenario.disk_mb,
+            memoryless_nodes=scenario.memoryless_nodes, cpus=MachineRequest.cpus + scenario.memoryless_nodes,
         )
         observation: Optional[dict] = None
         self.stage, self.where = "boot", f"{target.arch.name} {scenario.name}"

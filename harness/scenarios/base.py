@@ -220,6 +220,9 @@ class Scenario:
     append: Sequence[str] = ()
     #: A scratch disk (/dev/vda) of this many MiB; 0: none.
     disk_mb: int = 0
+    #: NUMA nodes with a CPU each and no memory (N_CPU, not N_MEMORY),
+    #: numbered after the memory nodes; the guest gets a CPU more for each.
+    memoryless_nodes: int = 0
 
     #: Scenarios that change global state run in their own VM anyway; this
     #: is how long a scenario may take in the guest.

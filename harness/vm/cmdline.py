@@ -22,6 +22,8 @@ class MachineSpec:
     cpus: int = 2
     #: 0 or 1: no NUMA topology; 2+: that many nodes, memory split evenly.
     numa_nodes: int = 2
+    #: Nodes with one CPU each and no memory, numbered after those.
+    memoryless_nodes: int = 0
     balloon: bool = True
     #: A scratch disk image for the guest (virtio-blk, /dev/vda), or None.
     disk: Optional[Path] = None
@@ -59,16 +61,21 @@ def smp_args(cpus: int) -> list[str]:
     return ["-smp", f"{cpus},sockets={cpus},cores=1,threads=1"]
 
 
-def numa_args(memory_mb: int, cpus: int, nodes: int) -> list[str]:
+def numa_args(memory_mb: int, cpus: int, nodes: int, memoryless: int = 0) -> list[str]:
     """Memory split evenly over ``nodes`` nodes, CPUs dealt round-robin
-    (none for fewer than two nodes)."""
+    (none for fewer than two nodes); then ``memoryless`` nodes with the
+    last CPUs, one each, and no memory (no memdev: online with a CPU, not
+    N_MEMORY)."""
     argv: list[str] = []
     if nodes > 1:
         per_node = memory_mb // nodes
+        shared = cpus - memoryless
         for node in range(nodes):
-            cpu_spec = ",".join(f"cpus={c}" for c in range(cpus) if c % nodes == node)
+            cpu_spec = ",".join(f"cpus={c}" for c in range(shared) if c % nodes == node)
             argv += ["-object", f"memory-backend-ram,id=mem{node},size={per_node}M"]
             argv += ["-numa", f"node,nodeid={node},{cpu_spec},memdev=mem{node}"]
+        for k in range(memoryless):
+            argv += ["-numa", f"node,nodeid={nodes + k},cpus={shared + k}"]
     return argv
 
 
@@ -88,6 +95,11 @@ def validate(spec: MachineSpec) -> None:
             raise UserError(f"{spec.numa_nodes} NUMA nodes need at least {spec.numa_nodes} CPUs, got {spec.cpus}")
         if spec.memory_mb % spec.numa_nodes or spec.memory_mb // spec.numa_nodes < 256:
             raise UserError(f"{spec.memory_mb} MiB cannot be split into {spec.numa_nodes} nodes of at least 256 MiB")
+        if spec.cpus < spec.numa_nodes + spec.memoryless_nodes:
+            raise UserError(f"{spec.numa_nodes} NUMA nodes and {spec.memoryless_nodes} memoryless ones need at least "
+                            f"{spec.numa_nodes + spec.memoryless_nodes} CPUs, got {spec.cpus}")
+    elif spec.memoryless_nodes:
+        raise UserError("memoryless nodes need a NUMA machine (numa_nodes >= 2)", hint="NUMA scenarios are skipped on this arch")
     if spec.accel not in ("kvm", "tcg"):
         raise UserError(f"unknown accelerator {spec.accel!r}", hint="use kvm or tcg")
 
@@ -103,7 +115,7 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
         argv += ["-accel", "tcg,thread=multi", "-cpu", arch.cpu]
     argv += ["-m", f"{spec.memory_mb}M"]
     argv += smp_args(spec.cpus)
-    argv += numa_args(spec.memory_mb, spec.cpus, spec.numa_nodes)
+    argv += numa_args(spec.memory_mb, spec.cpus, spec.numa_nodes, spec.memoryless_nodes)
     argv += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd), "-append", kernel_cmdline(spec)]
     argv += ["-serial", "stdio", "-no-reboot"]
     # Containment: the only way in is SSH on loopback; restrict=on cuts the

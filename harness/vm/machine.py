@@ -94,6 +94,8 @@ class MachineRequest:
     #: A scratch disk of this many MiB (sparse, in the machine's private
     #: directory, gone with it) as /dev/vda; 0: none.
     disk_mb: int = 0
+    #: NUMA nodes with a CPU each and no memory, after the memory nodes.
+    memoryless_nodes: int = 0
 
 
 @dataclass
@@ -268,6 +270,7 @@ class Machine:
             memory_mb=req.memory_mb,
             cpus=req.cpus,
             numa_nodes=nodes,
+            memoryless_nodes=req.memoryless_nodes,
             append=req.append,
             qemu_binary=req.qemu_binary,
             disk=self._disk,

@@ -71,6 +71,8 @@ DERIVED_PAGES = {
     "unmovable-file": ("file_nomigrate+dirty+nowritepage*8", "anon*4"),
     # far's 8 pages on node 1, near's 4 on node 0 (the cpuset joined after them moves none)
     "disallowed-node": ("anon*8@1", "anon*4"),
+    # buf's six anonymous pages (the third node has none)
+    "memoryless-node": ("anon*6",),
 }
 
 

@@ -60,6 +60,19 @@ def test_a_scratch_disk_is_a_virtio_block_device_only_when_asked():
     assert "virtio-blk-pci,drive=disk0" in argv
 
 
+def test_a_memoryless_node_gets_the_last_cpu_and_no_memory():
+    argv = qemu_argv(spec("x86_64", cpus=3, memoryless_nodes=1))
+    joined = " ".join(argv)
+    assert "-smp 3,sockets=3,cores=1,threads=1" in joined
+    assert "node,nodeid=0,cpus=0,memdev=mem0" in joined and "node,nodeid=1,cpus=1,memdev=mem1" in joined
+    assert argv[argv.index("node,nodeid=1,cpus=1,memdev=mem1") + 2] == "node,nodeid=2,cpus=2"
+    assert joined.count("memory-backend-ram") == 2
+    with pytest.raises(UserError, match="need at least 3 CPUs"):
+        qemu_argv(spec("x86_64", cpus=2, memoryless_nodes=1))
+    with pytest.raises(UserError, match="memoryless nodes need a NUMA machine"):
+        qemu_argv(spec("arm", numa_nodes=0, cpus=3, memoryless_nodes=1))
+
+
 def test_kvm_argv_uses_host_cpu():
     joined = " ".join(qemu_argv(spec("x86_64", accel="kvm")))
     assert "-accel kvm -cpu host" in joined

@@ -47,6 +47,7 @@ class PlanScenario(Scenario):
         self.needs_config = plan.needs_config
         self.disk_mb = plan.disk_mb
         self.disk_write_bps = plan.disk_write_bps
+        self.memoryless_nodes = plan.memoryless_nodes
         self.source = plan.source
 
     # ------------------------------------------------------------------

@@ -36,7 +36,7 @@ TOP_KEYS = ("name", "experiment", "title", "requires", "setup", "pages", "steps"
 STEP_KEYS = ("name", "run", "model", "before", "after", "model_set", "checks", "thp_region", "thp_page")
 
 
-REQUIRES_KEYS = ("numa", "thp", "config", "disk_mb", "disk_write_bps")
+REQUIRES_KEYS = ("numa", "thp", "config", "disk_mb", "disk_write_bps", "memoryless_nodes")
 
 
 #: The model's calls a plan step may make, and the keys each takes.
@@ -96,6 +96,9 @@ class Plan:
     #: (over QMP: the file system is made at full speed; 0: never throttled).
     disk_mb: int = 0
     disk_write_bps: int = 0
+    #: NUMA nodes with a CPU each and no memory, after the memory nodes
+    #: (requires: {memoryless_nodes: N}).
+    memoryless_nodes: int = 0
     #: (name, page indices) of the setup's pages read back from swap: they
     #: must be in the swap cache when the first step begins.
     swapcache: tuple = ()
@@ -163,6 +166,7 @@ class Plan:
             needs_config=tuple(requires.get("config", ())),
             disk_mb=int(requires.get("disk_mb", 0)),
             disk_write_bps=int(requires.get("disk_write_bps", 0)),
+            memoryless_nodes=int(requires.get("memoryless_nodes", 0)),
             require_thp=tuple(data.get("require_thp", ()) or ()),
             prepare=str(data.get("prepare") or "").strip(),
             targets=data.get("targets"),
