@@ -110,8 +110,11 @@ class Zram(Scenario):
                       timeout=self.timeout)
         guest_command(guest, captures, "zspages-after", f"mmdrive -c '{ZSPAGE_FIRST}'")
         guest_command(guest, captures, "mm-stat-after-compaction", "cat /sys/block/zram0/mm_stat")
-        # reading every page back (from zram) swaps: after the mm_stat snapshot
+        # reading every page back (from zram) swaps them in, from the zspages
+        # compaction moved: after the mm_stat snapshot, between two of /proc/vmstat
+        guest_command(guest, captures, "vmstat-before-swapin", "cat /proc/vmstat")
         verify_held(guest, captures, "zfill-verify-after-compaction", "zfill", pids, self.timeout)
+        guest_command(guest, captures, "vmstat-after-swapin", "cat /proc/vmstat")
         guest_command(guest, captures, "zram-compact", snapshot_around("zram_compact", "echo 1 > /sys/block/zram0/compact"),
                       timeout=self.timeout)
         guest_command(guest, captures, "mm-stat-after-zram-compact", "cat /sys/block/zram0/mm_stat")
@@ -146,6 +149,7 @@ class Zram(Scenario):
                         workload_mod.kpageflags_pfns(captures.load("zspages-after.out")), after.get("nr_zspages", 0), events)
         events = [e for e in events if e.name == "mm_migrate_pages"]
         intact_check(ck, captures, "zfill-verify-after-compaction", "compact_memory (each read back from zram)", "zfill", 1)
+        swapin_check(ck, captures, stat_after)
         migration_invariants(ck, delta, events)
         compact_memory_scan_counters(ck, target, captures, window(
             captures.load("trace.out"), "harness compact_memory begin", "harness compact_memory end"), delta)
@@ -167,6 +171,20 @@ class Zram(Scenario):
         return out
 
 
+def swapin_check(ck: Checker, captures: Captures, stored: dict) -> None:
+    """The read-back after compaction came from zram: zfill's pages that
+    were swapped out are swapped in (pswpin) from the zspages compaction
+    just moved, and read back intact (``intact_check``)."""
+    if not (captures.directory / "vmstat-before-swapin.out").exists():
+        ck.skip("zram swap-in after compaction", "the capture predates the swap-in window")
+        return
+    d = vmstat_mod.delta(vmstat_mod.parse(captures.load("vmstat-before-swapin.out")),
+                         vmstat_mod.parse(captures.load("vmstat-after-swapin.out")))
+    pages = stored.get("orig_data_size", 0) // 4096
+    ck.bounded("Δpswpin reading zfill back after compaction (its pages come back from zram)", d.get("pswpin", 0), low=1,
+               message=f"zram stored {pages} pages after compaction; zfill reads every one of its pages")
+
+
 def moved_check(ck: Checker, before: list[int], after: list[int], nr_zspages: int, events: list) -> None:
     """Which zsmalloc pages compaction moved (seen by their first pages'
     flags and PFNs), against what the trace says it scanned: a page outside
@@ -178,6 +196,8 @@ def moved_check(ck: Checker, before: list[int], after: list[int], nr_zspages: in
     ck.invariant("zspages kept their number across compaction", "first pages after", len(after), "before", len(before))
     scanned = set(in_ranges(before, scanned_ranges(events)))
     moved = set(before) - set(after)
+    ck.bounded("zspages compaction moved (zfill reads them back after)", len(moved), low=1,
+               message="the zspages sit low in each node, where the migration scanner starts")
     ck.invariant("zspages moved only from ranges the migration scanner scanned", "moved outside the scanned ranges",
                  sorted(moved - scanned)[:16], "none", [])
     scanned_moved_check(ck, "zsmalloc", fate(before, after, events))
