@@ -145,11 +145,20 @@ class Kcompactd(Scenario):
         scan_counter_invariants(ck, target, events, delta, None)
         thp_fault_checks(ck, target, text, delta, kswapd=True)
         ran = delta.get("pageoutrun", 0) > 0
+        # kswapd's loop: balance_pgdat() (pageoutrun), then kswapd_try_to_sleep(),
+        # which either counts a watermark hit quickly and loops at once, or
+        # sleeps until a failing THP fault's wakeup_kswapd()
+        quick = delta.get("kswapd_low_wmark_hit_quickly", 0) + delta.get("kswapd_high_wmark_hit_quickly", 0)
+        fallbacks = delta.get("thp_fault_fallback", 0)
+        ck.bounded("Δpageoutrun: kswapd's balance_pgdat runs, one after each watermark hit quickly and at most one per THP "
+                   "fault that fell back (the wake) and one already under way", delta.get("pageoutrun", 0),
+                   low=quick, high=quick + fallbacks + 1,
+                   covers=[Field("vmstat", GLOBAL, n) for n in ("pageoutrun", "kswapd_low_wmark_hit_quickly",
+                                                                 "kswapd_high_wmark_hit_quickly")])
         for name in KSWAPD_EVENTS:
-            if name == "pageoutrun":
-                ck.bounded("Δpageoutrun (kswapd's balance_pgdat runs, woken by the faults' __GFP_KSWAPD_RECLAIM)",
-                           delta.get(name, 0), low=0)
-            elif delta.get(name):
+            if name in ("pageoutrun", "kswapd_low_wmark_hit_quickly", "kswapd_high_wmark_hit_quickly"):
+                continue
+            if delta.get(name):
                 ck.bounded(f"Δ{name} (kswapd's reclaim)", delta[name], low=0, high=None if ran else 0,
                            message="kswapd ran" if ran else "kswapd never ran (pageoutrun), so it reclaimed nothing",
                            covers=[Field("vmstat", GLOBAL, name)])
