@@ -17,7 +17,7 @@ from harness.result import Status
 from .test_closed_world import edit_mmdrive_snapshot
 from .test_replay import materialize
 
-RUNS = {"v5.0": "v5.0-new-workloads-x86_64+arm64"}
+RUNS = {"v5.0": "v5.0-new-workloads-x86_64+arm64", "5.10": "5.10-new-workloads-x86_64+arm64"}
 SCENARIOS = ("kcompactd", "numa-balancing", "disallowed-node", "memoryless-node", "zram")
 
 
@@ -41,8 +41,9 @@ def test_a_pristine_recording_of_each_new_workload_passes_and_judges_something(v
         assert returns[:2] == [-13, -13], returns
 
 
-def test_a_thp_counted_on_the_wrong_node_after_numa_balancing_fails_naming_it(tmp_path):
-    run = materialize(RUNS["v5.0"], tmp_path)
+@pytest.mark.parametrize("version", sorted(RUNS))
+def test_a_thp_counted_on_the_wrong_node_after_numa_balancing_fails_naming_it(version, tmp_path):
+    run = materialize(RUNS[version], tmp_path)
     # the THP phase's closing snapshot is mmdrive's fourth
     edit_mmdrive_snapshot(run / "x86_64" / "numa-balancing" / "workload.out", 3, "/sys/devices/system/node/node1/vmstat",
                           "nr_anon_transparent_hugepages", 1)
@@ -73,8 +74,9 @@ def test_a_thp_split_by_numa_balancing_fails_as_unexplained(tmp_path):
     assert bad[0].observed == ["vmstat thp_split_pmd +1"]
 
 
-def test_a_kcompactd_wake_the_trace_does_not_show_fails(tmp_path):
-    run = materialize(RUNS["v5.0"], tmp_path)
+@pytest.mark.parametrize("version", sorted(RUNS))
+def test_a_kcompactd_wake_the_trace_does_not_show_fails(version, tmp_path):
+    run = materialize(RUNS[version], tmp_path)
     path = run / "x86_64" / "kcompactd" / "thp-faults-defer.out"
     text = path.read_text()
     before, sep, after = text.partition("== after")
@@ -132,9 +134,10 @@ def test_zram_read_back_without_swap_ins_fails(tmp_path):
     assert [c.name for c in bad] == ["Δpswpin reading zfill back after compaction (its pages come back from zram)"]
 
 
-def test_the_recording_keeps_its_captures_compressed_where_large():
+@pytest.mark.parametrize("version", sorted(RUNS))
+def test_the_recording_keeps_its_captures_compressed_where_large(version):
     from pathlib import Path
-    root = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / RUNS["v5.0"]
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / RUNS[version]
     big = [p for p in root.rglob("*") if p.is_file() and p.suffix != ".gz" and p.stat().st_size > 64 * 1024]
     assert not big, big
     assert all(gzip.decompress(p.read_bytes()) for p in root.rglob("*.gz"))
