@@ -129,3 +129,12 @@ def test_collect_turns_a_jobs_console_into_a_run_that_checks_like_the_local_one(
     doc = recheck(collect_mod.collect(tmp_path / "jobs", tmp_path / "runs", run_name="broken"), reports=False)
     failed = [c for c in doc["arches"]["x86_64"]["scenarios"]["move-pages-basic"]["checks"] if c["status"] == "FAIL"]
     assert failed and failed[0]["name"] in ("status[]", "query status")
+
+
+def test_a_job_for_a_plan_with_a_memoryless_node_gives_it_its_cpu():
+    from harness.scenarios import select
+    scenario = select(["memoryless-node"])[0]
+    job = jobs_mod.job_yaml("arm64", scenario, "file:///k", "file:///r", None, 2, "arm64-memoryless-node")
+    extra = job["context"]["extra_options"]
+    assert extra[extra.index("-smp") + 1].startswith(f"{jobs_mod.CPUS + 1},")
+    assert "node,nodeid=2,cpus=2" in extra and extra.count("-numa") == 3

@@ -77,10 +77,12 @@ def job_yaml(arch: str, scenario, kernel_url: str, ramdisk_url: str, disk: Optio
     cmdline = " ".join(kernel_words(the_arch, (*scenario.append, "harness.lava")))
     # TCG, and the local run's machine (LAVA's qemu template adds only -m,
     # -nographic, a user network and, for arm, -cpu/-machine from the context)
-    extra = ["-accel", "tcg,thread=multi", *smp_args(CPUS), "-no-reboot"]
+    memoryless = getattr(scenario, "memoryless_nodes", 0) if numa_nodes > 1 else 0
+    cpus = CPUS + memoryless
+    extra = ["-accel", "tcg,thread=multi", *smp_args(cpus), "-no-reboot"]
     if arch == "x86_64":
         extra += ["-machine", the_arch.machine, "-cpu", the_arch.cpu]
-    extra += numa_args(memory, CPUS, numa_nodes)
+    extra += numa_args(memory, cpus, numa_nodes, memoryless)
     extra += ["-device", "virtio-balloon-pci,id=balloon0"]
     if disk is not None:
         extra += disk_args(disk)
