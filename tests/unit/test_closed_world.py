@@ -341,3 +341,22 @@ def test_an_offline_whose_pages_do_not_arrive_on_the_other_node_fails(version, t
     failed = [c for c in outcome_of(doc, "x86_64", "memory-offline").checks if c.status is Status.FAIL]
     assert failed and failed[0].name.startswith("node counters: every page of the block"), [c.name for c in failed]
     assert "nr_shmem" in str(failed[0].observed)
+
+
+@pytest.mark.parametrize("kind", ["plan", "shell"])
+def test_a_view_with_an_ambient_part_that_moved_alone_is_ambient_in_every_step_kind(kind):
+    """MemAvailable read a moment apart from its parts (free memory among
+    them) moved when none of them did: ambient, not unexplained (seen in a
+    v5.0 arm zram compact, a shell step).  A view without an ambient part
+    that moved alone in a plan step stays unexplained."""
+    g = snapshot_mod.GLOBAL
+    fields = [snapshot_mod.Field("vmstat", g, n) for n in ("nr_free_pages", "nr_active_file", "nr_inactive_file",
+                                                            "nr_slab_reclaimable", "nr_kernel_misc_reclaimable",
+                                                            "nr_active_anon")]
+    avail = snapshot_mod.Field("meminfo", g, "MemAvailable")
+    active_anon = snapshot_mod.Field("meminfo", g, "Active(anon)")
+    acc = closed_world.account({avail: -60}, {}, ambient_list("v5.0"), fields + [avail], step_kind=kind)
+    assert acc.how[avail][0] == closed_world.AMBIENT and not acc.unexplained
+    if kind == "plan":
+        acc = closed_world.account({active_anon: 8}, {}, ambient_list("v5.0"), fields + [active_anon], step_kind=kind)
+        assert acc.unexplained == [active_anon]
