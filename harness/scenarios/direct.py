@@ -101,6 +101,17 @@ def thp_fault_checks(ck: Checker, target: Target, text: str, delta: dict, kswapd
              ("v5.0 queues every huge page unmapped whole" if queued else "5.5 onwards queues none unmapped whole"))
 
 
+def fragmented_node(guest: Guest, target: Target, captures: Captures, observation: dict) -> tuple[list[int], str]:
+    """The setup THP-fault scenarios share: node 0 (all memory without NUMA)
+    90 % fragmented with its holders kept, the trace set up.  Returns the
+    holders' pids and the mmdrive command that faults THP_MB of THPs there."""
+    numa = target.numa_nodes >= 2
+    held = held_pids(guest_command(guest, captures, "fragment", fill(numa), timeout=300).stdout, "anon")
+    observation["held"] = len(held)
+    guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+    return held, f"mmdrive -c 'alloc big {THP_MB * 256}{' node=0' if numa else ''} thp' -c 'smaps big'"
+
+
 class DirectCompaction(Scenario):
     name = "direct-compaction"
     experiment = "direct"
@@ -110,14 +121,8 @@ class DirectCompaction(Scenario):
 
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
-        numa = target.numa_nodes >= 2
-        held = held_pids(guest_command(guest, captures, "fragment", fill(numa), timeout=300).stdout, "anon")
-        observation["held"] = len(held)
-        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
-        pages = THP_MB * 256
-        guest_command(guest, captures, "thp-faults",
-                      snapshot_around("thp_faults", f"mmdrive -c 'alloc big {pages}{' node=0' if numa else ''} thp' -c 'smaps big'"),
-                      timeout=self.timeout)
+        held, faults = fragmented_node(guest, target, captures, observation)
+        guest_command(guest, captures, "thp-faults", snapshot_around("thp_faults", faults), timeout=self.timeout)
         collect_trace(guest, captures)
         verify_held(guest, captures, "fragment-verify", "fragment", held)
         return observation

@@ -24,7 +24,6 @@ from typing import Any, Mapping, Optional
 from harness.check import Checker, migration_invariants
 from harness.model.callers import caller
 from harness.model.constants import HPAGE_PMD_NR
-from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
 from harness.observe.snapshot import GLOBAL, Field
 from harness.result import CheckResult
@@ -36,13 +35,17 @@ from harness.scenarios.base import (
     Target,
     collect_trace,
     guest_command,
-    held_pids,
     intact_check,
     trace_overran,
     verify_held,
 )
-from harness.scenarios.compaction import scan_counter_invariants, snapshot_around, split_snapshots, window
-from harness.scenarios.direct import THP_MB, fill, thp_fault_checks
+from harness.scenarios.compaction import (
+    scan_counter_invariants,
+    snapshot_around,
+    split_snapshots,
+    window,
+)
+from harness.scenarios.direct import fragmented_node, thp_fault_checks
 
 THP = "/sys/kernel/mm/transparent_hugepage"
 #: HPAGE_PMD_ORDER: the order a THP fault asks kcompactd for.
@@ -84,12 +87,7 @@ class Kcompactd(Scenario):
 
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
-        numa = target.numa_nodes >= 2
-        held = held_pids(guest_command(guest, captures, "fragment", fill(numa), timeout=300).stdout, "anon")
-        observation["held"] = len(held)
-        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
-        pages = THP_MB * 256
-        faults = f"mmdrive -c 'alloc big {pages}{' node=0' if numa else ''} thp' -c 'smaps big'"
+        held, faults = fragmented_node(guest, target, captures, observation)
         action = f"echo defer > {THP}/defrag; {faults}; echo madvise > {THP}/defrag; {wait_quiet()}"
         guest_command(guest, captures, "thp-faults-defer", snapshot_around("kcompactd", action), timeout=self.timeout)
         collect_trace(guest, captures)
