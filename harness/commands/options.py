@@ -31,7 +31,7 @@ def split_list(values) -> list[str]:
 
 def add_source_options(parser: argparse.ArgumentParser, multi_arch: bool = False) -> None:
     parser.add_argument("--kernel", default="v5.0", metavar="SOURCE",
-                        help="v5.0 (kernel.org tarball, cached), debian-5.10, a kernel tree path, or a tarball path")
+                        help="v5.0 (kernel.org tarball, cached), debian-5.10, debian-6.1, debian-6.12 (Debian packages), a kernel tree path, or a tarball path")
     if multi_arch:
         parser.add_argument("--arch", action="append", default=[],
                             help=f"{ARCH_NAMES}; repeatable or comma-separated (default x86_64)")

@@ -86,7 +86,21 @@ DEBIAN_5_10 = DebianPreset(
     inner="usr/src/linux-source-5.10.tar.xz",
     top="linux-source-5.10",
 )
-PRESETS = {V5_0.name: V5_0, DEBIAN_5_10.name: DEBIAN_5_10}
+DEBIAN_6_1 = DebianPreset(
+    name="debian-6.1",
+    suite="bookworm",
+    package="linux-source-6.1",
+    inner="usr/src/linux-source-6.1.tar.xz",
+    top="linux-source-6.1",
+)
+DEBIAN_6_12 = DebianPreset(
+    name="debian-6.12",
+    suite="trixie",
+    package="linux-source-6.12",
+    inner="usr/src/linux-source-6.12.tar.xz",
+    top="linux-source-6.12",
+)
+PRESETS = {p.name: p for p in (V5_0, DEBIAN_5_10, DEBIAN_6_1, DEBIAN_6_12)}
 
 #: sha256 of the v5.0 files the model is read from (and the Makefile), from
 #: a pristine v5.0 tree: a tree registered as "v5.0" must match them.

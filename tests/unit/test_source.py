@@ -147,3 +147,47 @@ def test_git_tree_identity_includes_uncommitted_changes(cache, fake_tree):
     clean = SourceResolver(cache).resolve(SourceRequest(str(fake_tree))).id
     (fake_tree / "Kconfig").write_text(FAKE_KCONFIG + "\n# local change\n")
     assert SourceResolver(cache).resolve(SourceRequest(str(fake_tree))).id != clean
+
+
+class _PackageApt:
+    """Stands in for apt: "downloads" a .deb built here with dpkg-deb."""
+
+    def __init__(self, deb):
+        self.deb = deb
+        self.asked = []
+
+    def download(self, package, dest):
+        self.asked.append(package)
+        target = dest / self.deb.name
+        target.write_bytes(self.deb.read_bytes())
+        return target
+
+
+def _source_deb(tmp_path, preset, version_files):
+    root = tmp_path / "pkg"
+    inner = root / preset.inner
+    inner.parent.mkdir(parents=True)
+    inner.write_bytes(make_tarball(preset.top, version_files))
+    (root / "DEBIAN").mkdir()
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {preset.package}\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n")
+    deb = tmp_path / f"{preset.package}_1_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", "-Zxz", str(root), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+@needs("dpkg-deb")
+@pytest.mark.parametrize("name, suite, version", [("debian-5.10", "bullseye", "5.10"), ("debian-6.1", "bookworm", "6.1"),
+                                                  ("debian-6.12", "trixie", "6.12")])
+def test_debian_presets_unpack_their_package(cache, tmp_path, name, suite, version):
+    preset = src.PRESETS[name]
+    assert (preset.suite, preset.package) == (suite, f"linux-source-{version}")
+    major, minor = version.split(".")
+    makefile = FAKE_MAKEFILE.replace("VERSION = 5\n", f"VERSION = {major}\n").replace("PATCHLEVEL = 0\n", f"PATCHLEVEL = {minor}\n")
+    deb = _source_deb(tmp_path, preset, dict(KERNEL_FILES, Makefile=makefile))
+    apt = _PackageApt(deb)
+    source = SourceResolver(cache, apt=apt).resolve(SourceRequest(name))
+    assert apt.asked == [preset.package]
+    assert source.name == name and source.kind == "preset" and source.version.short == (int(major), int(minor))
+    assert (source.tree / "mm" / "migrate.c").read_text() == "int migrate;\n"
+    assert source.identity == sha(deb.read_bytes())
