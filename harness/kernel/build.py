@@ -99,10 +99,18 @@ class NotBuilt(UserError):
     """A cache-only build request found nothing."""
 
 
-def layers(request: BuildRequest, the_arch: Arch, fixes: compat.AppliedFixes) -> tuple[list[list[kconfig.Option]], list[dict]]:
-    """The fragments in order, parsed, and a record of each (path, sha256)."""
+def layers(request: BuildRequest, the_arch: Arch, fixes: compat.AppliedFixes,
+           version: Optional[tuple] = None) -> tuple[list[list[kconfig.Option]], list[dict]]:
+    """The fragments in order, parsed, and a record of each (path, sha256):
+    base, mm, the version fragments that apply to ``version`` (kconfigs/versions,
+    see :func:`harness.kernel.kconfig.version_fragment_applies`), the arch's
+    (its exceptions win), debug, then the user's."""
     root = kconfigs_dir()
-    files = [root / "base.config", root / "mm.config", root / the_arch.fragment]
+    files = [root / "base.config", root / "mm.config"]
+    if version is not None:
+        files += [path for path in sorted((root / "versions").glob("*.config"))
+                  if kconfig.version_fragment_applies(path.read_text(), tuple(version), the_arch.name, str(path))]
+    files.append(root / the_arch.fragment)
     if request.debug:
         files.append(root / "debug.config")
     parsed, record = [], []
@@ -183,7 +191,7 @@ class Builder:
         patches = user_patches + [Patch(f"compat-{fix.name}", fix.source_patch.encode(), origin="harness/compat")
                                   for fix in fixes.source_patches]
         source = base.with_patches(patches)
-        parsed, fragment_record = layers(request, the_arch, fixes)
+        parsed, fragment_record = layers(request, the_arch, fixes, base.version.short)
         cc = toolchain.compiler(the_arch.kernel_cross)
         requested = kconfig.layer(parsed)
         requested_text = kconfig.render(requested)

@@ -67,6 +67,35 @@ def parse_fragment(text: str, source: str = "<fragment>") -> list[Option]:
     return options
 
 
+_HEADER = re.compile(r"^#\s*(kernels|arches):\s*(.*)$")
+_BOUND = re.compile(r"^(>=|<)\s*(\d+)\.(\d+)$")
+
+
+def version_fragment_applies(text: str, version: tuple, arch: str, source: str = "<fragment>") -> bool:
+    """Whether a version fragment (``kconfigs/versions/*.config``) applies to
+    a kernel ``version`` (major, minor) and ``arch``.  Its header says so::
+
+        # kernels: >= 5.11, < 6.12
+        # arches: any            (or: arm64, arm)
+    """
+    header = {}
+    for line in text.splitlines():
+        match = _HEADER.match(line.strip())
+        if match:
+            header[match.group(1)] = match.group(2).strip()
+    if "kernels" not in header:
+        raise UserError(f"{source} has no '# kernels: >= A.B, < C.D' line", hint="a version fragment says which kernels it is for")
+    applies = True
+    for bound in (b.strip() for b in header["kernels"].split(",") if b.strip()):
+        match = _BOUND.match(bound)
+        if not match:
+            raise UserError(f"{source}: cannot read the kernel bound {bound!r}", hint="write '>= 5.11' or '< 6.12'")
+        edge = (int(match.group(2)), int(match.group(3)))
+        applies &= tuple(version[:2]) >= edge if match.group(1) == ">=" else tuple(version[:2]) < edge
+    arches = [a.strip() for a in header.get("arches", "any").split(",") if a.strip()]
+    return applies and ("any" in arches or arch in arches)
+
+
 def layer(fragments: Iterable[Sequence[Option]]) -> dict[str, Option]:
     """Merge fragments in order: a later layer overrides an earlier one."""
     merged: dict[str, Option] = {}

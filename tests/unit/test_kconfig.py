@@ -111,3 +111,45 @@ def test_explain_select_only_symbol():
     defs = kconfig.kconfig_definitions(SYNTH_KCONFIG)
     (m,) = kconfig.explain(kconfig.check(requested, actual), defs, actual)
     assert "no prompt" in m.why
+
+
+@pytest.mark.parametrize("header, version, arch, applies", [
+    ("# kernels: >= 5.11\n# arches: any\n", (5, 10), "x86_64", False),
+    ("# kernels: >= 5.11\n# arches: any\n", (5, 11), "arm", True),
+    ("# kernels: >= 5.11, < 6.12\n", (6, 1), "arm64", True),
+    ("# kernels: >= 5.11, < 6.12\n", (6, 12), "arm64", False),
+    ("# kernels: >= 6.2\n# arches: arm64\n", (6, 12), "arm64", True),
+    ("# kernels: >= 6.2\n# arches: arm64\n", (6, 12), "x86_64", False),
+])
+def test_version_fragment_header(header, version, arch, applies):
+    assert kconfig.version_fragment_applies(header + "\n# why\nCONFIG_A=y\n", version, arch, "f") is applies
+
+
+@pytest.mark.parametrize("text, said", [("# why\nCONFIG_A=y\n", "no '# kernels:"), ("# kernels: 6.1\n", "'6.1'")])
+def test_version_fragment_without_a_readable_header_is_refused(text, said):
+    with pytest.raises(UserError) as err:
+        kconfig.version_fragment_applies(text, (6, 1), "x86_64", "versions/bad.config")
+    assert "versions/bad.config" in err.value.message and said in err.value.message
+
+
+def test_version_fragments_leave_old_kernels_alone_and_layer_before_the_arch():
+    """v5.0 and 5.10 get exactly the fragments they always had (so their
+    builds stay cache hits); 6.x get theirs between mm and the arch's."""
+    from harness.arches import arch as lookup_arch
+    from harness.kernel import compat
+    from harness.kernel.build import BuildRequest, layers
+    from harness.kernel.source import SourceRequest
+
+    def files(version, arch):
+        _, record = layers(BuildRequest(SourceRequest("v5.0"), arch), lookup_arch(arch), compat.AppliedFixes(()), version)
+        return [Path(r["file"]).relative_to(ROOT / "kconfigs").as_posix() for r in record]
+
+    for version in ((5, 0), (5, 10)):
+        assert files(version, "arm64") == ["base.config", "mm.config", "arch/arm64.config"]
+    new = files((6, 12), "arm64")
+    assert new[:2] == ["base.config", "mm.config"] and new[-1] == "arch/arm64.config"
+    assert "versions/since-6.12.config" in new and "versions/5.11-to-6.12.config" not in new
+    assert "versions/5.11-to-6.12.config" in files((6, 1), "x86_64")
+    parsed, _ = layers(BuildRequest(SourceRequest("v5.0"), "x86_64"), lookup_arch("x86_64"), compat.AppliedFixes(()), (6, 12))
+    merged = kconfig.layer(parsed)
+    assert merged["GUP_BENCHMARK"].value == "n" and merged["GUP_TEST"].value == "y" and merged["MEMCG_V1"].value == "y"
