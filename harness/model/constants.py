@@ -35,6 +35,10 @@ class MigrateReason(enum.IntEnum):
     MR_MEMPOLICY_MBIND = 4
     MR_NUMA_MISPLACED = 5
     MR_CONTIG_RANGE = 6
+    # later kernels (include/linux/migrate_mode.h of 6.1 and 6.12)
+    MR_LONGTERM_PIN = 7
+    MR_DEMOTION = 8
+    MR_DAMON = 9
 
 
 class Errno(enum.IntEnum):

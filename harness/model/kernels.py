@@ -5,11 +5,13 @@ Everything that differs between the kernels the model knows lives in the
 place.  Each field names the upstream change behind it.
 
 Sources: a pristine v5.0 tree (mm/migrate.c, include/trace/events/migrate.h,
-arch/*/Kconfig) and Debian's linux-source-5.10 (5.10.223).
+arch/*/Kconfig), Debian's linux-source-5.10 (5.10.223), linux-source-6.1
+(6.1.176) and linux-source-6.12 (6.12.117).  6.1 and 6.12 start from 5.10's
+rules; each field they change says why.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Mapping, Optional, Tuple
 
@@ -97,6 +99,47 @@ class KernelRules:
     #: tracepoints, so compact_*_scanned and compact_isolated are at least
     #: the traced sums (5.10 mm/compaction.c:1400, 1446, 1753).
     compaction_fast_scanners_untraced: bool = False
+    #: migrate_pages() itself: "v5.0" (v5.0 to 6.0: one list, ten passes,
+    #: lock and writeback forced from pass 3, -ENOMEM splits a THP in place
+    #: or aborts, a THP that failed counts its subpages in the return value);
+    #: "batch" (the 6.3 rework "migrate_pages: organize stats with struct
+    #: migrate_pages_stats" ... "migrate_pages: batch _unmap and _move", as
+    #: Debian's 6.1.176 carries it, mm/migrate.c:1807: hugetlb folios first
+    #: (migrate_hugetlbs), then batches of at most NR_MAX_BATCHED_MIGRATION
+    #: pages, one folio unmapped and moved at a time, force from pass 3,
+    #: split pieces retried once after the batch, base pages in every count
+    #: (a 2 MiB hugetlb page is 512 in pgmigrate_*), a split THP also in
+    #: thp_migration_fail, the return value in failed folios, 0 when
+    #: nothing is left); "batch-sync" (6.12, mm/migrate.c migrate_pages_sync:
+    #: outside MIGRATE_ASYNC a batch is first tried in MIGRATE_ASYNC for 3
+    #: passes, then each folio alone in the caller's mode for 7, no forcing;
+    #: 6.4's "migrate_pages: move split folios processing out of
+    #: migrate_pages_batch()": split pieces get one MIGRATE_ASYNC pass).
+    migrate_loop: str = "v5.0"
+    #: Splitting a mapped THP counts thp_deferred_split_page (its subpages'
+    #: rmap goes first and queues it); 6.12's split path no longer does
+    #: (deferred_split_folio() is not reached for a folio being split: 6.8's
+    #: "mm: thp: ... partially mapped" rework; mm/huge_memory.c).
+    split_mapped_thp_counts_deferred: bool = True
+    #: move_pages(2), mbind(2) and migrate_pages(2) run under
+    #: lru_cache_disable() (5.13, d479960e44f2 "mm: disable LRU pagevec during
+    #: the migration temporarily", 361a2a229fa3): a page moved earlier in the
+    #: same call goes straight to the LRU, so giving it again moves it again
+    #: instead of -EBUSY (6.1 mm/migrate.c:2070, 6.12:2312).
+    lru_cache_disabled_in_syscalls: bool = False
+    #: move_pages(2)'s positive return counts the entries never tried
+    #: exactly (5.6 to 6.0 add n - i - 1: one short after a node change and
+    #: at the final flush); "migrate: fix syscall move_pages() return value
+    #: for failure" (6.1 mm/migrate.c:2049: err += nr_pages - i, then err--
+    #: for an entry that got its status).
+    move_pages_untried_exact: bool = False
+    #: NUMA balancing migrates a misplaced THP through migrate_pages()
+    #: (5.13, c5b5a3dd2c1f "mm: thp: refactor NUMA fault handling"; 6.1
+    #: migrate_misplaced_page, 6.12 migrate_misplaced_folio): one
+    #: mm_migrate_pages event with thp_migration_success, and
+    #: numa_pages_migrated += nr_succeeded, where v5.0 and 5.10 move it by
+    #: migrate_misplaced_transhuge_page() with no event.
+    numa_thp_via_migrate_pages: bool = False
     #: vmstat events the migration paths can change on this kernel.
     migration_vm_events: Tuple[str, ...] = field(default=())
 
@@ -232,9 +275,45 @@ V5_10 = KernelRules(
     + ("thp_migration_success", "thp_migration_fail", "thp_migration_split"),
 )
 
-KERNELS: Mapping[str, KernelRules] = MappingProxyType({k.name: k for k in (V5_0, V5_10)})
+_REASON_NAMES_6_1 = {
+    **_REASON_NAMES,
+    # include/trace/events/migrate.h of 6.1: MR_LONGTERM_PIN (5.11) and MR_DEMOTION (5.15)
+    MigrateReason.MR_LONGTERM_PIN: "longterm_pin",
+    MigrateReason.MR_DEMOTION: "demotion",
+}
+_REASON_NAMES_6_12 = {**_REASON_NAMES_6_1, MigrateReason.MR_DAMON: "damon"}  # 6.11
 
-_ALIASES = {"5.0": "v5.0", "v5.0.0": "v5.0", "5.0.0": "v5.0", "v5.10": "5.10", "debian-5.10": "5.10"}
+V6_1 = replace(
+    V5_10,
+    name="6.1",
+    version=(6, 1),
+    description="Linux 6.1.y (Debian linux-source-6.1, 6.1.176: carries the 6.3 batched migrate_pages())",
+    reason_names=_REASON_NAMES_6_1,
+    migrate_loop="batch",
+    lru_cache_disabled_in_syscalls=True,
+    move_pages_untried_exact=True,
+    numa_thp_via_migrate_pages=True,
+)
+
+V6_12 = replace(
+    V6_1,
+    name="6.12",
+    version=(6, 12),
+    description="Linux 6.12.y (Debian linux-source-6.12, 6.12.117)",
+    reason_names=_REASON_NAMES_6_12,
+    # 6.12 include/trace/events/migrate.h:81: nr_split (large folios split, 6.10)
+    trace_format=(
+        "nr_succeeded={succeeded} nr_failed={failed} nr_thp_succeeded={thp_succeeded} "
+        "nr_thp_failed={thp_failed} nr_thp_split={thp_split} nr_split={split} mode={mode} reason={reason}"
+    ),
+    migrate_loop="batch-sync",
+    split_mapped_thp_counts_deferred=False,
+)
+
+KERNELS: Mapping[str, KernelRules] = MappingProxyType({k.name: k for k in (V5_0, V5_10, V6_1, V6_12)})
+
+_ALIASES = {"5.0": "v5.0", "v5.0.0": "v5.0", "5.0.0": "v5.0", "v5.10": "5.10", "debian-5.10": "5.10",
+            "v6.1": "6.1", "debian-6.1": "6.1", "v6.12": "6.12", "debian-6.12": "6.12"}
 
 
 def kernel(name: str) -> KernelRules:

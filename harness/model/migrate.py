@@ -8,7 +8,7 @@ How a THP is counted is kernel data (``KernelRules.thp_counts_subpages``).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from harness.model.constants import (
@@ -17,6 +17,8 @@ from harness.model.constants import (
     MIGRATE_PASSES,
     SUCCESS,
     Errno,
+    MigrateMode,
+    MigrateReason,
     errno_name,
 )
 from harness.model.engine import (
@@ -43,6 +45,8 @@ class MigrateEvent:
     thp_succeeded: int = 0
     thp_failed: int = 0
     thp_split: int = 0
+    #: Large folios split (6.12's nr_split; the model's only large folios are THPs).
+    split: int = 0
 
     def text(self, rules: KernelRules) -> str:
         """The event as the trace buffer prints it (after the colon)."""
@@ -52,6 +56,7 @@ class MigrateEvent:
             thp_succeeded=self.thp_succeeded,
             thp_failed=self.thp_failed,
             thp_split=self.thp_split,
+            split=self.split,
             mode=rules.mode_name(self.mode),
             reason=rules.reason_name(self.reason),
         )
@@ -69,6 +74,8 @@ class MigrateEvent:
                 nr_thp_failed=self.thp_failed,
                 nr_thp_split=self.thp_split,
             )
+        if "{split}" in rules.trace_format:
+            out["nr_split"] = self.split
         out["text"] = self.text(rules)
         return out
 
@@ -113,7 +120,16 @@ class CallResult:
 
 
 def migrate_pages(entries: list[PageRun], env: Env) -> CallResult:
-    """Run the pass loop over ``entries`` (in list order)."""
+    """Run the kernel's migrate_pages() over ``entries`` (in list order):
+    v5.0's pass loop, or the folio batches of 6.1 onwards
+    (``KernelRules.migrate_loop``)."""
+    if env.rules.migrate_loop != "v5.0":
+        return migrate_pages_batched(entries, env)
+    return _migrate_pages_v50(entries, env)
+
+
+def _migrate_pages_v50(entries: list[PageRun], env: Env) -> CallResult:
+    """The pass loop of v5.0 to 6.0 over ``entries`` (in list order)."""
     rules = env.rules
     lst = list(entries)
     stats: Counter = Counter()
@@ -220,7 +236,7 @@ def migrate_pages(entries: list[PageRun], env: Env) -> CallResult:
     return CallResult(rc_out, event, vmstat, ordered, log, passes, putbacks)
 
 
-def _split_thp(lst: list[PageRun], i: int, stats: Counter, log: list[str]) -> int:
+def _split_thp(lst: list[PageRun], i: int, stats: Counter, log: list[str], mapped_counts_deferred: bool = True) -> int:
     """split_huge_page_to_list(head, from): head becomes subpage 0 in place,
     and __split_huge_page() adds the tails from 511 down to 1, each at the
     tail of the list (so they come in reverse order).
@@ -237,7 +253,7 @@ def _split_thp(lst: list[PageRun], i: int, stats: Counter, log: list[str]) -> in
     stats["thp_split_page"] += 1
     if run.page.mapped:
         stats["thp_split_pmd"] += run.page.mapcount
-        if not run.page.deferred_split:
+        if not run.page.deferred_split and mapped_counts_deferred:
             # the subpages' rmap goes before the split (freeze): queued once
             stats["thp_deferred_split_page"] += 1
     base = run.page.with_(kind=PageKind.ANON)
@@ -245,3 +261,314 @@ def _split_thp(lst: list[PageRun], i: int, stats: Counter, log: list[str]) -> in
     lst.extend(PageRun(base, run.origin, sub) for sub in range(HPAGE_PMD_NR - 1, 0, -1))
     log.append(f"  split {run.label} into {HPAGE_PMD_NR} order-0 entries (tails appended, 511 first)")
     return SUCCESS
+
+
+# ----------------------------------------------------------------------
+# 6.1 onwards: folios in batches (mm/migrate.c migrate_pages(),
+# migrate_hugetlbs(), migrate_pages_batch(), and 6.12's migrate_pages_sync())
+
+#: NR_MAX_BATCHED_MIGRATION (HPAGE_PMD_NR with 4K pages).
+BATCH_PAGES = HPAGE_PMD_NR
+#: 6.12: NR_MAX_MIGRATE_ASYNC_RETRY and NR_MAX_MIGRATE_SYNC_RETRY.
+ASYNC_PASSES, SYNC_PASSES = 3, MIGRATE_PASSES - 3
+
+
+@dataclass
+class _Stats:
+    """struct migrate_pages_stats: page counts are base pages."""
+
+    succeeded: int = 0
+    failed_pages: int = 0
+    thp_succeeded: int = 0
+    thp_failed: int = 0
+    thp_split: int = 0
+    split: int = 0
+
+
+class _Batched:
+    """One migrate_pages() call of 6.1 (Debian 6.1.176 carries the 6.3
+    batching: migrate_hugetlbs() first, then batches of at most
+    NR_MAX_BATCHED_MIGRATION pages through migrate_pages_batch(), one
+    folio unmapped and moved at a time, lock forced from pass 3) or of 6.12
+    (batches unmapped whole then moved; outside MIGRATE_ASYNC a batch is
+    first tried in MIGRATE_ASYNC for 3 passes, then each folio alone in the
+    caller's mode for 7 passes, migrate_pages_sync(); no forcing: a sync
+    pass always takes the lock and waits for writeback).
+
+    Failed folios are not put back here: they go on the call's return list
+    and the caller puts them back (6.x ``ret_folios``).  A folio that
+    migrates is on an LRU at once (the new folio is added with
+    folio_add_lru())."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.rules = env.rules
+        self.stats = _Stats()
+        self.vm: Counter = Counter()
+        self.log: list[str] = []
+        self.outcomes: dict = {}
+        self.split_origins: set[int] = set()
+        self.putbacks: list = []
+        self.ret: list[tuple[PageRun, str, int]] = []
+        self.passes = 0
+
+    # -- bookkeeping -----------------------------------------------------
+    def _record(self, run: PageRun, result: str, rc: int, node: int, source: str = "") -> None:
+        self.outcomes[(run.origin, run.sub)] = PageOutcome(
+            run.origin, run.sub, result, rc, node, run.origin in self.split_origins, run.page, source)
+
+    def _migrated(self, run: PageRun, source: str) -> None:
+        node = run.page.node if self.env.target_node is None else self.env.target_node
+        self._record(run, "migrated", SUCCESS, node, source)
+        if run.page.kind.is_lru and not run.page.kind.is_hugetlb:
+            self.putbacks.append((run.origin, run.sub, run.page.kind.is_thp))
+
+    def _attempt(self, run: PageRun, force: bool, env: Env, pass_no: int, phase: str) -> tuple[int, str]:
+        step = Attempt()
+        if run.page.kind.is_hugetlb:
+            rc = unmap_and_move_huge_page(run, force, env, step)
+        else:
+            rc = unmap_and_move(run, force, env, step)
+        if rc == ENOMEM and run.page.kind.is_thp and not env.arch.thp_migration:
+            rc = -Errno.ENOSYS  # 6.x: large folio migration unsupported
+        self.vm.update(step.stats)
+        self.log.append(f"{phase}pass {pass_no}: {run.label} ({run.page.kind.value}, {env.mode.name}): {errno_name(rc)}: {step.note}")
+        return rc, step.source
+
+    # -- migrate_hugetlbs() ----------------------------------------------
+    def hugetlbs(self, lst: list[PageRun]) -> int:
+        huge = [r for r in lst if r.page.kind.is_hugetlb]
+        nr_failed, retry = 0, 1
+        retry_pages = 0
+        for pass_no in range(MIGRATE_PASSES):
+            if not retry:
+                break
+            retry, retry_pages = 0, 0
+            for run in list(huge):
+                nr = run.page.kind.nr_pages
+                rc, source = self._attempt(run, pass_no >= FORCE_FROM_PASS, self.env, pass_no, "hugetlb ")
+                if rc == -Errno.EAGAIN:
+                    retry += 1
+                    retry_pages += nr
+                    continue
+                if rc == ENOMEM:
+                    self.stats.failed_pages += nr + retry_pages
+                    self._record(run, "untouched", rc, run.page.node)
+                    self.log.append(f"hugetlb pass {pass_no}: -ENOMEM ends the call")
+                    return rc
+                huge.remove(run)
+                lst.remove(run)
+                if rc == SUCCESS:
+                    self.stats.succeeded += nr
+                    self._migrated(run, source)
+                else:
+                    nr_failed += 1
+                    self.stats.failed_pages += nr
+                    self._fail(run, rc)
+        nr_failed += retry
+        self.stats.failed_pages += retry_pages
+        for run in huge:  # still on the list after 10 passes: returned
+            lst.remove(run)
+            self._fail(run, -Errno.EAGAIN, "retry-exhausted")
+        return nr_failed
+
+    def _fail(self, run: PageRun, rc: int, result: str = "failed") -> None:
+        self._record(run, result, rc, run.page.node)
+        self.ret.append((run, result, rc))
+
+    # -- the split of a large folio (try_split_folio) ---------------------
+    def _split(self, run: PageRun, split_list: list[PageRun]) -> bool:
+        pieces: list[PageRun] = [run]
+        rc = _split_thp(pieces, 0, self.vm, self.log, self.rules.split_mapped_thp_counts_deferred)
+        if rc != SUCCESS:
+            return False
+        self.split_origins.add(run.origin)
+        # split_folio_to_list(): the tails (511 first) go on the list, then
+        # try_split_folio() moves the head (now subpage 0) after them
+        split_list.extend(pieces[1:] + pieces[:1])
+        return True
+
+    # -- migrate_pages_batch() -------------------------------------------
+    def batch(self, batch: list[PageRun], env: Env, nr_pass: int, split_list: Optional[list],
+              counting: bool = True, phase: str = "") -> int:
+        """One migrate_pages_batch(); returns its rc (failed folios, or
+        -ENOMEM).  What it cannot migrate stays in ``batch`` (retried) or
+        goes to the return list."""
+        nr_failed = 0
+        retry = 1
+        retry_pages = 0
+        thp_retry = 0
+        nosplit = env.reason == MigrateReason.MR_NUMA_MISPLACED
+        sync_lock = self.rules.migrate_loop == "batch-sync"
+        for pass_no in range(nr_pass):
+            if not retry:
+                break
+            self.passes += 1
+            retry, retry_pages, thp_retry = 0, 0, 0
+            for run in list(batch):
+                page = run.page
+                nr, is_thp = page.kind.nr_pages, page.kind.is_thp
+                force = env.mode != MigrateMode.MIGRATE_ASYNC if sync_lock else pass_no >= FORCE_FROM_PASS
+                rc, source = self._attempt(run, force, env, pass_no, phase)
+                if rc in (ENOMEM, -Errno.ENOSYS) and is_thp and not nosplit and split_list is not None:
+                    nr_failed += 1 if counting else 0
+                    self.stats.thp_failed += 1
+                    if self._split(run, split_list):
+                        self.stats.thp_split += 1
+                        self.stats.split += 1
+                        batch.remove(run)
+                        continue
+                    if rc == -Errno.ENOSYS:
+                        self.stats.failed_pages += nr
+                        batch.remove(run)
+                        self._fail(run, rc)
+                        continue
+                elif rc == ENOMEM:
+                    if is_thp:
+                        self.stats.thp_failed += 1
+                    nr_failed += 1 if counting else 0
+                if rc == ENOMEM:
+                    self.stats.failed_pages += nr + retry_pages
+                    self.stats.thp_failed += thp_retry
+                    batch.remove(run)
+                    self._record(run, "untouched", rc, page.node)
+                    self.ret.append((run, "untouched", rc))
+                    self.log.append(f"{phase}pass {pass_no}: -ENOMEM ends the batch; the rest of it is returned")
+                    return ENOMEM
+                if rc == -Errno.EAGAIN:
+                    retry += 1
+                    thp_retry += 1 if is_thp else 0
+                    retry_pages += nr
+                    continue
+                batch.remove(run)
+                if rc == SUCCESS:
+                    self.stats.succeeded += nr
+                    self.stats.thp_succeeded += 1 if is_thp else 0
+                    self._migrated(run, source)
+                else:
+                    nr_failed += 1 if counting else 0
+                    self.stats.thp_failed += 1 if is_thp else 0
+                    self.stats.failed_pages += nr
+                    self._fail(run, rc)
+        nr_failed += retry if counting else 0
+        self.stats.thp_failed += thp_retry
+        self.stats.failed_pages += retry_pages
+        return nr_failed
+
+    def exhaust(self, batch: list[PageRun]) -> None:
+        """What is still in a batch after its passes goes to the return list."""
+        for run in list(batch):
+            batch.remove(run)
+            self._fail(run, -Errno.EAGAIN, "retry-exhausted")
+
+    # -- migrate_pages() -------------------------------------------------
+    def run(self, entries: list[PageRun]) -> CallResult:
+        env = self.env
+        lst = list(entries)
+        rc_gather = self.hugetlbs(lst)
+        while rc_gather >= 0 and lst:
+            batch: list[PageRun] = []
+            total = 0
+            for run in list(lst):
+                total += run.page.kind.nr_pages
+                # 6.1: "if (nr_pages > NR_MAX_BATCHED_MIGRATION) break" (the
+                # folio that crosses stays for the next batch); 6.12: ">="
+                # (the folio that reaches it is in this batch)
+                if self.rules.migrate_loop == "batch" and total > BATCH_PAGES and batch:
+                    break
+                batch.append(run)
+                lst.remove(run)
+                if self.rules.migrate_loop == "batch-sync" and total >= BATCH_PAGES:
+                    break
+            split_list: list[PageRun] = []
+            rc = self._one_batch(batch, split_list)
+            if rc < 0:
+                rc_gather = rc
+                lst = batch + split_list + lst
+                break
+            rc_gather += rc
+        for run in lst:  # left on the list by -ENOMEM: returned untouched
+            if (run.origin, run.sub) not in self.outcomes:
+                self._record(run, "untouched", 0, run.page.node)
+                self.ret.append((run, "untouched", 0))
+        if not self.ret:
+            rc_gather = 0  # "Return 0 in case all split folios ... are migrated"
+        s = self.stats
+        vm: Counter = Counter(self.vm)
+        vm["pgmigrate_success"] += s.succeeded
+        vm["pgmigrate_fail"] += s.failed_pages
+        vm["thp_migration_success"] += s.thp_succeeded
+        vm["thp_migration_fail"] += s.thp_failed
+        vm["thp_migration_split"] += s.thp_split
+        event = MigrateEvent(s.succeeded, s.failed_pages, env.mode, env.reason, s.thp_succeeded, s.thp_failed, s.thp_split, s.split)
+        # the caller's putback_movable_pages() of the return list, in its order
+        self.putbacks += [(run.origin, run.sub, run.page.kind.is_thp) for run, _, _ in self.ret
+                          if run.page.kind.is_lru and not run.page.kind.is_hugetlb]
+        ordered = sorted(self.outcomes.values(), key=lambda o: (o.origin, -1 if o.sub is None else o.sub))
+        return CallResult(rc_gather, event, vm, ordered, self.log, self.passes, self.putbacks)
+
+    def _one_batch(self, batch: list[PageRun], split_list: list[PageRun]) -> int:
+        env = self.env
+        if self.rules.migrate_loop == "batch":
+            rc = self.batch(batch, env, MIGRATE_PASSES, split_list)
+            if rc < 0:
+                return rc
+            self.exhaust(batch)
+            if split_list:
+                # the split folios: the same mode, up to 10 passes, failures not counted in rc
+                pieces = list(split_list)
+                split_list.clear()
+                # (-EAGAIN is not retried: "retry" only counts unsplit folios)
+                self.batch(pieces, env, 1, None, counting=False, phase="split ")
+                self.exhaust(pieces)
+            return rc
+        # 6.12
+        if env.mode == MigrateMode.MIGRATE_ASYNC:
+            rc = self.batch(batch, env, MIGRATE_PASSES, split_list)
+            if rc < 0:
+                return rc
+            self.exhaust(batch)
+        else:
+            rc = self._sync(batch, split_list)
+            if rc < 0:
+                return rc
+        if split_list:
+            # "we only try to migrate with minimal effort, force MIGRATE_ASYNC mode and retry once"
+            pieces = list(split_list)
+            split_list.clear()
+            self.batch(pieces, replace(env, mode=MigrateMode.MIGRATE_ASYNC), 1, None, counting=False, phase="split ")
+            self.exhaust(pieces)
+        return rc
+
+    def _sync(self, batch: list[PageRun], split_list: list[PageRun]) -> int:
+        """migrate_pages_sync() (6.12): a MIGRATE_ASYNC try of the whole
+        batch whose failures are forgotten (except splits), then each folio
+        left alone in the caller's mode."""
+        env = self.env
+        saved = replace(self.stats)
+        ret_before = len(self.ret)
+        rc = self.batch(batch, replace(env, mode=MigrateMode.MIGRATE_ASYNC), ASYNC_PASSES, split_list, phase="async ")
+        if rc < 0:
+            return rc
+        # astats: only successes and splits count; failures are retried below
+        split_now = self.stats.split - saved.split
+        self.stats.failed_pages = saved.failed_pages
+        self.stats.thp_failed = saved.thp_failed + (self.stats.thp_split - saved.thp_split)
+        retried = [run for run, _, _ in self.ret[ret_before:]]
+        for run in retried:
+            self.outcomes.pop((run.origin, run.sub), None)
+        del self.ret[ret_before:]
+        nr_failed = split_now
+        for run in batch + retried:
+            one = [run]
+            rc = self.batch(one, env, SYNC_PASSES, split_list, phase="sync ")
+            if rc < 0:
+                return rc
+            self.exhaust(one)
+            nr_failed += rc
+        return nr_failed
+
+
+def migrate_pages_batched(entries: list[PageRun], env: Env) -> CallResult:
+    """migrate_pages() of 6.1 onwards (see :class:`_Batched`)."""
+    return _Batched(env).run(entries)

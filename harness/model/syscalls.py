@@ -133,7 +133,7 @@ def _add_page_for_migration(ctx: Context, entry: Entry, node: int, batch: list, 
     sub = entry.sub if obj.split else 0
     if obj.is_isolated(sub):
         return -Errno.EBUSY  # isolate_lru_page(head) fails: already isolated
-    if ctx.memory.in_pagevec(entry.page, sub):
+    if ctx.memory.in_pagevec(entry.page, sub) and not ctx.rules.lru_cache_disabled_in_syscalls:
         # moved (or put back) earlier in this call: the page sits in the
         # CPU's lru_add pagevec, not on the LRU, and migrate_prep() drained
         # only at the start of the call
@@ -221,13 +221,19 @@ def _pages_move_v56(ctx: Context, entries: Sequence[Entry], move_all: bool, pred
     err = 0
     i = n
 
-    def move_and_store(node: Optional[int], start: int, i: int) -> int:
+    def move_and_store(node: Optional[int], start: int, i: int, accounted: bool = False) -> int:
         if not batch:
             return 0
         rc = _flush(ctx, batch, node, pred)
         if rc:
             if rc > 0:
-                rc += n - i - 1
+                # the entries never tried: 5.6-6.0 add n - i - 1, one short
+                # on a node change and at the final flush (i == n); 6.1 adds
+                # n - i, less the entry i that just got its status
+                if ctx.rules.move_pages_untried_exact:
+                    rc += n - i - (1 if accounted else 0)
+                else:
+                    rc += n - i - 1
             return rc
         status[start:i] = [node] * (i - start)
         return 0
@@ -248,7 +254,7 @@ def _pages_move_v56(ctx: Context, entries: Sequence[Entry], move_all: bool, pred
             err = 1
             continue
         status[i] = current if got == _PRESENT else got
-        err = move_and_store(current, start, i)
+        err = move_and_store(current, start, i, accounted=True)
         if err:
             return err, status
         current = None
@@ -562,7 +568,7 @@ def numa_balancing(ctx: Context, node: int) -> Prediction:
         if kind.is_file_cache and obj.page.dirty:
             pred.log.append(f"page {index}: dirty file page, not migrated by NUMA balancing")
             continue
-        if kind.is_thp and not obj.split:
+        if kind.is_thp and not obj.split and not ctx.rules.numa_thp_via_migrate_pages:
             # migrate_misplaced_transhuge_page(): no mm_migrate_pages event.
             if obj.page.pins:
                 pred.vmstat["pgmigrate_fail"] += HPAGE_PMD_NR
@@ -574,7 +580,10 @@ def numa_balancing(ctx: Context, node: int) -> Prediction:
             pred.log.append(f"page {index}: THP moved whole by the NUMA path, +512, no event")
             continue
         result = ctx.run([obj.entry(index)], who, node, pred)
-        if result.rc == 0 and result.event.succeeded:
+        if ctx.rules.numa_thp_via_migrate_pages:
+            # migrate_misplaced_folio(): count_vm_numa_events(NUMA_PAGE_MIGRATE, nr_succeeded)
+            pred.vmstat["numa_pages_migrated"] += result.event.succeeded
+        elif result.rc == 0 and result.event.succeeded:
             pred.vmstat["numa_pages_migrated"] += 1
     pred.placement = ctx.memory.placement()
     return pred

@@ -1,0 +1,184 @@
+"""6.1 and 6.12 (Debian's linux-source-6.1 6.1.176 and -6.12 6.12.117): each
+field that differs from 5.10 changes a prediction, shown here by turning the
+field back (the same scenario under the 6.x rules with that one field at its
+5.10 value), plus the folio loop's counts read from the trees."""
+from dataclasses import replace
+
+import pytest
+
+from harness.model import kernel, simulate
+from harness.model import scenario as scenario_mod
+from harness.model.constants import MigrateMode, MigrateReason
+from harness.model.engine import Env, TargetSupply
+from harness.model.memory import Memory
+from harness.model.migrate import migrate_pages
+from harness.model.scenario import parse_pages
+
+S = None
+
+
+def run(data, rules, monkeypatch):
+    """simulate() under ``rules`` (a KernelRules not in the table)."""
+    monkeypatch.setattr(scenario_mod, "kernel", lambda name: rules)
+    (pred,) = simulate(dict(data, kernel=rules.name))
+    return pred
+
+
+def events(pred):
+    return [(e.succeeded, e.failed, e.thp_succeeded, e.thp_failed, e.thp_split) for e in pred.events]
+
+
+MOVE_ALL = [{"pages": "all", "node": 1}]
+
+
+def test_the_four_versions_are_known_with_their_debian_aliases():
+    assert [kernel(n).name for n in ("v5.0", "debian-5.10", "debian-6.1", "debian-6.12", "6.12")] == \
+        ["v5.0", "5.10", "6.1", "6.12", "6.12"]
+
+
+def test_6x_rules_differ_from_510_only_in_named_fields():
+    base = kernel("5.10").as_dict()
+    for name, expected in (("6.1", {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls",
+                                    "move_pages_untried_exact", "numa_thp_via_migrate_pages"}),
+                           ("6.12", {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls",
+                                     "move_pages_untried_exact", "numa_thp_via_migrate_pages", "trace_format",
+                                     "split_mapped_thp_counts_deferred"})):
+        rules = kernel(name).as_dict()
+        assert {k for k in base if base[k] != rules[k]} - {"name", "version", "description"} == expected
+
+
+# --- migrate_loop ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_hugetlb_pages_count_their_base_pages(name, monkeypatch):
+    """6.x migrate_hugetlbs(): stats->nr_succeeded += folio_nr_pages()."""
+    data = {"arch": "x86_64", "pages": ["hugetlb*2"], "call": "move_pages", "entries": MOVE_ALL}
+    rules = kernel(name)
+    assert events(run(data, rules, monkeypatch)) == [(1024, 0, 0, 0, 0)]
+    assert run(data, rules, monkeypatch).vmstat_deltas()["pgmigrate_success"] == 1024
+    assert events(run(data, replace(rules, migrate_loop="v5.0"), monkeypatch)) == [(2, 0, 0, 0, 0)]
+
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_a_thp_split_for_want_of_a_target_is_also_a_thp_failure(name, monkeypatch):
+    """No order-9 target: 6.x counts the split THP in nr_thp_failed (and
+    thp_migration_fail) besides nr_thp_split; its pieces then move."""
+    data = {"arch": "x86_64", "pages": ["thp"], "call": "move_pages", "entries": MOVE_ALL,
+            "targets": {1: {"thp_blocks": 0}}}
+    rules = kernel(name)
+    pred = run(data, rules, monkeypatch)
+    assert events(pred) == [(512, 0, 0, 1, 1)] and pred.ret == 0
+    deltas = pred.vmstat_deltas()
+    assert (deltas["thp_migration_fail"], deltas["thp_migration_split"], deltas["thp_split_page"]) == (1, 1, 1)
+    old = run(data, replace(rules, migrate_loop="v5.0"), monkeypatch)
+    assert events(old) == [(512, 0, 0, 0, 1)]
+
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_the_return_value_counts_failed_folios(name, monkeypatch):
+    """A THP that fails for good is one failed folio on 6.x, 512 (its
+    subpages) from 5.9 to 6.2; nr_failed counts base pages either way."""
+    data = {"arch": "x86_64", "pages": ["thp+writeback"], "call": "migrate", "mode": "MIGRATE_SYNC_LIGHT"}
+    rules = kernel(name)
+    pred = run(data, rules, monkeypatch)
+    assert pred.ret == 1 and events(pred) == [(0, 512, 0, 1, 0)]
+    assert run(data, replace(rules, migrate_loop="v5.0"), monkeypatch).ret == 512
+
+
+def test_612_tries_a_batch_async_first_then_each_folio_in_its_mode():
+    """migrate_pages_sync(): a page locked by another task is not locked in
+    the 3 MIGRATE_ASYNC passes and is locked at once in the first
+    MIGRATE_SYNC pass (no forcing); 6.1 forces the lock from pass 3."""
+
+    def log(name):
+        rules = kernel(name)
+        memory = Memory(parse_pages(["anon+locked", "anon"]))
+        env = Env(rules, rules.arch("x86_64"), MigrateMode.MIGRATE_SYNC, MigrateReason.MR_SYSCALL, False, 1, TargetSupply())
+        result = migrate_pages([obj.entry(i) for i, obj in enumerate(memory.objects)], env)
+        assert result.rc == 0 and result.event.succeeded == 2
+        return [line.split(":")[0] for line in result.log if "page 0 " in line]
+
+    assert log("6.1") == ["pass 0", "pass 1", "pass 2", "pass 3"]
+    assert log("6.12") == ["async pass 0", "async pass 1", "async pass 2", "sync pass 0"]
+
+
+# --- split_mapped_thp_counts_deferred --------------------------------------
+
+def test_612_does_not_count_a_split_thp_as_deferred(monkeypatch):
+    data = {"arch": "x86_64", "pages": ["thp"], "call": "move_pages", "entries": MOVE_ALL,
+            "targets": {1: {"thp_blocks": 0}}}
+    rules = kernel("6.12")
+    assert run(data, rules, monkeypatch).vmstat_deltas()["thp_deferred_split_page"] == 0
+    assert run(data, replace(rules, split_mapped_thp_counts_deferred=True), monkeypatch).vmstat_deltas()["thp_deferred_split_page"] == 1
+    assert run(data, kernel("6.1"), monkeypatch).vmstat_deltas()["thp_deferred_split_page"] == 1
+
+
+# --- lru_cache_disabled_in_syscalls -----------------------------------------
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_a_page_given_twice_moves_again_under_lru_cache_disable(name, monkeypatch):
+    """The issue-19 plan move dup:0-5=1 dup:3-8=1 dup:0-11=0: v5.0 and 5.10
+    refuse the pages sitting in the lru_add pagevec (-EBUSY); 6.x moves
+    them, since do_pages_move() runs under lru_cache_disable()."""
+    data = {"arch": "x86_64", "pages": ["anon*12"], "call": "move_pages",
+            "entries": [{"pages": "0-5", "node": 1}, {"pages": "3-8", "node": 1}, {"pages": "0-11", "node": 0}]}
+    rules = kernel(name)
+    pred = run(data, rules, monkeypatch)
+    # entry 6 (page 3) is still on this batch's list: -EBUSY on every version
+    assert pred.status == [1] * 6 + [-16] + [1] * 5 + [0] * 12 and pred.ret == 0
+    assert [(e.succeeded, e.failed) for e in pred.events] == [(6, 0), (3, 0), (9, 0)]
+    old = run(data, replace(rules, lru_cache_disabled_in_syscalls=False), monkeypatch)
+    assert old.status == [1] * 6 + [-16] + [1] * 5 + [-16] * 9 + [0] * 3
+
+
+# --- move_pages_untried_exact -----------------------------------------------
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_move_pages_returns_the_failed_pages_exactly(name, monkeypatch):
+    """e3 on 5.10 returns 1 for 2 failed pages (n - i - 1 at the final flush)."""
+    data = {"arch": "x86_64", "pages": ["anon+mlocked*4", "anon*6", "anon+pinned*2", "anon*20"],
+            "call": "move_pages", "entries": MOVE_ALL}
+    rules = kernel(name)
+    assert run(data, rules, monkeypatch).ret == 2
+    assert run(data, replace(rules, move_pages_untried_exact=False), monkeypatch).ret == 1
+
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_move_pages_adds_the_untried_entries_after_a_node_change(name, monkeypatch):
+    """A failed batch before a node change: 6.1 adds every entry from the
+    change on (nr_pages - i); 5.6-6.0 one fewer."""
+    data = {"arch": "x86_64", "pages": ["anon+pinned", "anon*3"], "call": "move_pages",
+            "entries": [{"page": 0, "node": 1}, {"page": 1, "node": 1}, {"pages": "2-3", "node": 0}]}
+    rules = kernel(name)
+    pred = run(data, rules, monkeypatch)
+    assert pred.ret == 1 + 2 and pred.status == [S] * 4
+    assert run(data, replace(rules, move_pages_untried_exact=False), monkeypatch).ret == 1 + 1
+
+
+# --- numa_thp_via_migrate_pages -------------------------------------------
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_numa_balancing_moves_a_thp_through_migrate_pages(name, monkeypatch):
+    data = {"arch": "x86_64", "pages": ["thp@1", "anon@1"], "call": "numa_balancing", "node": 0}
+    rules = kernel(name)
+    pred = run(data, rules, monkeypatch)
+    assert [(e.succeeded, e.thp_succeeded, e.mode, e.reason) for e in pred.events] == [
+        (512, 1, MigrateMode.MIGRATE_ASYNC, MigrateReason.MR_NUMA_MISPLACED), (1, 0, MigrateMode.MIGRATE_ASYNC, MigrateReason.MR_NUMA_MISPLACED)]
+    deltas = pred.vmstat_deltas()
+    assert (deltas["numa_pages_migrated"], deltas["thp_migration_success"], deltas["pgmigrate_success"]) == (513, 1, 513)
+    old = run(data, replace(rules, numa_thp_via_migrate_pages=False), monkeypatch)
+    assert [e.succeeded for e in old.events] == [1] and old.vmstat_deltas()["thp_migration_success"] == 0
+    assert old.vmstat_deltas()["numa_pages_migrated"] == 513
+
+
+# --- the trace event --------------------------------------------------------
+
+def test_612_prints_nr_split_and_the_newer_reasons():
+    (pred,) = simulate({"kernel": "6.12", "arch": "x86_64", "pages": ["thp"], "call": "move_pages", "entries": MOVE_ALL,
+                        "targets": {1: {"thp_blocks": 0}}})
+    assert pred.trace_lines() == [
+        "mm_migrate_pages: nr_succeeded=512 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=1 nr_thp_split=1 "
+        "nr_split=1 mode=MIGRATE_SYNC reason=syscall_or_cpuset"]
+    assert kernel("6.12").reason_name(MigrateReason.MR_DAMON) == "damon"
+    assert kernel("6.1").reason_name(MigrateReason.MR_DEMOTION) == "demotion"
+    assert kernel("5.10").reason_name(MigrateReason.MR_DEMOTION) == "0x8"
