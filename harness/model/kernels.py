@@ -140,6 +140,13 @@ class KernelRules:
     #: numa_pages_migrated += nr_succeeded, where v5.0 and 5.10 move it by
     #: migrate_misplaced_transhuge_page() with no event.
     numa_thp_via_migrate_pages: bool = False
+    #: Where NUMA balancing's scan tunables are: "sysctl"
+    #: (kernel.numa_balancing_scan_*) or "debugfs"
+    #: (/sys/kernel/debug/sched/numa_balancing/*, 5.13's "sched,debug:
+    #: Convert sysctl sched_domains to debugfs" series; 6.1
+    #: kernel/sched/debug.c:330).  Not migration behaviour: what the
+    #: numa-balancing scenario writes.
+    numa_scan_knobs: str = "sysctl"
     #: vmstat events the migration paths can change on this kernel.
     migration_vm_events: Tuple[str, ...] = field(default=())
 
@@ -293,6 +300,7 @@ V6_1 = replace(
     lru_cache_disabled_in_syscalls=True,
     move_pages_untried_exact=True,
     numa_thp_via_migrate_pages=True,
+    numa_scan_knobs="debugfs",
 )
 
 V6_12 = replace(

@@ -1,4 +1,5 @@
-"""NUMA balancing's migration of a PMD-mapped THP, as v5.0 and 5.10 do it.
+"""NUMA balancing's migration of a PMD-mapped THP, as v5.0 and 5.10 do it
+(and 5.13 onwards, through migrate_pages(): ``misplaced_thp_counters``).
 
 A hinting fault on a THP's protnone PMD (``do_huge_pmd_numa_page``) that
 finds it misplaced calls ``migrate_misplaced_transhuge_page()``
@@ -25,10 +26,18 @@ from harness.model.constants import HPAGE_PMD_NR
 from harness.model.page import make_page
 
 
-def misplaced_thp_counters(moved: int, failed: int = 0, deferred_split_full_unmap: bool = False) -> dict[str, int]:
+def misplaced_thp_counters(moved: int, failed: int = 0, deferred_split_full_unmap: bool = False,
+                           via_migrate_pages: bool = False) -> dict[str, int]:
     """The /proc/vmstat deltas of ``moved`` THPs migrated and ``failed``
-    ones that could not be, by NUMA hinting faults (``KernelRules.
-    deferred_split_full_unmap``: the old THPs are queued for split)."""
+    ones that could not be, by NUMA hinting faults, beyond what their
+    ``mm_migrate_pages`` events count (``KernelRules.
+    deferred_split_full_unmap``: the old THPs are queued for split).  From
+    5.13 (``KernelRules.numa_thp_via_migrate_pages``) a THP goes through
+    migrate_pages() like a base page: its event carries nr_succeeded=512
+    and nr_thp_succeeded=1, numa_pages_migrated adds nr_succeeded, and
+    nothing is counted beside the events."""
+    if via_migrate_pages:
+        return {"pgmigrate_success": 0, "pgmigrate_fail": 0, "numa_pages_migrated": 0, "thp_deferred_split_page": 0}
     return {"pgmigrate_success": HPAGE_PMD_NR * moved, "pgmigrate_fail": HPAGE_PMD_NR * failed,
             "numa_pages_migrated": HPAGE_PMD_NR * moved,
             "thp_deferred_split_page": moved if deferred_split_full_unmap else 0}

@@ -40,12 +40,19 @@ THP_PAGES = 2048
 #: paced by the task's CPU time, not the clock.
 MAX_MS = 60000
 #: Scan fast: the defaults wait a second before the first scan.
-SYSCTLS = {
-    "kernel.numa_balancing": 1,
-    "kernel.numa_balancing_scan_delay_ms": 100,
-    "kernel.numa_balancing_scan_period_min_ms": 100,
-    "kernel.numa_balancing_scan_size_mb": 64,
-}
+SCAN_KNOBS = {"scan_delay_ms": 100, "scan_period_min_ms": 100, "scan_size_mb": 64}
+
+
+def knob_writes(where: str) -> str:
+    """Balancing on, scanning fast: the scan knobs are sysctls
+    (kernel.numa_balancing_scan_*) or, from 5.13, debugfs files
+    (``KernelRules.numa_scan_knobs``)."""
+    writes = ["echo 1 > /proc/sys/kernel/numa_balancing"]
+    for name, value in SCAN_KNOBS.items():
+        path = (f"/proc/sys/kernel/numa_balancing_{name}" if where == "sysctl"
+                else f"/sys/kernel/debug/sched/numa_balancing/{name}")
+        writes.append(f"echo {value} > {path}")
+    return "; ".join(writes)
 
 
 def workload_script() -> str:
@@ -103,8 +110,7 @@ class NumaBalancing(Scenario):
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
-        sysctls = "; ".join(f"echo {value} > /proc/sys/{name.replace('.', '/')}" for name, value in SYSCTLS.items())
-        guest_command(guest, captures, "sysctls", sysctls)
+        guest_command(guest, captures, "sysctls", knob_writes(target.rules.numa_scan_knobs))
         script = workload_script()
         captures.save("workload.script", script)
         # the whole process runs on CPU 0 (node 0); its pages start on node 1
@@ -197,15 +203,25 @@ class NumaBalancing(Scenario):
         tail = f"mode={target.rules.mode_name(who.mode)} reason={target.rules.reason_name(who.reason)}"
         ck.every("mode and reason of every base-page migration", tail, ["mode=" + e.body.split(" mode=", 1)[-1] for e in events],
                  "mm_migrate_pages events")
-        base_moved = sum(int(e.fields["nr_succeeded"]) for e in events)
+        via = target.rules.numa_thp_via_migrate_pages
+        total = sum(int(e.fields["nr_succeeded"]) for e in events)
+        thp_events = sum(int(e.fields.get("nr_thp_succeeded", 0)) for e in events)
+        base_moved = total - HPAGE_PMD_NR * thp_events
         base_failed = sum(int(e.fields["nr_failed"]) for e in events)
-        model = numa_model.misplaced_thp_counters(moved, deferred_split_full_unmap=target.rules.deferred_split_full_unmap)
-        ck.invariant("Δnuma_pages_migrated = 512 per THP moved + the base pages' migrations (model.numa)", "Δnuma_pages_migrated",
-                     delta.get("numa_pages_migrated", 0), "512 x THPs on node 0 + Σ nr_succeeded",
-                     model["numa_pages_migrated"] + base_moved)
-        ck.invariant("Δpgmigrate_success = 512 per THP moved (no mm_migrate_pages for them) + the events' Σ nr_succeeded",
-                     "Δpgmigrate_success", delta.get("pgmigrate_success", 0), "512 x THPs on node 0 + Σ nr_succeeded",
-                     model["pgmigrate_success"] + base_moved)
+        model = numa_model.misplaced_thp_counters(moved, deferred_split_full_unmap=target.rules.deferred_split_full_unmap,
+                                                  via_migrate_pages=via)
+        ck.exact("THPs moved by migrate_pages() (Σ nr_thp_succeeded: 5.13 onwards every THP moved, before none)",
+                 moved if via else 0, thp_events)
+        if via:
+            ck.exact("Δthp_migration_success = THPs moved (through migrate_pages())", moved, delta.get("thp_migration_success", 0),
+                     covers=[Field("vmstat", GLOBAL, "thp_migration_success")])
+        beside = "512 x THPs on node 0 + " if not via else ""
+        ck.invariant("Δnuma_pages_migrated = the THPs' and base pages' migrations (model.numa)", "Δnuma_pages_migrated",
+                     delta.get("numa_pages_migrated", 0), beside + "Σ nr_succeeded", model["numa_pages_migrated"] + total)
+        ck.invariant("Δpgmigrate_success = the events' Σ nr_succeeded" + (" + 512 per THP moved (no mm_migrate_pages for them)"
+                                                                         if not via else ""),
+                     "Δpgmigrate_success", delta.get("pgmigrate_success", 0), beside + "Σ nr_succeeded",
+                     model["pgmigrate_success"] + total)
         ck.exact("Δthp_deferred_split_page (the old THPs, unmapped whole: v5.0 queues each, 5.5 onwards none)",
                  model["thp_deferred_split_page"], delta.get("thp_deferred_split_page", 0))
         thp_failed = delta.get("pgmigrate_fail", 0) - base_failed

@@ -38,11 +38,9 @@ def test_the_four_versions_are_known_with_their_debian_aliases():
 
 def test_6x_rules_differ_from_510_only_in_named_fields():
     base = kernel("5.10").as_dict()
-    for name, expected in (("6.1", {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls",
-                                    "move_pages_untried_exact", "numa_thp_via_migrate_pages"}),
-                           ("6.12", {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls",
-                                     "move_pages_untried_exact", "numa_thp_via_migrate_pages", "trace_format",
-                                     "split_mapped_thp_counts_deferred"})):
+    common = {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls", "move_pages_untried_exact",
+              "numa_thp_via_migrate_pages", "numa_scan_knobs"}
+    for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred"})):
         rules = kernel(name).as_dict()
         assert {k for k in base if base[k] != rules[k]} - {"name", "version", "description"} == expected
 
@@ -182,3 +180,19 @@ def test_612_prints_nr_split_and_the_newer_reasons():
     assert kernel("6.12").reason_name(MigrateReason.MR_DAMON) == "damon"
     assert kernel("6.1").reason_name(MigrateReason.MR_DEMOTION) == "demotion"
     assert kernel("5.10").reason_name(MigrateReason.MR_DEMOTION) == "0x8"
+
+
+def test_numa_scan_knobs_are_sysctls_before_513_and_debugfs_files_after():
+    from harness.scenarios.numa_balancing import knob_writes
+
+    assert "/proc/sys/kernel/numa_balancing_scan_delay_ms" in knob_writes(kernel("5.10").numa_scan_knobs)
+    writes = knob_writes(kernel("6.12").numa_scan_knobs)
+    assert "/sys/kernel/debug/sched/numa_balancing/scan_size_mb" in writes and "numa_balancing_scan" not in writes
+    assert writes.startswith("echo 1 > /proc/sys/kernel/numa_balancing;")
+
+
+def test_numa_thp_counters_beside_the_events():
+    from harness.model import numa
+
+    assert numa.misplaced_thp_counters(4, deferred_split_full_unmap=True)["pgmigrate_success"] == 2048
+    assert set(numa.misplaced_thp_counters(4, via_migrate_pages=True).values()) == {0}
