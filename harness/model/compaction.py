@@ -7,7 +7,7 @@ work (``nr_scanned`` of the isolate events, per zone) into
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from harness.model.kernels import KernelRules
 
@@ -31,13 +31,21 @@ def compact_memory_scanned(rules: KernelRules, per_node_zones: Sequence[Sequence
 
 
 def compact_memory_zone_runs(populated_zones: Sequence[str]) -> int:
-    """compact_memory runs compact_zone() once per populated zone, and each
-    run at order -1 passes compaction_suitable(): one suitable/begin/end
-    triple per populated zone."""
+    """compact_memory runs compact_zone() once per populated zone: one
+    begin/end pair per populated zone."""
     return len(populated_zones)
 
 
-def compaction_migratepages(nr_isolated: int, nr_succeeded: int, nr_failed: int, last: bool = False) -> list[tuple[int, int]]:
+def compact_memory_suitable_events(rules: KernelRules, populated_zones: Sequence[str]) -> int:
+    """mm_compaction_suitable events of order -1 after compact_memory: one
+    per run while compact_zone() asks compaction_suitable() at order -1
+    too; 6.12's compact_zone() skips the question for compact_memory
+    (``KernelRules.compact_memory_suitable_event``)."""
+    return len(populated_zones) if rules.compact_memory_suitable_event else 0
+
+
+def compaction_migratepages(nr_isolated: int, nr_succeeded: int, nr_failed: int, last: bool = False,
+                            rules: Optional[KernelRules] = None) -> list[tuple[int, int]]:
     """The (nr_migrated, nr_failed) the compaction:mm_compaction_migratepages
     event after a compaction migrate_pages() call can show, given the batch
     size and that call's mm_migrate_pages counts.
@@ -52,7 +60,13 @@ def compaction_migratepages(nr_isolated: int, nr_succeeded: int, nr_failed: int,
     An abort on the batch's last entry counts every entry too, so from the
     counts alone it looks like a return >= 0: for the last batch of a
     compaction run (an abort ends the run) both readings are possible.
+
+    6.1 onwards (``KernelRules.compaction_migratepages_from_succeeded``)
+    the event takes migrate_pages()'s nr_succeeded: (nr_succeeded, the
+    batch less nr_succeeded), whatever migrate_pages() returned.
     """
+    if rules is not None and rules.compaction_migratepages_from_succeeded:
+        return [(nr_succeeded, nr_isolated - nr_succeeded)]
     if nr_succeeded + nr_failed < nr_isolated:
         removed = nr_succeeded + nr_failed - 1
         return [(removed, nr_isolated - removed)]

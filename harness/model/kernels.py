@@ -140,6 +140,16 @@ class KernelRules:
     #: numa_pages_migrated += nr_succeeded, where v5.0 and 5.10 move it by
     #: migrate_misplaced_transhuge_page() with no event.
     numa_thp_via_migrate_pages: bool = False
+    #: compact_zone() asks compaction_suitable() for compact_memory (order
+    #: -1) too, tracing mm_compaction_suitable once per zone; 6.12's skips
+    #: it (mm/compaction.c:2534 "if (!is_via_compact_memory(cc->order))").
+    compact_memory_suitable_event: bool = True
+    #: mm_compaction_migratepages takes migrate_pages()'s nr_succeeded
+    #: (nr_migrated = nr_succeeded, nr_failed = the batch less it): 6.1
+    #: include/trace/events/compaction.h:68 (6.12:79 with the batch size
+    #: saved before the call); 5.10 derived both from the return value and
+    #: the list left over (``model.compaction.compaction_migratepages``).
+    compaction_migratepages_from_succeeded: bool = False
     #: Where NUMA balancing's scan tunables are: "sysctl"
     #: (kernel.numa_balancing_scan_*) or "debugfs"
     #: (/sys/kernel/debug/sched/numa_balancing/*, 5.13's "sched,debug:
@@ -301,6 +311,7 @@ V6_1 = replace(
     move_pages_untried_exact=True,
     numa_thp_via_migrate_pages=True,
     numa_scan_knobs="debugfs",
+    compaction_migratepages_from_succeeded=True,
 )
 
 V6_12 = replace(
@@ -316,6 +327,7 @@ V6_12 = replace(
     ),
     migrate_loop="batch-sync",
     split_mapped_thp_counts_deferred=False,
+    compact_memory_suitable_event=False,
 )
 
 KERNELS: Mapping[str, KernelRules] = MappingProxyType({k.name: k for k in (V5_0, V5_10, V6_1, V6_12)})

@@ -39,8 +39,9 @@ def test_the_four_versions_are_known_with_their_debian_aliases():
 def test_6x_rules_differ_from_510_only_in_named_fields():
     base = kernel("5.10").as_dict()
     common = {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls", "move_pages_untried_exact",
-              "numa_thp_via_migrate_pages", "numa_scan_knobs"}
-    for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred"})):
+              "numa_thp_via_migrate_pages", "numa_scan_knobs", "compaction_migratepages_from_succeeded"}
+    for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred",
+                                                                  "compact_memory_suitable_event"})):
         rules = kernel(name).as_dict()
         assert {k for k in base if base[k] != rules[k]} - {"name", "version", "description"} == expected
 
@@ -196,3 +197,25 @@ def test_numa_thp_counters_beside_the_events():
 
     assert numa.misplaced_thp_counters(4, deferred_split_full_unmap=True)["pgmigrate_success"] == 2048
     assert set(numa.misplaced_thp_counters(4, via_migrate_pages=True).values()) == {0}
+
+
+def test_compact_memory_asks_suitable_per_zone_until_612():
+    from harness.model.compaction import compact_memory_suitable_events
+
+    zones = ["0:DMA32", "1:Normal"]
+    assert compact_memory_suitable_events(kernel("6.1"), zones) == 2
+    assert compact_memory_suitable_events(kernel("6.12"), zones) == 0
+    assert compact_memory_suitable_events(replace(kernel("6.12"), compact_memory_suitable_event=True), zones) == 2
+
+
+def test_compaction_migratepages_reads_nr_succeeded_from_61():
+    """An -ENOMEM abort in a 32-page batch (nr_succeeded 20, 3 counted
+    failed): 5.10 shows the entries taken off the list, 6.1 nr_succeeded
+    and the rest of the batch."""
+    from harness.model.compaction import compaction_migratepages
+
+    assert compaction_migratepages(32, 20, 3, rules=kernel("6.1")) == [(20, 12)]
+    assert compaction_migratepages(32, 20, 3, rules=replace(kernel("6.1"), compaction_migratepages_from_succeeded=False)) == [(22, 10)]
+    # a whole batch with failures: one reading on 6.x, two possible on 5.10 for the last batch
+    assert compaction_migratepages(32, 29, 3, last=True, rules=kernel("6.12")) == [(29, 3)]
+    assert compaction_migratepages(32, 29, 3, last=True, rules=kernel("5.10")) == [(29, 3), (31, 1)]
