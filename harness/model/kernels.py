@@ -150,6 +150,12 @@ class KernelRules:
     #: saved before the call); 5.10 derived both from the return value and
     #: the list left over (``model.compaction.compaction_migratepages``).
     compaction_migratepages_from_succeeded: bool = False
+    #: /proc/kpageflags shows KPF_MMAP on a zspage's first page (zsmalloc
+    #: keeps the first object's offset, 0, where _mapcount is); 6.12's
+    #: zsmalloc pages are a page type (PGTY_zsmalloc, 6.11's "mm: zsmalloc:
+    #: use a proper page type" [from memory]), folio_mapcount() reads 0 and
+    #: fs/proc/page.c:132 leaves KPF_MMAP clear.  What the zram scenario selects by.
+    zspage_kpageflags_mmap: bool = True
     #: Where NUMA balancing's scan tunables are: "sysctl"
     #: (kernel.numa_balancing_scan_*) or "debugfs"
     #: (/sys/kernel/debug/sched/numa_balancing/*, 5.13's "sched,debug:
@@ -328,6 +334,7 @@ V6_12 = replace(
     migrate_loop="batch-sync",
     split_mapped_thp_counts_deferred=False,
     compact_memory_suitable_event=False,
+    zspage_kpageflags_mmap=False,
 )
 
 KERNELS: Mapping[str, KernelRules] = MappingProxyType({k.name: k for k in (V5_0, V5_10, V6_1, V6_12)})

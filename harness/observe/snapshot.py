@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
 from harness.observe import vmstat as vmstat_mod
+from harness.observe import zram as zram_mod
 
 #: The shell form (class-based scenarios): per-cpu counters folded first,
 #: then each file as "== PATH" and its text.
@@ -26,9 +27,6 @@ SNAPSHOT = (
     "[ -r \"$f\" ] && { echo \"== $f\"; cat \"$f\"; }; done"
 )
 
-#: zram's mm_stat columns (Documentation/blockdev/zram.txt; 5.10 adds huge_pages).
-ZRAM_MM_STAT = ("orig_data_size", "compr_data_size", "mem_used_total", "mem_limit", "mem_used_max", "same_pages",
-                "pages_compacted", "huge_pages")
 
 
 @dataclass(frozen=True, order=True)
@@ -85,7 +83,8 @@ def parse_files(files: Mapping[str, str]) -> dict[Field, int]:
             if value is not None:
                 out[Field("hugepages", int(found.group(1)), f"{found.group(2)} {found.group(3)}")] = value
         elif found := _ZRAM_FILE.match(path):
-            for name, word in zip(ZRAM_MM_STAT, text.split()):
+            words = text.split()
+            for name, word in zip(zram_mod.column_names(len(words)), words):
                 value = _int(word)
                 if value is not None:
                     out[Field("zram", GLOBAL, f"{found.group(1)} {name}")] = value

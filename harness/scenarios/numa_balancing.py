@@ -216,10 +216,12 @@ class NumaBalancing(Scenario):
             ck.exact("Δthp_migration_success = THPs moved (through migrate_pages())", moved, delta.get("thp_migration_success", 0),
                      covers=[Field("vmstat", GLOBAL, "thp_migration_success")])
         beside = "512 x THPs on node 0 + " if not via else ""
-        ck.invariant("Δnuma_pages_migrated = the THPs' and base pages' migrations (model.numa)", "Δnuma_pages_migrated",
-                     delta.get("numa_pages_migrated", 0), beside + "Σ nr_succeeded", model["numa_pages_migrated"] + total)
-        ck.invariant("Δpgmigrate_success = the events' Σ nr_succeeded" + (" + 512 per THP moved (no mm_migrate_pages for them)"
-                                                                         if not via else ""),
+        ck.invariant("Δnuma_pages_migrated = " + ("512 per THP moved + the base pages' migrations" if not via else
+                                                  "the THPs' and base pages' Σ nr_succeeded") + " (model.numa)",
+                     "Δnuma_pages_migrated", delta.get("numa_pages_migrated", 0), beside + "Σ nr_succeeded",
+                     model["numa_pages_migrated"] + total)
+        ck.invariant("Δpgmigrate_success = " + ("512 per THP moved (no mm_migrate_pages for them) + the events' Σ nr_succeeded"
+                                                if not via else "the THPs' and base pages' events' Σ nr_succeeded"),
                      "Δpgmigrate_success", delta.get("pgmigrate_success", 0), beside + "Σ nr_succeeded",
                      model["pgmigrate_success"] + total)
         ck.exact("Δthp_deferred_split_page (the old THPs, unmapped whole: v5.0 queues each, 5.5 onwards none)",

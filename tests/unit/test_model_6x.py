@@ -41,7 +41,7 @@ def test_6x_rules_differ_from_510_only_in_named_fields():
     common = {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls", "move_pages_untried_exact",
               "numa_thp_via_migrate_pages", "numa_scan_knobs", "compaction_migratepages_from_succeeded"}
     for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred",
-                                                                  "compact_memory_suitable_event"})):
+                                                                  "compact_memory_suitable_event", "zspage_kpageflags_mmap"})):
         rules = kernel(name).as_dict()
         assert {k for k in base if base[k] != rules[k]} - {"name", "version", "description"} == expected
 
@@ -219,3 +219,19 @@ def test_compaction_migratepages_reads_nr_succeeded_from_61():
     # a whole batch with failures: one reading on 6.x, two possible on 5.10 for the last batch
     assert compaction_migratepages(32, 29, 3, last=True, rules=kernel("6.12")) == [(29, 3)]
     assert compaction_migratepages(32, 29, 3, last=True, rules=kernel("5.10")) == [(29, 3), (31, 1)]
+
+
+def test_zspages_are_found_without_kpf_mmap_on_612():
+    from harness.scenarios.zram import zspage_selector
+
+    assert zspage_selector(kernel("6.1")).startswith("kpageflags 35,11 ")
+    typed = zspage_selector(kernel("6.12"))
+    assert typed.startswith("kpageflags 35 ") and ",11," in typed.split("not=")[1]
+
+
+def test_mm_stat_columns_a_newer_kernel_adds_are_kept():
+    from harness.observe import zram
+
+    six = zram.parse_mm_stat("1 2 3 4 5 6 7 8 9\n")
+    assert six["huge_pages_since"] == 9
+    assert zram.parse_mm_stat("1 2 3 4 5 6 7 8 9 10\n")["col10"] == 10
