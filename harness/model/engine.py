@@ -201,11 +201,11 @@ def _unmap_and_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
         _unmap(run, env, step)
         if page.unmap_fails:
             step.note += "a mapping survived try_to_unmap: -EAGAIN"
-            _remap(run, step=step)
+            _remap(run, env, step, moved=False)
             return EAGAIN
     rc = _move_to_new_page(run, env, step)
     if was_mapped:
-        _remap(run, step=step)
+        _remap(run, env, step, moved=rc == SUCCESS)
     return rc
 
 
@@ -215,17 +215,44 @@ def _unmap(run: PageRun, env: Env, step: Attempt) -> None:
         # page_remove_anon_compound_rmap(): the whole PMD mapping is gone
         step.stats["thp_deferred_split_page"] += 1
         run.page = run.page.with_(deferred_split=True)
-    if run.page.mlocked and not run.page.kind.is_thp:
-        # page_remove_rmap -> clear_page_mlock: the page is isolated, so it
-        # cannot be put back on an LRU and is counted as stranded.
-        step.stats["unevictable_pgs_cleared"] += 1
-        step.stats["unevictable_pgs_stranded"] += 1
+    if not run.page.mlocked:
+        return
+    if env.rules.mlock_migrate_events == "v5.0":
+        if not run.page.kind.is_thp:
+            # page_remove_rmap -> clear_page_mlock: the page is isolated, so it
+            # cannot be put back on an LRU and is counted as stranded.
+            step.stats["unevictable_pgs_cleared"] += 1
+            step.stats["unevictable_pgs_stranded"] += 1
+        return
+    # 5.18's mlock rework: munlock_vma_page() and the drain of the mlock
+    # batch munlock the isolated page at once, still PG_unevictable: stranded
+    step.stats["unevictable_pgs_stranded"] += run.page.kind.nr_pages
 
 
-def _remap(run: PageRun, step: Attempt) -> None:
-    """remove_migration_ptes(): mlock_vma_page() on the page now mapped."""
-    if run.page.mlocked and not run.page.kind.is_thp:
-        step.stats["unevictable_pgs_mlocked"] += 1
+def _remap(run: PageRun, env: Env, step: Attempt, moved: bool) -> None:
+    """remove_migration_ptes(): mlock_vma_page() on the page now mapped
+    (the new page when ``moved``, else the old one again)."""
+    page = run.page
+    if not page.mlocked:
+        return
+    if env.rules.mlock_migrate_events == "v5.0":
+        if not page.kind.is_thp:
+            step.stats["unevictable_pgs_mlocked"] += 1
+        return
+    n = page.kind.nr_pages
+    large_left_munlocked = page.kind.is_thp and env.rules.mlock_migrate_events == "v5.18-no-large"
+    if moved:
+        # folio_add_lru(dst): PG_unevictable came over, PG_mlocked did not,
+        # so lru_add finds it evictable: rescued
+        step.stats["unevictable_pgs_rescued"] += n
+    if large_left_munlocked:
+        return  # 6.12 mlocks only small folios on rmap: the THP stays evictable
+    # the rmap's mlock_vma_page(): mlocked; its batch drained puts the new
+    # page (back on an LRU) on the unevictable one: culled.  The old page is
+    # still off the LRU after a failure: nothing culled.
+    step.stats["unevictable_pgs_mlocked"] += n
+    if moved:
+        step.stats["unevictable_pgs_culled"] += n
 
 
 def _move_to_new_page(run: PageRun, env: Env, step: Attempt) -> int:

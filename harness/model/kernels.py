@@ -150,6 +150,15 @@ class KernelRules:
     #: saved before the call); 5.10 derived both from the return value and
     #: the list left over (``model.compaction.compaction_migratepages``).
     compaction_migratepages_from_succeeded: bool = False
+    #: What migrating an mlocked page counts: "v5.0" (clear_page_mlock() on
+    #: unmap: unevictable_pgs_cleared and _stranded; mlock_vma_page() on
+    #: remap: _mlocked; no THP); "v5.18" (5.18's mlock rework, 6.1
+    #: mm/rmap.c:1464, mm/mlock.c:61-262, mm/swap.c:184-204: stranded on
+    #: unmap, rescued when the new page joins an LRU evictable, mlocked and
+    #: culled when the remap mlocks it again, n base pages each);
+    #: "v5.18-no-large" (6.12: the same for small folios; a THP is
+    #: stranded and rescued and left evictable, mm/rmap.c:1355).
+    mlock_migrate_events: str = "v5.0"
     #: /proc/kpageflags shows KPF_MMAP on a zspage's first page (zsmalloc
     #: keeps the first object's offset, 0, where _mapcount is); 6.12's
     #: zsmalloc pages are a page type (PGTY_zsmalloc, 6.11's "mm: zsmalloc:
@@ -226,7 +235,8 @@ _BASE_EVENTS = (
     "unevictable_pgs_stranded",
     # migrate_page_states() hands PG_unevictable (and PG_active) to the new
     # page, so putting it back on an LRU (__pagevec_lru_add_fn) neither culls
-    # nor rescues it: both stay 0 in every migration, mlocked pages included.
+    # nor rescues it: both stay 0 in every migration on v5.0 and 5.10, mlocked
+    # pages included (not on 6.x: KernelRules.mlock_migrate_events).
     "unevictable_pgs_culled",
     "unevictable_pgs_rescued",
     "balloon_migrate",
@@ -318,6 +328,7 @@ V6_1 = replace(
     numa_thp_via_migrate_pages=True,
     numa_scan_knobs="debugfs",
     compaction_migratepages_from_succeeded=True,
+    mlock_migrate_events="v5.18",
 )
 
 V6_12 = replace(
@@ -335,6 +346,7 @@ V6_12 = replace(
     split_mapped_thp_counts_deferred=False,
     compact_memory_suitable_event=False,
     zspage_kpageflags_mmap=False,
+    mlock_migrate_events="v5.18-no-large",
 )
 
 KERNELS: Mapping[str, KernelRules] = MappingProxyType({k.name: k for k in (V5_0, V5_10, V6_1, V6_12)})

@@ -39,7 +39,8 @@ def test_the_four_versions_are_known_with_their_debian_aliases():
 def test_6x_rules_differ_from_510_only_in_named_fields():
     base = kernel("5.10").as_dict()
     common = {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls", "move_pages_untried_exact",
-              "numa_thp_via_migrate_pages", "numa_scan_knobs", "compaction_migratepages_from_succeeded"}
+              "numa_thp_via_migrate_pages", "numa_scan_knobs", "compaction_migratepages_from_succeeded",
+              "mlock_migrate_events"}
     for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred",
                                                                   "compact_memory_suitable_event", "zspage_kpageflags_mmap"})):
         rules = kernel(name).as_dict()
@@ -235,3 +236,25 @@ def test_mm_stat_columns_a_newer_kernel_adds_are_kept():
     six = zram.parse_mm_stat("1 2 3 4 5 6 7 8 9\n")
     assert six["huge_pages_since"] == 9
     assert zram.parse_mm_stat("1 2 3 4 5 6 7 8 9 10\n")["col10"] == 10
+
+
+UNEVICTABLE = ("unevictable_pgs_cleared", "unevictable_pgs_stranded", "unevictable_pgs_rescued",
+               "unevictable_pgs_mlocked", "unevictable_pgs_culled")
+
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_an_mlocked_page_migrated_is_stranded_rescued_mlocked_and_culled(name, monkeypatch):
+    data = {"arch": "x86_64", "pages": ["anon+mlocked*3"], "call": "move_pages", "entries": MOVE_ALL}
+    rules = kernel(name)
+    deltas = run(data, rules, monkeypatch).vmstat_deltas()
+    assert [deltas[k] for k in UNEVICTABLE] == [0, 3, 3, 3, 3]
+    old = run(data, replace(rules, mlock_migrate_events="v5.0"), monkeypatch).vmstat_deltas()
+    assert [old[k] for k in UNEVICTABLE] == [3, 3, 0, 3, 0]
+
+
+def test_612_leaves_a_migrated_mlocked_thp_munlocked(monkeypatch):
+    data = {"arch": "x86_64", "pages": ["thp+mlocked"], "call": "move_pages", "entries": MOVE_ALL}
+    six12 = run(data, kernel("6.12"), monkeypatch).vmstat_deltas()
+    assert [six12[k] for k in UNEVICTABLE] == [0, 512, 512, 0, 0]
+    six1 = run(data, kernel("6.1"), monkeypatch).vmstat_deltas()
+    assert [six1[k] for k in UNEVICTABLE] == [0, 512, 512, 512, 512]
