@@ -150,6 +150,17 @@ class KernelRules:
     #: saved before the call); 5.10 derived both from the return value and
     #: the list left over (``model.compaction.compaction_migratepages``).
     compaction_migratepages_from_succeeded: bool = False
+    #: move_pages(2) looks pages up with folio_walk_start() (6.12, 7dff875c9436
+    #: "mm/migrate: convert add_page_for_migration() from follow_page() to
+    #: folio_walk" and its do_pages_stat_array() twin): an untouched anonymous
+    #: address is -ENOENT, not -EFAULT (move and query; LTP move_pages04
+    #: says the same), and a query of a VM_PFNMAP page -ENOENT.
+    move_pages_folio_walk: bool = False
+    #: What move_pages(2) finds at a 1 GiB hugetlb address: "none" (5.10:
+    #: follow_page(FOLL_GET) returns NULL for a PUD page, -ENOENT); "page"
+    #: (6.1: the head is queued, a tail is -EACCES like a PMD page's);
+    #: "folio" (6.12: folio_walk_start() finds the folio at any address).
+    hugetlb_pud_lookup: str = "none"
     #: What migrating an mlocked page counts: "v5.0" (clear_page_mlock() on
     #: unmap: unevictable_pgs_cleared and _stranded; mlock_vma_page() on
     #: remap: _mlocked; no THP); "v5.18" (5.18's mlock rework, 6.1
@@ -329,6 +340,7 @@ V6_1 = replace(
     numa_scan_knobs="debugfs",
     compaction_migratepages_from_succeeded=True,
     mlock_migrate_events="v5.18",
+    hugetlb_pud_lookup="page",
 )
 
 V6_12 = replace(
@@ -346,6 +358,8 @@ V6_12 = replace(
     split_mapped_thp_counts_deferred=False,
     compact_memory_suitable_event=False,
     zspage_kpageflags_mmap=False,
+    move_pages_folio_walk=True,
+    hugetlb_pud_lookup="folio",
     mlock_migrate_events="v5.18-no-large",
 )
 

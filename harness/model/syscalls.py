@@ -38,6 +38,19 @@ FAULTS: Mapping[str, tuple[int, int, str]] = {
     "untouched_shared": (-Errno.ENOENT, -Errno.ENOENT, "pte_none in a VMA with ->fault (shmem, file)"),
     "swapped": (-Errno.ENOENT, -Errno.ENOENT, "pte not present (swapped out)"),
 }
+#: 6.12 (``KernelRules.move_pages_folio_walk``): folio_walk_start() finds
+#: no folio where follow_page(FOLL_DUMP) said -EFAULT.
+FAULTS_FOLIO_WALK: Mapping[str, tuple[int, int, str]] = {
+    **FAULTS,
+    "untouched_anon": (-Errno.ENOENT, -Errno.ENOENT, "pte_none in an anon VMA: folio_walk_start() finds no folio"),
+    "io_vma": (-Errno.EFAULT, -Errno.ENOENT, "VM_IO/VM_PFNMAP VMA: !vma_migratable (move); no normal page (query)"),
+}
+
+
+def fault_status(rules: KernelRules, fault: str, query: bool = False) -> int:
+    """What move_pages(2) writes for an address without a page to move."""
+    table = FAULTS_FOLIO_WALK if rules.move_pages_folio_walk else FAULTS
+    return table[fault][1 if query else 0]
 
 
 @dataclass(frozen=True)
@@ -110,21 +123,22 @@ _PRESENT = "present"
 def _add_page_for_migration(ctx: Context, entry: Entry, node: int, batch: list, move_all: bool) -> object:
     """add_page_for_migration(): queued, present (already on node), or -errno."""
     if entry.fault is not None:
-        return FAULTS[entry.fault][0]
+        return fault_status(ctx.rules, entry.fault)
     obj = ctx.memory[entry.page]
     kind = obj.page.kind
     if not kind.is_lru:
         return -Errno.EFAULT  # driver pages are not mapped into user space
     if kind.is_hugetlb and not ctx.arch.hugetlb_migration:
         return -Errno.EFAULT  # vma_migratable(): VM_HUGETLB without arch support
-    if kind is PageKind.HUGETLB_1G:
+    if kind is PageKind.HUGETLB_1G and ctx.rules.hugetlb_pud_lookup == "none":
         return -Errno.ENOENT  # follow_page(FOLL_GET) returns NULL for PUD pages
     if obj.node_of(entry.sub) == node:
         return _PRESENT
     if obj.page.mapcount > 1 and not move_all:
         return -Errno.EACCES
     if kind.is_hugetlb:
-        if entry.sub != 0:
+        tail_whole = ctx.rules.move_pages_folio_walk if kind is PageKind.HUGETLB else ctx.rules.hugetlb_pud_lookup == "folio"
+        if entry.sub != 0 and not tail_whole:
             return -Errno.EACCES  # err is still -EACCES for a tail address
         if obj.is_isolated(0):
             # v5.0 ignores isolate_huge_page()'s result; 5.10's
@@ -274,7 +288,7 @@ def query_status(ctx: Context, entries: Sequence[Entry]) -> list[int]:
     out = []
     for entry in entries:
         if entry.fault is not None:
-            out.append(FAULTS[entry.fault][1])
+            out.append(fault_status(ctx.rules, entry.fault, query=True))
         else:
             out.append(ctx.memory[entry.page].node_of(entry.sub))
     return out

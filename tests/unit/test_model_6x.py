@@ -40,9 +40,10 @@ def test_6x_rules_differ_from_510_only_in_named_fields():
     base = kernel("5.10").as_dict()
     common = {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls", "move_pages_untried_exact",
               "numa_thp_via_migrate_pages", "numa_scan_knobs", "compaction_migratepages_from_succeeded",
-              "mlock_migrate_events"}
+              "mlock_migrate_events", "hugetlb_pud_lookup"}
     for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred",
-                                                                  "compact_memory_suitable_event", "zspage_kpageflags_mmap"})):
+                                                                  "compact_memory_suitable_event", "zspage_kpageflags_mmap",
+                                                                  "move_pages_folio_walk"})):
         rules = kernel(name).as_dict()
         assert {k for k in base if base[k] != rules[k]} - {"name", "version", "description"} == expected
 
@@ -258,3 +259,32 @@ def test_612_leaves_a_migrated_mlocked_thp_munlocked(monkeypatch):
     assert [six12[k] for k in UNEVICTABLE] == [0, 512, 512, 0, 0]
     six1 = run(data, kernel("6.1"), monkeypatch).vmstat_deltas()
     assert [six1[k] for k in UNEVICTABLE] == [0, 512, 512, 512, 512]
+
+
+def test_612_finds_no_page_at_an_untouched_anonymous_address(monkeypatch):
+    """-ENOENT, not -EFAULT, in the move and the query (LTP move_pages04)."""
+    data = {"arch": "x86_64", "pages": ["anon"], "call": "move_pages", "query": True,
+            "entries": [{"page": 0, "node": 1}, {"fault": "untouched_anon", "node": 1}, {"fault": "io_vma", "node": 1}]}
+    rules = kernel("6.12")
+    pred = run(data, rules, monkeypatch)
+    assert pred.status == [1, -2, -14] and pred.query == [1, -2, -2]
+    old = run(data, replace(rules, move_pages_folio_walk=False), monkeypatch)
+    assert old.status == [1, -14, -14] and old.query == [1, -14, -14]
+
+
+def test_612_moves_a_hugetlb_page_given_by_a_tail_address(monkeypatch):
+    data = {"arch": "x86_64", "pages": ["hugetlb"], "call": "move_pages", "entries": [{"page": 0, "subpages": "5", "node": 1}]}
+    rules = kernel("6.12")
+    pred = run(data, rules, monkeypatch)
+    assert pred.status == [1] and events(pred) == [(512, 0, 0, 0, 0)]
+    assert run(data, replace(rules, move_pages_folio_walk=False), monkeypatch).status == [-13]
+
+
+@pytest.mark.parametrize("name, head, tail", [("5.10", -2, -2), ("6.1", 1, -13), ("6.12", 1, 1)])
+def test_a_1g_hugetlb_page_is_found_by_61_and_612(name, head, tail, monkeypatch):
+    data = {"arch": "x86_64", "pages": ["hugetlb_1g"], "call": "move_pages"}
+    got = []
+    for sub in (0, 7):
+        pred = run(dict(data, entries=[{"page": 0, "subpages": str(sub), "node": 1}]), kernel(name), monkeypatch)
+        got.append(pred.status[0])
+    assert got == [head, tail]
