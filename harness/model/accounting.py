@@ -40,9 +40,10 @@ _ANON = (PageKind.ANON, PageKind.ANON_SWAPCACHE, PageKind.THP)
 _PAGE_CACHE = (PageKind.FILE, PageKind.SHMEM, PageKind.ANON_SWAPCACHE, PageKind.BLOCKDEV, PageKind.FILE_NOMIGRATE)
 
 
-def counted(page: Page, split: bool = False) -> dict[str, int]:
+def counted(page: Page, split: bool = False, swapcache_counter: bool = False) -> dict[str, int]:
     """The node counters one page (a THP whole, or one base page of it once
-    ``split``) adds to the node its frame sits on."""
+    ``split``) adds to the node its frame sits on (``swapcache_counter``:
+    the kernel keeps NR_SWAPCACHE per node, ``KernelRules.swapcache_counter``)."""
     kind = PageKind.ANON if split else page.kind
     out: Counter = Counter()
     if kind is PageKind.HUGETLB:
@@ -62,6 +63,8 @@ def counted(page: Page, split: bool = False) -> dict[str, int]:
             out["nr_mapped"] += n
     if kind is PageKind.SHMEM:
         out["nr_shmem"] += n
+    if kind is PageKind.ANON_SWAPCACHE and swapcache_counter:
+        out["nr_swapcached"] += n
     if page.dirty and kind in (PageKind.FILE, PageKind.BLOCKDEV, PageKind.FILE_NOMIGRATE):
         out["nr_dirty"] += n
     if page.mlocked:
@@ -72,17 +75,17 @@ def counted(page: Page, split: bool = False) -> dict[str, int]:
     return dict(out)
 
 
-def footprint(objects: Iterable) -> Counter:
+def footprint(objects: Iterable, swapcache_counter: bool = False) -> Counter:
     """{(node, counter): value} of the model's memory objects (``MemObject``s):
     where each page's counters sit."""
     out: Counter = Counter()
     for obj in objects:
         if obj.sub_nodes is not None:
             for node, count in Counter(obj.sub_nodes).items():
-                for name, value in counted(obj.page, split=True).items():
+                for name, value in counted(obj.page, split=True, swapcache_counter=swapcache_counter).items():
                     out[(node, name)] += value * count
         else:
-            for name, value in counted(obj.page).items():
+            for name, value in counted(obj.page, swapcache_counter=swapcache_counter).items():
                 out[(obj.node, name)] += value
     return out
 

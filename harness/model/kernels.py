@@ -161,6 +161,11 @@ class KernelRules:
     #: (6.1: the head is queued, a tail is -EACCES like a PMD page's);
     #: "folio" (6.12: folio_walk_start() finds the folio at any address).
     hugetlb_pud_lookup: str = "none"
+    #: The kernel keeps NR_SWAPCACHE per node (nr_swapcached in a node's
+    #: vmstat, 5.12's "mm: memcontrol: ... NR_SWAPCACHE" [from memory]), and
+    #: migration moves it with a swap-cache page (6.1 mm/migrate.c:486,
+    #: folio_migrate_mapping(); mm/vmstat.c:1239 "nr_swapcached").
+    swapcache_counter: bool = False
     #: What migrating an mlocked page counts: "v5.0" (clear_page_mlock() on
     #: unmap: unevictable_pgs_cleared and _stranded; mlock_vma_page() on
     #: remap: _mlocked; no THP); "v5.18" (5.18's mlock rework, 6.1
@@ -341,6 +346,7 @@ V6_1 = replace(
     compaction_migratepages_from_succeeded=True,
     mlock_migrate_events="v5.18",
     hugetlb_pud_lookup="page",
+    swapcache_counter=True,
 )
 
 V6_12 = replace(

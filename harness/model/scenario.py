@@ -226,11 +226,11 @@ def _run_call(ctx: Context, step: Mapping) -> Prediction:
     if call not in CALLS:
         raise one_of("call", call, CALLS)
     runner = _RUNNERS[call]
-    before = accounting.footprint(ctx.memory.objects)
+    before = accounting.footprint(ctx.memory.objects, ctx.rules.swapcache_counter)
     pages = [obj.page for obj in ctx.memory.objects]
     ctx.memory.new_call()
     prediction = runner(ctx, step)
-    after = accounting.footprint(ctx.memory.objects)
+    after = accounting.footprint(ctx.memory.objects, ctx.rules.swapcache_counter)
     after.update(prediction.node_extra)
     prediction.node_deltas = accounting.node_deltas(before, after)
     prediction.pages_before = pages

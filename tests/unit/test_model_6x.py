@@ -40,7 +40,7 @@ def test_6x_rules_differ_from_510_only_in_named_fields():
     base = kernel("5.10").as_dict()
     common = {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls", "move_pages_untried_exact",
               "numa_thp_via_migrate_pages", "numa_scan_knobs", "compaction_migratepages_from_succeeded",
-              "mlock_migrate_events", "hugetlb_pud_lookup"}
+              "mlock_migrate_events", "hugetlb_pud_lookup", "swapcache_counter"}
     for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred",
                                                                   "compact_memory_suitable_event", "zspage_kpageflags_mmap",
                                                                   "move_pages_folio_walk"})):
@@ -288,3 +288,12 @@ def test_a_1g_hugetlb_page_is_found_by_61_and_612(name, head, tail, monkeypatch)
         pred = run(dict(data, entries=[{"page": 0, "subpages": str(sub), "node": 1}]), kernel(name), monkeypatch)
         got.append(pred.status[0])
     assert got == [head, tail]
+
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_nr_swapcached_moves_with_a_swap_cache_page(name, monkeypatch):
+    data = {"arch": "x86_64", "pages": ["anon_swapcache*3"], "call": "move_pages", "entries": MOVE_ALL}
+    rules = kernel(name)
+    nodes = run(data, rules, monkeypatch).node_deltas
+    assert (nodes[(0, "nr_swapcached")], nodes[(1, "nr_swapcached")]) == (-3, 3)
+    assert (0, "nr_swapcached") not in run(data, replace(rules, swapcache_counter=False), monkeypatch).node_deltas
