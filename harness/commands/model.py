@@ -85,7 +85,17 @@ def _cmd_model_callers(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_kernels(args: argparse.Namespace) -> int:
-    print(json.dumps({name: rules.as_dict() for name, rules in KERNELS.items()}, indent=2))
+    if args.markdown:
+        from harness.model import versions_doc
+
+        print(versions_doc.markdown(), end="")
+        return ExitCode.PASS
+    if args.json:
+        print(json.dumps({name: rules.as_dict() for name, rules in KERNELS.items()}, indent=2))
+        return ExitCode.PASS
+    for rules in KERNELS.values():
+        print(f"{rules.name:6} {'.'.join(map(str, rules.version)):6} {rules.description}")
+    print("(--json: every field; --markdown: the differences between them, as docs/kernel-versions.md)")
     return ExitCode.PASS
 
 
@@ -119,7 +129,9 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     callers = msub.add_parser("callers", help="the migrate_pages() callers: mode, reason, PF_MEMALLOC")
     callers.add_argument("--json", action="store_true")
     callers.set_defaults(handler=_cmd_model_callers)
-    kernels = msub.add_parser("kernels", help="the per-version, per-arch data the model uses (JSON)")
+    kernels = msub.add_parser("kernels", help="the kernel versions the model knows, and what differs between them")
+    kernels.add_argument("--json", action="store_true", help="every field of every version's rules")
+    kernels.add_argument("--markdown", action="store_true", help="the fields that differ, with their reasons (docs/kernel-versions.md)")
     kernels.set_defaults(handler=_cmd_model_kernels)
 
 

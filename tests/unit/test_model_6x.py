@@ -2,6 +2,7 @@
 field that differs from 5.10 changes a prediction, shown here by turning the
 field back (the same scenario under the 6.x rules with that one field at its
 5.10 value), plus the folio loop's counts read from the trees."""
+import re
 from dataclasses import replace
 
 import pytest
@@ -297,3 +298,53 @@ def test_nr_swapcached_moves_with_a_swap_cache_page(name, monkeypatch):
     nodes = run(data, rules, monkeypatch).node_deltas
     assert (nodes[(0, "nr_swapcached")], nodes[(1, "nr_swapcached")]) == (-3, 3)
     assert (0, "nr_swapcached") not in run(data, replace(rules, swapcache_counter=False), monkeypatch).node_deltas
+
+
+def test_the_versions_document_is_generated_from_the_rules():
+    from pathlib import Path
+
+    from harness.model import versions_doc
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "kernel-versions.md"
+    assert doc.read_text() == versions_doc.markdown(), "run: harness model kernels --markdown > docs/kernel-versions.md"
+
+
+def test_every_field_that_changes_after_510_says_which_upstream_change():
+    """A 6.x difference names the tree lines it was read from or the change:
+    a version or file reference in the field's comment."""
+    from harness.model import versions_doc
+
+    docs = versions_doc.field_docs(type(kernel("6.12")))
+    base = kernel("5.10")
+    for name in ("6.1", "6.12"):
+        rules = kernel(name)
+        for field_name in rules.as_dict():
+            if field_name in ("name", "version", "description") or getattr(rules, field_name) == getattr(base, field_name):
+                continue
+            text = docs.get(field_name, "")
+            if field_name in ("reason_names", "trace_format"):
+                continue  # their values cite the trace header in kernels.py
+            assert re.search(r"\b(5\.1[1-9]|6\.\d+)\b", text) and re.search(r"(mm/|include/|kernel/|fs/|\"|[0-9a-f]{12})", text), \
+                f"{field_name}: its comment names no version or upstream change: {text!r}"
+
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_every_call_simulates_on_6x(name, arch):
+    """Each caller model runs under the 6.x rules (a mixed set of pages)."""
+    from harness.model.scenario import _RUNNERS
+
+    pages = ["anon*4", "thp", "hugetlb", "anon+mlocked", "anon_swapcache", "file+dirty", "shmem"]
+    for call in _RUNNERS:
+        step = {"call": call}
+        if call == "move_pages":
+            step["entries"] = MOVE_ALL
+        elif call == "mbind":
+            step.update(nodes=[1], flags="MOVE")
+        elif call == "migrate_pages":
+            step.update({"from": [0], "to": [1]})
+        elif call == "soft_offline":
+            step["page"] = 0
+        (pred,) = simulate({"kernel": name, "arch": arch, "pages": pages, "steps": [step]})
+        assert pred.rules.name == name
+        assert all(e.mode in MigrateMode.__members__.values() for e in pred.events), call

@@ -102,6 +102,8 @@ def test_callers_table(capsys):
 
 def test_kernels_table(capsys):
     code, out, _ = run(capsys, "model", "kernels")
+    assert [line.split()[0] for line in out.splitlines()[:4]] == ["v5.0", "5.10", "6.1", "6.12"]
+    code, out, _ = run(capsys, "model", "kernels", "--json")
     doc = json.loads(out)
     assert doc["v5.0"]["arches"]["arm64"]["thp_migration"] is False
     assert doc["5.10"]["arches"]["arm64"]["thp_migration"] is True
