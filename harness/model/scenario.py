@@ -34,7 +34,7 @@ from harness.model.constants import (
     MigrateReason,
 )
 from harness.model.engine import Env, TargetSupply
-from harness.model.kernels import kernel
+from harness.model.kernels import KernelRules, kernel
 from harness.model.memory import Memory
 from harness.model.migrate import migrate_pages
 from harness.model.page import (
@@ -354,12 +354,13 @@ def _apply_set(ctx: Context, change: Any) -> None:
     ctx.memory.set_state(indices, **{k: getattr(checked, k) for k in change if k != "kind"})
 
 
-def simulate(data: Mapping) -> list[Prediction]:
-    """Run a scenario description; one prediction per call step."""
+def simulate(data: Mapping, rules: Optional[KernelRules] = None) -> list[Prediction]:
+    """Run a scenario description; one prediction per call step (under
+    ``rules`` instead of the named kernel's, for a what-if)."""
     unknown = set(data) - set(TOP_KEYS) - {"call"} - set(_all_call_keys())
     if unknown:
         raise one_of("scenario key", sorted(unknown)[0], sorted(TOP_KEYS) + ["call"])
-    rules = kernel(str(data.get("kernel", "v5.0")))
+    rules = rules or kernel(str(data.get("kernel", "v5.0")))
     arch_name = str(data.get("arch", "x86_64"))
     arch = rules.arch(arch_name)
     nodes = data.get("numa_nodes", 2 if arch.numa else 1)

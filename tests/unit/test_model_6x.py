@@ -348,3 +348,25 @@ def test_every_call_simulates_on_6x(name, arch):
         (pred,) = simulate({"kernel": name, "arch": arch, "pages": pages, "steps": [step]})
         assert pred.rules.name == name
         assert all(e.mode in MigrateMode.__members__.values() for e in pred.events), call
+
+
+def test_the_account_of_two_versions_names_the_rule_behind_each_difference():
+    """compare's model account: a step predicted differently on 5.10 and
+    6.1 names the KernelRules field whose change alone makes the difference,
+    with the upstream change its comment cites."""
+    from harness.arches import arch as lookup_arch
+    from harness.commands.model import plan_target
+    from harness.scenarios.plan.scenario import PLANS, load_plan_file
+
+    def account(plan_file, a, b):
+        plan = load_plan_file(PLANS / plan_file).plan
+        x86 = lookup_arch("x86_64")
+        return explain.account(plan, plan_target(plan, x86, kernel(a)), plan_target(plan, x86, kernel(b)))
+
+    from harness.scenarios.plan import explain
+
+    twice = " ".join(account("e20-same-call-twice.yaml", "5.10", "6.1"))
+    assert "lru_cache_disabled_in_syscalls" in twice and "d479960e44f2" in twice
+    huge = " ".join(account("e04h-hugetlb.yaml", "5.10", "6.12"))
+    assert "migrate_loop" in huge and "lru_cache_disabled_in_syscalls" not in huge
+    assert account("e01-move-pages.yaml", "6.1", "6.1") == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Optional, Sequence
 
+from harness.errors import HarnessError
 from harness.model import simulate
 from harness.model.constants import errno_name
 from harness.model.page import PageKind
@@ -91,14 +92,60 @@ def model_account(plan: Plan, target: Target) -> list[dict]:
 
 def account(plan: Plan, target: Target, other: Target) -> list[str]:
     """Per step, what the model predicts differently for the two targets,
-    and the arch or kernel facts behind it."""
+    and the arch or kernel facts behind it (for two kernel versions: the
+    ``KernelRules`` fields whose change alone changes that step, each with
+    the upstream change its comment cites)."""
     notes = []
     why = _fact_differences(target, other, {page.kind for page in parse_pages(list(plan.pages))})
-    for step, a, b in zip(plan.steps, predict(plan, target), predict(plan, other)):
+    mine, theirs = predict(plan, target), predict(plan, other)
+    causes = rule_causes(plan, target, other, mine) if target.rules.name != other.rules.name else {}
+    for index, (step, a, b) in enumerate(zip(plan.steps, mine, theirs)):
         diffs = prediction_differences(a, b)
         if diffs:
-            notes.append(f"{step.name}: {'; '.join(diffs)} ({target.arch.name} vs {other.arch.name})" + (f", because {why}" if why else ""))
+            because = [why] if why else []
+            because += [f"{name} ({_value(getattr(target.rules, name))} on {target.rules.name}, "
+                        f"{_value(getattr(other.rules, name))} on {other.rules.name}): {doc}"
+                        for name, doc in causes.get(index, [])]
+            notes.append(f"{step.name}: {'; '.join(diffs)} ({target.arch.name} vs {other.arch.name})"
+                         + (f", because {'; '.join(because)}" if because else ""))
     return notes
+
+
+def _value(value) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def rule_causes(plan: Plan, target: Target, other: Target, mine: Sequence[Prediction]) -> dict[int, list[tuple[str, str]]]:
+    """{step index: [(field, its upstream change)]}: each KernelRules field
+    that differs between the two kernels and, changed alone to the other
+    kernel's value, changes that step's prediction on ``target``."""
+    from dataclasses import fields as dc_fields, replace
+
+    from harness.model.kernels import KernelRules
+    from harness.model.versions_doc import field_docs
+
+    docs = field_docs(KernelRules)
+    out: dict[int, list[tuple[str, str]]] = {}
+    scenario = plan.model_scenario(target)
+    for f in dc_fields(KernelRules):
+        if f.name in ("name", "version", "description", "arches"):
+            continue
+        if getattr(target.rules, f.name) == getattr(other.rules, f.name):
+            continue
+        try:
+            changed = simulate(scenario, rules=replace(target.rules, **{f.name: getattr(other.rules, f.name)}))
+        except HarnessError:  # a field whose other value does not fit this scenario explains nothing here
+            continue
+        for index, (a, b) in enumerate(zip(mine, changed)):
+            if prediction_differences(a, b):
+                out.setdefault(index, []).append((f.name, _first_sentence(docs.get(f.name, ""))))
+    return out
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    cut = text.split(". ")[0]
+    return cut if len(cut) <= limit else cut[: limit - 3] + "..."
 
 
 def plan_check(plan: Plan, targets: Sequence[Target], skip: Callable[[Target], Optional[str]]) -> str:
