@@ -408,7 +408,7 @@ class Pipeline:
 
             self.stage = "kselftest build"
             try:
-                built = SelftestBuilder(echo=self.echo).build(Path(build.source["tree"]), build.source["identity"], the_arch,
+                built = SelftestBuilder(echo=self.echo, offline=self.request.source.offline).build(Path(build.source["tree"]), build.source["identity"], the_arch,
                                                               _version_tuple(build.kernel_version))
                 out["kselftest-vm"] = {"directory": str(built.directory), "programs": built.programs,
                                        "source_fixes": built.source_fixes}

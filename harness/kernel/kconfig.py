@@ -71,6 +71,19 @@ _HEADER = re.compile(r"^#\s*(kernels|arches):\s*(.*)$")
 _BOUND = re.compile(r"^(>=|<)\s*(\d+)\.(\d+)$")
 
 
+def version_in(bounds: str, version: tuple, source: str = "<bounds>") -> bool:
+    """Whether (major, minor) ``version`` is within ``bounds``, e.g.
+    ">= 5.11, < 6.12" (every bound must hold)."""
+    applies = True
+    for bound in (b.strip() for b in bounds.split(",") if b.strip()):
+        match = _BOUND.match(bound)
+        if not match:
+            raise UserError(f"{source}: cannot read the kernel bound {bound!r}", hint="write '>= 5.11' or '< 6.12'")
+        edge = (int(match.group(2)), int(match.group(3)))
+        applies &= tuple(version[:2]) >= edge if match.group(1) == ">=" else tuple(version[:2]) < edge
+    return applies
+
+
 def version_fragment_applies(text: str, version: tuple, arch: str, source: str = "<fragment>") -> bool:
     """Whether a version fragment (``kconfigs/versions/*.config``) applies to
     a kernel ``version`` (major, minor) and ``arch``.  Its header says so::
@@ -85,13 +98,7 @@ def version_fragment_applies(text: str, version: tuple, arch: str, source: str =
             header[match.group(1)] = match.group(2).strip()
     if "kernels" not in header:
         raise UserError(f"{source} has no '# kernels: >= A.B, < C.D' line", hint="a version fragment says which kernels it is for")
-    applies = True
-    for bound in (b.strip() for b in header["kernels"].split(",") if b.strip()):
-        match = _BOUND.match(bound)
-        if not match:
-            raise UserError(f"{source}: cannot read the kernel bound {bound!r}", hint="write '>= 5.11' or '< 6.12'")
-        edge = (int(match.group(2)), int(match.group(3)))
-        applies &= tuple(version[:2]) >= edge if match.group(1) == ">=" else tuple(version[:2]) < edge
+    applies = version_in(header["kernels"], version, source)
     arches = [a.strip() for a in header.get("arches", "any").split(",") if a.strip()]
     return applies and ("any" in arches or arch in arches)
 

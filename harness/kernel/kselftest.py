@@ -16,20 +16,28 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import yaml
 
 from harness.arches import Arch
 from harness.errors import InfraError, UserError
 from harness.host import proc, toolchain
-from harness.host.cache import Cache, key_of, raise_if_disk_full
+from harness.host.apt import Apt
+from harness.host.cache import Cache, key_of, raise_if_disk_full, sha256_file
 from harness.host.paths import guest_dir
-from harness.kernel import compat
+from harness.kernel import compat, kconfig
 
 RECIPE = guest_dir() / "kselftest-vm.yaml"
 RECIPE_VERSION = 1
 SELFTESTS = "tools/testing/selftests/vm"
+#: 6.3 renamed it ("selftests/vm: rename selftests/vm to selftests/mm").
+SELFTESTS_MM = "tools/testing/selftests/mm"
+
+
+def selftests_dir(tree: Path) -> str:
+    """The tree's memory-management selftests: selftests/mm from 6.3, else selftests/vm."""
+    return SELFTESTS_MM if (Path(tree) / SELFTESTS_MM / "Makefile").is_file() else SELFTESTS
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,12 @@ class SelfTest:
     #: fails on its own, why, and a regular expression its output (stdout
     #: or stderr) shows when it fails that way.
     known_failures: tuple = ()
+    #: The kernel versions whose run_vmtests run it: ">= 6.3", "< 5.11, ..."
+    #: (empty: every version).
+    kernels: str = ""
+
+    def applies(self, version: Optional[tuple]) -> bool:
+        return not self.kernels or version is None or kconfig.version_in(self.kernels, version, f"kselftest-vm.yaml: {self.name}")
 
     def known_failure(self, kernel_version: str) -> tuple:
         """(why, signature) of the way this test fails on ``kernel_version``
@@ -148,8 +162,14 @@ def load_tests(path: Path = RECIPE) -> list[SelfTest]:
                      setup=t.get("setup", "").strip(), cleanup=t.get("cleanup", "").strip(),
                      timeout=float(t.get("timeout", 300)), user=t.get("user", ""),
                      needs_config=tuple((k, tuple(v)) for k, v in (t.get("needs_config") or {}).items()),
-                     known_failures=tuple(_known(t["name"], str(k), v) for k, v in (t.get("known_failures") or {}).items()))
+                     known_failures=tuple(_known(t["name"], str(k), v) for k, v in (t.get("known_failures") or {}).items()),
+                     kernels=str(t.get("kernels", "")))
             for t in data["tests"]]
+
+
+def tests_for(version: Optional[tuple], path: Path = RECIPE) -> list[SelfTest]:
+    """The recipe's tests that the run_vmtests of kernel ``version`` runs."""
+    return [t for t in load_tests(path) if t.applies(version)]
 
 
 #: timeout(1)'s own status, and SIGKILL/SIGTERM as exit statuses
@@ -166,8 +186,8 @@ def _known(test: str, version: str, entry) -> tuple:
 
 
 def programs_in(tree: Path) -> list[str]:
-    """TEST_GEN_FILES of the tree's selftests/vm Makefile (the programs it builds)."""
-    makefile = tree / SELFTESTS / "Makefile"
+    """TEST_GEN_FILES of the tree's selftests/vm (or mm) Makefile (the programs it builds)."""
+    makefile = tree / selftests_dir(tree) / "Makefile"
     try:
         text = makefile.read_text()
     except OSError:
@@ -176,6 +196,49 @@ def programs_in(tree: Path) -> list[str]:
     for match in re.finditer(r"^TEST_GEN_FILES\s*\+?=\s*(.+)$", text, re.M):
         found += [word for word in match.group(1).split() if not word.startswith("$")]
     return found
+
+
+@dataclass(frozen=True)
+class LinkRules:
+    """What a selftests Makefile adds to a program beside its own .c: the
+    shared sources (``$(TEST_GEN_FILES): vm_util.c``, 5.19 onwards) and
+    its own (``$(OUTPUT)/uffd-stress: uffd-common.c``), and libraries
+    (``$(OUTPUT)/migration: LDLIBS += -lnuma``)."""
+
+    common: tuple = ()
+    sources: tuple = ()  # ((program, (file.c, ...)), ...)
+    libs: tuple = ()  # ((program, ("-lnuma", ...)), ...)
+
+    def extra_sources(self, program: str) -> list[str]:
+        return list(dict.fromkeys(list(self.common) + [c for p, files in self.sources if p == program for c in files]))
+
+    def extra_libs(self, program: str) -> list[str]:
+        return [lib for p, libs in self.libs if p == program for lib in libs]
+
+
+def link_rules(makefile: str) -> LinkRules:
+    """The extra sources and libraries a selftests Makefile gives its
+    programs (pure: the Makefile's text)."""
+    common: list[str] = []
+    sources: dict[str, list[str]] = {}
+    libs: dict[str, list[str]] = {}
+    for line in makefile.splitlines():
+        line = line.split("#", 1)[0].rstrip()
+        match = re.match(r"^((?:\$\(\w+\)\s*)+):\s*(\S.*)$", line)
+        if match and {"TEST_GEN_FILES", "TEST_GEN_PROGS"} & set(re.findall(r"\$\((\w+)\)", match.group(1))):
+            common += [w for w in match.group(2).split() if w.endswith(".c")]
+            continue
+        match = re.match(r"^((?:\$\(OUTPUT\)/[\w.-]+\s*)+):\s*LDLIBS\s*\+=\s*(.+)$", line)
+        if match:
+            for target in re.findall(r"\$\(OUTPUT\)/([\w.-]+)", match.group(1)):
+                libs.setdefault(target, []).extend(w for w in match.group(2).split() if w.startswith("-l"))
+            continue
+        match = re.match(r"^((?:\$\(OUTPUT\)/[\w.-]+\s*)+):\s*([\w./ -]+\.c(?:\s+[\w./-]+\.c)*)\s*$", line)
+        if match:
+            for target in re.findall(r"\$\(OUTPUT\)/([\w.-]+)", match.group(1)):
+                sources.setdefault(target, []).extend(match.group(2).split())
+    return LinkRules(tuple(dict.fromkeys(common)), tuple((p, tuple(f)) for p, f in sources.items()),
+                     tuple((p, tuple(v)) for p, v in libs.items()))
 
 
 @dataclass
@@ -196,23 +259,41 @@ def _built(directory: Path, cached: bool) -> Built:
     return Built(directory, manifest["programs"], cached, manifest.get("source_fixes", {}))
 
 
+#: Static libraries some programs link (the Makefile's LDLIBS), and the
+#: Debian package that has them for the guest's arch.
+LIB_PACKAGES = {"-lnuma": "libnuma-dev", "-lcap": "libcap-dev"}
+LIB_SUITE = "bookworm"
+
+
 class SelftestBuilder:
-    def __init__(self, cache: Optional[Cache] = None, echo=None) -> None:
+    def __init__(self, cache: Optional[Cache] = None, echo=None, offline: bool = False) -> None:
         self.cache = cache or Cache()
         self.echo = echo
+        self.offline = offline
 
     def build(self, tree: Path, source_id: str, the_arch: Arch, version: tuple) -> Built:
-        """The vm selftests of ``tree`` (whose content identity is
-        ``source_id``) for ``the_arch``, cached."""
+        """The vm (or mm) selftests of ``tree`` (whose content identity is
+        ``source_id``) that kernel ``version``'s run_vmtests runs, for
+        ``the_arch``, cached."""
         cc = toolchain.compiler(the_arch.user_cross)
         toolchain.require(["make", "rsync"], "building the kselftest vm programs (make headers_install)")
-        tests = load_tests()
+        tests = tests_for(tuple(version[:2]) if version else None)
+        directory = tree / selftests_dir(tree)
+        rules = link_rules((directory / "Makefile").read_text())
         programs = sorted({t.program for t in tests} & set(programs_in(tree)))
-        sources = {p: (tree / SELFTESTS / f"{p}.c").read_bytes() for p in programs if (tree / SELFTESTS / f"{p}.c").exists()}
+        sources = {p: (directory / f"{p}.c").read_bytes() for p in programs if (directory / f"{p}.c").exists()}
         sources, applied = fixed_sources(sources, load_source_fixes())
-        key = key_of({"recipe": RECIPE_VERSION, "arch": the_arch.name, "compiler": cc.version,
-                      "sources": {p: hashlib.sha256(data).hexdigest() for p, data in sources.items()},
-                      "tree": source_id})
+        extras = sorted({c for p in programs for c in rules.extra_sources(p)})
+        libs = sorted({lib for p in programs for lib in rules.extra_libs(p) if lib in LIB_PACKAGES})
+        debs = {lib: self._lib_deb(the_arch, LIB_PACKAGES[lib]) for lib in libs}
+        inputs = {"recipe": RECIPE_VERSION, "arch": the_arch.name, "compiler": cc.version,
+                  "sources": {p: hashlib.sha256(data).hexdigest() for p, data in sources.items()},
+                  "tree": source_id}
+        if extras:
+            inputs["extras"] = {c: hashlib.sha256((directory / c).read_bytes()).hexdigest() for c in extras if (directory / c).exists()}
+        if debs:
+            inputs["libs"] = {lib: sha256_file(deb) if isinstance(deb, Path) else deb for lib, deb in debs.items()}
+        key = key_of(inputs)
         final = self.cache.dir("kselftest") / key
         if (final / "manifest.json").exists():
             return _built(final, cached=True)
@@ -221,15 +302,45 @@ class SelftestBuilder:
                 return _built(final, cached=True)
             with self.cache.staging(final) as tmp:
                 headers = self._headers(tree, the_arch, version, tmp / "hdr")
+                # check_config.sh's output: no liburing (the tests that want it skip those parts)
+                (tmp / "hdr" / "local").mkdir(parents=True, exist_ok=True)
+                (tmp / "hdr" / "local" / "local_config.h").write_text("/* harness: no liburing */\n")
+                lib_flags = {lib: self._unpack(deb, tmp / "hdr" / "libs" / lib, the_arch) if isinstance(deb, Path) else deb
+                             for lib, deb in debs.items()}
                 outcome = {}
                 for program in programs:
-                    outcome[program] = self._compile(the_arch, tree, program, headers, tmp, sources.get(program))
+                    missing = [f"{lib}: {flags}" for lib, flags in lib_flags.items()
+                               if lib in rules.extra_libs(program) and isinstance(flags, str)]
+                    if missing:
+                        outcome[program] = missing
+                        continue
+                    flags = [f for lib, fl in lib_flags.items() if lib in rules.extra_libs(program) for f in fl]
+                    outcome[program] = self._compile(the_arch, tree, program, headers, tmp, sources.get(program),
+                                                     extras=rules.extra_sources(program), flags=flags + [f"-I{tmp / 'hdr' / 'local'}"],
+                                                     libs=[lib for lib in rules.extra_libs(program) if lib in LIB_PACKAGES])
                 (tmp / "manifest.json").write_text(json.dumps({"programs": outcome, "arch": the_arch.name, "tree": str(tree),
                                                                "compiler": cc.version, "built": time.time(),
                                                                "source_fixes": applied}, indent=2) + "\n")
                 shutil.rmtree(tmp / "hdr", ignore_errors=True)
                 shutil.rmtree(tmp / "src", ignore_errors=True)
         return _built(final, cached=False)
+
+    def _lib_deb(self, the_arch: Arch, package: str):
+        """The Debian -dev package with a static library some programs link
+        (for the guest's arch), or why it cannot be had (those programs are
+        then reported as not built, with that reason)."""
+        try:
+            return Apt(self.cache, LIB_SUITE, the_arch.debian_arch, echo=self.echo, offline=self.offline).download(
+                package, self.cache.dir("debs", f"{LIB_SUITE}-{the_arch.debian_arch}"))
+        except (UserError, InfraError) as exc:
+            return f"{package} ({the_arch.debian_arch}) could not be had: {exc.message}"
+
+    def _unpack(self, deb: Path, out: Path, the_arch: Arch) -> list:
+        result = proc.run(["dpkg-deb", "-x", str(deb), str(out)], echo=self.echo)
+        if result.returncode != 0:
+            raise InfraError(f"{deb} is not a valid .deb", log_tail=result.stdout.splitlines()[-5:])
+        libdirs = sorted({str(p.parent) for p in out.rglob("*.a")})
+        return [f"-I{out / 'usr' / 'include'}"] + [f"-L{d}" for d in libdirs]
 
     def _headers(self, tree: Path, the_arch: Arch, version: tuple, out: Path) -> Path:
         """``make headers_install`` of the tree, out of tree (the tree is not touched)."""
@@ -243,8 +354,9 @@ class SelftestBuilder:
         return out / "usr" / "include"
 
     def _compile(self, the_arch: Arch, tree: Path, program: str, headers: Path, out: Path,
-                 text: Optional[bytes] = None) -> Optional[list]:
-        source = tree / SELFTESTS / f"{program}.c"
+                 text: Optional[bytes] = None, extras: Sequence[str] = (), flags: Sequence[str] = (),
+                 libs: Sequence[str] = ()) -> Optional[list]:
+        source = tree / selftests_dir(tree) / f"{program}.c"
         if not source.exists():
             return [f"{source} is missing"]
         if text is not None and text != source.read_bytes():
@@ -255,8 +367,8 @@ class SelftestBuilder:
             compiled = fixed
         else:
             compiled = source
-        argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", f"-I{headers}", f"-I{source.parent}", "-o", str(out / program),
-                str(compiled), "-lrt", "-lpthread"]
+        argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", f"-I{headers}", f"-I{source.parent}", *flags,
+                "-o", str(out / program), str(compiled), *[str(source.parent / c) for c in extras], *libs, "-lrt", "-lpthread"]
         result = proc.run(argv, cwd=source.parent, echo=self.echo)
         if result.returncode != 0:
             raise_if_disk_full(out, f"compiling {program}", result.stdout)

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional
 
 from harness.check import Checker
 from harness.errors import InfraError
-from harness.kernel.kselftest import load_prepare, load_tests
+from harness.kernel.kselftest import load_prepare, tests_for
 from harness.result import CheckResult
 from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
 
@@ -34,7 +34,7 @@ class KselftestVm(Scenario):
         built = target.assets.get("kselftest-vm")
         if not built or built.get("error"):
             raise InfraError(f"the kselftest vm programs were not built: {(built or {}).get('error', 'nothing was built')}")
-        tests = load_tests()
+        tests = tests_for(_version(target))
         programs = built["programs"]
         guest_command(guest, captures, "ksft-mkdir", f"mkdir -p {GUEST_DIR} && chmod 755 {GUEST_DIR}")
         for program, problem in sorted(programs.items()):
@@ -66,7 +66,7 @@ class KselftestVm(Scenario):
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None
         ck = Checker(self.name, "run_vmtests")
-        tests = {t.name: t for t in load_tests()}
+        tests = {t.name: t for t in tests_for(_version(target))}
         for test in observation["kselftest"]:
             evidence = [str(captures.directory / test["output"])] if test.get("output") else []
             if test.get("output"):  # the status as the raw capture has it (harness check redoes it from there)
@@ -97,6 +97,14 @@ class KselftestVm(Scenario):
                     message += f" (not the known failure of this version: {known})"
                 ck.exact(test["name"], 0, test["status"], message, evidence=evidence)
         return ck.results
+
+
+def _version(target: Target) -> Optional[tuple]:
+    """(major, minor) of the kernel under test, None when unreadable."""
+    try:
+        return tuple(int(x) for x in target.kernel_version.split("-")[0].split(".")[:2])
+    except ValueError:
+        return None
 
 
 def _output(captures: Captures, test: dict) -> str:

@@ -22,11 +22,13 @@ mlock-random-test mlock2-tests on-fault-limit thuge-gen transhuge-stress userfau
 
 
 def test_the_recipe_runs_what_v50s_run_vmtests_runs_in_its_order():
-    names = [t.name for t in load_tests()]
+    from harness.kernel.kselftest import tests_for
+
+    names = [t.name for t in tests_for((5, 0))]
     assert names == ["hugepage-mmap", "hugepage-shm", "map_hugetlb", "userfaultfd", "userfaultfd_hugetlb", "userfaultfd_shmem",
                      "compaction_test", "on-fault-limit", "map_populate", "mlock2-tests", "virtual_address_range",
                      "va_128TBswitch"]
-    assert {t.program for t in load_tests()} <= set(V50_PROGRAMS)
+    assert {t.program for t in tests_for((5, 0))} <= set(V50_PROGRAMS)
     assert "nr_hugepages" in load_prepare() and "hugetlbfs" in load_prepare()
 
 
@@ -128,3 +130,46 @@ def test_the_userfaultfd_fix_applies_to_the_v50_and_510_sources_of_the_same_shap
         text = fixed["userfaultfd"].decode()
         wake = text.index("ioctl(ufd, UFFDIO_WAKE")
         assert text.index("-EEXIST") < wake < text.index("} else if (uffdio_copy.copy != page_size)")
+
+
+def test_later_kernels_run_their_renamed_and_added_programs():
+    from harness.kernel.kselftest import tests_for
+
+    six12 = {t.name: t.program for t in tests_for((6, 12))}
+    assert "userfaultfd" not in six12 and six12["uffd-stress"] == "uffd-stress" and six12["migration"] == "migration"
+    assert six12["gup_test-u"] == "gup_test" and "hugetlb-soft-offline" in six12
+    six1 = [t.name for t in tests_for((6, 1))]
+    assert "userfaultfd" in six1 and "uffd-stress" not in six1 and "hugetlb-soft-offline" not in six1
+    assert [t.name for t in tests_for((5, 10))] == [t.name for t in tests_for((5, 0))]
+
+
+def test_the_selftests_directory_moved_to_mm_in_63(tmp_path):
+    from harness.kernel.kselftest import selftests_dir
+
+    (tmp_path / "tools/testing/selftests/vm").mkdir(parents=True)
+    (tmp_path / "tools/testing/selftests/vm/Makefile").write_text("TEST_GEN_FILES = a\n")
+    assert selftests_dir(tmp_path) == "tools/testing/selftests/vm"
+    (tmp_path / "tools/testing/selftests/mm").mkdir(parents=True)
+    (tmp_path / "tools/testing/selftests/mm/Makefile").write_text("TEST_GEN_FILES = b\n")
+    assert selftests_dir(tmp_path) == "tools/testing/selftests/mm" and programs_in(tmp_path) == ["b"]
+
+
+def test_extra_sources_and_libraries_come_from_the_makefile():
+    """The lines of 6.1's and 6.12's selftests Makefiles that add sources
+    and libraries to programs."""
+    from harness.kernel.kselftest import link_rules
+
+    rules = link_rules(textwrap.dedent("""\
+        TEST_GEN_FILES = migration uffd-stress cow
+        $(TEST_GEN_PROGS): vm_util.c thp_settings.c
+        $(TEST_GEN_FILES): vm_util.c thp_settings.c
+        $(OUTPUT)/uffd-stress: uffd-common.c
+        $(OUTPUT)/khugepaged: vm_util.c
+        $(OUTPUT)/cow: LDLIBS += $(IOURING_EXTRA_LIBS)
+        $(OUTPUT)/migration: LDLIBS += -lnuma
+        $(OUTPUT)/mlock-random-test $(OUTPUT)/memfd_secret: LDLIBS += -lcap
+        """))
+    assert rules.extra_sources("uffd-stress") == ["vm_util.c", "thp_settings.c", "uffd-common.c"]
+    assert rules.extra_sources("khugepaged") == ["vm_util.c", "thp_settings.c"]  # once each
+    assert rules.extra_libs("migration") == ["-lnuma"] and rules.extra_libs("cow") == []
+    assert rules.extra_libs("memfd_secret") == ["-lcap"] and rules.extra_libs("mlock-random-test") == ["-lcap"]
