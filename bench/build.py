@@ -33,10 +33,21 @@ from harness.kernel.build import Builder, BuildRequest  # noqa: E402
 from harness.kernel.patches import replacement_patch  # noqa: E402
 from harness.kernel.source import SourceRequest, SourceResolver  # noqa: E402
 
-#: Two small semantic changes that compile on v5.0 and 5.10.
-PATCH_MIGRATE = ("mm/migrate.c", "pass < 10 && retry", "pass < 9 && retry", "bench-migrate-passes.patch")
-PATCH_COMPACTION = ("mm/compaction.c", "if (cc->nr_migratepages == COMPACT_CLUSTER_MAX) {",
-                    "if (cc->nr_migratepages >= COMPACT_CLUSTER_MAX) {", "bench-compaction-batch.patch")
+#: Two small semantic changes, each as the versions spell its line (the
+#: first whose text occurs once in the tree is used): v5.0, 5.10, 6.1, 6.12.
+PATCH_MIGRATE = [
+    ("mm/migrate.c", "pass < 10 && retry", "pass < 9 && retry", "bench-migrate-passes.patch"),
+    ("mm/migrate.c", "pass < 10 && (retry || thp_retry)", "pass < 9 && (retry || thp_retry)", "bench-migrate-passes.patch"),
+    ("mm/migrate.c", "pass < NR_MAX_MIGRATE_PAGES_RETRY && (retry || large_retry)",
+     "pass < NR_MAX_MIGRATE_PAGES_RETRY - 1 && (retry || large_retry)", "bench-migrate-passes.patch"),
+    ("mm/migrate.c", "#define NR_MAX_MIGRATE_ASYNC_RETRY\t3", "#define NR_MAX_MIGRATE_ASYNC_RETRY\t2", "bench-migrate-passes.patch"),
+]
+PATCH_COMPACTION = [
+    ("mm/compaction.c", "if (cc->nr_migratepages == COMPACT_CLUSTER_MAX) {",
+     "if (cc->nr_migratepages >= COMPACT_CLUSTER_MAX) {", "bench-compaction-batch.patch"),
+    ("mm/compaction.c", "if (cc->nr_migratepages >= COMPACT_CLUSTER_MAX)\n",
+     "if (cc->nr_migratepages > COMPACT_CLUSTER_MAX)\n", "bench-compaction-batch.patch"),
+]
 
 
 def timed(builder: Builder, request: BuildRequest) -> tuple[float, bool]:
@@ -45,9 +56,13 @@ def timed(builder: Builder, request: BuildRequest) -> tuple[float, bool]:
     return time.monotonic() - start, result.cached
 
 
-def patch_of(tree: Path, spec: tuple):
-    rel, old, new, name = spec
-    return replacement_patch(rel, (tree / rel).read_text(), old, new, name)
+def patch_of(tree: Path, specs: list):
+    """The first spec whose original text occurs once in the tree, as a patch."""
+    for rel, old, new, name in specs:
+        text = (tree / rel).read_text()
+        if text.count(old) == 1:
+            return replacement_patch(rel, text, old, new, name)
+    raise SystemExit(f"none of the benchmark's patches applies to {tree} ({specs[0][0]}): add this version's line")
 
 
 def patched_rebuilds(tree: Path, arch: str, tmp: Path, baseline: bool) -> list[tuple[str, float, str]]:
