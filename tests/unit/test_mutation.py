@@ -121,3 +121,41 @@ def test_teeth_counts_a_mutant_only_where_it_is_not_equivalent():
             row("c", None, "survived", "does not build")]
     assert teeth.rate(rows, "x86_64", "harness") == (2, 3)
     assert teeth.rate(rows, "arm64", "harness") == (1, 1)  # b equivalent there, c not counted
+
+
+def test_the_612_catalogue_is_well_formed():
+    """issue 20: at least 30 mutants of 6.12's folio-era code, across v5.0's categories."""
+    catalogue = load_catalogue("6.12")
+    assert len(catalogue) >= 30 and len({m.id for m in catalogue}) == len(catalogue)
+    assert {m.category for m in catalogue} == set(CATEGORIES)
+    files = {m.file for m in catalogue}
+    for required in ("mm/migrate.c", "mm/compaction.c", "mm/mempolicy.c", "mm/huge_memory.c", "mm/hugetlb.c", "mm/zsmalloc.c"):
+        assert required in files, required
+    assert all(m.original != m.replacement and m.what for m in catalogue)
+
+
+def debian_612_tree():
+    from harness.host.cache import Cache
+    from harness.kernel.source import SourceRequest, SourceResolver
+
+    path = os.environ.get("HARNESS_TEST_612_TREE")
+    if path:
+        return Path(path)
+    try:
+        return SourceResolver(Cache()).resolve(SourceRequest("debian-6.12", offline=True)).tree
+    except UserError:
+        return None
+
+
+@pytest.mark.skipif(debian_612_tree() is None, reason="needs the debian-6.12 source in the harness cache (or HARNESS_TEST_612_TREE)")
+@pytest.mark.skipif(subprocess.run(["which", "patch"], capture_output=True).returncode != 0, reason="needs patch (apt-get install patch)")
+def test_every_612_mutation_applies_to_612_in_its_function(tmp_path):
+    tree = debian_612_tree()
+    for mutation in load_catalogue("6.12"):
+        patch = mutation.patch(tree)  # refuses an original found 0 or 2+ times, or outside its function
+        work = tmp_path / mutation.id
+        (work / mutation.file).parent.mkdir(parents=True)
+        (work / mutation.file).write_bytes((tree / mutation.file).read_bytes())
+        out = subprocess.run(["patch", "-p1", "--batch", "--forward"], cwd=work, input=patch.data, capture_output=True)
+        assert out.returncode == 0, (mutation.id, out.stdout)
+        assert mutation.replacement in (work / mutation.file).read_text()
