@@ -171,6 +171,11 @@ MEMINFO_COUNTERS: Mapping[str, tuple[str, ...]] = {
     "ShmemHugePages": ("nr_shmem_hugepages",), "ShmemPmdMapped": ("nr_shmem_pmdmapped",), "CmaFree": ("nr_free_cma",),
 }
 
+#: meminfo lines that are a vmstat counter's view only on kernels that keep
+#: the counter: SwapCached is NR_SWAPCACHE (nr_swapcached, 5.12 onwards, and
+#: a node's meminfo shows it too); before, total_swapcache_pages() made it.
+MEMINFO_COUNTERS_WHERE_PRESENT: Mapping[str, tuple[str, ...]] = {"SwapCached": ("nr_swapcached",)}
+
 #: A node's numastat lines are its vmstat's NUMA counters under older names.
 NUMASTAT_COUNTERS: Mapping[str, str] = {
     "numa_hit": "numa_hit", "numa_miss": "numa_miss", "numa_foreign": "numa_foreign",
@@ -190,6 +195,14 @@ def parts(f: Field, present: Iterable[Field]) -> Optional[list[Field]]:
     """The fields ``f`` is made of, when it is another file's view of
     them (a meminfo line of vmstat counters, a numastat line, a system-wide
     counter summed over the nodes); None when it stands alone."""
+    if f.source == "meminfo" and f.name in MEMINFO_COUNTERS_WHERE_PRESENT:
+        present = list(present)
+        names = MEMINFO_COUNTERS_WHERE_PRESENT[f.name]
+        found = [p for p in present if p.source == "vmstat" and p.name in names and (p.node == f.node or f.node == GLOBAL)]
+        if not found:
+            return None  # an older kernel computes the line from elsewhere: it stands alone
+        exact = [p for p in found if p.node == f.node]
+        return exact or found
     if f.source == "meminfo" and f.name in MEMINFO_COUNTERS:
         present = list(present)
         out = []

@@ -106,6 +106,13 @@ class Cma(Scenario):
         # DMA (arm64's virtio rings) counts more than were asked for
         ck.bounded("Δcompact_isolated (the free pages taken by isolate_freepages_range(), from the buddy block's start)",
                    delta.get("compact_isolated"), low=FREE_ALLOC, high=FREE_ALLOC + MAX_ORDER_NR_PAGES - 1)
+        if "cma_alloc_success" in snapshots[1]:
+            # 5.12 onwards ("mm: cma: add vmstat events for cma_alloc", cma_alloc()'s end):
+            # the one debugfs write is one cma_alloc() call
+            ok = writes[0].get("ret", -1) > 0
+            for counter, value in (("cma_alloc_success", 1 if ok else 0), ("cma_alloc_fail", 0 if ok else 1)):
+                ck.exact(f"Δ{counter} (one cma_alloc() call)", value, delta.get(counter, 0),
+                         covers=[Field("vmstat", GLOBAL, counter)])
         taken = [e.int("nr_taken") for e in window_events if e.name == "mm_compaction_isolate_migratepages"]
         ck.exact("the migration scanner took nothing (nr_taken of each isolate event)", [0] * len(taken), taken)
         migration_invariants(ck, delta, window_events)

@@ -153,6 +153,7 @@ class NumaBalancing(Scenario):
         ck.bounded("Δnuma_pages_migrated", delta.get("numa_pages_migrated", 0), low=1,
                    message="the pages are touched only from node 0: some must move there")
         balancing_counters(ck, delta, PAGES, 0)
+        pgreuse_bound(ck, delta, PAGES)
         query = next((r for r in results if r.get("cmd") == "query"), None)
         moved = sum(1 for node in (query or {}).get("status", []) if node == 0)
         marker = next((e for e in trace_mod.parse(trace_text) if trace_mod.marker_text(e) == "harness numa begin"), None)
@@ -233,6 +234,7 @@ class NumaBalancing(Scenario):
                    covers=[Field("vmstat", GLOBAL, "pgmigrate_fail")])
         ck.bounded("Δnuma_hint_faults (one per THP moved at least)", delta.get("numa_hint_faults", 0), low=moved)
         balancing_counters(ck, delta, THP_PAGES, moved)
+        pgreuse_bound(ck, delta, THP_PAGES)
         deltas = shell_world.close_quiet(ck, shell_world.fields_of(raw[0]), shell_world.fields_of(raw[1]))
         if deltas is not None:
             pgfault_bound(ck, delta, moved + base_moved, what="THP or page")
@@ -242,6 +244,17 @@ class NumaBalancing(Scenario):
         pattern_check(ck, "THP contents intact after NUMA balancing", next((r for r in results if r.get("cmd") == "verify"), None),
                       "after NUMA balancing of THPs")
         return ck.results
+
+
+def pgreuse_bound(ck: Checker, delta: dict, pages: int) -> None:
+    """Bounded: write faults that reuse their anonymous page (pgreuse, 5.8
+    onwards).  A page migrated by a hinting fault may come back mapped
+    read-only (6.x restores the write bit only where it can tell the PTE
+    may be writable), so the loop's next write to it faults and reuses it:
+    at most once per page of the region."""
+    if "pgreuse" in delta:
+        ck.bounded("Δpgreuse (a write reusing a page a hinting fault left read-only: at most once per page of the region)",
+                   delta.get("pgreuse", 0), low=0, high=pages, covers=[Field("vmstat", GLOBAL, "pgreuse")])
 
 
 def pgfault_bound(ck: Checker, delta: dict, moved: int, what: str = "page") -> None:

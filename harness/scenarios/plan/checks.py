@@ -166,7 +166,7 @@ def check_step(ck: Checker, step: Step, pred: Prediction, window: StepWindow, ev
 
 #: The node counters the model accounts page by page (model.accounting).
 NODE_COUNTERS = ("nr_anon_pages", "nr_anon_transparent_hugepages", "nr_file_pages", "nr_mapped", "nr_shmem", "nr_dirty",
-                 "nr_mlock", "nr_unevictable", LRU_ANON, LRU_FILE, f"{HUGETLB_POOL} free_hugepages",
+                 "nr_swapcached", "nr_mlock", "nr_unevictable", LRU_ANON, LRU_FILE, f"{HUGETLB_POOL} free_hugepages",
                  f"{HUGETLB_POOL} nr_hugepages", f"{HUGETLB_POOL} surplus_hugepages")
 #: Counters of pages under writeback: their writeback ends when the
 #: throttled disk gets to them, which the model does not know.
