@@ -367,7 +367,9 @@ class SelftestBuilder:
             compiled = fixed
         else:
             compiled = source
-        argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", f"-I{headers}", f"-I{source.parent}", *flags,
+        # selftests/mm's CFLAGS have -I $(top_srcdir) (gup_test.c: <mm/gup_test.h>)
+        top = [f"-I{tree}"] if selftests_dir(tree) == SELFTESTS_MM else []
+        argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", f"-I{headers}", f"-I{source.parent}", *top, *flags,
                 "-o", str(out / program), str(compiled), *[str(source.parent / c) for c in extras], *libs, "-lrt", "-lpthread"]
         result = proc.run(argv, cwd=source.parent, echo=self.echo)
         if result.returncode != 0:

@@ -137,7 +137,7 @@ def test_later_kernels_run_their_renamed_and_added_programs():
 
     six12 = {t.name: t.program for t in tests_for((6, 12))}
     assert "userfaultfd" not in six12 and six12["uffd-stress"] == "uffd-stress" and six12["migration"] == "migration"
-    assert six12["gup_test-u"] == "gup_test" and "hugetlb-soft-offline" in six12
+    assert six12["gup_test-u"] == "gup_test" and "hugetlb-soft-offline" in six12 and "uffd-stress_shmem" in six12
     six1 = [t.name for t in tests_for((6, 1))]
     assert "userfaultfd" in six1 and "uffd-stress" not in six1 and "hugetlb-soft-offline" not in six1
     assert [t.name for t in tests_for((5, 10))] == [t.name for t in tests_for((5, 0))]
