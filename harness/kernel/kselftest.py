@@ -305,7 +305,7 @@ class SelftestBuilder:
                 # check_config.sh's output: no liburing (the tests that want it skip those parts)
                 (tmp / "hdr" / "local").mkdir(parents=True, exist_ok=True)
                 (tmp / "hdr" / "local" / "local_config.h").write_text("/* harness: no liburing */\n")
-                lib_flags = {lib: self._unpack(deb, tmp / "hdr" / "libs" / lib, the_arch) if isinstance(deb, Path) else deb
+                lib_flags = {lib: self._unpack(deb, tmp / "hdr" / "libs" / lib.lstrip("-"), the_arch) if isinstance(deb, Path) else deb
                              for lib, deb in debs.items()}
                 outcome = {}
                 for program in programs:
@@ -336,9 +336,12 @@ class SelftestBuilder:
             return f"{package} ({the_arch.debian_arch}) could not be had: {exc.message}"
 
     def _unpack(self, deb: Path, out: Path, the_arch: Arch) -> list:
+        out.mkdir(parents=True, exist_ok=True)
         result = proc.run(["dpkg-deb", "-x", str(deb), str(out)], echo=self.echo)
         if result.returncode != 0:
-            raise InfraError(f"{deb} is not a valid .deb", log_tail=result.stdout.splitlines()[-5:])
+            raise_if_disk_full(out, f"unpacking {deb.name}", result.stdout)
+            raise InfraError(f"dpkg-deb could not unpack {deb}", hint="delete it from the cache to fetch it again",
+                             log_tail=result.stdout.splitlines()[-5:])
         libdirs = sorted({str(p.parent) for p in out.rglob("*.a")})
         return [f"-I{out / 'usr' / 'include'}"] + [f"-L{d}" for d in libdirs]
 

@@ -173,3 +173,58 @@ def test_extra_sources_and_libraries_come_from_the_makefile():
     assert rules.extra_sources("khugepaged") == ["vm_util.c", "thp_settings.c"]  # once each
     assert rules.extra_libs("migration") == ["-lnuma"] and rules.extra_libs("cow") == []
     assert rules.extra_libs("memfd_secret") == ["-lcap"] and rules.extra_libs("mlock-random-test") == ["-lcap"]
+
+
+@pytest.mark.skipif(bool(toolchain.missing(["gcc", "ar", "make", "rsync", "dpkg-deb"])),
+                    reason="needs gcc, ar, make, rsync and dpkg-deb (packages gcc binutils make rsync dpkg)")
+def test_a_program_links_its_extra_sources_and_a_library_from_a_debian_package(tmp_path, monkeypatch):
+    """selftests/mm: vm_util.c for every program, -lnuma from libnuma-dev
+    (here a fake library in a .deb made on the spot); without the package
+    the program is reported not built, naming it."""
+    import subprocess
+
+    from harness.kernel import kselftest
+
+    tree = fake_tree(tmp_path / "tree")
+    mm = tree / "tools" / "testing" / "selftests" / "mm"
+    (tree / "tools" / "testing" / "selftests" / "vm").rename(mm)
+    (mm / "Makefile").write_text("TEST_GEN_FILES = compaction_test migration\n$(TEST_GEN_FILES): vm_util.c\n"
+                                 "$(OUTPUT)/migration: LDLIBS += -lnuma\n")
+    (mm / "vm_util.c").write_text("int vm_util(void) { return 0; }\n")
+    (mm / "compaction_test.c").write_text("int vm_util(void);\nint main(void) { return vm_util(); }\n")
+    (mm / "migration.c").write_text("#include <fakenuma.h>\nint vm_util(void);\nint main(void) { return fake_numa() + vm_util(); }\n")
+    pkg = tmp_path / "pkg"
+    (pkg / "usr" / "include").mkdir(parents=True)
+    (pkg / "usr" / "include" / "fakenuma.h").write_text("int fake_numa(void);\n")
+    lib = pkg / "usr" / "lib" / "x86_64-linux-gnu"
+    lib.mkdir(parents=True)
+    (tmp_path / "numa.c").write_text("int fake_numa(void) { return 0; }\n")
+    subprocess.run(["gcc", "-c", "-o", str(tmp_path / "numa.o"), str(tmp_path / "numa.c")], check=True)
+    subprocess.run(["ar", "rcs", str(lib / "libnuma.a"), str(tmp_path / "numa.o")], check=True)
+    (pkg / "DEBIAN").mkdir()
+    (pkg / "DEBIAN" / "control").write_text("Package: libnuma-dev\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t>\nDescription: t\n")
+    deb = tmp_path / "libnuma-dev_1_amd64.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(pkg), str(deb)], check=True, capture_output=True)
+
+    class FakeApt:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def download(self, package, dest):
+            assert package == "libnuma-dev"
+            return deb
+
+    monkeypatch.setattr(kselftest, "Apt", FakeApt)
+    monkeypatch.setattr(kselftest, "tests_for", lambda version, path=None: [
+        SelfTest("compaction_test", "compaction_test"), SelfTest("migration", "migration")])
+    built = SelftestBuilder(Cache(tmp_path / "cache")).build(tree, "fake-mm", arch("x86_64"), (6, 12))
+    assert built.programs == {"compaction_test": None, "migration": None}, built.programs
+
+    class NoApt(FakeApt):
+        def download(self, package, dest):
+            raise kselftest.UserError(f"{package} (amd64) is not in the cache and --offline forbids downloading it")
+
+    monkeypatch.setattr(kselftest, "Apt", NoApt)
+    built = SelftestBuilder(Cache(tmp_path / "cache2"), offline=True).build(tree, "fake-mm", arch("x86_64"), (6, 12))
+    assert built.programs["compaction_test"] is None
+    assert "libnuma-dev (amd64) could not be had" in " ".join(built.programs["migration"])
