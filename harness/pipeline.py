@@ -433,7 +433,8 @@ class Pipeline:
         request = MachineRequest(
             arch=target.arch.name, kernel=kernel, initrd=initrd, memory_mb=scenario.memory_mb,
             numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel, disk_mb=scenario.disk_mb,
-            memoryless_nodes=scenario.memoryless_nodes, cpus=MachineRequest.cpus + scenario.memoryless_nodes,
+            memoryless_nodes=scenario.memoryless_nodes,
+            cpus=MachineRequest.cpus + scenario.memoryless_nodes + scenario.extra_cpus(target),
         )
         observation: Optional[dict] = None
         self.stage, self.where = "boot", f"{target.arch.name} {scenario.name}"

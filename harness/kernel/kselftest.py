@@ -62,6 +62,8 @@ class SelfTest:
     #: The kernel versions whose run_vmtests run it: ">= 6.3", "< 5.11, ..."
     #: (empty: every version).
     kernels: str = ""
+    #: vCPUs the test needs to do its work (it skips itself with fewer).
+    min_cpus: int = 0
 
     def applies(self, version: Optional[tuple]) -> bool:
         return not self.kernels or version is None or kconfig.version_in(self.kernels, version, f"kselftest-vm.yaml: {self.name}")
@@ -163,7 +165,7 @@ def load_tests(path: Path = RECIPE) -> list[SelfTest]:
                      timeout=float(t.get("timeout", 300)), user=t.get("user", ""),
                      needs_config=tuple((k, tuple(v)) for k, v in (t.get("needs_config") or {}).items()),
                      known_failures=tuple(_known(t["name"], str(k), v) for k, v in (t.get("known_failures") or {}).items()),
-                     kernels=str(t.get("kernels", "")))
+                     kernels=str(t.get("kernels", "")), min_cpus=int(t.get("min_cpus", 0)))
             for t in data["tests"]]
 
 

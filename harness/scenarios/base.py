@@ -231,6 +231,11 @@ class Scenario:
     #: ``Target.assets``), e.g. "kselftest-vm".
     assets: Sequence[str] = ()
 
+    def extra_cpus(self, target: Target) -> int:
+        """vCPUs this scenario wants on ``target`` beyond the usual two
+        (and a memoryless node's own)."""
+        return 0
+
     def skip_reason(self, target: Target) -> Optional[str]:
         if self.needs_numa and target.numa_nodes < 2:
             return f"needs two NUMA nodes; {target.arch.name} has {'no NUMA' if not target.arch.numa else target.numa_nodes}"

@@ -15,6 +15,7 @@ from harness.errors import InfraError
 from harness.kernel.kselftest import load_prepare, tests_for
 from harness.result import CheckResult
 from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
+from harness.vm.cmdline import MachineSpec
 
 GUEST_DIR = "/tmp/ksft"  # world-readable: on-fault-limit runs as nobody
 KSFT_SKIP = 4
@@ -28,6 +29,12 @@ class KselftestVm(Scenario):
     #: The pipeline builds these before the scenario runs (Target.assets).
     assets = ("kselftest-vm",)
     timeout = 900.0
+
+    def extra_cpus(self, target: Target) -> int:
+        """The migration test moves pages while a thread per other CPU
+        touches them: it wants 3 CPUs (2 threads) and skips itself with 2."""
+        needed = max((t.min_cpus for t in tests_for(_version(target))), default=0)
+        return max(0, needed - MachineSpec.cpus)
 
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)

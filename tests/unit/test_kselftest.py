@@ -228,3 +228,14 @@ def test_a_program_links_its_extra_sources_and_a_library_from_a_debian_package(t
     built = SelftestBuilder(Cache(tmp_path / "cache2"), offline=True).build(tree, "fake-mm", arch("x86_64"), (6, 12))
     assert built.programs["compaction_test"] is None
     assert "libnuma-dev (amd64) could not be had" in " ".join(built.programs["migration"])
+
+
+def test_the_kselftest_guest_gets_a_third_cpu_where_the_migration_test_runs():
+    from harness.scenarios.kselftest_vm import KselftestVm
+
+    class T:
+        def __init__(self, version):
+            self.kernel_version = version
+
+    assert KselftestVm().extra_cpus(T("6.12.117")) == 1
+    assert KselftestVm().extra_cpus(T("5.10.223")) == 0 and KselftestVm().extra_cpus(T("5.0.0")) == 0
