@@ -515,11 +515,15 @@ class _Batched:
                 return rc
             self.exhaust(batch)
             if split_list:
-                # the split folios: the same mode, up to 10 passes, failures not counted in rc
+                # the split folios: the same mode, failures not counted in rc;
+                # one pass (-EAGAIN is not retried: "retry" only counts
+                # unsplit folios), and an -ENOMEM there ends the call too
                 pieces = list(split_list)
                 split_list.clear()
-                # (-EAGAIN is not retried: "retry" only counts unsplit folios)
-                self.batch(pieces, env, 1, None, counting=False, phase="split ")
+                rc_split = self.batch(pieces, env, 1, None, counting=False, phase="split ")
+                if rc_split < 0:
+                    split_list.extend(pieces)  # returned untouched
+                    return rc_split
                 self.exhaust(pieces)
             return rc
         # 6.12

@@ -370,3 +370,16 @@ def test_the_account_of_two_versions_names_the_rule_behind_each_difference():
     huge = " ".join(account("e04h-hugetlb.yaml", "5.10", "6.12"))
     assert "migrate_loop" in huge and "lru_cache_disabled_in_syscalls" not in huge
     assert account("e01-move-pages.yaml", "6.1", "6.1") == []
+
+
+def test_an_enomem_among_the_split_pieces_ends_the_call_on_61_not_on_612(monkeypatch):
+    """e18's THP step: no order-9 target, so the THP is split, and node 1
+    has no base page for its pieces either.  6.1's migrate_pages_batch()
+    returns that -ENOMEM from the split pieces' pass; 6.12 ignores what the
+    split pieces' pass returns (the pieces fail, the call returns the
+    failed folio count)."""
+    data = {"arch": "x86_64", "pages": ["thp"], "call": "move_pages", "entries": MOVE_ALL,
+            "targets": {1: {"thp_blocks": 0, "free_pages": 0}}}
+    assert run(data, kernel("6.1"), monkeypatch).ret == -12
+    six12 = run(data, kernel("6.12"), monkeypatch)
+    assert six12.ret == 1  # the split THP, one failed folio
