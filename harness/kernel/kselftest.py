@@ -195,8 +195,8 @@ def programs_in(tree: Path) -> list[str]:
     except OSError:
         raise UserError(f"{tree} has no {SELFTESTS}/Makefile", hint="kselftest-vm needs a kernel tree with its selftests") from None
     found = []
-    for match in re.finditer(r"^TEST_GEN_FILES\s*\+?=\s*(.+)$", text, re.M):
-        found += [word for word in match.group(1).split() if not word.startswith("$")]
+    for match in re.finditer(r"^TEST_GEN_(?:FILES|PROGS)\s*\+?=\s*(.+)$", text, re.M):
+        found += [word for word in match.group(1).split() if not word.startswith("$") and word not in found]
     return found
 
 
@@ -372,8 +372,9 @@ class SelftestBuilder:
             compiled = fixed
         else:
             compiled = source
-        # selftests/mm's CFLAGS have -I $(top_srcdir) (gup_test.c: <mm/gup_test.h>)
-        top = [f"-I{tree}"] if selftests_dir(tree) == SELFTESTS_MM else []
+        # the Makefile's CFLAGS may have -I $(top_srcdir) (gup_test.c: <mm/gup_test.h>)
+        makefile = (source.parent / "Makefile").read_text()
+        top = [f"-I{tree}"] if re.search(r"-I\s*\$\(top_srcdir\)(\s|$)", makefile, re.M) else []
         argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", f"-I{headers}", f"-I{source.parent}", *top, *flags,
                 "-o", str(out / program), str(compiled), *[str(source.parent / c) for c in extras], *libs, "-lrt", "-lpthread"]
         result = proc.run(argv, cwd=source.parent, echo=self.echo)
