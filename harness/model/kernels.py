@@ -49,7 +49,10 @@ class KernelRules:
     mode_names: Mapping[int, str]
     #: __print_symbolic table for the reason field.
     reason_names: Mapping[int, str]
-    #: The TP_printk of migrate:mm_migrate_pages, as a str.format template.
+    #: The TP_printk of migrate:mm_migrate_pages, as a str.format template:
+    #: 5.9's "mm/vmstat: add events for THP migration without split" added
+    #: nr_thp_succeeded, nr_thp_failed and nr_thp_split; 6.10 added nr_split
+    #: (large folios split: 6.12 include/trace/events/migrate.h:81).
     trace_format: str
     #: 5.9 ("mm/vmstat: add events for THP migration without
     #: split"): a THP migrated whole, or failing whole, counts its subpages

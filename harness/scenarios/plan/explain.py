@@ -113,6 +113,8 @@ def account(plan: Plan, target: Target, other: Target) -> list[str]:
 
 def _value(value) -> str:
     text = str(value)
+    if "={" in text:  # a trace format: its fields
+        return " ".join(re.findall(r"(\w+)=", text))
     return text if len(text) <= 24 else text[:21] + "..."
 
 
