@@ -171,7 +171,8 @@ def _unmap_and_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
     if page.locked:
         if not force or env.mode == MigrateMode.MIGRATE_ASYNC:
             step.note = "page locked by another task, trylock failed" + (
-                "" if force else " (no force before pass 3)"
+                " (MIGRATE_ASYNC never waits for the lock)" if env.mode == MigrateMode.MIGRATE_ASYNC
+                else "" if force else " (no force before pass 3)"
             )
             return EAGAIN
         if env.pf_memalloc:
