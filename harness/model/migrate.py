@@ -353,7 +353,9 @@ class _Batched:
                     continue
                 if rc == ENOMEM:
                     self.stats.failed_pages += nr + retry_pages
+                    lst.remove(run)
                     self._record(run, "untouched", rc, run.page.node)
+                    self.ret.append((run, "untouched", rc))
                     self.log.append(f"hugetlb pass {pass_no}: -ENOMEM ends the call")
                     return rc
                 huge.remove(run)

@@ -383,3 +383,13 @@ def test_an_enomem_among_the_split_pieces_ends_the_call_on_61_not_on_612(monkeyp
     assert run(data, kernel("6.1"), monkeypatch).ret == -12
     six12 = run(data, kernel("6.12"), monkeypatch)
     assert six12.ret == 1  # the split THP, one failed folio
+
+
+@pytest.mark.parametrize("name", ["6.1", "6.12"])
+def test_a_hugetlb_page_without_a_target_ends_the_call_with_enomem(name, monkeypatch):
+    """migrate_hugetlbs() returns -ENOMEM; the page is still on the list,
+    so migrate_pages() does not turn it into 0."""
+    data = {"arch": "x86_64", "pages": ["hugetlb", "anon"], "call": "move_pages", "entries": MOVE_ALL,
+            "targets": {1: {"hugetlb_pool": 0, "hugetlb_buddy": False}}}
+    pred = run(data, kernel(name), monkeypatch)
+    assert pred.ret == -12 and events(pred) == [(0, 512, 0, 0, 0)]

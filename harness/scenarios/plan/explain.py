@@ -4,14 +4,18 @@ and what it predicts differently for two targets (the cross-arch view)."""
 from __future__ import annotations
 
 import re
+from dataclasses import fields as dc_fields
+from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
 from harness.errors import HarnessError
 from harness.model import simulate
 from harness.model.constants import errno_name
+from harness.model.kernels import KernelRules
 from harness.model.page import PageKind
 from harness.model.prediction import Prediction
 from harness.model.scenario import parse_entries, parse_pages
+from harness.model.versions_doc import field_docs
 from harness.scenarios.base import Target
 from harness.scenarios.plan.schema import Plan
 
@@ -122,11 +126,6 @@ def rule_causes(plan: Plan, target: Target, other: Target, mine: Sequence[Predic
     """{step index: [(field, its upstream change)]}: each KernelRules field
     that differs between the two kernels and, changed alone to the other
     kernel's value, changes that step's prediction on ``target``."""
-    from dataclasses import fields as dc_fields, replace
-
-    from harness.model.kernels import KernelRules
-    from harness.model.versions_doc import field_docs
-
     docs = field_docs(KernelRules)
     out: dict[int, list[tuple[str, str]]] = {}
     scenario = plan.model_scenario(target)
