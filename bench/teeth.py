@@ -42,7 +42,7 @@ from harness.pipeline import Pipeline, RunRequest  # noqa: E402
 from harness.report.model import outcomes  # noqa: E402
 from harness.result import Status  # noqa: E402
 from harness.scenarios import builtin_scenarios  # noqa: E402
-from harness.workflows.mutation import equivalent_on, load_catalogue, select  # noqa: E402
+from harness.workflows.mutation import catalogue_name, equivalent_on, load_catalogue, select  # noqa: E402
 
 KSELFTEST = "kselftest-vm"
 
@@ -116,8 +116,9 @@ def main() -> int:
     chosen = tuple(s for part in args.scenario for s in part.split(",") if s)
     ours = harness_scenarios(chosen)
     anchor = not args.no_kselftest
-    catalogue = select(load_catalogue(args.kernel if args.kernel in ("v5.0",) else "v5.0"), args.mutant)
-    tree = SourceResolver(Cache()).resolve(SourceRequest(args.kernel, offline=args.offline)).tree
+    source = SourceResolver(Cache()).resolve(SourceRequest(args.kernel, offline=args.offline))
+    tree, name = source.tree, catalogue_name(args.kernel, source.version.short)
+    catalogue = select(load_catalogue(name), args.mutant)
     if args.resume:
         root = args.resume
         table = json.loads((root / "teeth.json").read_text())
@@ -168,7 +169,7 @@ def main() -> int:
             f"{arch}: {row[arch]['harness']['result']:9}" + (f" (kselftest {row[arch]['kselftest']['result']})" if anchor else "")
             + f" {row[arch]['harness']['by'][:50]}" for arch in arches), flush=True)
     # the catalogue's current arguments (a resumed table may predate them)
-    arguments = {m.id: m.equivalent for m in load_catalogue(args.kernel if args.kernel in ("v5.0",) else "v5.0")}
+    arguments = {m.id: m.equivalent for m in load_catalogue(name)}
     for row in table["mutants"]:
         row["equivalent"] = arguments.get(row["id"], row["equivalent"])
     print()

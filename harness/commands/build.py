@@ -18,7 +18,7 @@ from harness.host.cache import Cache
 from harness.image.initramfs import ImageBuilder, ImageRequest
 from harness.kernel.build import Builder
 from harness.kernel.source import PRESETS, SourceRequest, SourceResolver
-from harness.workflows.mutation import load_catalogue, select
+from harness.workflows.mutation import catalogue_name, is_catalogue, load_catalogue, select
 
 
 def _cmd_deps(args: argparse.Namespace) -> int:
@@ -91,10 +91,15 @@ def _add_image(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_mutants(args: argparse.Namespace) -> int:
-    catalogue = load_catalogue(args.catalogue)
+    name, source = catalogue_name(args.catalogue), None
+    if name == args.catalogue and not is_catalogue(name):
+        # a kernel (debian-6.12): the catalogue of its version
+        source = SourceResolver(Cache()).resolve(SourceRequest(args.catalogue, offline=True))
+        name = catalogue_name(args.catalogue, source.version.short)
+    catalogue = load_catalogue(name)
     if args.patch:
         (mutation,) = select(catalogue, [args.patch])
-        tree = args.tree or SourceResolver(Cache()).resolve(SourceRequest(args.catalogue, offline=True)).tree
+        tree = args.tree or (source or SourceResolver(Cache()).resolve(SourceRequest(args.catalogue, offline=True))).tree
         sys.stdout.write(mutation.patch(Path(tree)).data.decode())
         return ExitCode.PASS
     for m in catalogue:
@@ -104,7 +109,7 @@ def _cmd_mutants(args: argparse.Namespace) -> int:
 
 def _add_mutants(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("mutants", help="the catalogue of small migration-code mutations (for bench/teeth.py)")
-    parser.add_argument("--catalogue", default="v5.0", help="which kernel's catalogue (default v5.0)")
+    parser.add_argument("--catalogue", default="v5.0", help="which catalogue: v5.0, 6.12, or a kernel (debian-6.12: its version's) (default v5.0)")
     parser.add_argument("--patch", metavar="ID", help="print this mutant as a patch against the tree")
     parser.add_argument("--tree", type=Path, help="the tree to make the patch against (default: the v5.0 source)")
     parser.set_defaults(handler=_cmd_mutants)

@@ -109,35 +109,46 @@ class SelfTest:
 class SourceFix:
     """A bug of a selftest program itself (not of the kernel), fixed in the
     harness's copy of its source before it is compiled: ``anchor`` must
-    occur exactly once in the program's source, and ``insert`` goes right
-    before it.  A source without the anchor (fixed upstream, or rewritten)
-    is compiled as it is."""
+    occur exactly ``occurrences`` times (once, unless said) in the
+    program's source, and ``insert`` goes right before each, or ``replace``
+    takes its place.  A source without the anchor (fixed upstream, or
+    rewritten) is compiled as it is."""
 
     name: str
     program: str
     why: str
     upstream: str
     anchor: str
-    insert: str
+    insert: str = ""
+    replace: Optional[str] = None
+    occurrences: int = 1
 
     def apply(self, source: str) -> tuple[str, bool]:
         count = source.count(self.anchor)
         if count == 0:
             return source, False
-        if count > 1:
-            raise InfraError(f"kselftest-vm.yaml: source fix {self.name}: its anchor occurs {count} times in {self.program}.c",
-                             hint="make the anchor unique")
-        return source.replace(self.anchor, self.insert + self.anchor, 1), True
+        if count != self.occurrences:
+            raise InfraError(f"kselftest-vm.yaml: source fix {self.name}: its anchor occurs {count} times in {self.program}.c,"
+                             f" not {self.occurrences}", hint="make the anchor unique, or say how often it occurs")
+        new = self.replace if self.replace is not None else self.insert + self.anchor
+        return source.replace(self.anchor, new), True
+
+
+FIX_KEYS = ("name", "program", "why", "upstream", "anchor")
 
 
 def load_source_fixes(path: Path = RECIPE) -> list[SourceFix]:
     data = yaml.safe_load(path.read_text())
     out = []
     for raw in data.get("source_fixes") or ():
-        missing = [k for k in ("name", "program", "why", "upstream", "anchor", "insert") if not raw.get(k)]
+        missing = [k for k in FIX_KEYS if not raw.get(k)]
+        if ("insert" in raw) == ("replace" in raw):
+            missing.append("insert or replace (one of them)")
         if missing:
             raise ValueError(f"kselftest-vm.yaml: source fix {raw.get('name', '?')}: missing {', '.join(missing)}")
-        out.append(SourceFix(**{k: str(raw[k]) for k in ("name", "program", "why", "upstream", "anchor", "insert")}))
+        out.append(SourceFix(**{k: str(raw[k]) for k in FIX_KEYS}, insert=str(raw.get("insert", "")),
+                             replace=None if "replace" not in raw else str(raw["replace"]),
+                             occurrences=int(raw.get("occurrences", 1))))
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import yaml
 
@@ -73,6 +73,24 @@ def enclosing_function(text: str, needle: str) -> Optional[str]:
         if match.start() > last_close:
             return match.group(1)
     return None
+
+
+def is_catalogue(name: str) -> bool:
+    return (CATALOGUES / f"{name}.yaml").is_file()
+
+
+def catalogue_name(kernel: str, version: Optional[Tuple[int, int]] = None) -> str:
+    """Which catalogue a kernel's mutants come from: the one named after the
+    kernel (``v5.0``), else the one of its major.minor version (a
+    ``debian-6.12`` tree is 6.12.x: ``6.12``).  A kernel with neither gets
+    the name asked for, so that load_catalogue says which ones exist."""
+    if (CATALOGUES / f"{kernel}.yaml").is_file():
+        return kernel
+    if version is not None:
+        for name in (f"{version[0]}.{version[1]}", f"v{version[0]}.{version[1]}"):
+            if (CATALOGUES / f"{name}.yaml").is_file():
+                return name
+    return kernel
 
 
 def load_catalogue(kernel: str = "v5.0", path: Optional[Path] = None) -> list[Mutation]:

@@ -132,6 +132,37 @@ def test_the_userfaultfd_fix_applies_to_the_v50_and_510_sources_of_the_same_shap
         assert text.index("-EEXIST") < wake < text.index("} else if (uffdio_copy.copy != page_size)")
 
 
+def test_a_replacing_source_fix_takes_every_expected_occurrence():
+    from harness.errors import InfraError
+    from harness.kernel.kselftest import SourceFix, fixed_sources
+
+    fix = SourceFix("four", "split", "why", "upstream", anchor="check(p, 1)", replace="check(p, 4)", occurrences=2)
+    source = b"if (!check(p, 1)) fail();\nsplit();\nif (!check(p, 1)) fail();\n"
+    fixed, applied = fixed_sources({"split": source}, [fix])
+    assert fixed["split"] == b"if (!check(p, 4)) fail();\nsplit();\nif (!check(p, 4)) fail();\n"
+    assert applied == {"split": ["four"]}
+    with pytest.raises(InfraError, match="occurs 1 times in split.c, not 2"):
+        fixed_sources({"split": b"if (!check(p, 1)) fail();\n"}, [fix])
+
+
+def test_the_61_split_huge_page_test_asks_for_the_four_thps_it_made():
+    """6.1.176's split_pmd_thp() as written (dd63bd7df41a fixed it in 6.3):
+    both THP checks ask for four, and the after-split test is no longer
+    inverted; 6.12's shape (already fixed) is left alone."""
+    from harness.kernel.kselftest import fixed_sources, load_source_fixes
+
+    v61 = (b"\tif (!check_huge_anon(one_page, 1, pmd_pagesize)) {\n\t\tprintf(\"No THP is allocated\\n\");\n\t}\n"
+           b"\tif (check_huge_anon(one_page, 0, pmd_pagesize)) {\n\t\tprintf(\"Still AnonHugePages not split\\n\");\n\t}\n"
+           b"\tif (!check_huge_anon(one_page, 1, pmd_pagesize)) {\n\t\tprintf(\"No THP is allocated\\n\");\n\t}\n")
+    fixed, applied = fixed_sources({"split_huge_page_test": v61}, load_source_fixes())
+    text = fixed["split_huge_page_test"].decode()
+    assert applied == {"split_huge_page_test": ["split-huge-page-test-four-thps", "split-huge-page-test-none-left"]}
+    assert text.count("check_huge_anon(one_page, 4, pmd_pagesize)") == 2
+    assert "if (!check_huge_anon(one_page, 0, pmd_pagesize))" in text and ", 1, pmd_pagesize" not in text
+    v612 = fixed["split_huge_page_test"]
+    assert fixed_sources({"split_huge_page_test": v612}, load_source_fixes()) == ({"split_huge_page_test": v612}, {})
+
+
 def test_later_kernels_run_their_renamed_and_added_programs():
     from harness.kernel.kselftest import tests_for
 

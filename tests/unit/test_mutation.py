@@ -157,3 +157,13 @@ def debian_612_tree():
 @pytest.mark.skipif(subprocess.run(["which", "patch"], capture_output=True).returncode != 0, reason="needs patch (apt-get install patch)")
 def test_every_612_mutation_applies_to_612_in_its_function(tmp_path):
     assert_every_mutation_applies(load_catalogue("6.12"), debian_612_tree(), tmp_path)
+
+
+def test_a_kernel_gets_the_catalogue_of_its_version():
+    from harness.workflows.mutation import catalogue_name
+
+    assert catalogue_name("v5.0") == "v5.0"
+    assert catalogue_name("6.12") == "6.12"
+    assert catalogue_name("debian-6.12", (6, 12)) == "6.12"
+    assert catalogue_name("debian-5.10", (5, 10)) == "debian-5.10"  # none for 5.10: load_catalogue says which exist
+    assert catalogue_name("/src/linux", (5, 0)) == "v5.0"
