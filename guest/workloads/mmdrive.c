@@ -339,11 +339,13 @@ static void *map_avoiding_holes(size_t len, int flags)
 
 static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_t map_lo, size_t map_len, int node,
                        int thp, int shared, int dontfork, int notouch, const char *kind, int fd, int sync);
+/* the mthp= size of the region being allocated (0: none), for its RESULT */
+static uint64_t alloc_mthp_kb;
 
 static void cmd_alloc(int argc, char **argv)
 {
     if (argc < 3)
-        usage_fail("usage: alloc NAME PAGES [node=N] [thp] [nothp] [hugetlb] [shared] [file=PATH [sync]] [notouch] [dontfork] [align=2M]");
+        usage_fail("usage: alloc NAME PAGES [node=N] [thp] [mthp=SIZE] [nothp] [hugetlb] [shared] [file=PATH [sync]] [notouch] [dontfork] [align=2M]");
     const char *name = argv[1];
     check_name(name);
     if (find_region(name))
@@ -355,6 +357,7 @@ static void cmd_alloc(int argc, char **argv)
         usage_fail("page count %" PRIu64 " too large for this address space", pages);
     long node = -1;
     int thp = 0, nothp = 0, shared = 0, notouch = 0, dontfork = 0, hugetlb = 0, sync = 0;
+    uint64_t mthp_kb = 0;
     const char *file = NULL;
     size_t align = PAGE;
     for (int i = 3; i < argc; i++) {
@@ -363,6 +366,17 @@ static void cmd_alloc(int argc, char **argv)
             if (parse_long(o + 5, &node) || node < 0 || node >= WL_NODEMASK_BITS)
                 usage_fail("bad node in '%s'", o);
         } else if (!strcmp(o, "thp")) {
+            thp = 1;
+        } else if (!strncmp(o, "mthp=", 5)) {
+            /* a multi-size THP region (6.8+): MADV_HUGEPAGE like thp; the
+             * folio size comes from the per-size sysfs knobs, which the
+             * harness sets; SIZE is recorded and checked against PAGES */
+            char unit = 0;
+            if (sscanf(o + 5, "%" SCNu64 "%c", &mthp_kb, &unit) != 2 || (unit != 'K' && unit != 'k' && unit != 'M' && unit != 'm'))
+                usage_fail("bad mthp size in '%s' (e.g. mthp=64K)", o);
+            mthp_kb *= (unit == 'M' || unit == 'm') ? 1024 : 1;
+            if (mthp_kb < 16 || mthp_kb * 1024 >= HPAGE || (mthp_kb & (mthp_kb - 1)))
+                usage_fail("mthp size %" PRIu64 "K is not a power of two from 16K to below %zuK", mthp_kb, (size_t)(HPAGE / 1024));
             thp = 1;
         } else if (!strcmp(o, "nothp")) {
             nothp = 1;
@@ -396,6 +410,9 @@ static void cmd_alloc(int argc, char **argv)
         usage_fail("hugetlb takes a multiple of %zu pages and no thp or shared", (size_t)(HPAGE / PAGE));
     if (thp)
         align = HPAGE;
+    if (mthp_kb && pages % (mthp_kb * 1024 / PAGE))
+        usage_fail("an mthp=%" PRIu64 "K region takes a multiple of %" PRIu64 " pages", mthp_kb, mthp_kb * 1024 / PAGE);
+    alloc_mthp_kb = mthp_kb;
 
     size_t len = (size_t)pages * PAGE;
     if (hugetlb) {
@@ -494,6 +511,9 @@ static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_
     else
         jo_null(&out, "node");
     jo_bool(&out, "thp", thp);
+    if (alloc_mthp_kb)
+        jo_u64(&out, "mthp_kb", alloc_mthp_kb);
+    alloc_mthp_kb = 0;
     jo_bool(&out, "shared", shared);
     jo_bool(&out, "touched", !notouch);
     if (kind)

@@ -136,7 +136,7 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_plan_check(args: argparse.Namespace) -> int:
-    kernels = [model_kernel(name) for name in split_list(args.kernel) or ["v5.0", "5.10"]]
+    kernels = [model_kernel(name) for name in split_list(args.kernel) or list(KERNELS)]
     arches = [lookup_arch(name) for name in split_list(args.arch) or ["x86_64", "arm64"]]
     plans = [load_plan_file(path) for path in args.files]  # a bad plan: exit 2, naming file, step and key
     for index, plan_scenario in enumerate(plans):
@@ -163,7 +163,7 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:
                                         "return value, status[], query, mm_migrate_pages events and vmstat deltas.")
     check.add_argument("files", type=Path, nargs="+", metavar="FILE.yaml")
     check.add_argument("--kernel", action="append", default=[],
-                       help=f"model kernel versions ({MODEL_KERNELS}; repeatable or comma-separated; default v5.0,5.10)")
+                       help=f"model kernel versions ({MODEL_KERNELS}; repeatable or comma-separated; default all of them)")
     check.add_argument("--arch", action="append", default=[],
                        help=f"{ARCH_NAMES} (repeatable or comma-separated; default x86_64,arm64)")
     check.set_defaults(handler=_cmd_plan_check)

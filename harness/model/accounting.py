@@ -35,8 +35,8 @@ LRU_FIELDS = {LRU_ANON: ("nr_inactive_anon", "nr_active_anon", "nr_zone_inactive
 #: Counters a node counter mirrors per zone (the zone's own name), same value summed over the node.
 ZONE_MIRRORS = {"nr_unevictable": "nr_zone_unevictable", "nr_dirty": "nr_zone_write_pending"}
 
-_SWAP_BACKED = (PageKind.ANON, PageKind.ANON_SWAPCACHE, PageKind.SHMEM, PageKind.THP)
-_ANON = (PageKind.ANON, PageKind.ANON_SWAPCACHE, PageKind.THP)
+_SWAP_BACKED = (PageKind.ANON, PageKind.ANON_SWAPCACHE, PageKind.SHMEM, PageKind.THP, PageKind.MTHP)
+_ANON = (PageKind.ANON, PageKind.ANON_SWAPCACHE, PageKind.THP, PageKind.MTHP)
 _PAGE_CACHE = (PageKind.FILE, PageKind.SHMEM, PageKind.ANON_SWAPCACHE, PageKind.BLOCKDEV, PageKind.FILE_NOMIGRATE)
 
 
@@ -52,10 +52,12 @@ def counted(page: Page, split: bool = False, swapcache_counter: bool = False) ->
         return dict(out)
     if not kind.is_lru:
         return {}
-    n = kind.nr_pages
+    n = 1 if split else page.nr_pages
     if kind in _ANON and page.mapped:
         out["nr_anon_pages"] += n
     if kind is PageKind.THP:
+        # NR_ANON_THPS: PMD-mapped only (an mTHP is in nr_anon_pages alone;
+        # 6.12 counts it per size in stats/nr_anon, outside vmstat)
         out["nr_anon_transparent_hugepages"] += 1
     if kind in _PAGE_CACHE:
         out["nr_file_pages"] += n

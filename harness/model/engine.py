@@ -60,7 +60,7 @@ class TargetSupply:
                 return None
             # alloc_migrate_huge_page(): a temporary surplus page; counted by
             # alloc_buddy_huge_page() either way.
-            if not self._take_base(page.kind.nr_pages):
+            if not self._take_base(page.nr_pages):
                 stats["htlb_buddy_alloc_fail"] += 1
                 return None
             stats["htlb_buddy_alloc_success"] += 1
@@ -70,12 +70,15 @@ class TargetSupply:
                 if self.thp_blocks <= 0:
                     return None
                 self.thp_blocks -= 1
-            if not self._take_base(page.kind.nr_pages):
+            if not self._take_base(page.nr_pages):
                 if self.thp_blocks is not None:
                     self.thp_blocks += 1
                 return None
             return "buddy"
-        return "buddy" if self._take_base(1) else None
+        # an mTHP's target is a folio of its order (alloc_migration_target()
+        # keeps folio_order): its pages come from free_pages; blocks below
+        # order 9 are not followed apart
+        return "buddy" if self._take_base(page.nr_pages) else None
 
     def give_back(self, page: Page, source: str) -> None:
         """put_new_page()/put_page(newpage) after a failed attempt: a pool
@@ -87,7 +90,7 @@ class TargetSupply:
         if page.kind.is_thp and self.thp_blocks is not None:
             self.thp_blocks += 1
         if self.free_pages is not None:
-            self.free_pages += page.kind.nr_pages
+            self.free_pages += page.nr_pages
 
     def _take_base(self, nr: int) -> bool:
         if self.free_pages is None:
@@ -212,6 +215,9 @@ def _unmap_and_move(run: PageRun, force: bool, env: Env, step: Attempt) -> int:
 
 def _unmap(run: PageRun, env: Env, step: Attempt) -> None:
     """try_to_unmap(TTU_MIGRATION|TTU_IGNORE_MLOCK): mlock does not protect."""
+    if run.page.kind is PageKind.MTHP and env.rules.mthp_migration_marks_partially_mapped:
+        # its PTEs go one at a time: queued as partially mapped after the first
+        run.page = run.page.with_(partially_mapped=True)
     if run.page.kind.is_thp and env.rules.deferred_split_full_unmap and not run.page.deferred_split:
         # page_remove_anon_compound_rmap(): the whole PMD mapping is gone
         step.stats["thp_deferred_split_page"] += 1
@@ -227,7 +233,7 @@ def _unmap(run: PageRun, env: Env, step: Attempt) -> None:
         return
     # 5.18's mlock rework: munlock_vma_page() and the drain of the mlock
     # batch munlock the isolated page at once, still PG_unevictable: stranded
-    step.stats["unevictable_pgs_stranded"] += run.page.kind.nr_pages
+    step.stats["unevictable_pgs_stranded"] += run.page.nr_pages
 
 
 def _remap(run: PageRun, env: Env, step: Attempt, moved: bool) -> None:
@@ -240,8 +246,8 @@ def _remap(run: PageRun, env: Env, step: Attempt, moved: bool) -> None:
         if not page.kind.is_thp:
             step.stats["unevictable_pgs_mlocked"] += 1
         return
-    n = page.kind.nr_pages
-    large_left_munlocked = page.kind.is_thp and env.rules.mlock_migrate_events == "v5.18-no-large"
+    n = page.nr_pages
+    large_left_munlocked = page.kind.is_large and env.rules.mlock_migrate_events == "v5.18-no-large"
     if moved:
         # folio_add_lru(dst): PG_unevictable came over, PG_mlocked did not,
         # so lru_add finds it evictable: rescued
@@ -267,7 +273,7 @@ def _move_to_new_page(run: PageRun, env: Env, step: Attempt) -> int:
         if kind is PageKind.BALLOON:
             return _balloon_migrate(page, env, step)
         return _zs_migrate(page, env, step)
-    if kind in (PageKind.ANON, PageKind.THP) or page.orphan:
+    if kind in (PageKind.ANON, PageKind.THP, PageKind.MTHP) or page.orphan:
         return _migrate_page(page, env, step)
     if kind in (PageKind.ANON_SWAPCACHE, PageKind.SHMEM):
         return _migrate_page(page, env, step)

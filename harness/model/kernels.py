@@ -178,6 +178,28 @@ class KernelRules:
     #: "v5.18-no-large" (6.12: the same for small folios; a THP is
     #: stranded and rescued and left evictable, mm/rmap.c:1355).
     mlock_migrate_events: str = "v5.0"
+    #: Anonymous multi-size THP exists (6.8, 19eaf44954df "mm: thp: support
+    #: allocation of anonymous multi-size THP"; sysfs hugepages-<size>kB,
+    #: orders 2..8 below the PMD's): a large folio below PMD order migrates
+    #: whole, counted in base pages (pgmigrate_*, nr_succeeded/nr_failed)
+    #: and never in thp_* (is_thp = folio_test_pmd_mappable(), 6.12
+    #: mm/migrate.c:1747); split for want of a target it counts nr_split
+    #: only (6.12 mm/migrate.c:1831-1837), and its split counts no vmstat
+    #: thp_split_* (6.12 mm/huge_memory.c:3685-3687).  A model input with
+    #: an mthp page on a kernel without it is refused.
+    mthp_anon: bool = False
+    #: Migrating a PTE-mapped large folio leaves the folio that stays, or
+    #: its copy, queued for deferred split as partially mapped (6.12, the
+    #: 6.12 rework "mm: introduce a pageflag for partially mapped folios"):
+    #: try_to_migrate() removes its PTEs one at a time, so
+    #: __folio_remove_rmap() sees it partially mapped after the first and
+    #: queues it (mm/rmap.c:1556, 1585-1587); migrate_folio_move() requeues
+    #: the destination the same way (mm/migrate.c:1366-1370, 1399-1400).
+    #: migrate_pages_batch() splits such a folio before trying it (nr_split
+    #: +1, one failed folio, its pages moved with the split ones; a pinned
+    #: one cannot be split and is tried whole: mm/migrate.c:1752-1785).  So
+    #: an mTHP moved once is split when it moves again.
+    mthp_migration_marks_partially_mapped: bool = False
     #: /proc/kpageflags shows KPF_MMAP on a zspage's first page (zsmalloc
     #: keeps the first object's offset, 0, where _mapcount is); 6.12's
     #: zsmalloc pages are a page type (PGTY_zsmalloc, 6.11's "mm: zsmalloc:
@@ -370,6 +392,8 @@ V6_12 = replace(
     move_pages_folio_walk=True,
     hugetlb_pud_lookup="folio",
     mlock_migrate_events="v5.18-no-large",
+    mthp_anon=True,
+    mthp_migration_marks_partially_mapped=True,
 )
 
 KERNELS: Mapping[str, KernelRules] = MappingProxyType({k.name: k for k in (V5_0, V5_10, V6_1, V6_12)})

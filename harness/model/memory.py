@@ -7,7 +7,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
-from harness.model.constants import HPAGE_PMD_NR
 from harness.model.engine import PageRun
 from harness.model.migrate import CallResult
 from harness.model.page import Page, PageKind
@@ -30,6 +29,11 @@ class MemObject:
     def split(self) -> bool:
         return self.sub_nodes is not None
 
+    @property
+    def subpages(self) -> range:
+        """The subpage indices of a split large page."""
+        return range(len(self.sub_nodes or ()))
+
     def node_of(self, sub: int = 0) -> int:
         if self.sub_nodes is not None:
             return self.sub_nodes[sub]
@@ -39,7 +43,7 @@ class MemObject:
         """The list entry isolating this object (or one subpage once split)."""
         if self.sub_nodes is not None:
             sub = 0 if sub is None else sub
-            base = self.page.with_(kind=PageKind.ANON, node=self.sub_nodes[sub])
+            base = self.page.subpage(node=self.sub_nodes[sub])
             return PageRun(base, origin, sub)
         return PageRun(self.page.with_(node=self.node), origin, None)
 
@@ -80,8 +84,11 @@ class Memory:
         for outcome in result.outcomes:
             obj = self.objects[outcome.origin]
             if outcome.split and obj.sub_nodes is None:
-                obj.sub_nodes = [obj.node] * HPAGE_PMD_NR
-                obj.page = obj.page.with_(kind=PageKind.ANON, deferred_split=False)
+                obj.sub_nodes = [obj.node] * obj.page.nr_pages
+                obj.page = obj.page.subpage(deferred_split=False)
+            if obj.page.kind is PageKind.MTHP and outcome.page is not None:
+                # the folio that stayed keeps its queueing, a copy inherits it
+                obj.page = obj.page.with_(partially_mapped=outcome.page.partially_mapped)
             if obj.page.kind.is_thp and outcome.page is not None:
                 # a THP that stays keeps its place on the deferred split
                 # queue; one migrated is a new THP, on no queue

@@ -238,28 +238,37 @@ def _migrate_pages_v50(entries: list[PageRun], env: Env) -> CallResult:
 
 def _split_thp(lst: list[PageRun], i: int, stats: Counter, log: list[str], mapped_counts_deferred: bool = True) -> int:
     """split_huge_page_to_list(head, from): head becomes subpage 0 in place,
-    and __split_huge_page() adds the tails from 511 down to 1, each at the
-    tail of the list (so they come in reverse order).
+    and __split_huge_page() adds the tails from the last down to 1, each at
+    the tail of the list (so they come in reverse order).
 
     A THP under writeback is refused before the function's counting label
-    (``return -EBUSY`` at its top, v5.0 and 5.10): no thp_split_page_failed."""
+    (``return -EBUSY`` at its top, v5.0 and 5.10): no thp_split_page_failed.
+
+    An mTHP (6.12) is split the same way into its 2^order pages, but the
+    vmstat split counters are PMD-order only (6.12 mm/huge_memory.c
+    split_huge_page_to_list_to_order(): ``if (is_thp) count_vm_event(...)``;
+    its own count goes to the per-size mTHP stats/split), and being
+    PTE-mapped it has no PMD to split."""
     run = lst[i]
+    pmd = run.page.kind.is_thp
+    nr = run.page.nr_pages
     ok, why = can_split_huge_page(run.page)
     if not ok:
-        if not run.page.writeback:
+        if not run.page.writeback and pmd:
             stats["thp_split_page_failed"] += 1
         log.append(f"  split of {run.label} refused ({why}): -EBUSY")
         return -Errno.EBUSY
-    stats["thp_split_page"] += 1
-    if run.page.mapped:
-        stats["thp_split_pmd"] += run.page.mapcount
-        if not run.page.deferred_split and mapped_counts_deferred:
-            # the subpages' rmap goes before the split (freeze): queued once
-            stats["thp_deferred_split_page"] += 1
-    base = run.page.with_(kind=PageKind.ANON)
+    if pmd:
+        stats["thp_split_page"] += 1
+        if run.page.mapped:
+            stats["thp_split_pmd"] += run.page.mapcount
+            if not run.page.deferred_split and mapped_counts_deferred:
+                # the subpages' rmap goes before the split (freeze): queued once
+                stats["thp_deferred_split_page"] += 1
+    base = run.page.subpage()
     lst[i] = PageRun(base, run.origin, 0)
-    lst.extend(PageRun(base, run.origin, sub) for sub in range(HPAGE_PMD_NR - 1, 0, -1))
-    log.append(f"  split {run.label} into {HPAGE_PMD_NR} order-0 entries (tails appended, 511 first)")
+    lst.extend(PageRun(base, run.origin, sub) for sub in range(nr - 1, 0, -1))
+    log.append(f"  split {run.label} into {nr} order-0 entries (tails appended, {nr - 1} first)")
     return SUCCESS
 
 
@@ -321,7 +330,7 @@ class _Batched:
         node = run.page.node if self.env.target_node is None else self.env.target_node
         self._record(run, "migrated", SUCCESS, node, source)
         if run.page.kind.is_lru and not run.page.kind.is_hugetlb:
-            self.putbacks.append((run.origin, run.sub, run.page.kind.is_thp))
+            self.putbacks.append((run.origin, run.sub, run.page.kind.is_large))
 
     def _attempt(self, run: PageRun, force: bool, env: Env, pass_no: int, phase: str) -> tuple[int, str]:
         step = Attempt()
@@ -345,7 +354,7 @@ class _Batched:
                 break
             retry, retry_pages = 0, 0
             for run in list(huge):
-                nr = run.page.kind.nr_pages
+                nr = run.page.nr_pages
                 rc, source = self._attempt(run, pass_no >= FORCE_FROM_PASS, self.env, pass_no, "hugetlb ")
                 if rc == -Errno.EAGAIN:
                     retry += 1
@@ -409,14 +418,30 @@ class _Batched:
             retry, retry_pages, thp_retry = 0, 0, 0
             for run in list(batch):
                 page = run.page
-                nr, is_thp = page.kind.nr_pages, page.kind.is_thp
+                # is_large: folio_test_large(); is_thp: and PMD-sized (an
+                # mTHP counts in pages and nr_split, never in the thp_ fields)
+                nr, is_thp, is_large = page.nr_pages, page.kind.is_thp, page.kind.is_large
+                if (self.rules.mthp_migration_marks_partially_mapped and nr > 2 and page.partially_mapped
+                        and split_list is not None):
+                    # "The rare folio on the deferred split list should be
+                    # split now" (6.12 mm/migrate.c:1752): one failed folio,
+                    # its pages go with the split ones; one that cannot be
+                    # split (pinned) is tried whole below
+                    if self._split(run, split_list):
+                        self.log.append(f"{phase}pass {pass_no}: {run.label} was queued partially mapped: split first")
+                        nr_failed += 1 if counting else 0
+                        self.stats.thp_failed += 1 if is_thp else 0
+                        self.stats.thp_split += 1 if is_thp else 0
+                        self.stats.split += 1
+                        batch.remove(run)
+                        continue
                 force = env.mode != MigrateMode.MIGRATE_ASYNC if sync_lock else pass_no >= FORCE_FROM_PASS
                 rc, source = self._attempt(run, force, env, pass_no, phase)
-                if rc in (ENOMEM, -Errno.ENOSYS) and is_thp and not nosplit and split_list is not None:
+                if rc in (ENOMEM, -Errno.ENOSYS) and is_large and not nosplit and split_list is not None:
                     nr_failed += 1 if counting else 0
-                    self.stats.thp_failed += 1
+                    self.stats.thp_failed += 1 if is_thp else 0
                     if self._split(run, split_list):
-                        self.stats.thp_split += 1
+                        self.stats.thp_split += 1 if is_thp else 0
                         self.stats.split += 1
                         batch.remove(run)
                         continue
@@ -472,7 +497,7 @@ class _Batched:
             batch: list[PageRun] = []
             total = 0
             for run in list(lst):
-                total += run.page.kind.nr_pages
+                total += run.page.nr_pages
                 # 6.1: "if (nr_pages > NR_MAX_BATCHED_MIGRATION) break" (the
                 # folio that crosses stays for the next batch); 6.12: ">="
                 # (the folio that reaches it is in this batch)
@@ -504,7 +529,7 @@ class _Batched:
         vm["thp_migration_split"] += s.thp_split
         event = MigrateEvent(s.succeeded, s.failed_pages, env.mode, env.reason, s.thp_succeeded, s.thp_failed, s.thp_split, s.split)
         # the caller's putback_movable_pages() of the return list, in its order
-        self.putbacks += [(run.origin, run.sub, run.page.kind.is_thp) for run, _, _ in self.ret
+        self.putbacks += [(run.origin, run.sub, run.page.kind.is_large) for run, _, _ in self.ret
                           if run.page.kind.is_lru and not run.page.kind.is_hugetlb]
         ordered = sorted(self.outcomes.values(), key=lambda o: (o.origin, -1 if o.sub is None else o.sub))
         return CallResult(rc_gather, event, vm, ordered, self.log, self.passes, self.putbacks)

@@ -34,6 +34,11 @@ class PageKind(enum.Enum):
     FILE_NOMIGRATE = "file_nomigrate"
     #: Anonymous transparent huge page (PMD-mapped), one list entry.
     THP = "thp"
+    #: Anonymous multi-size THP (6.8 onwards, 19eaf44954df "mm: thp:
+    #: support allocation of anonymous multi-size THP"): a large folio
+    #: below PMD order, PTE-mapped, one list entry; its order is
+    #: ``Page.order``.
+    MTHP = "mthp"
     #: hugetlbfs page of PMD size (2 MiB).
     HUGETLB = "hugetlb"
     #: hugetlbfs page of PUD size (1 GiB on x86_64): never migratable in v5.0.
@@ -61,7 +66,13 @@ class PageKind(enum.Enum):
 
     @property
     def is_thp(self) -> bool:
+        """PMD-sized (folio_test_pmd_mappable): what thp_* counters count."""
         return self is PageKind.THP
+
+    @property
+    def is_large(self) -> bool:
+        """An anonymous large folio (folio_test_large, hugetlb apart)."""
+        return self in (PageKind.THP, PageKind.MTHP)
 
     @property
     def nr_pages(self) -> int:
@@ -121,11 +132,29 @@ class Page:
     released: bool = False
     #: A THP on its node's deferred split queue (counted once when queued).
     deferred_split: bool = False
+    #: Folio order of an mTHP (kind mthp): 2 to 8 with 4K pages (the
+    #: anonymous orders below PMD order, THP_ORDERS_ALL_ANON).
+    order: int = 0
+    #: An mTHP on the deferred split queue flagged partially mapped
+    #: (folio_test_partially_mapped(), 6.12): migration splits it first.
+    partially_mapped: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind is PageKind.MTHP and not MTHP_MIN_ORDER <= self.order < MTHP_PMD_ORDER:
+            raise UserError(f"an mthp page takes an order from {MTHP_MIN_ORDER} to {MTHP_PMD_ORDER - 1}, not {self.order}",
+                            hint="e.g. mthp+order=4 (64 KiB); order 9 is a PMD THP: kind thp")
+        if self.kind is not PageKind.MTHP and self.order:
+            raise UserError(f"order={self.order} is for an mthp page, not {self.kind.value}")
+
+    @property
+    def nr_pages(self) -> int:
+        """folio_nr_pages(): base pages behind one entry."""
+        return 1 << self.order if self.kind is PageKind.MTHP else self.kind.nr_pages
 
     @property
     def expected_refs(self) -> int:
         """expected_page_refs() (mm/migrate.c:377)."""
-        if self.kind in (PageKind.ANON, PageKind.THP) or self.kind.is_hugetlb:
+        if self.kind in (PageKind.ANON, PageKind.THP, PageKind.MTHP) or self.kind.is_hugetlb:
             # page_mapping() is NULL for anon pages outside the swap cache
             # (hugetlb pages here are private anonymous mappings).
             return 1
@@ -136,6 +165,14 @@ class Page:
     def with_(self, **changes) -> "Page":
         return replace(self, **changes)
 
+    def subpage(self, **changes) -> "Page":
+        """One order-0 page of this one after a split (its state, kind anon)."""
+        return replace(self, kind=PageKind.ANON, order=0, **changes)
+
+
+#: Orders of anonymous mTHP with 4K pages: 2 (16 KiB) up to PMD order 9,
+#: which is a THP (6.12 include/linux/huge_mm.h THP_ORDERS_ALL_ANON).
+MTHP_MIN_ORDER, MTHP_PMD_ORDER = 2, 9
 
 #: Page state names accepted in specs, with their type.
 STATE_FIELDS = {f.name: f.type for f in fields(Page) if f.name not in ("kind",)}

@@ -41,6 +41,7 @@ from harness.model.page import (
     FLAG_ALIASES,
     STATE_FIELDS,
     Page,
+    PageKind,
     make_page,
     parse_page_spec,
 )
@@ -165,7 +166,10 @@ def parse_entries(items: Any, memory: Memory) -> list[Entry]:
             index = parse_indices(item["page"], len(memory), "page")
             if len(index) != 1:
                 raise UserError("entries: 'page' names one page; use 'pages' for several")
-            subs = parse_indices(item.get("subpages", 0), 512, "subpages")
+            # a huge page's or an mTHP's subpages (the account parses
+            # entries without the pages: up to a PMD's)
+            obj = memory[index[0]]
+            subs = parse_indices(item.get("subpages", 0), obj.page.nr_pages if obj is not None else 512, "subpages")
             targets = [(index[0], sub) for sub in subs]
         else:
             targets = [(i, 0) for i in parse_indices(item.get("pages", "all"), len(memory))]
@@ -375,8 +379,11 @@ def simulate(data: Mapping, rules: Optional[KernelRules] = None) -> list[Predict
     for page in (obj.page for obj in memory.objects):
         if page.node >= nodes:
             raise UserError(f"a page is on node {page.node} but the scenario has {nodes} node(s)")
-        if page.kind.is_thp and not arch.thp:
+        if page.kind.is_large and not arch.thp:
             raise UserError(f"arch {arch_name} has no THP in this configuration")
+        if page.kind is PageKind.MTHP and not rules.mthp_anon:
+            raise UserError(f"kernel {rules.name} has no anonymous mTHP (it came in 6.8): an mthp page cannot be",
+                            hint="use kernel 6.12, or thp pages")
     ctx = Context(rules, arch_name, arch, memory, nodes, _targets(data.get("targets")))
     if "steps" in data:
         steps = data["steps"]

@@ -76,7 +76,7 @@ def test_a_node_counter_the_model_accounts_that_moved_wrongly_fails_by_node(tmp_
 
 #: More recorded plan runs of a version, for entries only they show: 6.12
 #: arm64's e27, whose first move made a kworker (nr_kernel_stack +16 kB).
-MORE_RUNS = {"6.12": ("6.12-memoryless-node-arm64",)}
+MORE_RUNS = {"6.12": ("6.12-memoryless-node-arm64", "6.12-mthp-x86_64+arm64")}
 
 
 #: Recorded runs of the class-based scenarios whose shell steps kept the

@@ -44,7 +44,8 @@ def test_6x_rules_differ_from_510_only_in_named_fields():
               "mlock_migrate_events", "hugetlb_pud_lookup", "swapcache_counter"}
     for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred",
                                                                   "compact_memory_suitable_event", "zspage_kpageflags_mmap",
-                                                                  "move_pages_folio_walk"})):
+                                                                  "move_pages_folio_walk", "mthp_anon",
+                                                                  "mthp_migration_marks_partially_mapped"})):
         rules = kernel(name).as_dict()
         assert {k for k in base if base[k] != rules[k]} - {"name", "version", "description"} == expected
 
@@ -393,3 +394,83 @@ def test_a_hugetlb_page_without_a_target_ends_the_call_with_enomem(name, monkeyp
             "targets": {1: {"hugetlb_pool": 0, "hugetlb_buddy": False}}}
     pred = run(data, kernel(name), monkeypatch)
     assert pred.ret == -12 and events(pred) == [(0, 512, 0, 0, 0)]
+
+
+def test_an_mthp_moves_whole_counted_in_pages_and_never_in_thp_fields():
+    """6.12: a 64 KiB anonymous folio (order 4) given by every address of
+    it: the first queues it, the second finds it isolated (-EBUSY) and
+    flushes the batch, the rest are on the target node then.  It counts 16
+    in pgmigrate_success and nr_succeeded, nothing in thp_*."""
+    entries = [{"page": 0, "subpages": "0-15", "node": 1}]
+    (pred,) = simulate({"kernel": "6.12", "arch": "x86_64", "pages": ["mthp+order=4"],
+                        "call": "move_pages", "entries": entries})
+    assert pred.ret == 0 and pred.status == [1, -16] + [1] * 14
+    assert [(e.succeeded, e.failed, e.thp_succeeded, e.thp_failed, e.thp_split, e.split) for e in pred.events] == \
+        [(16, 0, 0, 0, 0, 0)]
+    deltas = pred.vmstat_deltas()
+    assert deltas["pgmigrate_success"] == 16
+    assert not any(deltas.get(k) for k in ("thp_migration_success", "thp_migration_fail", "thp_split_page"))
+    # the same folio as a PMD THP would count in the thp fields: mthp_anon's
+    # rule (is_thp = folio_test_pmd_mappable()) is what keeps them at 0
+    (thp,) = simulate({"kernel": "6.12", "arch": "x86_64", "pages": ["thp"], "call": "move_pages",
+                       "entries": [{"page": 0, "subpages": "0-15", "node": 1}]})
+    assert [(e.thp_succeeded,) for e in thp.events] == [(1,)]
+
+
+def test_an_mthp_without_a_target_is_split_counting_nr_split_only():
+    """6.12 migrate_pages_batch(): -ENOMEM for a large folio splits it
+    (nr_split +1, nr_thp_split and thp_split_page only for PMD order) and
+    counts it as one failed folio; migrate_pages() tries its 16 pages once,
+    MIGRATE_ASYNC, failures uncounted in the return value and -ENOMEM
+    ignored there.  With 10 free pages on node 1 ten move, the 11th fails
+    (pgmigrate_fail 1), five stay untried; move_pages returns 1 (the failed
+    folio) and writes no status."""
+    (pred,) = simulate({"kernel": "6.12", "arch": "x86_64", "pages": ["mthp+order=4"], "call": "move_pages",
+                        "entries": [{"pages": "all", "node": 1}], "targets": {1: {"free_pages": 10}}})
+    assert pred.ret == 1 and pred.status == [None]
+    (event,) = pred.events
+    assert (event.succeeded, event.failed, event.thp_failed, event.thp_split, event.split) == (10, 1, 0, 0, 1)
+    deltas = pred.vmstat_deltas()
+    assert not deltas.get("thp_split_page") and not deltas.get("thp_migration_split")
+    assert (deltas["pgmigrate_success"], deltas["pgmigrate_fail"]) == (10, 1)
+    assert pred.placement == [{"page": 0, "kind": "anon", "split": True, "nodes": {0: 6, 1: 10}}]
+
+
+@pytest.mark.parametrize("name", ["v5.0", "5.10", "6.1"])
+def test_a_kernel_without_anonymous_mthp_refuses_an_mthp_page(name):
+    from harness.errors import UserError
+    with pytest.raises(UserError, match="no anonymous mTHP"):
+        simulate({"kernel": name, "arch": "x86_64", "pages": ["mthp+order=4"], "call": "move_pages", "entries": MOVE_ALL})
+
+
+def test_an_mthp_page_needs_an_order_below_the_pmds():
+    from harness.errors import UserError
+    for spec in ("mthp", "mthp+order=9", "mthp+order=1", "anon+order=4"):
+        with pytest.raises(UserError, match="order"):
+            parse_pages([spec])
+
+
+def test_an_mthp_moved_once_is_split_when_it_moves_again_on_612(monkeypatch):
+    """6.12: the copy of a migrated PTE-mapped mTHP is queued partially
+    mapped (its source was, after its first PTE went), so its next
+    migration splits it first: nr_split 1, its 16 pages moved as split
+    pieces, the call returns 0.  Without the rule it moves whole again."""
+    data = {"arch": "x86_64", "pages": ["mthp+order=4"], "steps": [
+        {"call": "move_pages", "entries": [{"pages": "all", "node": 1}]},
+        {"call": "move_pages", "entries": [{"pages": "all", "node": 0}]}]}
+    monkeypatch.setattr(scenario_mod, "kernel", lambda name: rules)
+    rules = kernel("6.12")
+    first, second = simulate(dict(data, kernel="6.12"))
+    assert [(e.succeeded, e.split) for e in first.events] == [(16, 0)]
+    assert [(e.succeeded, e.failed, e.split) for e in second.events] == [(16, 0, 1)] and second.ret == 0
+    rules = replace(kernel("6.12"), mthp_migration_marks_partially_mapped=False)
+    _, again = simulate(dict(data, kernel="6.12"))
+    assert [(e.succeeded, e.split) for e in again.events] == [(16, 0)]
+
+
+def test_a_pinned_mthp_queued_partially_mapped_cannot_be_split_and_stays():
+    """The pin keeps split_folio() from freezing it: tried whole, it fails
+    every pass (-EAGAIN) and counts its 16 pages once in pgmigrate_fail."""
+    (pred,) = simulate({"kernel": "6.12", "arch": "x86_64", "pages": ["mthp+order=4+pinned"], "call": "move_pages",
+                        "entries": [{"pages": "all", "node": 1}]})
+    assert pred.ret == 1 and [(e.succeeded, e.failed, e.split) for e in pred.events] == [(0, 16, 0)]

@@ -8,7 +8,7 @@ from harness.model.kernels import kernel
 from harness.model.migrate import migrate_pages
 from harness.model.page import Page, PageKind
 
-ORDER0_KINDS = [k for k in PageKind if not (k.is_thp or k.is_hugetlb)]
+ORDER0_KINDS = [k for k in PageKind if not (k.is_large or k.is_hugetlb)]
 
 order0_pages = st.builds(
     Page,

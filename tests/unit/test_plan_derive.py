@@ -10,6 +10,7 @@ import yaml
 
 from harness.arches import arch
 from harness.cli import main
+from harness.commands.model import plan_target
 from harness.errors import UserError
 from harness.model import kernel, simulate
 from harness.scenarios import all_scenarios
@@ -73,6 +74,8 @@ DERIVED_PAGES = {
     "disallowed-node": ("anon*8@1", "anon*4"),
     # buf's six anonymous pages (the third node has none)
     "memoryless-node": ("anon*6",),
+    # m1's and m2's four 64 KiB folios each, m3's two: the first pinned (its page 5)
+    "mthp": ("mthp+order=4*8", "mthp+order=4+pinned", "mthp+order=4"),
 }
 
 
@@ -230,7 +233,7 @@ def test_file_pages_are_derived_from_file_regions_dirty_until_written_back(tmp_p
 
 
 @pytest.mark.parametrize("option,words", [("alloc x 4 sync", "sync needs file=PATH"),
-                                          ("alloc x 4 file=/f shared", "a file= region takes no thp, hugetlb or shared")])
+                                          ("alloc x 4 file=/f shared", "a file= region takes no thp, mthp, hugetlb or shared")])
 def test_bad_file_region_options_are_refused(tmp_path, capsys, option, words):
     text = FILE_PLAN.replace("  alloc d 4 file=/mnt/disk/d dontfork", "  " + option).replace("d:0-3=1 ", "").replace("d:0-3 ", "")
     assert words in refused(tmp_path, text, capsys)
@@ -421,9 +424,13 @@ def test_plan_check_prints_each_builtin_plans_predictions_for_both_versions_and_
     for path in BUILTIN:
         plan = Plan.load(path)
         section = out.split(f"plan {plan.name} ({path})", 1)[1].split("\nplan ", 1)[0]
-        for version in ("v5.0", "5.10"):
+        for version in ("v5.0", "5.10", "6.1", "6.12"):
             for name in ("x86_64", "arm64"):
                 block = section.split(f"== {version} {name}", 1)[1].split("  == ", 1)[0]
+                reason = load_plan_file(path).skip_reason(plan_target(plan, arch(name), kernel(version)))
+                if reason:  # said instead of a prediction (an mTHP plan before 6.8)
+                    assert block.startswith(f": skipped ({reason})"), (plan.name, version, name)
+                    continue
                 predictions = simulate(plan.model_scenario(target(name, version)))
                 for index, (step, prediction) in enumerate(zip(plan.steps, predictions), 1):
                     assert f"step {index} {step.name}: {step.run}" in block
@@ -468,3 +475,53 @@ def test_a_move_in_a_cpuset_carries_its_mems_to_the_model_and_is_eacces_outside_
 def test_what_the_model_does_not_follow_in_a_cpuset_is_refused(setup, run, words):
     with pytest.raises(UserError, match=words):
         _derive(setup, run)
+
+
+MTHP_PLAN = """\
+name: m
+title: mTHP folios
+requires: {numa: true, thp: true}
+setup: |
+  alloc a 8 node=0
+  alloc m 48 node=0 mthp=64K
+  alloc s 8 node=0 mthp=16K
+  pin m 20
+steps:
+  - name: move
+    run: move m:0,16,17=1 s:4=1
+"""
+
+
+def test_an_mthp_region_is_one_model_page_per_folio_and_its_addresses_are_subpages(tmp_path):
+    plan = load_plan_file(write(tmp_path, MTHP_PLAN)).plan
+    assert plan.pages == ("anon*8", "mthp+order=4", "mthp+order=4+pinned", "mthp+order=4", "mthp+order=2*2")
+    assert plan.mthp == (("m", 64), ("s", 16))
+    assert dict(plan.regions) == {"a": 8, "m": 48, "s": 8}  # their page flags are read around each step
+    (step,) = plan.steps
+    assert step.model["entries"] == [{"page": 8, "subpages": 0, "node": 1}, {"page": 9, "subpages": 0, "node": 1},
+                                     {"page": 9, "subpages": 1, "node": 1}, {"page": 12, "subpages": 0, "node": 1}]
+
+
+@pytest.mark.parametrize("line,message", [("alloc m 40 mthp=64K", "takes a multiple of 16 pages"),
+                                          ("alloc m 16 mthp=2M", "2M is a PMD THP"),
+                                          ("alloc m 16 mthp=48K", "one of 16K, 32K, 64K"),
+                                          ("alloc m 16 mthp=64K thp", "no thp, nothp, hugetlb or shared"),
+                                          ("alloc m 16 mthp=64K shared", "no thp, nothp, hugetlb or shared")])
+def test_bad_mthp_regions_are_refused(tmp_path, capsys, line, message):
+    text = MTHP_PLAN.replace("alloc m 48 node=0 mthp=64K", line).replace("  pin m 20\n", "").replace(" m:0,16,17=1", "")
+    assert message in refused(tmp_path, text, capsys)
+
+
+def test_a_region_of_mthp_folios_is_checked_head_and_tails_from_its_page_flags():
+    from harness.scenarios.plan.scenario import mthp_knobs, mthp_layout_problem
+
+    head, tail = 1 << 15, 1 << 16
+    good = ([head | (1 << 22)] + [tail | (1 << 22)] * 15) * 2
+    assert mthp_layout_problem("m", 64, good) is None
+    base = [1 << 5] * 32  # order-0 pages: no folio
+    assert "page 0 is not a compound head" in mthp_layout_problem("m", 64, base)
+    thirty_two = ([head] + [tail] * 7) * 4  # 32 KiB folios where 64 KiB were asked for
+    assert "page 8 is not a compound tail" in mthp_layout_problem("m", 64, thirty_two)
+    knobs = mthp_knobs([64, 16, 64])
+    assert knobs.index("hugepages-16kB/enabled") < knobs.index("hugepages-64kB/enabled") < knobs.index("echo never > ")
+    assert "echo never > /sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled" in knobs

@@ -40,6 +40,24 @@ class PlanError(UserError):
     """A plan that cannot run: names the file, the step and the key."""
 
 
+#: mTHP sizes an alloc may ask for (mthp=SIZE): the anonymous orders 2..8
+#: with 4K pages, as the kernel's hugepages-<size>kB directories name them.
+MTHP_SIZES_KB = tuple(4 << order for order in range(2, 9))
+
+
+def mthp_pages(text: str, where: str) -> int:
+    """Pages per folio of an ``mthp=SIZE`` (16K .. 1M)."""
+    value = text.strip().upper()
+    try:
+        kb = int(value[:-1]) * (1024 if value.endswith("M") else 1) if value[-1:] in ("K", "M") else -1
+    except ValueError:
+        kb = -1
+    if kb not in MTHP_SIZES_KB:
+        raise PlanError(f"{where}: an mTHP size is one of {', '.join(f'{k}K' for k in MTHP_SIZES_KB)}, not {text!r}",
+                        hint="2M is a PMD THP: alloc ... thp")
+    return kb // 4
+
+
 #: Commands a plan may not use, why, and what to do instead.
 REFUSED = {
     "holes": ("it frees the pages at even physical addresses, which the plan cannot know, so the model's view "
@@ -65,7 +83,7 @@ class ModelView:
 class Region:
     name: str
     pages: int
-    kind: str  # anon, thp, hugetlb
+    kind: str  # anon, thp, mthp, hugetlb, file
     node: int
     shared: bool
     dontfork: bool
@@ -93,6 +111,13 @@ class Region:
     charged: bool = False
     #: Pages read back from swap: anonymous pages that stay in the swap cache.
     swapcache: set = field(default_factory=set)
+    #: Pages per folio of an mthp region (alloc's mthp=SIZE), else 0.
+    folio: int = 0
+
+    @property
+    def block(self) -> int:
+        """Pages per model page: a huge page's or an mTHP folio's, else 1."""
+        return self.folio if self.kind == "mthp" else HUGE if self.kind in ("thp", "hugetlb") else 1
 
 
 def parse_ranges(text: str, count: int, where: str) -> list[int]:
@@ -229,7 +254,7 @@ class Layout:
             raise PlanError(f"{where}: release: bad page count {count_text!r}") from None
         if count > region.pages:
             raise PlanError(f"{where}: release: {region.name!r} has {region.pages} pages, not {count}")
-        if region.kind in ("thp", "hugetlb") or region.mlocked:
+        if region.kind in ("thp", "mthp", "hugetlb") or region.mlocked:
             raise PlanError(f"{where}: release of {region.name!r}: MADV_DONTNEED " +
                             ("fails on an mlocked range (EINVAL)" if region.mlocked else
                              f"of part of a {region.kind} region splits or refuses it"), hint="release a base-page region")
@@ -263,9 +288,12 @@ class Layout:
             pages = int(args[1])
         except ValueError:
             raise PlanError(f"{where}: bad page count {args[1]!r}") from None
-        node, opts, file = 0, set(), None
+        node, opts, file, folio = 0, set(), None, 0
         for option in args[2:]:
-            if option.startswith("node="):
+            if option.startswith("mthp="):
+                folio = mthp_pages(option[5:], f"{where}: {option}")
+                opts.add("mthp")
+            elif option.startswith("node="):
                 try:
                     node = int(option[5:])
                 except ValueError:
@@ -276,17 +304,20 @@ class Layout:
                 opts.add(option)
             else:
                 raise PlanError(f"{where}: unknown alloc option {option!r}",
-                                hint=f"alloc takes node=N, file=PATH [sync] and {', '.join(ALLOC_OPTIONS[:6])}")
+                                hint=f"alloc takes node=N, file=PATH [sync], mthp=SIZE and {', '.join(ALLOC_OPTIONS[:6])}")
         if self.mems is not None and (node not in self.mems or not any(o.startswith("node=") for o in args[2:])):
             raise PlanError(f"{where}: alloc {name} after cpuset {','.join(map(str, self.mems))}: give it node=N inside the "
                             "cpuset (a bind outside it is -EINVAL, and where an unbound region lands the plan cannot say)")
         if "sync" in opts and file is None:
             raise PlanError(f"{where}: sync needs file=PATH")
-        if file is not None and opts & {"thp", "hugetlb", "shared"}:
-            raise PlanError(f"{where}: a file= region takes no thp, hugetlb or shared (a file mapping is shared)")
-        kind = "file" if file else "hugetlb" if "hugetlb" in opts else "thp" if "thp" in opts else "anon"
-        if kind in ("thp", "hugetlb") and pages % HUGE:
-            raise PlanError(f"{where}: a {kind} region takes a multiple of {HUGE} pages, not {pages}")
+        if file is not None and opts & {"thp", "mthp", "hugetlb", "shared"}:
+            raise PlanError(f"{where}: a file= region takes no thp, mthp, hugetlb or shared (a file mapping is shared)")
+        if "mthp" in opts and opts & {"thp", "nothp", "hugetlb", "shared"}:
+            raise PlanError(f"{where}: an mthp= region is private anonymous memory: no thp, nothp, hugetlb or shared")
+        kind = "file" if file else "hugetlb" if "hugetlb" in opts else "thp" if "thp" in opts else "mthp" if folio else "anon"
+        block = folio or HUGE
+        if kind in ("thp", "mthp", "hugetlb") and pages % block:
+            raise PlanError(f"{where}: a {kind} region takes a multiple of {block} pages, not {pages}")
         touched = "notouch" not in opts
         ramfs = file is not None and file.startswith(RAMFS)
         if ramfs and "sync" in opts:
@@ -294,7 +325,7 @@ class Layout:
         self.regions[name] = Region(name, pages, kind, node, "shared" in opts or file is not None, "dontfork" in opts,
                                     ["present" if touched else "absent"] * pages,
                                     dirty=set(range(pages)) if touched and "sync" not in opts and file else set(),
-                                    charged=self.memcg, policy=[node] * pages, ramfs=ramfs)
+                                    charged=self.memcg, policy=[node] * pages, ramfs=ramfs, folio=folio)
 
     def _swapout(self, where: str) -> None:
         """memory.force_empty: every page charged to the memory cgroup goes
@@ -425,8 +456,10 @@ class Layout:
                     specs.append(self._spec(kind, region, [i]))
                     copies.append(region.copies.get(i))
                 continue
-            for block in range(region.pages // HUGE):
-                subs = list(range(block * HUGE, (block + 1) * HUGE))
+            size = region.block
+            kind = f"mthp+order={size.bit_length() - 1}" if region.kind == "mthp" else region.kind
+            for block in range(region.pages // size):
+                subs = list(range(block * size, (block + 1) * size))
                 states = {region.present[i] for i in subs}
                 if states != {"present"}:
                     raise PlanError(f"{where}: huge page {block} of {region.name!r} is not wholly present: "
@@ -435,8 +468,8 @@ class Layout:
                 if len(mlocked) > 1:
                     raise PlanError(f"{where}: {region.name!r} is partly mlocked: the model's view cannot be derived")
                 for i in subs:
-                    index[(region.name, i)] = (len(specs), i - block * HUGE)
-                specs.append(self._spec(region.kind, region, subs))
+                    index[(region.name, i)] = (len(specs), i - block * size)
+                specs.append(self._spec(kind, region, subs))
                 copies.append(None)
         return ModelView(specs, index, copies)
 

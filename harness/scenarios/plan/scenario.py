@@ -32,6 +32,34 @@ from harness.scenarios.plan.script import guest_script
 from harness.scenarios.plan.windows import step_events, step_windows
 from harness.vm.cmdline import DISK_DEVICE
 
+#: kpageflags bits of a large folio's pages (include/uapi/linux/kernel-page-flags.h).
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 15, 16
+THP_SYSFS = "/sys/kernel/mm/transparent_hugepage"
+
+
+def mthp_knobs(sizes_kb) -> str:
+    """Guest shell turning on MADV_HUGEPAGE mTHP of these sizes and PMD THP
+    off (so a madvised region faults in folios of the asked size), then
+    printing every size's setting."""
+    parts = [f"echo madvise > {THP_SYSFS}/hugepages-{kb}kB/enabled" for kb in sorted(set(sizes_kb))]
+    parts.append(f"echo never > {THP_SYSFS}/hugepages-2048kB/enabled")
+    parts.append(f"grep -H . {THP_SYSFS}/hugepages-*kB/enabled")
+    return "; ".join(parts)
+
+
+def mthp_layout_problem(name: str, kb: int, flags: list) -> Optional[str]:
+    """None when region ``name``'s page flags (in address order, the region
+    starting 2 MiB aligned) show one compound folio per ``kb`` KiB: a head
+    at each folio's first page and tails on the rest."""
+    per = kb // 4
+    for i, value in enumerate(flags):
+        want = KPF_COMPOUND_HEAD if i % per == 0 else KPF_COMPOUND_TAIL
+        if value is None or not (int(value) >> want) & 1:
+            return (f"region {name} did not get {kb} KiB folios: page {i} is not a compound "
+                    f"{'head' if want == KPF_COMPOUND_HEAD else 'tail'} (kpageflags {value if value is None else hex(int(value))})")
+    return None
+
+
 #: The built-in plans.
 PLANS = Path(__file__).resolve().parents[1] / "plans"
 
@@ -50,9 +78,18 @@ class PlanScenario(Scenario):
         self.memoryless_nodes = plan.memoryless_nodes
         self.source = plan.source
 
+    def skip_reason(self, target: Target) -> Optional[str]:
+        reason = super().skip_reason(target)
+        if reason is None and self.plan.mthp and not target.rules.mthp_anon:
+            reason = (f"anonymous multi-size THP came in 6.8 (19eaf44954df): kernel {target.rules.name} has none "
+                      f"(hugepages-{self.plan.mthp[0][1]}kB)")
+        return reason
+
     # ------------------------------------------------------------------
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
+        if self.plan.mthp:
+            guest_command(guest, captures, "mthp-knobs", mthp_knobs(kb for _, kb in self.plan.mthp), timeout=60)
         if self.plan.prepare:
             guest_command(guest, captures, "plan-prepare", self.plan.prepare, timeout=120)
         if self.plan.disk_write_bps:
@@ -87,6 +124,12 @@ class PlanScenario(Scenario):
             return top.results
         if trace_overran(top, captures):
             return top.results
+        for region, kb in self.plan.mthp:
+            flags = next((r.get("kflags") for r in results if r.get("cmd") == "pageflags" and r.get("name") == region), None)
+            problem = "no page flags read" if flags is None else mthp_layout_problem(region, kb, flags)
+            if problem:
+                top.error("setup", f"region {region}: {problem}")
+                return top.results
         for region in self.plan.require_thp:
             smaps = next((r for r in results if r.get("cmd") == "smaps" and r.get("name") == region), None)
             if smaps is None or smaps.get("anon_huge_kb", 0) < 2048:

@@ -88,9 +88,14 @@ class Plan:
     logs: tuple = ()
     #: The file the plan came from.
     source: str = ""
-    #: (name, pages) of the setup's base-page regions: their pages' flags
-    #: are read before and after every step (page states carried).
+    #: (name, pages) of the setup's base-page and mTHP regions: their
+    #: pages' flags are read before and after every step (page states
+    #: carried).
     regions: tuple = ()
+    #: (name, KiB) of the setup's mTHP regions (alloc ... mthp=SIZE): the
+    #: scenario turns that size on (and PMD THP off) before the workload,
+    #: needs a kernel with anonymous mTHP, and checks each folio is one.
+    mthp: tuple = ()
     #: A scratch disk (/dev/vda) of this many MiB for the guest (requires: {disk_mb: N}),
     #: its writes throttled to disk_write_bps bytes per second once ``prepare`` ran
     #: (over QMP: the file system is made at full speed; 0: never throttled).
@@ -172,7 +177,8 @@ class Plan:
             targets=data.get("targets"),
             logs=_logs(data.get("logs"), source),
             source=source,
-            regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind in ("anon", "file")),
+            regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind in ("anon", "file", "mthp")),
+            mthp=tuple((r.name, r.folio * 4) for r in layout.regions.values() if r.kind == "mthp"),
             swapcache=swapcache,
             page_labels=_page_labels(view.index),
         )
