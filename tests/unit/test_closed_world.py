@@ -20,7 +20,8 @@ from harness.result import KERNEL_LOG_CHECK, Blame, Status
 
 from .test_replay import materialize
 
-RUNS = {"v5.0": "v5.0-closed-world-x86_64+arm64", "5.10": "5.10-closed-world-x86_64+arm64", "6.12": "6.12-x86_64+arm64"}
+RUNS = {"v5.0": "v5.0-closed-world-x86_64+arm64", "5.10": "5.10-closed-world-x86_64+arm64", "6.1": "6.1-x86_64+arm64",
+        "6.12": "6.12-x86_64+arm64"}
 
 
 def closed_checks(doc):
@@ -82,7 +83,7 @@ MORE_RUNS = {"6.12": ("6.12-memoryless-node-arm64", "6.12-mthp-x86_64+arm64")}
 #: Recorded runs of the class-based scenarios whose shell steps kept the
 #: whole snapshot (compaction, direct compaction, zram, balloon).
 SHELL_RUNS = {"v5.0": "v5.0-shell-closed-world-x86_64+arm64+arm", "5.10": "5.10-shell-closed-world-x86_64+arm64",
-              "6.12": "6.12-x86_64+arm64"}
+              "6.1": "6.1-x86_64+arm64", "6.12": "6.12-x86_64+arm64"}
 
 
 def _entries(version):
