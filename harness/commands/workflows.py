@@ -22,20 +22,26 @@ from harness.workflows.series import load_series_run
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    if args.run_b is None:
-
+    runs = [args.run_a, *args.more]
+    if len(runs) == 1:
         stages = load_series_run(args.run_a)
         pairs = [(a, b) for a, b in zip(stages, stages[1:]) if a.ran and b.ran]
         if not pairs:
             raise UserError(f"{args.run_a} has fewer than two stages that ran: nothing to compare")
         comparisons = [(f"{a.name} -> {b.name}", compare.compare(compare.load_run(a.path), compare.load_run(b.path),
                                                                  scenarios_for_run(b.path))) for a, b in pairs]
-    else:
-        a, b = compare.load_run(args.run_a), compare.load_run(args.run_b)
+    elif len(runs) == 2:
+        a, b = compare.load_run(runs[0]), compare.load_run(runs[1])
         comparisons = [("", compare.compare(a, b, scenarios_for_run(a.path, b.path)))]
+    else:
+        # several runs (e.g. one per kernel version): each with the next
+        loaded = [compare.load_run(path) for path in runs]
+        comparisons = [(f"{x.path} -> {y.path}", compare.compare(x, y, scenarios_for_run(x.path, y.path)))
+                       for x, y in zip(loaded, loaded[1:])]
+    pair = len(runs) == 2
     if args.html is not None:
 
-        title = f"{args.run_a}" + (f" vs {args.run_b}" if args.run_b is not None else " (series)")
+        title = f"{runs[0]}" + (f" vs {runs[1]}" if pair else " (series)" if len(runs) == 1 else f" to {runs[-1]}")
         try:
             write_whole(args.html, compare.render_html(comparisons, title))
         except OSError as exc:
@@ -43,7 +49,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"wrote {args.html}")
     if args.json:
         docs = [dict(c.as_dict(), label=label) for label, c in comparisons]
-        print(json.dumps(docs[0] if args.run_b is not None else {"series": str(args.run_a), "comparisons": docs}, indent=2, default=str))
+        print(json.dumps(docs[0] if pair else {"series": str(args.run_a), "comparisons": docs} if len(runs) == 1
+                         else {"runs": [str(r) for r in runs], "comparisons": docs}, indent=2, default=str))
     else:
         for label, comparison in comparisons:
             if label:
@@ -53,11 +60,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("compare", help="compare two runs check by check (or the consecutive stages of a series run)",
+    parser = sub.add_parser("compare", help="compare two runs check by check (or several in order, or the consecutive stages of a series run)",
                             description="Per scenario, step and check: A's and B's observed values, the model's expectation "
                                         "for each, and a verdict. Exit 1 when a check that passed in A fails in B.")
     parser.add_argument("run_a", type=Path, help="run directory A (or a series run directory alone)")
-    parser.add_argument("run_b", type=Path, nargs="?", help="run directory B")
+    parser.add_argument("more", type=Path, nargs="*", metavar="run_b",
+                        help="run directory B; more runs (e.g. one per kernel version) are each compared with the one before")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--changes", action="store_true", help="list only the checks that are not the same")
     parser.add_argument("--html", type=Path, metavar="FILE",

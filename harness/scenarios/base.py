@@ -261,10 +261,36 @@ class Scenario:
         this scenario makes the kernel log on purpose."""
         return []
 
+    #: The ``KernelRules`` fields this scenario's checks read (directly or
+    #: through the model functions they call): between two kernel
+    #: versions, the ones that differ are the model's account of why the
+    #: scenario's values differ.
+    rule_fields: Sequence[str] = ()
+
     def account(self, target: Target, other: Target) -> list[str]:
         """The model's account of why this scenario differs between two
-        targets (for the cross-arch view)."""
-        return []
+        targets (for the cross-arch and cross-version views): the rules it
+        reads that differ between the two kernels, each with the upstream
+        change its comment names."""
+        if target.rules.name == other.rules.name:
+            return []
+        from harness.model.kernels import KernelRules
+        from harness.model.versions_doc import field_docs
+
+        docs = field_docs(KernelRules)
+        notes = []
+        for name in self.rule_fields:
+            mine, theirs = getattr(target.rules, name), getattr(other.rules, name)
+            if mine != theirs:
+                doc = docs.get(name, "").split(". ")[0]
+                notes.append(f"{name} ({_short(mine)} on {target.rules.name}, {_short(theirs)} on {other.rules.name}): "
+                             + (doc if len(doc) <= 200 else doc[:197] + "..."))
+        return notes
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
 
 
 def quote(text: str) -> str:

@@ -254,6 +254,8 @@ def compact_memory_scan_counters(ck: Checker, target: Target, captures: Captures
 
 
 class CompactMemory(Scenario):
+    rule_fields = ("compact_node_cumulative_scanned", "compaction_fast_scanners_untraced", "compact_memory_suitable_event",
+                   "compaction_migratepages_from_succeeded")
     name = "compact-memory"
     experiment = "E7/E8"
     title = "compact_memory after fragmentation, then per-node compaction of node 1"

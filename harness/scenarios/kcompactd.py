@@ -79,6 +79,7 @@ def wait_quiet(daemons=DAEMONS, seconds: int = QUIET_S) -> str:
 
 
 class Kcompactd(Scenario):
+    rule_fields = ("compact_node_cumulative_scanned", "compaction_fast_scanners_untraced")
     name = "kcompactd"
     experiment = "kcompactd"
     title = "kcompactd woken by THP faults with defrag=defer on a fragmented node"

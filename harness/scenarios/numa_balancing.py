@@ -101,6 +101,7 @@ def balancing_counters(ck: Checker, delta: dict, pages: int, huge: int) -> None:
 
 
 class NumaBalancing(Scenario):
+    rule_fields = ("numa_thp_via_migrate_pages", "numa_scan_knobs", "deferred_split_full_unmap")
     name = "numa-balancing"
     experiment = "E12"
     title = "NUMA balancing pulls pages touched from node 0 off node 1"

@@ -72,6 +72,7 @@ def script(free: dict) -> str:
 
 
 class CompactUnevictable(Scenario):
+    rule_fields = ("compact_memory_suitable_event", "compaction_migratepages_from_succeeded", "mlock_migrate_events")
     name = "compact-unevictable"
     experiment = "E9"
     title = "compact_memory with compact_unevictable_allowed 0, then 1, over mlocked pages"

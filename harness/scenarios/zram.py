@@ -87,6 +87,7 @@ def zram_compact_accounting(ck: Checker, text: str) -> None:
 
 
 class Zram(Scenario):
+    rule_fields = ("zspage_kpageflags_mmap",)
     name = "zram"
     experiment = "E11"
     title = "zram swap under a memcg limit, compact_memory, zram compact"

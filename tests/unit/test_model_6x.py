@@ -474,3 +474,43 @@ def test_a_pinned_mthp_queued_partially_mapped_cannot_be_split_and_stays():
     (pred,) = simulate({"kernel": "6.12", "arch": "x86_64", "pages": ["mthp+order=4+pinned"], "call": "move_pages",
                         "entries": [{"pages": "all", "node": 1}]})
     assert pred.ret == 1 and [(e.succeeded, e.failed, e.split) for e in pred.events] == [(0, 16, 0)]
+
+
+def test_a_class_scenarios_account_names_the_rules_it_reads_that_differ():
+    from dataclasses import fields as dc_fields
+
+    from harness.arches import arch
+    from harness.model.kernels import KernelRules
+    from harness.scenarios import all_scenarios
+    from harness.scenarios.base import Target
+
+    names = {f.name for f in dc_fields(KernelRules)}
+    classes = [s for s in all_scenarios() if s.rule_fields]
+    assert {s.name for s in classes} >= {"compact-memory", "numa-balancing", "zram", "kcompactd", "direct-compaction"}
+    for scenario in classes:
+        assert set(scenario.rule_fields) <= names, scenario.name
+
+    def target(version):
+        return Target(arch("x86_64"), kernel(version), version, {}, 2)
+
+    numa = next(s for s in classes if s.name == "numa-balancing")
+    notes = numa.account(target("5.10"), target("6.1"))
+    assert [n.split(" (")[0] for n in notes] == ["numa_thp_via_migrate_pages", "numa_scan_knobs"]
+    assert "False on 5.10, True on 6.1" in notes[0]
+    assert numa.account(target("6.1"), target("6.12")) == [] and numa.account(target("6.1"), target("6.1")) == []
+
+
+def test_compare_takes_one_run_per_kernel_version_each_against_the_one_before(tmp_path, capsys):
+    from harness.cli import main
+
+    from .test_replay import materialize
+
+    runs = [materialize(name, tmp_path) for name in ("5.10-x86_64+arm64", "6.1-x86_64+arm64", "6.12-x86_64+arm64")]
+    assert main(["compare", *map(str, runs), "--changes"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n== ") + out.startswith("== ") == 2
+    assert f"== {runs[0]} -> {runs[1]}" in out and f"== {runs[1]} -> {runs[2]}" in out
+    # each pairing carries the model's account, naming the rule that changed
+    first, second = out.split(f"== {runs[1]} -> {runs[2]}")
+    assert "numa_thp_via_migrate_pages (False on 5.10, True on 6.1)" in first
+    assert "compact_memory_suitable_event (True on 6.1, False on 6.12)" in second
