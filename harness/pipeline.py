@@ -543,6 +543,8 @@ def check_outcome(scenario: Scenario, target: Target, sdir: Path, observation: O
     elif observation is not None and not outcome.error:
         try:
             results = scenario.check(observation, target, Captures(sdir))
+            # the performance side, from the same captures
+            outcome.metrics = [m.as_dict() for m in scenario.metrics(observation, target, Captures(sdir))]
         except Exception as exc:
             outcome.failed(_harness_bug(exc, sdir), "harness")
         else:

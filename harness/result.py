@@ -125,6 +125,8 @@ class ScenarioOutcome:
     evidence: list = field(default_factory=list)
     #: The model's per-step account (plan scenarios), for the reports.
     model: Optional[list] = None
+    #: Performance metrics measured beside the checks (``Metric.as_dict()``s).
+    metrics: list = field(default_factory=list)
     #: Keys written by other tools (e.g. a LAVA job's id), kept as they are.
     extra: dict = field(default_factory=dict)
 
@@ -160,7 +162,7 @@ class ScenarioOutcome:
         return self
 
     _KEYS = ("title", "experiment", "skip_reason", "error", "error_blame", "elapsed_s", "boot_s", "accel",
-             "accel_reason", "qemu_argv", "evidence", "model")
+             "accel_reason", "qemu_argv", "evidence", "model", "metrics")
 
     def as_dict(self) -> dict:
         out: dict = {"status": self.status.name}

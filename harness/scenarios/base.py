@@ -256,6 +256,11 @@ class Scenario:
     def check(self, observation: Mapping[str, Any], target: Target) -> list[CheckResult]:
         raise NotImplementedError
 
+    def metrics(self, observation: Mapping[str, Any], target: Target, captures: "Captures") -> list:
+        """Performance metrics (``harness.perf.metric.Metric``) from the
+        same captures the checks read; none by default."""
+        return []
+
     def expected_messages(self, target: Target) -> list:
         """Patterns (compiled regexes) of the error-level kernel messages
         this scenario makes the kernel log on purpose."""

@@ -16,6 +16,7 @@ from harness.model.compaction import (
     compaction_migratepages,
 )
 from harness.model.constants import COMPACT_CLUSTER_MAX
+from harness.perf.metric import metric_if, ratio
 from harness.observe import compaction as cmp
 from harness.observe import samples as samples_mod
 from harness.observe import snapshot as snapshot_mod
@@ -94,6 +95,17 @@ def make_holes(guest: Guest, captures: Captures, name: str, pids) -> None:
                      f"cat {out}")
     if parts:
         guest_command(guest, captures, name, "; ".join(parts), timeout=300)
+
+
+def compaction_efficiency(delta: Mapping[str, int], prefix: str) -> list:
+    """Pages migrated per page the migrate scanner and the free scanner
+    examined (Δpgmigrate_success / Δcompact_migrate_scanned and
+    / Δcompact_free_scanned), and the pages migrated."""
+    moved = delta.get("pgmigrate_success", 0)
+    return (metric_if(f"{prefix}.migrated_per_migrate_scanned", ratio(moved, delta.get("compact_migrate_scanned", 0)),
+                      "pages/page", "higher", "Δpgmigrate_success / Δcompact_migrate_scanned")
+            + metric_if(f"{prefix}.migrated_per_free_scanned", ratio(moved, delta.get("compact_free_scanned", 0)),
+                        "pages/page", "higher", "Δpgmigrate_success / Δcompact_free_scanned"))
 
 
 def window(trace_text: str, begin: str, end: str) -> list:
@@ -278,6 +290,13 @@ class CompactMemory(Scenario):
         collect_trace(guest, captures)
         verify_held(guest, captures, "fragment-verify", "fragment", held)
         return observation
+
+    def metrics(self, observation: Mapping[str, Any], target: Target, captures: Captures) -> list:
+        """Compaction's efficiency over compact_memory: pages migrated per
+        page either scanner examined (counts: the same under TCG as on
+        hardware)."""
+        before, after = split_snapshots(captures.load("compact-memory.out"))
+        return compaction_efficiency(vmstat_mod.delta(before, after), "compaction")
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None

@@ -10,6 +10,7 @@ from typing import Any, Mapping, Optional
 
 from harness.check import Checker, migration_invariants
 from harness.model.callers import CALLERS
+from harness.perf.metric import metric_if
 from harness.observe import compaction as cmp
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
@@ -30,6 +31,7 @@ from harness.scenarios.base import (
     verify_held,
 )
 from harness.scenarios.compaction import (
+    compaction_efficiency,
     scan_counter_invariants,
     snapshot_around,
     split_snapshots,
@@ -127,6 +129,21 @@ class DirectCompaction(Scenario):
         collect_trace(guest, captures)
         verify_held(guest, captures, "fragment-verify", "fragment", held)
         return observation
+
+    def metrics(self, observation: Mapping[str, Any], target: Target, captures: Captures) -> list:
+        """thpcompact's numbers on a fragmented node: the share of THP
+        faults that got a huge page, the share of direct compactions that
+        succeeded, and compaction's efficiency meanwhile."""
+        before, after = split_snapshots(captures.load("thp-faults.out"))
+        delta = vmstat_mod.delta(before, after)
+        alloc, fallback = delta.get("thp_fault_alloc", 0), delta.get("thp_fault_fallback", 0)
+        success, fail = delta.get("compact_success", 0), delta.get("compact_fail", 0)
+        pct = lambda a, b: None if not a + b else 100.0 * a / (a + b)  # noqa: E731
+        return (metric_if("thp_fault.huge_pct", pct(alloc, fallback), "%", "higher",
+                          "Δthp_fault_alloc / (Δthp_fault_alloc + Δthp_fault_fallback)")
+                + metric_if("direct_compaction.success_pct", pct(success, fail), "%", "higher",
+                            "Δcompact_success / (Δcompact_success + Δcompact_fail)")
+                + compaction_efficiency(delta, "direct_compaction"))
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None

@@ -1,0 +1,56 @@
+"""Metrics beside the checks, on recorded runs: a recheck computes them from
+the captures, and each equals the counters it is made of (read here from
+the same snapshots by hand)."""
+import json
+
+import pytest
+
+from harness.observe import vmstat as vmstat_mod
+from harness.perf.metric import Metric
+from harness.pipeline import recheck
+from harness.report.model import outcome_of
+from harness.scenarios.compaction import split_snapshots
+
+from .test_replay import materialize
+
+
+def metrics_of(doc, arch, scenario):
+    return {m["name"]: Metric.from_dict(m) for m in outcome_of(doc, arch, scenario).metrics}
+
+
+@pytest.mark.parametrize("run", ["v5.0-x86_64+arm64", "6.12-x86_64+arm64"])
+def test_compact_memory_reports_pages_migrated_per_page_scanned(run, tmp_path):
+    run_dir = materialize(run, tmp_path)
+    doc = recheck(run_dir, reports=False, only=["compact-memory"])
+    for arch in ("x86_64", "arm64"):
+        before, after = split_snapshots((run_dir / arch / "compact-memory" / "compact-memory.out").read_text())
+        delta = vmstat_mod.delta(before, after)
+        got = metrics_of(doc, arch, "compact-memory")
+        assert got["compaction.migrated_per_migrate_scanned"].value == pytest.approx(
+            delta["pgmigrate_success"] / delta["compact_migrate_scanned"])
+        assert got["compaction.migrated_per_free_scanned"].value == pytest.approx(
+            delta["pgmigrate_success"] / delta["compact_free_scanned"])
+        assert 0 < got["compaction.migrated_per_migrate_scanned"].value <= 1
+        assert got["compaction.migrated_per_free_scanned"].better == "higher"
+    # kept in results.json with the checks
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["arches"]["x86_64"]["scenarios"]["compact-memory"]["metrics"]
+
+
+def test_direct_compaction_reports_thpcompacts_numbers(tmp_path):
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    doc = recheck(run_dir, reports=False, only=["direct-compaction"])
+    before, after = split_snapshots((run_dir / "x86_64" / "direct-compaction" / "thp-faults.out").read_text())
+    delta = vmstat_mod.delta(before, after)
+    got = metrics_of(doc, "x86_64", "direct-compaction")
+    alloc, fallback = delta.get("thp_fault_alloc", 0), delta.get("thp_fault_fallback", 0)
+    assert got["thp_fault.huge_pct"].value == pytest.approx(100 * alloc / (alloc + fallback))
+    assert got["thp_fault.huge_pct"].unit == "%" and 0 <= got["thp_fault.huge_pct"].value <= 100
+    assert "direct_compaction.migrated_per_migrate_scanned" in got
+
+
+def test_a_metric_says_which_way_is_better():
+    with pytest.raises(ValueError, match="better is"):
+        Metric("x", 1.0, "pages", "up")
+    m = Metric("x", 2.5, "pages/s", "lower", "how")
+    assert Metric.from_dict(m.as_dict()) == m
