@@ -84,6 +84,20 @@ class RunRequest:
     #: Guests at once: scenarios (of every arch) run in up to this many
     #: fresh guests in parallel; 1 runs them one after the other.
     vms: int = 1
+    #: Run the suite this many times, each scenario in a fresh guest every
+    #: time (the performance metrics' samples): repeat k > 1 of scenario S
+    #: is recorded as ``S@k`` (its directory too).
+    repeat: int = 1
+
+
+def repeat_key(name: str, repeat: int) -> str:
+    """The results key (and directory) of repeat ``repeat`` of a scenario."""
+    return name if repeat == 1 else f"{name}@{repeat}"
+
+
+def base_name(key: str) -> str:
+    """The scenario a results key is a repeat of."""
+    return key.split("@", 1)[0]
 
 
 @dataclass
@@ -187,6 +201,7 @@ class Pipeline:
                 "plans": [str(p) for p in req.plans],
                 "only_plans": req.only_plans,
                 "debug": req.debug,
+                "repeat": req.repeat,
             },
             "versions": _versions(),
             "reproducer": req.reproducer,
@@ -263,12 +278,18 @@ class Pipeline:
         return path.resolve()
 
     # ------------------------------------------------------------------
+    def _instances(self, scenarios: Sequence[Scenario]) -> list[tuple[Scenario, str]]:
+        """(scenario, results key) in running order: the suite once per
+        repeat (a repeat's guests are as fresh as the first's)."""
+        return [(s, repeat_key(s.name, r)) for r in range(1, self.request.repeat + 1) for s in scenarios]
+
     def _run_arch(self, arch_name: str, scenarios: Sequence[Scenario], arch_dir: Path) -> dict:
         ctx = self._prepare_arch(arch_name, scenarios, arch_dir)
-        order = [s.name for s in scenarios]
-        for scenario in scenarios:
-            outcome = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, arch_dir / scenario.name)
-            self._record(ctx, scenario.name, outcome, order)
+        instances = self._instances(scenarios)
+        order = [key for _, key in instances]
+        for scenario, key in instances:
+            outcome = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, arch_dir / key)
+            self._record(ctx, key, outcome, order)
             if self.request.fail_fast and outcome.status in (Status.FAIL, Status.ERROR):
                 break
         return self._finish_arch(ctx)
@@ -345,29 +366,30 @@ class Pipeline:
             contexts.append(self._prepare_arch(arch_name, scenarios, run_dir / arch_name))
             info["arches"][arch_name] = contexts[-1].info
             write_json(run_dir / "run.json", info)
-        order = [s.name for s in scenarios]
+        instances = self._instances(scenarios)
+        order = [key for _, key in instances]
         lock = threading.Lock()
         stop = threading.Event()
         running: dict = {}
 
-        def work(ctx: _ArchRun, scenario: Scenario) -> Optional[ScenarioOutcome]:
+        def work(ctx: _ArchRun, scenario: Scenario, key: str) -> Optional[ScenarioOutcome]:
             if stop.is_set():
                 return None
             with lock:
-                running[(ctx.name, scenario.name)] = time.monotonic()
+                running[(ctx.name, key)] = time.monotonic()
             try:
-                outcome = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, ctx.directory / scenario.name)
+                outcome = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, ctx.directory / key)
             finally:
                 with lock:
-                    running.pop((ctx.name, scenario.name), None)
+                    running.pop((ctx.name, key), None)
             with lock:  # (a scenario Ctrl-C cut short is recorded again below, as interrupted)
-                self._record(ctx, scenario.name, outcome, order)
+                self._record(ctx, key, outcome, order)
             if req.fail_fast and outcome.status in (Status.FAIL, Status.ERROR):
                 stop.set()
             return outcome
 
         pool = ThreadPoolExecutor(max_workers=req.vms, thread_name_prefix="guest")
-        futures = [pool.submit(work, ctx, scenario) for ctx in contexts for scenario in scenarios]
+        futures = [pool.submit(work, ctx, scenario, key) for ctx in contexts for scenario, key in instances]
         try:
             pending = set(futures)
             while pending:
@@ -604,7 +626,7 @@ def recheck(run_dir: Path, reports: bool = True, only: Optional[Collection[str]]
             outcome = ScenarioOutcome.from_dict(entry)
             if outcome.skip_reason or (only is not None and name not in only):
                 continue
-            if name not in scenarios:
+            if base_name(name) not in scenarios:
                 outcome.failed(f"scenario {name!r} is not known to this harness ({__version__}) and the run kept no plan "
                                f"file for it: its recorded verdict ({entry.get('status')}) cannot be re-checked", "user")
                 arch_doc["scenarios"][name] = outcome.as_dict()
@@ -614,7 +636,7 @@ def recheck(run_dir: Path, reports: bool = True, only: Optional[Collection[str]]
                 observation = json.loads((sdir / "observation.json").read_text())
             except (OSError, ValueError):
                 observation = None
-            check_outcome(scenarios[name], target, sdir, observation, outcome)
+            check_outcome(scenarios[base_name(name)], target, sdir, observation, outcome)
             arch_doc["scenarios"][name] = outcome.as_dict()
     with proc.signals_deferred():  # the records change together or not at all
         write_json(run_dir / "results.json", doc)

@@ -87,6 +87,10 @@ def guests(text: str) -> int:
     return positive(text, "{text!r} is not a number of guests (or 'auto')", "{value} guests at once: give at least 1")
 
 
+def repeats(text: str) -> int:
+    return positive(text, "{text!r} is not a number of repeats", "--repeat {value}: give at least 1")
+
+
 def add_vm_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel-image", type=Path, help="boot this kernel image instead of building one")
     parser.add_argument("--initrd", type=Path, help="boot this initramfs instead of the cached image")

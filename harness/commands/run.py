@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.commands.options import add_source_options, guests, split_list
+from harness.commands.options import add_source_options, guests, repeats, split_list
 from harness.errors import ExitCode, UserError
 from harness.host import proc
 from harness.kernel.patches import load_series
@@ -42,6 +42,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         plans=plans,
         only_plans=args.only_plans,
         vms=args.vms,
+        repeat=args.repeat,
     )
     if args.series:
         return _run_series(args, request)
@@ -70,6 +71,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         help="guests at once: run the scenarios of every arch in up to N fresh guests in parallel "
                              "(default auto: as many as the CPUs run without sharing, two each, and the free memory holds; "
                              "1 on a 2-CPU host)")
+    parser.add_argument("--repeat", type=repeats, default=1, metavar="N",
+                        help="run the suite N times, every scenario in a fresh guest each time: the performance "
+                             "metrics' samples (repeat k of S is S@k in the results; compare two such runs)")
     parser.add_argument("--plan", type=Path, action="append", default=[], metavar="FILE.yaml",
                         help="run your own plan file too (repeatable; format in README)")
     parser.add_argument("--plans", type=Path, action="append", default=[], metavar="DIR", help="run every *.yaml plan in DIR too")

@@ -14,6 +14,7 @@ from harness.report import write_whole
 from harness.report.model import run_exit_code
 from harness.scenarios import scenarios_for_run
 from harness.workflows import compare
+from harness.perf import collect as perf_collect
 from harness.workflows.bisect import BisectRequest, run_bisect, step_main
 from harness.workflows.lava import collect as collect_mod
 from harness.workflows.lava import jobs as jobs_mod
@@ -23,6 +24,7 @@ from harness.workflows.series import load_series_run
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     runs = [args.run_a, *args.more]
+    perf_regressions: list[str] = []
     if len(runs) == 1:
         stages = load_series_run(args.run_a)
         pairs = [(a, b) for a, b in zip(stages, stages[1:]) if a.ran and b.ran]
@@ -56,7 +58,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             if label:
                 print(f"== {label}")
             print(compare.render(comparison, only_changes=args.changes), end="")
-    return ExitCode.CHECKS_FAILED if any(c.regressions for _, c in comparisons) else ExitCode.PASS
+            for pairing in comparison.pairings:
+                rows = perf_collect.perf_rows(comparison.a.doc, comparison.b.doc, pairing.a_arch, pairing.b_arch,
+                                              args.test, args.alpha, args.threshold)
+                perf_regressions.extend(r.name for r in rows if r.comparison.regression)
+                print(perf_collect.render(rows, f"A {pairing.a_arch}", f"B {pairing.b_arch}", args.test, args.alpha,
+                                          args.threshold), end="")
+    if any(c.regressions for _, c in comparisons):
+        return ExitCode.CHECKS_FAILED
+    return ExitCode.CHECKS_FAILED if args.fail_on_perf and perf_regressions else ExitCode.PASS
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +78,12 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                         help="run directory B; more runs (e.g. one per kernel version) are each compared with the one before")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--changes", action="store_true", help="list only the checks that are not the same")
+    parser.add_argument("--test", choices=["welch", "mann-whitney"], default="welch",
+                        help="the significance test of the performance metrics (default Welch's t-test)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
+                        help="a performance regression changes its metric by at least this much (default 5 %%)")
+    parser.add_argument("--fail-on-perf", action="store_true", help="exit 1 on a performance regression too")
     parser.add_argument("--html", type=Path, metavar="FILE",
                         help="also write the comparison as a page: A and B side by side, differences first and highlighted")
     parser.set_defaults(handler=_cmd_compare)

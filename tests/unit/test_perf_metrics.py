@@ -54,3 +54,44 @@ def test_a_metric_says_which_way_is_better():
         Metric("x", 1.0, "pages", "up")
     m = Metric("x", 2.5, "pages/s", "lower", "how")
     assert Metric.from_dict(m.as_dict()) == m
+
+
+def _with_repeats(run_dir, factors):
+    """The run's compact-memory metrics as if it had run len(factors) + 1
+    times (repeats S@2.. with the first's values times each factor): an
+    edited copy of a recorded run, for the comparison's arithmetic."""
+    doc = json.loads((run_dir / "results.json").read_text())
+    for arch in doc["arches"].values():
+        first = arch["scenarios"]["compact-memory"]
+        for k, factor in enumerate(factors, 2):
+            arch["scenarios"][f"compact-memory@{k}"] = dict(first, metrics=[dict(m, value=m["value"] * factor) for m in first["metrics"]])
+    (run_dir / "results.json").write_text(json.dumps(doc))
+
+
+def test_compare_of_repeated_runs_prints_the_0day_table_and_flags_a_regression(tmp_path, capsys):
+    from harness.cli import main
+
+    runs = []
+    for name, factors in (("a", [1.01, 0.99, 1.02, 0.98]), ("b", [0.99, 1.01, 0.98, 1.02]), ("c", [0.99, 1.01, 1.0, 1.005])):
+        run_dir = materialize("v5.0-x86_64+arm64", tmp_path / name)
+        recheck(run_dir, reports=False, only=["compact-memory"])
+        doc = json.loads((run_dir / "results.json").read_text())
+        for arch in doc["arches"].values():  # every sample of c 20 % lower, the first too
+            if name == "c":
+                arch["scenarios"]["compact-memory"]["metrics"] = [dict(m, value=m["value"] * 0.8)
+                                                                 for m in arch["scenarios"]["compact-memory"]["metrics"]]
+        (run_dir / "results.json").write_text(json.dumps(doc))
+        _with_repeats(run_dir, factors)
+        runs.append(run_dir)
+    # the same kernel twice: no regression, exit 0 even with --fail-on-perf
+    assert main(["compare", str(runs[0]), str(runs[1]), "--changes", "--fail-on-perf"]) == 0
+    out = capsys.readouterr().out
+    assert "%stddev" in out and "compact-memory/compaction.migrated_per_free_scanned" in out
+    assert "no performance regression" in out and "n=5/5" in out
+    # 20 % fewer pages migrated per page scanned: a regression; exit 1 only with --fail-on-perf
+    assert main(["compare", str(runs[0]), str(runs[2]), "--changes"]) == 0
+    assert main(["compare", str(runs[0]), str(runs[2]), "--changes", "--fail-on-perf"]) == 1
+    out = capsys.readouterr().out
+    assert "performance regressions: compact-memory/compaction.migrated_per_free_scanned" in out
+    line = next(l for l in out.splitlines() if "migrated_per_migrate_scanned" in l and "regression" in l)
+    assert "-20." in line or "-19." in line

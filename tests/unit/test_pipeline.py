@@ -102,10 +102,10 @@ def fake_run(tmp_path, monkeypatch):
     patched = {name: dataclasses.replace(arches_mod.ARCHES[name], qemu_binary=str(wrapper)) for name in ("x86_64", "arm64")}
     monkeypatch.setattr(arches_mod, "ARCHES", {**arches_mod.ARCHES, **patched})
 
-    def run(*scenarios, vms=1, arches=("x86_64",), runs_root=None, stream=None):
+    def run(*scenarios, vms=1, arches=("x86_64",), runs_root=None, stream=None, repeat=1):
         monkeypatch.setattr(pipeline_mod, "select", lambda names, plans=(), only_plans=False: list(scenarios))
         request = RunRequest(SourceRequest(str(tmp_path)), arches, quiet=stream is None, runs_root=runs_root or tmp_path / "runs",
-                             vms=vms)
+                             vms=vms, repeat=repeat)
         return Pipeline(request, stream=stream).run()
 
     run.runs_root = tmp_path / "runs"
@@ -490,3 +490,37 @@ def test_bad_input_is_refused_before_the_run_directory_exists(tmp_path, change, 
         Pipeline(request).run()
     assert words in raised.value.render()
     assert not (tmp_path / "runs").exists()
+
+
+class Timed(Passing):
+    """Passing, with a metric: a number the (fake) guest prints."""
+
+    name = "timed"
+
+    def drive(self, guest, target, captures, qmp=None):
+        captures.save("took.out", guest.run("echo 12.5").stdout)
+        return super().drive(guest, target, captures, qmp)
+
+    def metrics(self, observation, target, captures):
+        from harness.perf.metric import Metric
+        return [Metric("took", float(captures.load("took.out").split()[0]), "ms", "lower", "what the guest printed")]
+
+
+@pytest.mark.parametrize("vms", [1, 2])
+def test_repeat_runs_every_scenario_again_in_a_fresh_guest_and_keeps_every_sample(fake_run, vms, monkeypatch):
+    outcome = fake_run(Timed(), Failing(), repeat=3, vms=vms)
+    doc = json.loads((outcome.run_dir / "results.json").read_text())
+    scenarios = doc["arches"]["x86_64"]["scenarios"]
+    # the suite three times over, in order: S, then S@2, S@3
+    assert list(scenarios) == ["timed", "failing", "timed@2", "failing@2", "timed@3", "failing@3"]
+    assert all((outcome.run_dir / "x86_64" / key / "console.log").exists() for key in scenarios)  # a guest each
+    assert [scenarios[k]["status"] for k in ("timed", "timed@2", "timed@3")] == ["PASS"] * 3
+    from harness.perf.collect import samples
+    (metric, values), = samples(doc, "x86_64").values()
+    assert metric.name == "took" and values == [12.5, 12.5, 12.5]
+    assert json.loads((outcome.run_dir / "run.json").read_text())["inputs"]["repeat"] == 3
+    # a recheck finds each repeat's scenario by its base name
+    from harness.pipeline import recheck
+    monkeypatch.setattr(pipeline_mod, "scenarios_for_run", lambda *dirs: {"timed": Timed(), "failing": Failing()})
+    again = recheck(outcome.run_dir, reports=False)
+    assert [again["arches"]["x86_64"]["scenarios"][k]["status"] for k in ("timed@3", "failing@3")] == ["PASS", "FAIL"]
