@@ -953,6 +953,14 @@ static void emit_status(void)
     ja_end(&out);
 }
 
+/* CLOCK_MONOTONIC in ns: a measured call's own duration (the metrics) */
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
 static void cmd_move(int argc, char **argv)
 {
     int all = argc > 1 && !strcmp(argv[1], "all");
@@ -961,11 +969,14 @@ static void cmd_move(int argc, char **argv)
         mvb.status[i] = STATUS_SENTINEL;
     int flags = all ? WL_MPOL_MF_MOVE_ALL : WL_MPOL_MF_MOVE;
     errno = 0;
+    uint64_t t0 = now_ns();
     long ret = syscall(SYS_move_pages, 0L, (unsigned long)mvb.n, mvb.pages, mvb.nodes, mvb.status, (long)flags);
+    uint64_t took = now_ns() - t0;
     int err = errno;
     result_begin("move");
     jo_str(&out, "flags", all ? "MOVE_ALL" : "MOVE");
     result_ret(ret, err);
+    jo_u64(&out, "ns", took);
     jo_u64(&out, "n", (uint64_t)mvb.n);
     emit_status();
     emit_result(&out);
@@ -1034,8 +1045,10 @@ static void cmd_mbind(int argc, char **argv)
     void *a = (void *)page_addr(r, rl.v[0].a);
     size_t len = rl.total * PAGE;
     errno = 0;
+    uint64_t t0 = now_ns();
     long ret = syscall(SYS_mbind, a, (unsigned long)len, mode, mode == WL_MPOL_DEFAULT ? NULL : mask,
                        mode == WL_MPOL_DEFAULT ? 0UL : WL_MAXNODE, (unsigned long)flags);
+    uint64_t took = now_ns() - t0;
     int err = errno;
     result_begin("mbind");
     jo_str(&out, "name", r->name);
@@ -1043,6 +1056,7 @@ static void cmd_mbind(int argc, char **argv)
     jo_int(&out, "flags", flags);
     jo_u64(&out, "pages", (uint64_t)rl.total);
     result_ret(ret, err);
+    jo_u64(&out, "ns", took);
     emit_result(&out);
 }
 
@@ -1054,10 +1068,13 @@ static void cmd_migrate_pages(int argc, char **argv)
     parse_nodes(argv[1], from);
     parse_nodes(argv[2], to);
     errno = 0;
+    uint64_t t0 = now_ns();
     long ret = syscall(SYS_migrate_pages, 0L, WL_MAXNODE, from, to);
+    uint64_t took = now_ns() - t0;
     int err = errno;
     result_begin("migrate_pages");
     result_ret(ret, err);
+    jo_u64(&out, "ns", took);
     emit_result(&out);
 }
 

@@ -95,3 +95,23 @@ def test_compare_of_repeated_runs_prints_the_0day_table_and_flags_a_regression(t
     assert "performance regressions: compact-memory/compaction.migrated_per_free_scanned" in out
     line = next(l for l in out.splitlines() if "migrated_per_migrate_scanned" in l and "regression" in l)
     assert "-20." in line or "-19." in line
+
+
+def test_a_plan_step_that_moved_pages_reports_pages_per_second(tmp_path):
+    """The recorded run's move (64 pages) given the duration a newer mmdrive
+    writes beside it (ns): the metric is the step's Δpgmigrate_success over
+    that time; a step without a duration (older captures) has none."""
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    out = run_dir / "x86_64" / "move-pages-basic" / "workload.out"
+    lines = out.read_text().splitlines()
+    first_move = next(i for i, l in enumerate(lines) if l.startswith("RESULT ") and json.loads(l[7:])["cmd"] == "move")
+    result = json.loads(lines[first_move][7:])
+    result["ns"] = 2_000_000  # 2 ms
+    lines[first_move] = "RESULT " + json.dumps(result)
+    out.write_text("\n".join(lines) + "\n")
+    doc = recheck(run_dir, reports=False, only=["move-pages-basic"])
+    got = metrics_of(doc, "x86_64", "move-pages-basic")
+    assert list(got) == ["move-64.pages_per_s"]  # the other steps' moves have no duration
+    assert got["move-64.pages_per_s"].value == pytest.approx(64 / 0.002)
+    assert got["move-64.pages_per_s"].better == "higher"
+    assert outcome_of(doc, "x86_64", "move-pages-basic").status.name == "PASS"

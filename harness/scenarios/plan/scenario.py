@@ -15,6 +15,7 @@ from harness.errors import InfraError
 from harness.model.prediction import Prediction
 from harness.observe import trace as trace_mod
 from harness.observe import workload as workload_mod
+from harness.perf.metric import Metric
 from harness.result import CheckResult
 from harness.scenarios.base import (
     Captures,
@@ -159,6 +160,26 @@ class PlanScenario(Scenario):
 
     def account(self, target: Target, other: Target) -> list[str]:
         return explain.account(self.plan, target, other)
+
+    def metrics(self, observation: Mapping[str, Any], target: Target, captures: Captures) -> list:
+        """Per step that moved pages: how fast, in base pages per second of
+        the call's own time (its CLOCK_MONOTONIC reading in the guest, so
+        comparable between runs on one machine; TCG's times are not
+        hardware's) over the pages the step counted in
+        Δpgmigrate_success."""
+        results, errors = workload_mod.parse(captures.load(observation["workload"]))
+        if errors:
+            return []
+        out = []
+        for step, window in zip(self.plan.steps, step_windows(results, self.plan)):
+            took = (window.result or {}).get("ns")
+            if window.problem or not took or window.vmstat_before is None or window.vmstat_after is None:
+                continue
+            moved = window.vmstat_after.get("pgmigrate_success", 0) - window.vmstat_before.get("pgmigrate_success", 0)
+            if moved > 0:
+                out.append(Metric(f"{step.name}.pages_per_s", moved / (took / 1e9), "pages/s", "higher",
+                                  f"Δpgmigrate_success / the {window.result.get('cmd')} call's own time in the guest"))
+        return out
 
 
 def load_plan_file(path: Path) -> PlanScenario:
