@@ -20,7 +20,7 @@ LAYERS = (
     ("kernel",),                 # source, patches, work copy, kconfig, build, compat, kselftest
     ("image",),                  # the guest's initramfs
     ("vm",),                     # QEMU, QMP, console, SSH
-    ("model", "observe"),        # pure: the reference model; parsers of what the guest shows
+    ("model", "observe", "perf"),  # pure: the reference model; parsers of what the guest shows; metric statistics
     ("check",),                  # observed against predicted
     ("scenarios",),              # what runs in the guest and how it is checked
     ("report",),                 # results as JSON, JUnit, KTAP, text, HTML, KCIDB
