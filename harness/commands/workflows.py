@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.commands.options import ARCH_NAMES, split_list
+from harness.commands.options import ARCH_NAMES, repeats, split_list
 from harness.errors import ExitCode, UserError
 from harness.host import proc
 from harness.pipeline import recheck
@@ -96,7 +96,11 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
         scenarios=tuple(split_list(args.scenario)),
         fragments=tuple(args.fragment), options=tuple(args.option), skip_build_errors=args.skip_build_errors,
         runs_root=args.runs, quiet=args.quiet, accel=args.accel,
+        metric=args.metric, threshold=args.threshold, min_repeats=args.min_repeats, max_repeats=args.max_repeats,
+        test=args.test,
     )
+    if args.max_repeats < args.min_repeats:
+        raise UserError(f"--max-repeats {args.max_repeats} is below --min-repeats {args.min_repeats}")
     result = run_bisect(request)
     print(result.render(), end="")
     return ExitCode.PASS
@@ -122,6 +126,14 @@ def _add_bisect(sub: argparse._SubParsersAction) -> None:
                         help="skip (125) a commit that does not build, when the bad commit builds")
     parser.add_argument("--runs", type=Path, help="where the bisect directory goes (default ./runs or $HARNESS_RUNS)")
     parser.add_argument("--accel", choices=["kvm", "tcg"], help="force the accelerator")
+    parser.add_argument("--metric", metavar="SCENARIO/METRIC",
+                        help="bisect on a performance metric (as 'harness compare' names it) instead of the checks")
+    parser.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
+                        help="with --metric: the regression between --good and --bad must be at least this (default 5 %%)")
+    parser.add_argument("--min-repeats", type=repeats, default=3, metavar="N", help="with --metric: repeats per commit first (default 3)")
+    parser.add_argument("--max-repeats", type=repeats, default=9, metavar="N",
+                        help="with --metric: repeats per commit at most, while its verdict is unclear (then skipped; default 9)")
+    parser.add_argument("--test", choices=["welch", "mann-whitney"], default="welch", help="with --metric: the significance test")
     parser.set_defaults(handler=_cmd_bisect)
     step = sub.add_parser("bisect-step")  # what git bisect run calls (not for users)
     step.add_argument("state", type=Path)

@@ -33,6 +33,9 @@ from harness.host.cache import Cache
 from harness.host.paths import PROJECT
 from harness.host.rundir import new_run_dir, write_json
 from harness.kernel.source import SourceRequest
+from harness.perf import decide
+from harness.perf.collect import samples
+from harness.perf.stats import summary
 from harness.pipeline import Pipeline, RunRequest
 from harness.report.model import outcomes
 from harness.result import Status
@@ -73,6 +76,14 @@ class Outcome:
     error: str = ""
     run_dir: str = ""
     seconds: float = 0.0
+    #: Bisect on a metric: every sample of it at this commit (all repeats
+    #: of every run), and the decision's confidence (1 - p).
+    samples: list = field(default_factory=list)
+    confidence: float = 0.0
+    #: The metric's direction ("higher"/"lower") and unit, as recorded.
+    better: str = ""
+    unit: str = ""
+    note: str = ""
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,6 +104,19 @@ class BisectRequest:
     accel: Optional[str] = None
     #: "module:function" evaluating one commit (a seam for tests).
     runner: str = "harness.workflows.bisect:run_suite"
+    #: Bisect on a performance metric ("SCENARIO/METRIC", as compare names
+    #: it) instead of the checks: a commit is bad when its samples look
+    #: like the bad end's (significantly worse than the good end's), good
+    #: when they look like the good end's, and gets more repeats while
+    #: unclear, then is skipped.
+    metric: Optional[str] = None
+    #: The regression the ends must show (percent of the good end's mean).
+    threshold: float = 5.0
+    #: Repeats per commit at first, and at most (per commit, in all).
+    min_repeats: int = 3
+    max_repeats: int = 9
+    test: str = "welch"
+    alpha: float = 0.05
 
 
 # --------------------------------------------------------------------------
@@ -105,12 +129,18 @@ def run_suite(state: dict, commit: str, run_dir: Path) -> Outcome:
     request = RunRequest(
         source=SourceRequest(state["clone"]), arches=tuple(state["arches"]), scenarios=tuple(state["scenarios"]),
         fragments=tuple(Path(f) for f in state["fragments"]), options=tuple(state["options"]), quiet=state["quiet"],
-        runs_root=run_dir.parent, run_name=run_dir.name, accel=state.get("accel"),
+        runs_root=run_dir.parent, run_name=run_dir.name, accel=state.get("accel"), repeat=int(state.get("repeat", 1)),
     )
     try:
         result = Pipeline(request).run()
     except KernelError as exc:
         return Outcome(commit, "", kernel_failure="build", error=exc.render(), run_dir=str(run_dir))
+    if state.get("metric"):
+        found = samples(result.doc, state["arches"][0]).get(state["metric"])
+        if found is None:
+            return Outcome(commit, "skip", error=f"no sample of {state['metric']} in {run_dir}", run_dir=str(run_dir))
+        metric, values = found
+        return Outcome(commit, "", samples=values, better=metric.better, unit=metric.unit, run_dir=str(run_dir))
     failing, kernel = [], ""
     for arch, name, outcome in outcomes(result.doc):
         if outcome.error_blame == "kernel":
@@ -137,23 +167,92 @@ def classify(outcome: Outcome, bad: Optional[Outcome], skip_build_errors: bool) 
     return "good"
 
 
-def evaluate(state: dict, commit: str, label: str) -> Outcome:
+def _run(state: dict, commit: str, run_dir: Path, repeat: int = 1) -> Outcome:
     module, _, name = state["runner"].partition(":")
     runner: Callable[[dict, str, Path], Outcome] = getattr(importlib.import_module(module), name)
-    run_dir = Path(state["directory"]) / f"{label}-{commit[:12]}"
-    started = time.monotonic()
     try:
-        outcome = runner(state, commit, run_dir)
+        return runner(dict(state, repeat=repeat), commit, run_dir)
     except InfraError as exc:
-        outcome = Outcome(commit, "skip", error=exc.render(), run_dir=str(run_dir))
+        return Outcome(commit, "skip", error=exc.render(), run_dir=str(run_dir))
     except UserError as exc:
-        outcome = Outcome(commit, "abort", error=exc.render(), run_dir=str(run_dir))
+        return Outcome(commit, "abort", error=exc.render(), run_dir=str(run_dir))
+
+
+def measure(state: dict, commit: str, label: str, enough: Callable[[Outcome], bool]) -> Outcome:
+    """A commit's metric samples: ``min_repeats`` first, then more (two at
+    a time) until ``enough`` says so or ``max_repeats`` are in; each batch
+    is a run of its own (``LABEL-COMMIT``, ``LABEL-COMMIT-2``, ...)."""
+    base = Path(state["directory"]) / f"{label}-{commit[:12]}"
+    outcome = _run(state, commit, base, state["min_repeats"])
+    runs = 1
+    while not outcome.verdict and not outcome.kernel_failure and len(outcome.samples) < state["max_repeats"] \
+            and not enough(outcome):
+        runs += 1
+        more = _run(state, commit, base.with_name(f"{base.name}-{runs}"), min(2, state["max_repeats"] - len(outcome.samples)))
+        if more.verdict or more.kernel_failure:
+            break
+        outcome.samples = outcome.samples + more.samples
+    return outcome
+
+
+def evaluate(state: dict, commit: str, label: str) -> Outcome:
+    started = time.monotonic()
+    if state.get("metric") and label == "step":
+        good, bad = state["good_outcome"], state["bad_outcome"]
+        better = bad["better"]
+
+        def decided(o: Outcome) -> bool:
+            return classify_metric(good["samples"], bad["samples"], o.samples, better, state).verdict != "unclear"
+
+        outcome = measure(state, commit, label, decided)
+    elif state.get("metric"):
+        # the bad end: its first repeats; the good end: until the two are
+        # apart (a regression) or the repeats run out
+        outcome = measure(state, commit, label, lambda o: True if label == "bad" else _ends_apart(state, o))
+    else:
+        outcome = _run(state, commit, Path(state["directory"]) / f"{label}-{commit[:12]}")
     outcome.seconds = round(time.monotonic() - started, 1)
-    bad = Outcome(**state["bad_outcome"]) if state.get("bad_outcome") else None
-    outcome.verdict = classify(outcome, bad, state["skip_build_errors"])
+    bad_outcome = Outcome(**state["bad_outcome"]) if state.get("bad_outcome") else None
+    if state.get("metric"):
+        outcome.verdict = _metric_verdict(state, outcome, label)
+    else:
+        outcome.verdict = classify(outcome, bad_outcome, state["skip_build_errors"])
     with open(Path(state["directory"]) / "steps.jsonl", "a") as log:
         log.write(json.dumps(dict(outcome.as_dict(), label=label)) + "\n")
     return outcome
+
+
+def classify_metric(good: list, bad: list, samples: list, better: str, state: dict):
+    return decide.classify(good, bad, samples, better, alpha=state["alpha"], test=state["test"])
+
+
+def _ends_apart(state: dict, good: Outcome) -> bool:
+    """Whether the good end's samples so far set it apart from the bad end's."""
+    bad = state["bad_outcome"]
+    return decide.ends_differ(good.samples, bad["samples"], bad["better"], state["threshold"], state["alpha"], state["test"]).regression
+
+
+def _metric_verdict(state: dict, outcome: Outcome, label: str) -> str:
+    if outcome.verdict in ("skip", "abort"):
+        return outcome.verdict
+    if outcome.kernel_failure == "build":
+        return "skip" if state["skip_build_errors"] else "bad"
+    if outcome.kernel_failure or len(outcome.samples) < 2:
+        outcome.note = outcome.note or "too few samples"
+        return "skip"
+    if label == "bad":
+        return "bad"  # what "bad" means is learnt from it; the good end is checked against it
+    bad = state["bad_outcome"]
+    if label == "good":
+        ends = decide.ends_differ(outcome.samples, bad["samples"], bad["better"], state["threshold"], state["alpha"], state["test"])
+        outcome.confidence = 1.0 - ends.result.p if ends.result else 0.0
+        outcome.note = f"bad vs good: {ends.change_pct:+.1f}% (p={ends.result.p:.3g}), {ends.verdict}" if ends.result and \
+            ends.change_pct is not None else ends.verdict
+        return "good" if ends.regression else "bad"
+    decision = classify_metric(state["good_outcome"]["samples"], bad["samples"], outcome.samples, bad["better"], state)
+    outcome.confidence = decision.confidence
+    outcome.note = decision.why
+    return {"good": "good", "bad": "bad"}.get(decision.verdict, "skip")
 
 
 def step_main(state_path: Path) -> int:
@@ -189,6 +288,12 @@ class BisectResult:
     #: When only skipped commits are left: the commits the first bad one
     #: could be.
     candidates: list = field(default_factory=list)
+    #: Bisect on a metric: its name, the first bad commit's parent as
+    #: measured, and the confidence that the first bad commit is bad and
+    #: its parent good (the two decisions' 1 - p, multiplied).
+    metric: str = ""
+    last_good: Optional[Outcome] = None
+    confidence: float = 0.0
 
     def render(self) -> str:
         if not self.first_bad:
@@ -198,7 +303,17 @@ class BisectResult:
             return "\n".join(lines) + "\n"
         lines = [f"first bad commit: {self.first_bad} {self.subject}"]
         o = self.outcome
-        if o is not None:
+        if self.metric and o is not None:
+            lines.append(f"  {self.metric} ({o.unit}, {o.better} is better):")
+            for what, outcome in (("its parent", self.last_good), ("first bad", o)):
+                if outcome is not None and outcome.samples:
+                    s = summary(outcome.samples)
+                    lines.append(f"    {what:10} {s.mean:.4g} ± {s.stddev_pct:.0f}% (n={s.n}, confidence {outcome.confidence:.3f}): "
+                                 f"{outcome.note}")
+            lines.append(f"  confidence: {self.confidence:.3f} (the first bad commit bad and its parent good, "
+                         "each decided at 1 - p)")
+            lines.append(f"  run directory: {o.run_dir}")
+        elif o is not None:
             if o.kernel_failure:
                 lines.append(f"  the kernel failed ({o.kernel_failure}): {o.error.splitlines()[0] if o.error else ''}")
             for check in o.failing[:5]:
@@ -246,6 +361,8 @@ class Bisect:
             "schema": 1, "tree": str(tree), "clone": str(clone), "good": good, "bad": bad, "arches": list(req.arches),
             "scenarios": list(req.scenarios), "fragments": [str(f) for f in req.fragments], "options": list(req.options),
             "skip_build_errors": req.skip_build_errors, "quiet": req.quiet, "accel": req.accel, "runner": req.runner,
+            "metric": req.metric, "threshold": req.threshold, "min_repeats": req.min_repeats, "max_repeats": req.max_repeats,
+            "test": req.test, "alpha": req.alpha,
             "directory": str(directory), "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         state_path = directory / "bisect.json"
@@ -255,6 +372,10 @@ class Bisect:
             git(clone, "checkout", "-q", "--detach", bad)
             self.say(f"[bisect] the bad commit {bad[:12]} first: how does it fail?")
             bad_outcome = evaluate(state, bad, "bad")
+            if req.metric and bad_outcome.verdict != "bad":
+                raise UserError(f"the --bad commit {bad[:12]} gave no samples of {req.metric} "
+                                f"({bad_outcome.error.splitlines()[0] if bad_outcome.error else bad_outcome.note or bad_outcome.verdict})",
+                                hint="name a metric the chosen scenarios record (harness compare lists them: SCENARIO/METRIC)")
             if bad_outcome.verdict != "bad":
                 raise UserError(f"the --bad commit {bad[:12]} does not fail the chosen scenarios ({bad_outcome.verdict}: "
                                 f"{_first_failure(bad_outcome) if bad_outcome.verdict != 'good' else 'every check passed'})",
@@ -264,6 +385,14 @@ class Bisect:
             git(clone, "checkout", "-q", "--detach", good)
             self.say(f"[bisect] the good commit {good[:12]}: does it pass?")
             good_outcome = evaluate(state, good, "good")
+            if req.metric and good_outcome.verdict != "good":
+                raise UserError(f"{req.metric} did not regress from --good {good[:12]} to --bad {bad[:12]} "
+                                f"({good_outcome.note or good_outcome.verdict}) with {len(good_outcome.samples)} and "
+                                f"{len(bad_outcome.samples)} samples",
+                                hint=f"a regression is significant (p < {req.alpha}) and at least --threshold {req.threshold:g} %: "
+                                     "raise --max-repeats, lower --threshold, or choose other commits")
+            state["good_outcome"] = good_outcome.as_dict()
+            write_json(state_path, state)
             if good_outcome.verdict != "good":
                 raise UserError(f"the --good commit {good[:12]} does not pass: {good_outcome.verdict} ({_first_failure(good_outcome)})",
                                 hint="pass a commit on which the chosen scenarios pass")
@@ -304,6 +433,13 @@ class Bisect:
         found = next((Outcome(**{k: v for k, v in o.items() if k != "label"}) for o in reversed(outcomes) if o["commit"] == first), None)
         candidates = [git(clone, "rev-parse", c) for c in candidates]
         result = BisectResult(directory, first, subject, found, len(outcomes), time.monotonic() - started, candidates)
+        if req.metric and first:
+            result.metric = req.metric
+            parent = git(clone, "rev-parse", f"{first}^", check=False)
+            last_good = next((Outcome(**{k: v for k, v in o.items() if k != "label"}) for o in reversed(outcomes)
+                              if o["commit"] == parent and o["verdict"] == "good"), None)
+            result.last_good = last_good
+            result.confidence = (found.confidence if found else 0.0) * (last_good.confidence if last_good else 0.0)
         state.update(first_bad=first, subject=subject, candidates=candidates, steps=outcomes, seconds=round(result.seconds, 1),
                      finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         write_json(state_path, state)

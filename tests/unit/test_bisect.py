@@ -131,3 +131,36 @@ def test_a_clone_that_fails_is_the_infrastructures_a_bad_ref_the_users(history, 
     monkeypatch.setattr(bisect_mod.proc, "run", real)
     assert main(["bisect", "--tree", str(tree), "--good", c["base"], "--bad", "no-such-branch"]) == 2
     assert "--bad no-such-branch is not a commit" in capsys.readouterr().err
+
+
+METRIC_RUNNER = "tests.unit.bisect_runner:evaluate_metric"
+
+
+def test_bisect_on_a_metric_finds_the_commit_that_made_it_worse(history, tmp_path):
+    tree, c = history
+    result = run_bisect(BisectRequest(tree=tree, good=c["base"], bad=c["later"], runs_root=tmp_path / "runs", quiet=True,
+                                      runner=METRIC_RUNNER, metric="move-pages-basic/move-64.pages_per_s",
+                                      skip_build_errors=True, min_repeats=3, max_repeats=7))
+    assert result.first_bad == c["breaks"]
+    assert result.confidence > 0.99 and result.last_good is not None and result.last_good.commit == c["mended"]
+    text = result.render()
+    assert "move-pages-basic/move-64.pages_per_s (pages/s, higher is better)" in text
+    import re
+    assert float(re.search(r"^  confidence: ([0-9.]+)", text, re.M).group(1)) >= 0.99
+    assert re.search(r"first bad +80\.\d+ ± \d+% \(n=\d+", text) and re.search(r"its parent +\d+(\.\d+)? ± \d+%", text)
+    steps = [json.loads(line) for line in (result.directory / "steps.jsonl").read_text().splitlines()]
+    by_label = {s["label"]: s for s in steps if s["label"] in ("good", "bad")}
+    assert len(by_label["bad"]["samples"]) == 3 and by_label["good"]["verdict"] == "good"
+    assert all(len(s["samples"]) >= 3 for s in steps if s["verdict"] in ("good", "bad"))
+
+
+def test_bisect_on_a_metric_that_did_not_regress_says_so(history, tmp_path, monkeypatch):
+    tree, c = history
+    import harness.workflows.bisect as bisect_mod
+
+    original = bisect_mod._run
+    monkeypatch.setattr(bisect_mod, "_run", lambda state, commit, run_dir, repeat=1: original(dict(state, flat=True), commit, run_dir, repeat))
+    with pytest.raises(UserError, match="did not regress from --good") as info:
+        run_bisect(BisectRequest(tree=tree, good=c["base"], bad=c["later"], runs_root=tmp_path / "runs", quiet=True,
+                                 runner=METRIC_RUNNER, metric="m/x", min_repeats=3, max_repeats=5))
+    assert "with 5 and 3 samples" in info.value.message
