@@ -115,3 +115,24 @@ def test_a_plan_step_that_moved_pages_reports_pages_per_second(tmp_path):
     assert got["move-64.pages_per_s"].value == pytest.approx(64 / 0.002)
     assert got["move-64.pages_per_s"].better == "higher"
     assert outcome_of(doc, "x86_64", "move-pages-basic").status.name == "PASS"
+
+
+def test_the_noise_table_says_how_many_repeats_each_metric_needs():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("noise", Path(__file__).resolve().parents[2] / "bench" / "noise.py")
+    noise = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noise)
+
+    def entry(value):
+        return {"status": "PASS", "metrics": [{"name": "m", "value": value, "unit": "pages/s", "better": "higher"},
+                                              {"name": "wild", "value": value ** 3, "unit": "pages/s", "better": "higher"}]}
+    values = [100.0, 102.0, 98.0, 101.0, 99.0]
+    doc = {"arches": {"x86_64": {"scenarios": {("s" if k == 0 else f"s@{k + 1}"): entry(v) for k, v in enumerate(values)}}}}
+    rows = {r["metric"]: r for r in noise.table(doc)}
+    steady = rows["s/m"]
+    assert steady["n"] == 5 and steady["cv_pct"] == pytest.approx(100 * 1.5811388 / 100, rel=1e-5)
+    # cv 1.6 %: a 10 % change shows with 2 a side (scipy's noncentral t: power 0.86)
+    assert steady["repeats_for_10pct"] == 2 and steady["keep"]
+    assert rows["s/wild"]["repeats_for_5pct"] >= steady["repeats_for_5pct"]
