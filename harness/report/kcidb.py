@@ -103,6 +103,14 @@ def kcidb_doc(run_dir: Path) -> dict:
                 if evidence:
                     test["output_files"] = [{"name": evidence_file(e).name, "url": _uri(e)} for e in evidence[:8]]
                 tests.append(test)
+            for number, raw in enumerate(outcome.metrics or (), 1):
+                # a performance metric: the test's numerical output, status
+                # DONE (the schema's word for a main output that is no verdict)
+                tests.append(dict(common, id=f"{ORIGIN}:{run_id}:{arch}:{name}:metric{number}",
+                                  path=f"{base}.metric.{_part(raw['name'])}", status="DONE",
+                                  comment=f"{raw['name']} ({raw['better']} is better): {raw.get('what', '')}".rstrip(": "),
+                                  number={"value": float(raw["value"]), "unit": str(raw["unit"])},
+                                  misc={"better": raw["better"]}))
     if checkout is None:
         raise UserError(f"{run_dir / 'results.json'} has no arch that ran: nothing to report to KCIDB")
     return {"version": SCHEMA, "checkouts": [checkout], "builds": builds, "tests": tests}

@@ -40,3 +40,20 @@ def test_a_run_without_its_build_record_is_refused_naming_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(run_dir / "arm64" / "build.json") in err and "KCIDB needs the build" in err
     assert not (run_dir / "kcidb.json").exists()
+
+
+def test_metrics_become_tests_with_a_number(tmp_path, capsys):
+    """A rechecked run has compact-memory's metrics: each is a DONE test
+    carrying its value and unit in KCIDB's ``number``."""
+    from harness.pipeline import recheck
+
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path, RUNS)
+    doc = recheck(run_dir, reports=False, only=["compact-memory"])
+    assert main(["report", "--kcidb", str(run_dir)]) == 0
+    out = json.loads((run_dir / "kcidb.json").read_text())
+    kcidb_io.schema.LATEST.validate(out)
+    metrics = {t["path"]: t for t in out["tests"] if t["status"] == "DONE"}
+    recorded = doc["arches"]["x86_64"]["scenarios"]["compact-memory"]["metrics"]
+    for metric in recorded:
+        test = metrics["harness.x86_64.compact-memory.metric." + metric["name"].replace(".", "_")]  # a path part has no dots
+        assert test["number"] == {"value": metric["value"], "unit": metric["unit"]} and test["misc"]["better"] == metric["better"]
