@@ -79,15 +79,46 @@ def context(doc: dict, run_dir: Optional[Path], run: dict) -> dict:
                          "kernel": f"Linux {target.get('kernel_version', '?')} (model {target.get('model', '?')})",
                          "target": ", ".join(f"{k} {target[k]}" for k in ("accel", "numa_nodes", "build_key") if k in target)})
     inputs = run.get("inputs", {})
+    metrics = _metric_rows(doc, arches)
     return {
         "run_id": doc.get("run_id", run.get("run_id", "")), "status": run_status(doc).name,
         "reproducer": run.get("reproducer", ""),
         "inputs": [(k, _show(v)) for k, v in inputs.items() if v not in (None, [], "", False)],
         "versions": [(k, v) for k, v in run.get("versions", {}).items()],
         "arches": arches, "matrix": matrix, "failures": failures, "arch_sections": sections, "plots": plots,
+        "metrics": metrics,
         "differences": [(name, notes) for name, notes in doc.get("differences", {}).items() if notes],
         "harness_version": __version__,
     }
+
+
+def _metric_rows(doc: dict, arches: list) -> list[dict]:
+    """Per arch and metric: its samples over the run's repeats, summarised,
+    with a strip plot of them."""
+    from harness.perf.collect import samples
+    from harness.perf.stats import summary
+
+    rows = []
+    for arch in arches:
+        for name, (metric, values) in sorted(samples(doc, arch).items()):
+            s = summary(values)
+            rows.append({"arch": arch, "name": name, "unit": metric.unit, "better": metric.better, "n": s.n,
+                         "mean": f"{s.mean:.4g}", "spread": f"± {s.stddev_pct:.1f}%" if s.n > 1 else "",
+                         "what": metric.what, "svg": strip_svg(values)})
+    return rows
+
+
+def strip_svg(values: list, width: int = 180, height: int = 18) -> str:
+    """A strip plot: one dot per sample on the samples' own range (the
+    mean a tick), as inline SVG."""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    x = lambda v: 6 + (width - 12) * ((v - lo) / span if hi > lo else 0.5)  # noqa: E731
+    mean = sum(values) / len(values)
+    dots = "".join(f'<circle cx="{x(v):.1f}" cy="{height / 2:.0f}" r="3" fill-opacity=".55"/>' for v in values)
+    return (f'<svg width="{width}" height="{height}" role="img"><line x1="6" x2="{width - 6}" y1="{height / 2:.0f}" '
+            f'y2="{height / 2:.0f}" stroke="#ccc"/><line x1="{x(mean):.1f}" x2="{x(mean):.1f}" y1="2" y2="{height - 2}" '
+            f'stroke="#c00"/>{dots}<title>{len(values)} samples from {lo:.4g} to {hi:.4g}</title></svg>')
 
 
 def _steps(checks: list, model: Optional[list], run_dir: Optional[Path]) -> list[dict]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.errors import HarnessError, UserError
+from harness.perf.collect import perf_rows
 from harness.report.html import _show, template
 from harness.result import ScenarioOutcome, Status
 from harness.scenarios.base import Target
@@ -318,6 +319,10 @@ _ORDER = {Verdict.REGRESSION: 0, Verdict.BOTH_FAIL: 1, Verdict.CHANGED: 2, Verdi
           Verdict.SAME: 5}
 
 
+def _mean_spread(s) -> str:
+    return f"{s.mean:.4g}" + (f" ± {s.stddev_pct:.0f}%" if s.n > 1 else "") + f" (n={s.n})"
+
+
 def render_html(comparisons: list[tuple[str, Comparison]], title: str) -> str:
     """The comparison as a page: per pairing of arches, the model's account
     of the expected differences, then per scenario every check with A and B
@@ -342,10 +347,16 @@ def render_html(comparisons: list[tuple[str, Comparison]], title: str) -> str:
                      "a_expected": _show(r.a_expected), "b_expected": _show(r.b_expected), "message": r.message}
                     for r in sorted(rows, key=lambda r: _ORDER[r.verdict])]})
             scenarios.sort(key=lambda s: min(_ORDER[Verdict(r["verdict"])] for r in s["rows"]))
+            perf = [{"name": r.name, "unit": r.unit, "better": r.better, "verdict": r.comparison.verdict,
+                     "a": _mean_spread(r.comparison.a), "b": _mean_spread(r.comparison.b),
+                     "change": "" if r.comparison.change_pct is None else f"{r.comparison.change_pct:+.1f}%",
+                     "p": "" if r.comparison.result is None else f"{r.comparison.result.p:.3g}",
+                     "css": "regression" if r.comparison.regression else "fixed" if r.comparison.improvement else "same"}
+                    for r in perf_rows(comparison.a.doc, comparison.b.doc, pairing.a_arch, pairing.b_arch)]
             pairings.append({"a_arch": pairing.a_arch, "b_arch": pairing.b_arch, "a": comparison.a.describe(pairing.a_arch),
                              "b": comparison.b.describe(pairing.b_arch), "account": list(pairing.account.items()),
                              "notes": list(pairing.notes.items()), "only_a": pairing.only_a, "only_b": pairing.only_b,
-                             "scenarios": scenarios})
+                             "scenarios": scenarios, "perf": perf})
         docs.append((label, {"pairings": pairings, "unpaired": comparison.unpaired}))
     counts: dict[str, int] = {}
     for _, comparison in comparisons:

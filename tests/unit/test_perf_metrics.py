@@ -136,3 +136,29 @@ def test_the_noise_table_says_how_many_repeats_each_metric_needs():
     # cv 1.6 %: a 10 % change shows with 2 a side (scipy's noncentral t: power 0.86)
     assert steady["repeats_for_10pct"] == 2 and steady["keep"]
     assert rows["s/wild"]["repeats_for_5pct"] >= steady["repeats_for_5pct"]
+
+
+def test_the_report_and_the_compare_page_show_the_metrics(tmp_path):
+    from harness.report.html import strip_svg
+    from harness.workflows import compare as compare_mod
+
+    runs = []
+    for name, scale in (("a", 1.0), ("b", 0.8)):
+        run_dir = materialize("v5.0-x86_64+arm64", tmp_path / name)
+        doc = recheck(run_dir, reports=True, only=["compact-memory"])
+        for arch in doc["arches"].values():
+            first = arch["scenarios"]["compact-memory"]
+            first["metrics"] = [dict(m, value=m["value"] * scale) for m in first["metrics"]]
+            for k, f in enumerate((1.01, 0.99, 1.02), 2):
+                arch["scenarios"][f"compact-memory@{k}"] = dict(first, metrics=[dict(m, value=m["value"] * f) for m in first["metrics"]])
+        (run_dir / "results.json").write_text(json.dumps(doc))
+        recheck(run_dir, reports=True, only=[])
+        runs.append(run_dir)
+    page = (runs[0] / "report.html").read_text()
+    assert "Performance metrics" in page and "compact-memory/compaction.migrated_per_free_scanned" in page
+    assert page.count("<circle") >= 4 * 2 * 2  # 4 samples of 2 metrics on 2 arches
+    assert strip_svg([1.0, 2.0, 3.0]).count("<circle") == 3
+    a, b = compare_mod.load_run(runs[0]), compare_mod.load_run(runs[1])
+    html = compare_mod.render_html([("", compare_mod.compare(a, b, {}))], "A vs B")
+    assert "Performance metrics" in html and 'class="regression"><td>compact-memory/compaction.migrated_per_free_scanned' in html
+    assert "-20.0%" in html
