@@ -14,6 +14,7 @@ from harness.model import numa as numa_model
 from harness.model.accounting import LRU_ANON
 from harness.model.callers import caller
 from harness.model.constants import HPAGE_PMD_NR
+from harness.perf.metric import Metric
 from harness.observe import samples as samples_mod
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
@@ -123,6 +124,23 @@ class NumaBalancing(Scenario):
         guest_command(guest, captures, "sysctls-off", "echo 0 > /proc/sys/kernel/numa_balancing")
         collect_trace(guest, captures)
         return observation
+
+    def metrics(self, observation: Mapping[str, Any], target: Target, captures: Captures) -> list:
+        """NUMA balancing's convergence: how long the touch loop ran (the
+        guest's monotonic clock, under TCG the emulator's) until every page
+        was pulled to the toucher's node, base pages and THPs apart."""
+        results, errors = workload_mod.parse(samples_mod.split(captures.load("workload.out"))[0])
+        if errors:
+            return []
+        out = []
+        for result in results:
+            if result.get("cmd") == "touch_until" and "ms" in result:
+                label = "thp" if result.get("name") == "thp" else "base"
+                reached = result.get("grew", 0) >= (THP_PAGES if label == "thp" else PAGES)
+                if reached:  # a loop that timed out did not converge: no sample
+                    out.append(Metric(f"numa_balancing.{label}_convergence_ms", float(result["ms"]), "ms", "lower",
+                                      "the touch loop's time until numa_pages_migrated grew by every page"))
+        return out
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None

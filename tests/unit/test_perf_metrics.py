@@ -162,3 +162,13 @@ def test_the_report_and_the_compare_page_show_the_metrics(tmp_path):
     html = compare_mod.render_html([("", compare_mod.compare(a, b, {}))], "A vs B")
     assert "Performance metrics" in html and 'class="regression"><td>compact-memory/compaction.migrated_per_free_scanned' in html
     assert "-20.0%" in html
+
+
+def test_numa_balancing_reports_its_convergence_time(tmp_path):
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    doc = recheck(run_dir, reports=False, only=["numa-balancing"])
+    loops = [json.loads(l[7:]) for l in (run_dir / "x86_64" / "numa-balancing" / "workload.out").read_text().splitlines()
+             if l.startswith("RESULT ") and '"touch_until"' in l]
+    got = metrics_of(doc, "x86_64", "numa-balancing")
+    assert got["numa_balancing.base_convergence_ms"].value == loops[0]["ms"]
+    assert got["numa_balancing.base_convergence_ms"].better == "lower"
