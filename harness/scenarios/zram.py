@@ -28,6 +28,7 @@ from harness.scenarios.base import (
     trace_overran,
     verify_held,
 )
+from harness.perf.metric import metric_if
 from harness.scenarios.compaction import (
     FREE_MEMORY,
     compact_memory_scan_counters,
@@ -130,6 +131,18 @@ class Zram(Scenario):
         verify_held(guest, captures, "fragment-verify", "fragment", hogs, self.timeout)
         collect_trace(guest, captures)
         return observation
+
+    def metrics(self, observation: Mapping[str, Any], target: Target, captures: Captures) -> list:
+        """zram compaction's yield: the pages zs_compact() freed (mm_stat's
+        pages_compacted), per page of zspage memory before it, in percent."""
+        if not (captures.directory / "mm-stat-after-zram-compact.out").exists():
+            return []
+        before = zram_mod.parse_mm_stat(captures.load("mm-stat-after-compaction.out"))
+        after = zram_mod.parse_mm_stat(captures.load("mm-stat-after-zram-compact.out"))
+        freed = after.get("pages_compacted", 0) - before.get("pages_compacted", 0)
+        used = before.get("mem_used_total", 0) // 4096
+        return metric_if("zram.compaction_yield_pct", None if not used else 100.0 * freed / used, "%", "higher",
+                         "Δpages_compacted of zram compact / the zspage pages before it (mm_stat mem_used_total)")
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None

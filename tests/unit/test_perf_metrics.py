@@ -172,3 +172,16 @@ def test_numa_balancing_reports_its_convergence_time(tmp_path):
     got = metrics_of(doc, "x86_64", "numa-balancing")
     assert got["numa_balancing.base_convergence_ms"].value == loops[0]["ms"]
     assert got["numa_balancing.base_convergence_ms"].better == "lower"
+
+
+def test_zram_reports_its_compaction_yield(tmp_path):
+    from harness.observe import zram as zram_mod
+
+    run_dir = materialize("v5.0-x86_64+arm64", tmp_path)
+    doc = recheck(run_dir, reports=False, only=["zram"])
+    sdir = run_dir / "arm64" / "zram"
+    before = zram_mod.parse_mm_stat((sdir / "mm-stat-after-compaction.out").read_text())
+    after = zram_mod.parse_mm_stat((sdir / "mm-stat-after-zram-compact.out").read_text())
+    got = metrics_of(doc, "arm64", "zram")["zram.compaction_yield_pct"]
+    assert got.value == pytest.approx(100 * (after["pages_compacted"] - before["pages_compacted"]) / (before["mem_used_total"] // 4096))
+    assert 0 < got.value < 100
