@@ -20,7 +20,9 @@ the rows it already has.
 The anchor: the kernel's own kselftest vm programs (the kselftest-vm
 scenario) run apart on the same kernels, pristine and mutated, and get a
 kill rate of their own; a kselftest that fails on the pristine kernel
-already kills nothing (``--no-kselftest`` leaves the anchor out).
+already kills nothing (``--no-kselftest`` leaves the anchor out; a
+``--resume`` of such a measurement without it adds the anchor to every row,
+running kselftest alone: the anchor can be measured in a later session).
 
     python bench/teeth.py --kernel v5.0 --arch x86_64,arm64 [--mutant ID ...] [--scenario S ...] [--full] [--resume DIR] [--json FILE]
 """
@@ -130,10 +132,14 @@ def main() -> int:
         table = {"kernel": args.kernel, "arches": arches, "scenarios": list(ours), "kselftest": anchor, "pristine": {},
                  "mutants": []}
     table["fail_fast"] = not args.full
-    done = {row["id"] for row in table["mutants"]}
     print(f"teeth: {len(catalogue)} mutants of {args.kernel}, {', '.join(arches)}; runs in {root}", flush=True)
     for arch in arches:
         pristine = table["pristine"].get(arch)
+        if pristine and anchor and "kselftest" not in pristine and pristine["harness"]["result"] == "survived":
+            # the anchor added to a measurement made without it
+            pristine["kselftest"] = run_one(args.kernel, arch, (), (KSELFTEST,), root, f"pristine-{arch}-kselftest",
+                                            args.offline, fail_fast=False)
+            write_json(root / "teeth.json", table)
         if not pristine or pristine["harness"]["result"] != "survived":
             pristine = {"harness": run_one(args.kernel, arch, (), ours, root, f"pristine-{arch}", args.offline, fail_fast=False)}
             if anchor:
@@ -148,22 +154,31 @@ def main() -> int:
         if pristine["harness"]["result"] != "survived":
             print(f"false alarm: the pristine kernel fails on {arch} ({pristine['harness']['by']}): stop", file=sys.stderr)
             return 1
+    table["kselftest"] = table.get("kselftest") or anchor
+    rows = {row["id"]: row for row in table["mutants"]}
     for mutation in catalogue:
-        if mutation.id in done:
+        row = rows.get(mutation.id)
+        if row is not None and not (anchor and any("kselftest" not in row[arch] for arch in arches)):
             continue
-        row = {"id": mutation.id, "category": mutation.category, "file": mutation.file, "function": mutation.function,
-               "what": mutation.what, "equivalent": mutation.equivalent}
+        # a row measured without the anchor gets it now (--resume with the
+        # anchor of a measurement made with --no-kselftest): kselftest only
+        adding = row is not None
+        if row is None:
+            row = {"id": mutation.id, "category": mutation.category, "file": mutation.file, "function": mutation.function,
+                   "what": mutation.what, "equivalent": mutation.equivalent}
         patch = mutation.patch(tree)
         for arch in arches:
-            row[arch] = {"harness": run_one(args.kernel, arch, (patch,), ours, root, f"{mutation.id}-{arch}", args.offline,
-                                            fail_fast=not args.full)}
+            if not adding:
+                row[arch] = {"harness": run_one(args.kernel, arch, (patch,), ours, root, f"{mutation.id}-{arch}", args.offline,
+                                                fail_fast=not args.full)}
             if anchor and row[arch]["harness"]["result"] != "does not build":
                 baseline = frozenset(table["pristine"][arch]["kselftest"].get("failing", []))
                 row[arch]["kselftest"] = run_one(args.kernel, arch, (patch,), (KSELFTEST,), root,
                                                  f"{mutation.id}-{arch}-kselftest", args.offline, fail_fast=False, baseline=baseline)
             elif anchor:
                 row[arch]["kselftest"] = dict(row[arch]["harness"])
-        table["mutants"].append(row)
+        if not adding:
+            table["mutants"].append(row)
         write_json(root / "teeth.json", table)
         print(f"  {mutation.id:38} " + "  ".join(
             f"{arch}: {row[arch]['harness']['result']:9}" + (f" (kselftest {row[arch]['kselftest']['result']})" if anchor else "")

@@ -167,3 +167,44 @@ def test_a_kernel_gets_the_catalogue_of_its_version():
     assert catalogue_name("debian-6.12", (6, 12)) == "6.12"
     assert catalogue_name("debian-5.10", (5, 10)) == "debian-5.10"  # none for 5.10: load_catalogue says which exist
     assert catalogue_name("/src/linux", (5, 0)) == "v5.0"
+
+
+def test_teeth_resumed_with_the_anchor_adds_kselftest_to_every_row_without_rerunning_the_suite(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("teeth", Path(__file__).resolve().parents[2] / "bench" / "teeth.py")
+    teeth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teeth)
+    calls = []
+
+    def run_one(kernel, arch, patches, scenarios, root, label, offline, fail_fast=True, baseline=frozenset()):
+        calls.append(label)
+        killed = "kselftest" not in label and label.startswith("m1")
+        return {"result": "killed" if killed else "survived", "by": "x/y/z" if killed else "", "seconds": 1.0, "failing": []}
+
+    mutants = [SimpleNamespace(id=i, category="accounting", file="mm/migrate.c", function="f", what="w", equivalent=None,
+                               patch=lambda tree: "patch") for i in ("m1", "m2")]
+    monkeypatch.setattr(teeth, "run_one", run_one)
+    monkeypatch.setattr(teeth, "harness_scenarios", lambda chosen: ("a", "b"))
+    monkeypatch.setattr(teeth, "load_catalogue", lambda name: mutants)
+    monkeypatch.setattr(teeth, "select", lambda catalogue, ids: catalogue)
+    source = SimpleNamespace(tree=tmp_path, version=SimpleNamespace(short=(6, 12)))
+    monkeypatch.setattr(teeth, "SourceResolver", lambda cache: SimpleNamespace(resolve=lambda request: source))
+    monkeypatch.setattr(teeth, "Cache", lambda: None)
+    argv = ["teeth", "--kernel", "debian-6.12", "--arch", "x86_64", "--runs", str(tmp_path / "runs")]
+    monkeypatch.setattr(sys, "argv", argv + ["--no-kselftest"])
+    assert teeth.main() == 0
+    assert calls == ["pristine-x86_64", "m1-x86_64", "m2-x86_64"]
+    (root,) = [p for p in (tmp_path / "runs").iterdir()]
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", argv + ["--resume", str(root)])
+    assert teeth.main() == 0
+    # the anchor only: pristine's and each mutant's kselftest, no suite again
+    assert calls == ["pristine-x86_64-kselftest", "m1-x86_64-kselftest", "m2-x86_64-kselftest"]
+    table = json.loads((root / "teeth.json").read_text())
+    assert [r["id"] for r in table["mutants"]] == ["m1", "m2"]
+    assert table["mutants"][0]["x86_64"]["harness"]["result"] == "killed"
+    assert all("kselftest" in r["x86_64"] for r in table["mutants"]) and table["kselftest"]
