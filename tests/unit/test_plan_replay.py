@@ -116,3 +116,43 @@ def test_a_fork_and_a_write_recorded_agree_with_the_derived_view(tmp_path):
         status = {c.step: c.observed for c in checks if c.name == "status[]"}
         assert status["shared"] == [-13] * 4 + [1] * 4
         assert status["after-a-write"] == [-13, 1, -13, -13]
+
+
+def _with_self_faults(lines, own_in_step1):
+    """The workload's vmstat results with the getrusage reading a newer
+    mmdrive adds (self_minflt): constant, except ``own_in_step1`` more
+    after step 1's end marker."""
+    out, seen_end = [], False
+    for line in lines:
+        if line.startswith("RESULT "):
+            r = result(line)
+            if r["cmd"] == "mark" and r.get("text") == "harness step 1 end":
+                seen_end = True
+            if r["cmd"] == "vmstat":
+                r["self_minflt"] = 100 + (own_in_step1 if seen_end else 0)
+                r["self_majflt"] = 0
+                line = "RESULT " + json.dumps(r)
+        out.append(line)
+    return out
+
+
+def test_a_fault_of_another_process_is_not_the_workloads_but_its_own_are(tmp_path):
+    """move-pages-basic's move-64 moved 64 pages (recorded with the whole
+    snapshot).  With the workload's own faults read beside /proc/vmstat,
+    the global pgfault's other faults are the guest's other processes'
+    (bounded apart); own faults beyond the pages moved fail."""
+    run_dir = materialize("v5.0-closed-world-x86_64+arm64", tmp_path)
+
+    def same(data):
+        pass
+
+    name = "the workload's own page faults (first touches of its moved pages)"
+    original, quiet = as_user_plan(run_dir, "x86_64", "move-pages-basic", "basic-own-0", same, lambda out: _with_self_faults(out, 0))
+    checks = {(c.step, c.name): c for c in quiet}
+    own, others = checks[("move-64", name)], checks[("move-64", "Δpgfault less the workload's own (the guest's other processes)")]
+    assert own.status.name == others.status.name == "PASS" and own.observed == 0
+    assert all(c.status.name in ("PASS", "SKIP") for c in quiet)
+    assert not any(c.name.startswith("Δpgfault (first touches") for c in quiet)  # replaced, not doubled
+    _, noisy = as_user_plan(run_dir, "x86_64", "move-pages-basic", "basic-own-90", same, lambda out: _with_self_faults(out, 90))
+    failed = {(c.step, c.name) for c in noisy if c.status.name == "FAIL"}
+    assert ("move-64", name) in failed  # 90 faults of its own, 64 pages moved
