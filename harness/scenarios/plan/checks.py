@@ -254,8 +254,8 @@ def node_accounting_check(ck: Checker, pred: Prediction, window: StepWindow, fie
                    message=f"the events say {migrated} pages moved (getrusage of the workload)")
         others = window.delta.get("pgfault", 0) - own
         ck.bounded("Δpgfault less the workload's own (the guest's other processes)", others, low=0, high=OTHER_FAULTS,
-                   message="the SSH server relaying the workload's output and the shell waiting for it fault a few "
-                           "pages of their own, as the scheduler lets them run inside the step",
+                   message="the workload is the only process doing anything in a step; the SSH server relaying its "
+                           "output and the shell waiting for it are given a few faults of their own",
                    covers=[Field("vmstat", GLOBAL, "pgfault")])
     if any("found no target page" in line for line in pred.log):
         # a target the node could not give tried reclaim first (and woke kswapd)
@@ -266,8 +266,8 @@ def node_accounting_check(ck: Checker, pred: Prediction, window: StepWindow, fie
                        message="the model says a target allocation failed: the allocator tried reclaim on the way")
 
 
-#: Page faults the guest's other processes (the SSH server, the shell) may
-#: take inside a step: a few pages of their heaps and stacks each.
+#: Page faults the guest's other processes (the SSH server, the shell) are
+#: given inside a step (none seen so far: a margin, not a measurement).
 OTHER_FAULTS = 16
 
 #: Reclaim's counters: an allocation that fails on a full node tries them.
