@@ -1619,14 +1619,6 @@ static void cmd_vmstat(int argc, char **argv)
     jb_raw(&out, "}");
     out.first = 0;
     fclose(f);
-    /* this process's own page faults at the same moment: the global
-     * pgfault also counts the guest's other processes (the SSH server
-     * relaying the output) */
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0) {
-        jo_int(&out, "self_minflt", (long long)ru.ru_minflt);
-        jo_int(&out, "self_majflt", (long long)ru.ru_majflt);
-    }
     snapshot_files(&out);
     emit_result(&out);
 }

@@ -40,17 +40,6 @@ class StepWindow:
     flags_before: dict = field(default_factory=dict)
     flags_after: dict = field(default_factory=dict)
     problem: str = ""
-    #: The workload's own page faults (getrusage: minor + major) at the two
-    #: snapshots (None in runs recorded before mmdrive read them).
-    self_faults_before: Optional[int] = None
-    self_faults_after: Optional[int] = None
-
-    @property
-    def self_faults(self) -> Optional[int]:
-        """The workload's own page faults during the step, or None."""
-        if self.self_faults_before is None or self.self_faults_after is None:
-            return None
-        return self.self_faults_after - self.self_faults_before
 
     @property
     def field_deltas(self) -> Optional[dict]:
@@ -86,7 +75,6 @@ def _window(results: list[dict], marks: dict, index: int, after_count: int) -> S
     if begin >= 1 and results[begin - 1].get("cmd") == "vmstat":
         window.vmstat_before = results[begin - 1]["values"]
         window.fields_before = _fields(results[begin - 1])
-        window.self_faults_before = _self_faults(results[begin - 1])
     window.flags_before = _flags(results, begin - 2, -1)
     position = end + 1
     # runs recorded before the drain around each step lack it
@@ -95,7 +83,6 @@ def _window(results: list[dict], marks: dict, index: int, after_count: int) -> S
     if position < len(results) and results[position].get("cmd") == "vmstat":
         window.vmstat_after = results[position]["values"]
         window.fields_after = _fields(results[position])
-        window.self_faults_after = _self_faults(results[position])
         position += 1
     window.after = results[position:position + after_count]
     position += after_count
@@ -105,12 +92,6 @@ def _window(results: list[dict], marks: dict, index: int, after_count: int) -> S
     if window.vmstat_before is None or window.vmstat_after is None:
         window.problem = f"step {index} has no /proc/vmstat snapshot {'before' if window.vmstat_before is None else 'after'} it"
     return window
-
-
-def _self_faults(result: dict) -> Optional[int]:
-    if "self_minflt" not in result:
-        return None
-    return int(result["self_minflt"]) + int(result.get("self_majflt", 0))
 
 
 def _fields(result: dict) -> Optional[dict]:
