@@ -130,7 +130,7 @@ def welch(a: Sequence[float], b: Sequence[float]) -> TestResult:
         return TestResult("welch", 0.0 if same else math.copysign(math.inf, sb.mean - sa.mean), 1.0 if same else 0.0,
                           float(sa.n + sb.n - 2))
     t = (sb.mean - sa.mean) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / ((va ** 2 / (sa.n - 1) if sa.n > 1 else 0.0) + (vb ** 2 / (sb.n - 1) if sb.n > 1 else 0.0))
+    df = (va + vb) ** 2 / (va ** 2 / (sa.n - 1) + vb ** 2 / (sb.n - 1))  # Welch-Satterthwaite
     return TestResult("welch", t, t_two_sided_p(t, df), df)
 
 
