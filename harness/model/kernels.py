@@ -246,6 +246,16 @@ class KernelRules:
     def reason_name(self, reason: int) -> str:
         return self.reason_names.get(int(reason), hex(int(reason)))
 
+    def counts_in_base_pages(self, hugetlb: bool) -> bool:
+        """Whether pgmigrate_success counts a large folio migrated whole as
+        its base pages (else once): THPs from 5.9 (``thp_counts_subpages``),
+        hugetlb pages only with the 6.3 batch rework (``migrate_loop``; 5.10
+        counts a hugetlb page once, mm/migrate.c:1455 takes is_thp as
+        PageTransHuge && !PageHuge)."""
+        if self.migrate_loop != "v5.0":
+            return True
+        return self.thp_counts_subpages and not hugetlb
+
 
 _MODE_NAMES = {
     MigrateMode.MIGRATE_ASYNC: "MIGRATE_ASYNC",

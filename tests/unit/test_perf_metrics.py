@@ -185,3 +185,57 @@ def test_zram_reports_its_compaction_yield(tmp_path):
     got = metrics_of(doc, "arm64", "zram")["zram.compaction_yield_pct"]
     assert got.value == pytest.approx(100 * (after["pages_compacted"] - before["pages_compacted"]) / (before["mem_used_total"] // 4096))
     assert 0 < got.value < 100
+
+
+def _timed(run_dir, arch, scenario, ns):
+    """Give every measured call of the recorded workload a duration (older
+    captures have none): the metric is then pages over that time."""
+    out = run_dir / arch / scenario / "workload.out"
+    lines = out.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("RESULT "):
+            result = json.loads(line[7:])
+            if result.get("cmd") in ("move", "mbind", "migrate"):
+                lines[i] = "RESULT " + json.dumps(dict(result, ns=ns))
+    out.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("run", ["v5.0-thp-timed-x86_64+arm64", "5.10-x86_64+arm64"])
+def test_a_thp_moved_whole_is_512_pages_per_second_on_every_kernel(run, tmp_path):
+    """v5.0 counts a THP migrated whole once in pgmigrate_success, 5.10 as
+    its 512 subpages: the metric counts base pages on both (kpageflags
+    shows the folio moved whole), so pages/s compare across versions.
+    arm64 v5.0 splits the THP (no THP migration): 512 base pages too.
+    (The recorded calls' own durations replaced by 1 ms.)"""
+    run_dir = materialize(run, tmp_path)
+    for arch in ("x86_64", "arm64"):
+        _timed(run_dir, arch, "thp", 1_000_000)
+    doc = recheck(run_dir, reports=False, only=["thp"])
+    for arch in ("x86_64", "arm64"):
+        got = metrics_of(doc, arch, "thp")
+        assert got["head.pages_per_s"].value == pytest.approx(512 / 0.001), arch
+        assert got["all-subpages.pages_per_s"].value == pytest.approx(512 / 0.001), arch
+
+
+def test_moved_whole_tells_a_folio_moved_whole_from_one_split_or_left():
+    from harness.scenarios.plan.scenario import KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_HUGE, moved_whole
+
+    head, tail, huge = 1 << KPF_COMPOUND_HEAD, 1 << KPF_COMPOUND_TAIL, 1 << KPF_HUGE
+    folio = [head] + [tail] * 3
+    pre = {"a": ([10, 11, 12, 13, 20], folio + [0]), "b": ([30, 31, 32, 33], [head | huge] + [tail | huge] * 3),
+           "c": ([40, 41, 42, 43], folio), "d": ([50, 51, 52, 53], folio)}
+    post = {"a": ([60, 61, 62, 63, 21], folio + [0]),       # moved whole; a base page moved too
+            "b": ([70, 71, 72, 73], [head | huge] + [tail | huge] * 3),
+            "c": ([80, 81, 82, 83], [0, 0, 0, 0]),           # split, then moved: not whole
+            "d": ([50, 51, 52, 53], folio)}                  # left where it was
+    assert moved_whole(pre, post) == [(4, False), (4, True)]
+
+
+def test_which_large_folios_pgmigrate_success_counts_once_per_kernel():
+    """THPs in base pages from 5.9, hugetlb pages only from the 6.3 batch
+    rework (6.1.176 carries it): pages/s adds the rest where it does not."""
+    from harness.model.kernels import KERNELS
+
+    got = {name: (rules.counts_in_base_pages(hugetlb=False), rules.counts_in_base_pages(hugetlb=True))
+           for name, rules in KERNELS.items()}
+    assert got == {"v5.0": (False, False), "5.10": (True, False), "6.1": (True, True), "6.12": (True, True)}

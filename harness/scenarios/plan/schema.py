@@ -88,9 +88,9 @@ class Plan:
     logs: tuple = ()
     #: The file the plan came from.
     source: str = ""
-    #: (name, pages) of the setup's base-page and mTHP regions: their
-    #: pages' flags are read before and after every step (page states
-    #: carried).
+    #: (name, pages) of the setup's regions: their pages' flags are read
+    #: before and after every step (page states carried; large folios moved
+    #: whole, for the pages/s metric).
     regions: tuple = ()
     #: (name, KiB) of the setup's mTHP regions (alloc ... mthp=SIZE): the
     #: scenario turns that size on (and PMD THP off) before the workload,
@@ -177,7 +177,7 @@ class Plan:
             targets=data.get("targets"),
             logs=_logs(data.get("logs"), source),
             source=source,
-            regions=tuple((r.name, r.pages) for r in layout.regions.values() if r.kind in ("anon", "file", "mthp")),
+            regions=tuple((r.name, r.pages) for r in layout.regions.values()),
             mthp=tuple((r.name, r.folio * 4) for r in layout.regions.values() if r.kind == "mthp"),
             swapcache=swapcache,
             page_labels=_page_labels(view.index),
