@@ -64,6 +64,7 @@ struct movebuf {
 static struct region *regions;
 static size_t nregions, capregions;
 static void touch_self(void);
+static uint64_t now_ns(void);
 static void warm_up(void);
 static struct pinpipe *pins;
 static size_t npins, cappins;
@@ -492,9 +493,22 @@ static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_
     r->written = calloc(pages, 1);
     if (!r->written)
         sys_fail(ENOMEM, "calloc");
+    /* a THP region's first write to each 2 MiB is its huge page fault
+     * (direct compaction included, or the fallback to a base page): timed */
+    uint64_t *fault_ns = NULL;
+    size_t nfaults = 0;
+    if (!notouch && thp)
+        fault_ns = xreallocarray(NULL, pages / 512 + 1, sizeof *fault_ns);
     if (!notouch)
-        for (size_t i = 0; i < r->pages; i++)
-            write_page(r, i);
+        for (size_t i = 0; i < r->pages; i++) {
+            if (fault_ns && (start + i * PAGE) % (512 * PAGE) == 0) {
+                uint64_t t0 = now_ns();
+                write_page(r, i);
+                fault_ns[nfaults++] = now_ns() - t0;
+            } else {
+                write_page(r, i);
+            }
+        }
     r->fd = fd;
     if (fd >= 0 && sync) {
         /* write the file's pages back: clean page-cache pages */
@@ -518,6 +532,16 @@ static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_
     jo_bool(&out, "touched", !notouch);
     if (kind)
         jo_str(&out, "kind", kind);
+    if (fault_ns) {
+        jo_key(&out, "fault_ns");
+        ja_begin(&out);
+        for (size_t k = 0; k < nfaults; k++) {
+            ja_sep(&out);
+            jb_u64(&out, fault_ns[k]);
+        }
+        ja_end(&out);
+        free(fault_ns);
+    }
     emit_result(&out);
 }
 

@@ -217,3 +217,21 @@ def fate(before: Sequence[int], after: Sequence[int], events: Sequence[TraceEven
         if pfn in after_set:
             stayed.append(pfn)
     return Fate(judged, stayed, sum(runs[i].failed for i in holding), cut)
+
+
+def time_compacting(events: Sequence[TraceEvent], direct_only: bool = True) -> Optional[float]:
+    """Seconds spent between each mm_compaction_begin and its task's next
+    mm_compaction_end (the compact_zone() calls), summed; kcompactd's left
+    out with ``direct_only`` (direct compaction runs in the allocating
+    task).  None when no pair is complete."""
+    opened: dict[int, float] = {}
+    total, pairs = 0.0, 0
+    for event in events:
+        if direct_only and event.task.startswith("kcompactd"):
+            continue
+        if event.name == "mm_compaction_begin":
+            opened[event.pid] = event.timestamp
+        elif event.name == "mm_compaction_end" and event.pid in opened:
+            total += event.timestamp - opened.pop(event.pid)
+            pairs += 1
+    return total if pairs else None

@@ -6,6 +6,8 @@ MIGRATE_ASYNC or MIGRATE_SYNC_LIGHT (never MIGRATE_SYNC) and keeps
 compact_stall = compact_success + compact_fail."""
 from __future__ import annotations
 
+import math
+import statistics
 from typing import Any, Mapping, Optional
 
 from harness.check import Checker, migration_invariants
@@ -39,6 +41,19 @@ from harness.scenarios.compaction import (
 )
 
 THP_MB = 256
+
+
+def fault_latencies(text: str) -> list[int]:
+    """The ns of each huge page fault mmdrive timed in the THP region it
+    made (``fault_ns`` of its alloc result; none from an older mmdrive)."""
+    return [int(ns) for r in workload_mod.parse(text)[0] if r.get("cmd") == "alloc" for ns in r.get("fault_ns") or []]
+
+
+def percentile(values: list, pct: float) -> float:
+    """The nearest-rank percentile (the smallest value with at least pct %
+    of the values at or below it)."""
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)])
 
 def fill(numa: bool) -> str:
     """Fragment about 90% of node 0's free memory (all memory without NUMA)."""
@@ -139,10 +154,23 @@ class DirectCompaction(Scenario):
         alloc, fallback = delta.get("thp_fault_alloc", 0), delta.get("thp_fault_fallback", 0)
         success, fail = delta.get("compact_success", 0), delta.get("compact_fail", 0)
         pct = lambda a, b: None if not a + b else 100.0 * a / (a + b)  # noqa: E731
+        faults = fault_latencies(captures.load("thp-faults.out"))
+        events = window(captures.load("trace.out"), "harness thp_faults begin", "harness thp_faults end")
+        compacting = cmp.time_compacting(events)
+        stalls = delta.get("compact_stall", 0)
         return (metric_if("thp_fault.huge_pct", pct(alloc, fallback), "%", "higher",
                           "Δthp_fault_alloc / (Δthp_fault_alloc + Δthp_fault_fallback)")
+                + metric_if("thp_fault.latency_us_mean", statistics.fmean(faults) / 1e3 if faults else None, "us", "lower",
+                            "the mean time of the first write to each 2 MiB of the region (its huge page fault, or the "
+                            "fallback), in the guest's CLOCK_MONOTONIC")
+                + metric_if("thp_fault.latency_us_p90", percentile(faults, 90) / 1e3 if faults else None, "us", "lower",
+                            "the 90th percentile of the same")
                 + metric_if("direct_compaction.success_pct", pct(success, fail), "%", "higher",
                             "Δcompact_success / (Δcompact_success + Δcompact_fail)")
+                + metric_if("direct_compaction.stall_us_mean",
+                            compacting * 1e6 / stalls if stalls and compacting is not None else None, "us", "lower",
+                            "time between the faulting task's mm_compaction_begin and _end events (trace clock), "
+                            "summed, per Δcompact_stall")
                 + compaction_efficiency(delta, "direct_compaction"))
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:

@@ -2,6 +2,7 @@
 the captures, and each equals the counters it is made of (read here from
 the same snapshots by hand)."""
 import json
+import re
 
 import pytest
 
@@ -47,6 +48,52 @@ def test_direct_compaction_reports_thpcompacts_numbers(tmp_path):
     assert got["thp_fault.huge_pct"].value == pytest.approx(100 * alloc / (alloc + fallback))
     assert got["thp_fault.huge_pct"].unit == "%" and 0 <= got["thp_fault.huge_pct"].value <= 100
     assert "direct_compaction.migrated_per_migrate_scanned" in got
+    # stall time: the faulting task's compact_zone() calls, read here from
+    # the raw trace lines by hand, per Δcompact_stall
+    lines = (run_dir / "x86_64" / "direct-compaction" / "trace.out").read_text().splitlines()
+    inside = lines[next(i for i, l in enumerate(lines) if "harness thp_faults begin" in l):]
+    opened, total = {}, 0.0
+    for line in inside:
+        m = re.match(r"\s*(\S+)-(\d+)\s+\[\d+\].*?([\d.]+): (mm_compaction_begin|mm_compaction_end):", line)
+        if m and not m.group(1).startswith("kcompactd"):
+            if m.group(4) == "mm_compaction_begin":
+                opened[m.group(2)] = float(m.group(3))
+            elif m.group(2) in opened:
+                total += float(m.group(3)) - opened.pop(m.group(2))
+        if "harness thp_faults end" in line:
+            break
+    assert total > 0
+    assert got["direct_compaction.stall_us_mean"].value == pytest.approx(total * 1e6 / delta["compact_stall"])
+    assert got["direct_compaction.stall_us_mean"].better == "lower"
+    # a capture of an mmdrive that did not time its faults: no latency
+    assert "thp_fault.latency_us_mean" not in got
+
+
+def test_time_compacting_pairs_each_tasks_begin_with_its_end():
+    """A worked example: two tasks interleaved, kcompactd left out, an
+    unmatched begin (trace cut) not counted."""
+    from harness.observe.compaction import time_compacting
+    from harness.observe.trace import parse
+
+    text = "\n".join([
+        "  mmdrive-74 [001] .... 10.000000: mm_compaction_begin: zone_start=0x1000",
+        "  other-80   [000] .... 10.100000: mm_compaction_begin: zone_start=0x1000",
+        "  kcompactd0-30 [000] .... 10.150000: mm_compaction_begin: zone_start=0x1000",
+        "  mmdrive-74 [001] .... 10.250000: mm_compaction_end: zone_start=0x1000 status=success",
+        "  kcompactd0-30 [000] .... 10.900000: mm_compaction_end: zone_start=0x1000 status=success",
+        "  other-80   [000] .... 10.400000: mm_compaction_end: zone_start=0x1000 status=success",
+        "  mmdrive-74 [001] .... 11.000000: mm_compaction_begin: zone_start=0x1000",
+    ])
+    assert time_compacting(parse(text)) == pytest.approx(0.25 + 0.3)
+    assert time_compacting(parse(text), direct_only=False) == pytest.approx(0.25 + 0.3 + 0.75)
+    assert time_compacting(parse(text.splitlines()[-1])) is None
+
+
+def test_percentile_is_nearest_rank():
+    from harness.scenarios.direct import percentile
+
+    assert percentile([5, 1, 4, 2, 3], 90) == 5 and percentile([5, 1, 4, 2, 3], 50) == 3
+    assert percentile(list(range(1, 101)), 90) == 90 and percentile([7], 90) == 7
 
 
 def test_a_metric_says_which_way_is_better():
@@ -239,3 +286,21 @@ def test_which_large_folios_pgmigrate_success_counts_once_per_kernel():
     got = {name: (rules.counts_in_base_pages(hugetlb=False), rules.counts_in_base_pages(hugetlb=True))
            for name, rules in KERNELS.items()}
     assert got == {"v5.0": (False, False), "5.10": (True, False), "6.1": (True, True), "6.12": (True, True)}
+
+
+def test_thp_fault_latency_from_the_faults_mmdrive_timed(tmp_path):
+    """A recorded run whose mmdrive timed the first write to each 2 MiB of
+    its THP region: mean and nearest-rank p90 of those, read here from the
+    capture's alloc result by hand."""
+    run_dir = materialize("v5.0-direct-timed-x86_64+arm64", tmp_path)
+    doc = recheck(run_dir, reports=False, only=["direct-compaction"])
+    for arch in ("x86_64", "arm64"):
+        text = (run_dir / arch / "direct-compaction" / "thp-faults.out").read_text()
+        alloc = next(json.loads(l[7:]) for l in text.splitlines() if l.startswith('RESULT {"cmd":"alloc"'))
+        faults = sorted(alloc["fault_ns"])
+        assert len(faults) == 256 * 1024 // 2048  # one per 2 MiB of the 256 MiB region
+        got = metrics_of(doc, arch, "direct-compaction")
+        assert got["thp_fault.latency_us_mean"].value == pytest.approx(sum(faults) / len(faults) / 1e3)
+        assert got["thp_fault.latency_us_p90"].value == pytest.approx(faults[-(-9 * len(faults) // 10) - 1] / 1e3)  # rank ceil(0.9 n)
+        assert got["thp_fault.latency_us_mean"].better == "lower" and got["thp_fault.latency_us_mean"].unit == "us"
+        assert "direct_compaction.stall_us_mean" in got
