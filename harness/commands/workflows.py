@@ -133,7 +133,9 @@ def _add_bisect(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-repeats", type=repeats, default=3, metavar="N", help="with --metric: repeats per commit first (default 3)")
     parser.add_argument("--max-repeats", type=repeats, default=9, metavar="N",
                         help="with --metric: repeats per commit at most, while its verdict is unclear (then skipped; default 9)")
-    parser.add_argument("--test", choices=["welch", "mann-whitney"], default="welch", help="with --metric: the significance test")
+    parser.add_argument("--test", choices=["welch", "mann-whitney"], default="mann-whitney",
+                        help="with --metric: the significance test (default mann-whitney: ranks, so one outlying sample "
+                             "does not hide a step's side)")
     parser.set_defaults(handler=_cmd_bisect)
     step = sub.add_parser("bisect-step")  # what git bisect run calls (not for users)
     step.add_argument("state", type=Path)

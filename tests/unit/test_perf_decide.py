@@ -1,7 +1,11 @@
 """The 0-day layout and a bisection step's decision, on fixed samples."""
+import json
+from pathlib import Path
+
 from harness.perf import decide
 from harness.perf.stats import compare
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOOD = [100.0, 102.0, 98.0, 101.0, 99.0]     # pages/s on the good commit
 BAD = [80.0, 82.0, 79.0, 81.0, 78.0]         # ... on the bad one: 20 % fewer
 
@@ -40,3 +44,26 @@ def test_better_lower_turns_the_direction_around():
     assert decide.ends_differ(good, bad, better="lower", threshold_pct=10).regression
     assert not decide.ends_differ(good, bad, better="lower", threshold_pct=30).regression
     assert not decide.ends_differ(good, bad, better="higher", threshold_pct=10).regression
+
+
+def test_one_outlier_leaves_welch_undecided_and_not_mann_whitney():
+    """A real bisection (v5.0 x86_64, direct-compaction's
+    migrated_per_free_scanned, a commit that ignores compaction's skip
+    hints): the guilty commit's twelve samples hold one outlier (0.336
+    among 0.138-0.168); Welch's variance then hides its side and the step
+    was skipped, while Mann-Whitney's ranks see it with the bad end, as
+    'harness bisect' now does by default."""
+    steps = [json.loads(line) for line in
+             (FIXTURES / "perf" / "bisect-v5.0-no-skip-hints-welch.steps.jsonl").read_text().splitlines()]
+    ends = {s["label"]: s["samples"] for s in steps if s["label"] in ("good", "bad")}
+    good, bad = ends["good"], ends["bad"]
+    step = next(s["samples"] for s in steps if s["commit"].startswith("fbea6c4f2439"))  # the guilty one
+    assert len(step) == 12 and max(step) > 2 * sorted(step)[5]
+    assert decide.classify(good, bad, step, better="higher", test="welch").verdict == "unclear"
+    verdict = decide.classify(good, bad, step, better="higher", test="mann-whitney")
+    assert verdict.verdict == "bad" and verdict.confidence > 0.99
+    # without the outlier Welch agrees
+    assert decide.classify(good, bad, [s for s in step if s < 0.3], better="higher", test="welch").verdict == "bad"
+    # the commit before it, harmless, is good either way
+    harmless = next(s["samples"] for s in steps if s["commit"].startswith("f1d1c52d05f9"))
+    assert decide.classify(good, bad, harmless, better="higher", test="mann-whitney").verdict == "good"
