@@ -11,10 +11,12 @@ import json
 import platform
 import shutil
 import subprocess
+import tempfile
 import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,7 +58,7 @@ from harness.scenarios import Scenario, Target, scenarios_for_run, select
 from harness.scenarios.base import Captures
 from harness.scenarios.plan.scenario import load_plan_file
 from harness.vm.console import scan
-from harness.vm.machine import Machine, MachineRequest, kill_all
+from harness.vm.machine import Machine, MachineRequest, SavedGuest, kill_all
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,11 @@ class RunRequest:
     #: time (the performance metrics' samples): repeat k > 1 of scenario S
     #: is recorded as ``S@k`` (its directory too).
     repeat: int = 1
+    #: Boot every scenario's guest (the old way); by default the guests of
+    #: one shape (memory, NUMA, disk, kernel words) used more than once in
+    #: an arch's run start from one saved guest of that shape (QEMU
+    #: migration to a file, -incoming), each still fresh and identical.
+    cold_boot: bool = False
 
 
 def repeat_key(name: str, repeat: int) -> str:
@@ -154,6 +161,14 @@ class Pipeline:
         self.where = ""
         #: The steps under way (image, boot, scenario): spinners on a tty.
         self.steps = Steps(self.stream, request.quiet)
+        #: Saved guests per machine shape (None: its boot could not be
+        #: saved, so its scenarios boot), how many scenarios of each shape
+        #: the run has, and where the states are kept (gone with the run).
+        self._saved: dict = {}
+        self._shape_uses: Counter = Counter()
+        self._saved_lock = threading.Lock()
+        self._shape_locks: dict = {}
+        self._saved_root: Optional[Path] = None
 
     def say(self, text: str) -> None:
         self.steps.line(text)
@@ -245,6 +260,8 @@ class Pipeline:
             raise
         finally:
             self.steps.close()
+            if self._saved_root is not None:
+                shutil.rmtree(self._saved_root, ignore_errors=True)
             # A second Ctrl-C (or a SIGTERM) must not cut the reports short:
             # the signals wait until they are written.
             with proc.signals_deferred():
@@ -283,9 +300,61 @@ class Pipeline:
         repeat (a repeat's guests are as fresh as the first's)."""
         return [(s, repeat_key(s.name, r)) for r in range(1, self.request.repeat + 1) for s in scenarios]
 
+    def _machine_request(self, scenario: Scenario, target: Target, kernel: Path, initrd: Path) -> MachineRequest:
+        return MachineRequest(
+            arch=target.arch.name, kernel=kernel, initrd=initrd, memory_mb=scenario.memory_mb,
+            numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel, disk_mb=scenario.disk_mb,
+            memoryless_nodes=scenario.memoryless_nodes,
+            cpus=MachineRequest.cpus + scenario.memoryless_nodes + scenario.extra_cpus(target),
+        )
+
+    def _count_shapes(self, ctx: "_ArchRun", instances: Sequence[tuple]) -> None:
+        """How many of the arch's guests each machine shape has: a shape
+        of one guest boots it (saving and restoring would cost more)."""
+        for scenario, _ in instances:
+            if not scenario.skip_reason(ctx.target) and not scenario.cold_boot:
+                self._shape_uses[self._machine_request(scenario, ctx.target, ctx.kernel, ctx.initrd).shape()] += 1
+
+    def _saved_guest(self, request: MachineRequest, arch_dir: Path) -> Optional[SavedGuest]:
+        """The saved guest of this request's shape, booted and saved the
+        first time a scenario asks (one boot per shape and arch; its
+        console, QMP and machine records in ``ARCH/saved-guests/N``); None
+        when the shape boots each time."""
+        shape = request.shape()
+        if self.request.cold_boot or self._shape_uses[shape] < 2:
+            return None
+        with self._saved_lock:
+            lock = self._shape_locks.setdefault(shape, threading.Lock())
+        with lock:
+            if shape in self._saved:
+                return self._saved[shape]
+            with self._saved_lock:
+                number = sum(1 for other in self._saved if other.arch == request.arch) + 1
+                if self._saved_root is None:
+                    self._saved_root = Path(tempfile.mkdtemp(prefix="harness-saved-"))
+            where = arch_dir / "saved-guests" / str(number)
+            started = time.monotonic()
+            saved: Optional[SavedGuest] = None
+            try:
+                with Machine(shape, where, echo=None) as machine:
+                    booted = machine.times.as_dict().get("ssh_s")
+                    saved = machine.save(self._saved_root / request.arch / str(number))
+                self.say(f"[{request.arch}] saved guest {number} ({request.memory_mb} MiB, "
+                         f"{request.numa_nodes if request.numa_nodes is not None else 'default'} nodes"
+                         + (f", {request.disk_mb} MiB disk" if request.disk_mb else "")
+                         + (f", {' '.join(request.append)}" if request.append else "")
+                         + f"): booted in {booted:.1f}s, saved in {time.monotonic() - started - (booted or 0):.1f}s; "
+                         f"{self._shape_uses[shape]} scenarios start from it")
+            except HarnessError as exc:
+                self.say(f"[{request.arch}] saved guest {number}: could not be made ({exc.message}); its scenarios boot")
+                (where / "error.txt").write_text(exc.render() + "\n")
+            self._saved[shape] = saved
+            return saved
+
     def _run_arch(self, arch_name: str, scenarios: Sequence[Scenario], arch_dir: Path) -> dict:
         ctx = self._prepare_arch(arch_name, scenarios, arch_dir)
         instances = self._instances(scenarios)
+        self._count_shapes(ctx, instances)
         order = [key for _, key in instances]
         for scenario, key in instances:
             outcome = self._run_scenario(scenario, ctx.target, ctx.kernel, ctx.initrd, arch_dir / key)
@@ -367,6 +436,8 @@ class Pipeline:
             info["arches"][arch_name] = contexts[-1].info
             write_json(run_dir / "run.json", info)
         instances = self._instances(scenarios)
+        for ctx in contexts:
+            self._count_shapes(ctx, instances)
         order = [key for _, key in instances]
         lock = threading.Lock()
         stop = threading.Event()
@@ -452,15 +523,13 @@ class Pipeline:
         self.say(f"[{target.arch.name}] {scenario.name}: {scenario.title}")
         step = f"{target.arch.name} {scenario.name}"
         self.steps.start(step, f"[{target.arch.name}] {scenario.name}: booting")
-        request = MachineRequest(
-            arch=target.arch.name, kernel=kernel, initrd=initrd, memory_mb=scenario.memory_mb,
-            numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel, disk_mb=scenario.disk_mb,
-            memoryless_nodes=scenario.memoryless_nodes,
-            cpus=MachineRequest.cpus + scenario.memoryless_nodes + scenario.extra_cpus(target),
-        )
+        request = self._machine_request(scenario, target, kernel, initrd)
         observation: Optional[dict] = None
         self.stage, self.where = "boot", f"{target.arch.name} {scenario.name}"
         try:
+            saved = None if scenario.cold_boot else self._saved_guest(request, sdir.parent)
+            if saved is not None:
+                request = replace(request, restore=saved)
             with Machine(request, sdir, echo=None) as machine:
                 self.stage = "scenario"
                 outcome.accel = machine.accel.accel if machine.accel else None
@@ -468,7 +537,8 @@ class Pipeline:
                 outcome.qemu_argv = machine.argv
                 outcome.boot_s = machine.times.as_dict().get("ssh_s")
                 if outcome.boot_s is not None:
-                    self.say(f"[{target.arch.name}] {scenario.name}: booted in {outcome.boot_s:.1f}s ({outcome.accel})")
+                    how = "restored" if machine.times.restored else "booted"
+                    self.say(f"[{target.arch.name}] {scenario.name}: {how} in {outcome.boot_s:.1f}s ({outcome.accel})")
                 self.steps.start(step, f"[{target.arch.name}] {scenario.name}: running")
                 # what the kernel logs from here on is the scenario's
                 machine.run(f"echo '<7>{kmsg_mod.SCENARIO_BEGINS}' > /dev/kmsg", timeout=60, check=True)

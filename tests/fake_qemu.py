@@ -12,7 +12,12 @@ dmesg, an upload's ``cat > F && chmod M F``, poweroff, sysrq) and keeps the
 guest's files in memory, so nothing is left on the host when the fake dies,
 however it dies.
 
-FAKE_QEMU_MODE: boot | panic-at-boot | hang | silent | silent-once | die | port-busy
+Saving and restoring (QMP ``stop``, ``migrate`` to ``exec:cat > FILE``;
+``-incoming defer``, ``migrate-incoming`` from ``exec:cat FILE``, ``cont``)
+keep what a real migration stream would: the guest's host key and files,
+as JSON in FILE. A restored fake prints nothing on its console.
+
+FAKE_QEMU_MODE: boot | panic-at-boot | hang | silent | silent-once | die | port-busy | save-fails
 FAKE_QEMU_PIDFILE: write our pid here (so tests can check we are gone).
 """
 import io
@@ -102,7 +107,11 @@ class Fake:
         self.initrd = arg_after(argv, "-initrd")
         self.mode = os.environ.get("FAKE_QEMU_MODE", "boot")
         self.balloon = 2 << 30
-        self.host_key = paramiko.Ed25519Key.from_private_key(io.StringIO(_host_key_pem()))
+        self.host_key_pem = _host_key_pem()
+        self.host_key = paramiko.Ed25519Key.from_private_key(io.StringIO(self.host_key_pem))
+        self.incoming = arg_after(argv, "-incoming")
+        self.migration = "none"
+        self.resumed = threading.Event()
         self.files = {}  # the guest's files: path -> bytes, in memory only
         self.alive = True
         self.hung = False
@@ -131,6 +140,31 @@ class Fake:
                 self.balloon = args["value"]
             elif name == "query-balloon":
                 reply = {"return": {"actual": self.balloon}}
+            elif name == "stop":
+                pass
+            elif name == "migrate":
+                path = shlex.split(args["uri"].split(":", 1)[1])[-1]  # exec:cat > PATH
+                if self.mode == "save-fails":
+                    self.migration = "failed"
+                else:
+                    with open(path, "w") as state:
+                        json.dump({"host_key_pem": self.host_key_pem,
+                                   "files": {k: v.decode("latin-1") for k, v in self.files.items()}}, state)
+                    self.migration = "completed"
+            elif name == "migrate-incoming":
+                path = shlex.split(args["uri"].split(":", 1)[1])[-1]  # exec:cat PATH
+                with open(path) as state:
+                    saved = json.load(state)
+                self.host_key_pem = saved["host_key_pem"]
+                self.host_key = paramiko.Ed25519Key.from_private_key(io.StringIO(self.host_key_pem))
+                self.files = {k: v.encode("latin-1") for k, v in saved["files"].items()}
+                self.migration = "completed"
+            elif name == "query-migrate":
+                reply = {"return": {"status": self.migration}}
+                if self.migration == "failed":
+                    reply["return"]["error-desc"] = "fake: the stream could not be written"
+            elif name == "cont":
+                self.resumed.set()
             elif name == "quit":
                 if ident is not None:
                     reply["id"] = ident
@@ -242,8 +276,14 @@ class Fake:
         if name == "hang":  # the kernel stops scheduling anything: nothing answers any more
             self.hung = True
             time.sleep(3600)
+        if name == "date":
+            return 0, b"", b""
         if name == "dmesg":
             return 0, b"[    0.000000] Linux version 5.0.0 (fake guest)\n", b""
+        if len(args) >= 2 and args[-2] == ">" and name != "cat":  # COMMAND ... > FILE
+            status, out_, err = self.simple([name, *args[:-2]], stdin)
+            self.files[args[-1]] = out_
+            return status, b"", err
         if name == "cat" and len(args) == 2 and args[0] == ">":
             self.files[args[1]] = stdin
             return 0, b"", b""
@@ -293,6 +333,11 @@ class Fake:
                 out(line)
             sys.exit(0)
         key_b64 = overlay_key(self.initrd)
+        if self.incoming:
+            self.resumed.wait()  # the saved guest's host key and files are in
+            threading.Thread(target=self.ssh_server, args=(key_b64,), daemon=True).start()
+            while True:
+                time.sleep(3600)
         threading.Thread(target=self.ssh_server, args=(key_b64,), daemon=True).start()
         time.sleep(0.1)
         self.replay(console)

@@ -43,6 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         only_plans=args.only_plans,
         vms=args.vms,
         repeat=args.repeat,
+        cold_boot=args.cold_boot,
     )
     if args.series:
         return _run_series(args, request)
@@ -74,6 +75,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeat", type=repeats, default=1, metavar="N",
                         help="run the suite N times, every scenario in a fresh guest each time: the performance "
                              "metrics' samples (repeat k of S is S@k in the results; compare two such runs)")
+    parser.add_argument("--cold-boot", action="store_true",
+                        help="boot every scenario's guest; by default the guests of a machine shape used more than once "
+                             "start from one saved guest of that shape (booted once per arch, saved with QEMU migration)")
     parser.add_argument("--plan", type=Path, action="append", default=[], metavar="FILE.yaml",
                         help="run your own plan file too (repeatable; format in README)")
     parser.add_argument("--plans", type=Path, action="append", default=[], metavar="DIR", help="run every *.yaml plan in DIR too")

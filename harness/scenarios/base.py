@@ -218,6 +218,10 @@ class Scenario:
     #: Guest memory this scenario wants (MiB) and extra kernel words.
     memory_mb: int = 2048
     append: Sequence[str] = ()
+    #: Boot this scenario's guest itself instead of starting it from the
+    #: run's saved guest of its shape (for a scenario whose checks read
+    #: what the boot did).
+    cold_boot: bool = False
     #: A scratch disk (/dev/vda) of this many MiB; 0: none.
     disk_mb: int = 0
     #: NUMA nodes with a CPU each and no memory (N_CPU, not N_MEMORY),

@@ -8,18 +8,22 @@ over SSH) then hard (QMP quit, SIGKILL), and cleanup always.
 from __future__ import annotations
 
 import ctypes
+import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import tempfile
 import threading
 import time
 import weakref
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
+import paramiko
 import pexpect
 
 from harness.arches import Arch
@@ -74,6 +78,26 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 @dataclass(frozen=True)
+class SavedGuest:
+    """A booted guest saved where a scenario starts (after its first SSH
+    command, with no connection open): QEMU's migration stream in a file,
+    and what a guest started from it needs from the boot (its initrd, run
+    key, announced host key, accelerator, console)."""
+
+    state: Path
+    initrd: Path
+    key_pem: bytes
+    host_key: str
+    accel: str
+    accel_reason: str
+    #: The cold boot's console log (copied to the top of every restored
+    #: guest's own).
+    boot_console: Path
+    #: The cold boot's times (BootTimes.as_dict()).
+    boot: Tuple[Tuple[str, Optional[float]], ...] = ()
+
+
+@dataclass(frozen=True)
 class MachineRequest:
     arch: str
     kernel: Path
@@ -96,20 +120,33 @@ class MachineRequest:
     disk_mb: int = 0
     #: NUMA nodes with a CPU each and no memory, after the memory nodes.
     memoryless_nodes: int = 0
+    #: Start from this saved guest (QEMU -incoming) instead of booting;
+    #: every other field must be those of the request it was saved from.
+    restore: Optional[SavedGuest] = None
+
+    def shape(self) -> "MachineRequest":
+        """The request without its saved guest: requests of one shape can
+        share one."""
+        return dataclasses.replace(self, restore=None)
 
 
 @dataclass
 class BootTimes:
     spawned: float = 0.0
     first_output: Optional[float] = None
+    #: The READY line, or for a restored guest the end of its incoming migration.
     ready: Optional[float] = None
     ssh: Optional[float] = None
+    restored: bool = False
 
     def as_dict(self) -> dict:
         def rel(t):
             return None if t is None else round(t - self.spawned, 3)
 
-        return {"first_output_s": rel(self.first_output), "ready_s": rel(self.ready), "ssh_s": rel(self.ssh)}
+        out = {"first_output_s": rel(self.first_output), "ready_s": rel(self.ready), "ssh_s": rel(self.ssh)}
+        if self.restored:
+            out["restored"] = True
+        return out
 
 
 #: QEMUs running now (guests of parallel scenarios), for kill_all().
@@ -227,7 +264,16 @@ class Machine:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.private = Path(tempfile.mkdtemp(prefix="harness-vm-"))
         os.chmod(self.private, 0o700)
-        self._key, self._public, self._private_pem = new_key()
+        saved = req.restore
+        if saved is not None:
+            for what, path in (("saved guest's state", saved.state), ("saved guest's initrd", saved.initrd)):
+                if not Path(path).is_file():
+                    raise InfraError(f"the {what} {path} is gone", hint="saved guests live as long as their run: start the run again")
+            self._private_pem = saved.key_pem
+            self._key = paramiko.Ed25519Key.from_private_key(io.StringIO(saved.key_pem.decode()))
+            self._public = f"{self._key.get_name()} {self._key.get_base64()} harness"
+        else:
+            self._key, self._public, self._private_pem = new_key()
         key_path = self.run_dir / "ssh_key"
         try:  # never through a symlink, never over a key that is already there
             fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -238,20 +284,34 @@ class Machine:
         # The per-run initrd holds the run's public key and entropy seed; it
         # is rebuilt from the cached image each time, so it lives (and dies)
         # in the private directory rather than in the run directory.
-        initrd = self.private / "initrd.img"
-        with open(initrd, "wb") as out:
-            base = Path(req.initrd).read_bytes()
-            # The kernel looks for a following uncompressed archive only at
-            # a 4-byte aligned offset; zero padding is skipped.
-            out.write(base + b"\0" * (-len(base) % 4))
-            out.write(overlay(self._public, os.urandom(512)))
-        self._initrd = initrd
+        if saved is not None:
+            # (QEMU loads it again, and the saved state expects its size)
+            self._initrd = saved.initrd
+            with open(self.console_log, "ab") as log:
+                log.write(f"### harness: this guest is restored from a saved one; the saved guest's boot "
+                          f"({saved.boot_console}):\n".encode())
+                try:
+                    log.write(Path(saved.boot_console).read_bytes())
+                except OSError as exc:
+                    log.write(f"### harness: (its console log cannot be read: {exc})\n".encode())
+                log.write(b"### harness: end of the saved guest's boot\n")
+        else:
+            initrd = self.private / "initrd.img"
+            with open(initrd, "wb") as out:
+                base = Path(req.initrd).read_bytes()
+                # The kernel looks for a following uncompressed archive only at
+                # a 4-byte aligned offset; zero padding is skipped.
+                out.write(base + b"\0" * (-len(base) % 4))
+                out.write(overlay(self._public, os.urandom(512)))
+            self._initrd = initrd
         self._disk = None
         if req.disk_mb:
             self._disk = self.private / "disk.img"
             with open(self._disk, "wb") as out:
                 out.truncate(req.disk_mb << 20)
-        if req.accel:
+        if saved is not None:
+            self.accel = accel_mod.AccelChoice(saved.accel, f"{saved.accel_reason} (the saved guest's)")
+        elif req.accel:
             self.accel = accel_mod.AccelChoice(req.accel, "requested")
         else:
             self.accel = accel_mod.choose(self.arch)
@@ -282,6 +342,9 @@ class Machine:
             self.port = free_port()
             spec = self._spec(accel, self.port)
             self.argv = qemu_argv(spec)
+            if self.request.restore is not None:
+                # paused until the state is in (migrate-incoming over QMP)
+                self.argv += ["-S", "-incoming", "defer"]
             try:
                 self._spawn()
                 self._post_launch(probe)
@@ -322,6 +385,9 @@ class Machine:
             self._raise_launch_failure()
             raise
         deadline = self.times.spawned + self.request.boot_timeout
+        if self.request.restore is not None:
+            self._incoming(self.request.restore, deadline)
+            return
         if probe:
             got = self.watcher.wait_for(lambda: self.watcher.first_output is not None, self.request.kvm_probe_timeout)
             if not got and self.child.isalive():
@@ -357,6 +423,73 @@ class Machine:
         if not first.ok:
             raise InfraError(f"the first SSH command failed (status {first.status}): {first.stderr.strip()}")
         self.times.ssh = time.monotonic()
+
+    def _incoming(self, saved: SavedGuest, deadline: float) -> None:
+        """Load the saved state into the paused QEMU, run it, and connect
+        with the saved guest's key and host key; then what a cold boot
+        would have given it fresh: entropy of its own and the host's time."""
+        assert self.qmp is not None and self.child is not None
+        self.times.restored = True
+        self.qmp.command("migrate-incoming", uri=f"exec:cat {shlex.quote(str(saved.state))}")
+        status = self._wait_migration(deadline, "loading the saved guest")
+        if status != "completed":
+            raise InfraError(f"QEMU could not load the saved guest {saved.state}: migration {status}",
+                             log_path=self.console_log, log_tail=tail_of(self.console_log, 10))
+        self.qmp.command("cont")
+        self.times.ready = time.monotonic()
+        self.times.first_output = self.watcher.first_output if self.watcher else None
+        self.ssh = Ssh(self.port or 0, self._key, saved.host_key)
+        self.known_hosts = self.run_dir / "known_hosts"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {saved.host_key}\n")
+        remaining = max(5.0, deadline - time.monotonic())
+        self.ssh.connect(min(remaining, self.request.ssh_timeout), alive=lambda: self.child is not None and self.child.isalive())
+        # every restored guest starts with the saved one's random pool and
+        # clock: mix in fresh bytes (unaccounted, as any write to
+        # /dev/urandom) and step the clock to now
+        fresh = self.ssh.run(f"cat > /dev/urandom && date -s @{int(time.time())} > /dev/null", timeout=30,
+                             stdin=os.urandom(512))
+        if not fresh.ok:
+            raise InfraError(f"the restored guest's first SSH command failed (status {fresh.status}): {fresh.stderr.strip()}")
+        self.times.ssh = time.monotonic()
+
+    def _wait_migration(self, deadline: float, doing: str) -> str:
+        """Poll query-migrate until it ends: its final status (completed,
+        failed, cancelled), or InfraError at the deadline."""
+        assert self.qmp is not None
+        while True:
+            info = self.qmp.command("query-migrate") or {}
+            status = info.get("status", "none")
+            if status in ("completed", "failed", "cancelled"):
+                if status != "completed" and info.get("error-desc"):
+                    status = f"{status}: {info['error-desc']}"
+                return status
+            if self.child is not None and not self.child.isalive():
+                raise InfraError(f"QEMU exited while {doing}", log_path=self.console_log, log_tail=tail_of(self.console_log, 10))
+            if time.monotonic() > deadline:
+                raise InfraError(f"{doing} did not finish in time (migration {status})")
+            time.sleep(0.02)
+
+    def save(self, directory: Path, timeout: float = 120.0) -> SavedGuest:
+        """Save this guest as it is now (booted, its first SSH command
+        answered, nothing else run: call it right after start()) into
+        ``directory``; it stays paused, for shutdown().  Fresh guests
+        start from the result (MachineRequest.restore)."""
+        if self.ssh is None or self.qmp is None or self.accel is None:
+            raise InfraError("only a running guest can be saved")
+        hostkey = self.ssh.host_key
+        self.ssh.close()  # no connection carried into the saved state
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state, initrd = directory / "state", directory / "initrd.img"
+        shutil.copyfile(self._initrd, initrd)
+        self.qmp.command("stop")
+        self.qmp.command("migrate", uri=f"exec:cat > {shlex.quote(str(state))}")
+        status = self._wait_migration(time.monotonic() + timeout, "saving the guest")
+        if status != "completed":
+            raise InfraError(f"QEMU could not save the guest to {state}: migration {status}")
+        return SavedGuest(state=state, initrd=initrd, key_pem=self._private_pem, host_key=hostkey,
+                          accel=self.accel.accel, accel_reason=self.accel.reason, boot_console=self.console_log,
+                          boot=tuple(self.times.as_dict().items()))
 
     def _raise_launch_failure(self) -> None:
         """QEMU exited (or never connected): say why from its output."""

@@ -273,7 +273,9 @@ def _first_failure(outcome: Outcome) -> str:
         return f"kernel {outcome.kernel_failure} failure"
     if outcome.failing:
         return outcome.failing[0]["id"]
-    return outcome.error.splitlines()[0] if outcome.error else "?"
+    if outcome.error:
+        return outcome.error.splitlines()[0]
+    return outcome.note or "?"  # a metric's step: its samples against both ends
 
 
 # --------------------------------------------------------------------------

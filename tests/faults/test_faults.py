@@ -52,8 +52,11 @@ def quick_scenario(arch: str) -> str:
 
 def mid_scenario(tmp: Path, arch: str, env=None) -> tuple[Harness, Path]:
     """A run of the long scenario, returned once its guest is up and the
-    scenario has started (its preconditions are written)."""
-    run = harness_run(tmp, arch, LONG, env=env)
+    scenario has started (its preconditions are written).  Twice over
+    (stopping at the first failure): its shape is then used twice, so the
+    guest the fault hits is restored from the run's saved guest, as the
+    suite's guests are."""
+    run = harness_run(tmp, arch, LONG, "--repeat", "2", "--fail-fast", env=env)
     sdir = wait_for(lambda: _scenario_dir(run, arch), 300, "the scenario directory")
     wait_for(lambda: (sdir / "preconditions.out").exists() or run.proc.poll() is not None, 120, "the scenario to start")
     assert run.proc.poll() is None, run.stderr()[-3000:]

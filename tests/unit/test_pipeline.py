@@ -3,6 +3,7 @@ directory exists from the start, crashes still leave evidence, skipped and
 check-less scenarios are reported as such, reports are written."""
 import io
 import json
+import tempfile
 import re
 import sys
 from pathlib import Path
@@ -102,10 +103,10 @@ def fake_run(tmp_path, monkeypatch):
     patched = {name: dataclasses.replace(arches_mod.ARCHES[name], qemu_binary=str(wrapper)) for name in ("x86_64", "arm64")}
     monkeypatch.setattr(arches_mod, "ARCHES", {**arches_mod.ARCHES, **patched})
 
-    def run(*scenarios, vms=1, arches=("x86_64",), runs_root=None, stream=None, repeat=1):
+    def run(*scenarios, vms=1, arches=("x86_64",), runs_root=None, stream=None, repeat=1, cold_boot=False):
         monkeypatch.setattr(pipeline_mod, "select", lambda names, plans=(), only_plans=False: list(scenarios))
         request = RunRequest(SourceRequest(str(tmp_path)), arches, quiet=stream is None, runs_root=runs_root or tmp_path / "runs",
-                             vms=vms, repeat=repeat)
+                             vms=vms, repeat=repeat, cold_boot=cold_boot)
         return Pipeline(request, stream=stream).run()
 
     run.runs_root = tmp_path / "runs"
@@ -422,8 +423,11 @@ def test_boot_and_each_scenario_are_steps_with_their_elapsed_time(fake_run):
     text = log.getvalue()
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text)
     for name, status in (("passing", "PASS"), ("failing", "FAIL")):
-        assert re.search(rf"^\[x86_64\] {name}: booted in [0-9.]+s \(tcg\)$", text, re.M), text
+        # (two guests of one shape: both start from the saved guest)
+        assert re.search(rf"^\[x86_64\] {name}: restored in [0-9.]+s \(tcg\)$", text, re.M), text
         assert re.search(rf"^\[x86_64\] {name}: {status} \([0-9.]+s\)$", text, re.M), text
+    assert re.search(r"^\[x86_64\] saved guest 1 \(2048 MiB, 2 nodes\): booted in [0-9.]+s, saved in [0-9.]+s; "
+                     r"2 scenarios start from it$", text, re.M), text
     assert outcome.status is Status.FAIL
     # a terminal: the same lines, and a spinner per step drawn meanwhile, gone at the end
     tty = _Stream()
@@ -524,3 +528,50 @@ def test_repeat_runs_every_scenario_again_in_a_fresh_guest_and_keeps_every_sampl
     monkeypatch.setattr(pipeline_mod, "scenarios_for_run", lambda *dirs: {"timed": Timed(), "failing": Failing()})
     again = recheck(outcome.run_dir, reports=False)
     assert [again["arches"]["x86_64"]["scenarios"][k]["status"] for k in ("timed@3", "failing@3")] == ["PASS", "FAIL"]
+
+
+class Roomy(Passing):
+    """A scenario of another machine shape (more memory)."""
+    name = "roomy"
+    memory_mb = 3072
+
+
+class ColdPassing(Passing):
+    name = "cold-passing"
+    cold_boot = True
+
+
+def _boots(outcome, arch="x86_64"):
+    """{scenario: restored?} from each scenario's machine record."""
+    doc = json.loads((outcome.run_dir / "results.json").read_text())
+    return {key: json.loads((outcome.run_dir / arch / key / "machine.json").read_text())["boot"].get("restored", False)
+            for key, entry in doc["arches"][arch]["scenarios"].items() if entry["status"] != "SKIP"}
+
+
+@pytest.mark.parametrize("vms", [1, 2])
+def test_guests_of_a_shape_used_again_start_from_one_saved_guest(fake_run, vms):
+    """Three guests of one shape: one boot, saved, three restored guests; a
+    shape of one guest (more memory) and a scenario that asks for a cold
+    boot boot their own; the verdicts are those of a cold run."""
+    outcome = fake_run(Passing(), Failing(), Roomy(), ColdPassing(), repeat=1, vms=vms)
+    assert _boots(outcome) == {"passing": True, "failing": True, "roomy": False, "cold-passing": False}
+    saved = outcome.run_dir / "x86_64" / "saved-guests"
+    assert [p.name for p in saved.iterdir()] == ["1"]  # one saved guest: the shape of three
+    assert "HARNESS-READY" in (saved / "1" / "console.log").read_text()
+    assert "restored from a saved one" in (outcome.run_dir / "x86_64" / "passing" / "console.log").read_text()
+    cold = fake_run(Passing(), Failing(), Roomy(), ColdPassing(), repeat=1, vms=vms, cold_boot=True)
+    assert not any(_boots(cold).values()) and not (cold.run_dir / "x86_64" / "saved-guests").exists()
+    statuses = lambda o: {k: v["status"] for k, v in json.loads((o.run_dir / "results.json").read_text())["arches"]["x86_64"]["scenarios"].items()}  # noqa: E731
+    assert statuses(outcome) == statuses(cold)
+    # the states themselves are gone with the run
+    assert not list(Path(tempfile.gettempdir()).glob("harness-saved-*/x86_64/1/state"))
+
+
+def test_a_guest_that_cannot_be_saved_leaves_its_scenarios_booting(fake_run, monkeypatch):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "save-fails")
+    outcome = fake_run(Passing(), Failing())
+    assert _boots(outcome) == {"passing": False, "failing": False}
+    error = (outcome.run_dir / "x86_64" / "saved-guests" / "1" / "error.txt").read_text()
+    assert "could not save the guest" in error
+    doc = json.loads((outcome.run_dir / "results.json").read_text())
+    assert doc["arches"]["x86_64"]["scenarios"]["passing"]["status"] == "PASS"

@@ -1,6 +1,7 @@
 """VM control without QEMU: argv per arch (pure), accelerator choice,
 console classification on recorded logs, and the Machine lifecycle against
 a fake QEMU (QMP, console replay, SSH)."""
+import json
 import os
 import signal
 import subprocess
@@ -581,3 +582,53 @@ def test_a_thread_waiting_for_qemus_exit_never_keeps_another_from_killing_it():
     waiter.join(10)
     assert not waiter.is_alive() and answers == [False]
     assert child.isalive() is False and child.signalstatus == signal.SIGKILL
+
+
+def test_a_saved_guest_starts_fresh_identical_guests(fake_qemu, monkeypatch, tmp_path):
+    """Saved after its boot, the guest's state (here the fake's files and
+    host key) comes back in every guest started from it; each restored
+    guest is reached with the saved key and pinned host key, gets entropy
+    of its own, keeps the saved boot's console at the top of its own, and
+    says it was restored."""
+    import dataclasses
+
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu), tmp_path / "saved") as m:
+        m.upload(b"state of the saved guest\n", "mark.txt", "0644")
+        saved = m.save(tmp_path / "state")
+        cold_key = (tmp_path / "saved" / "known_hosts").read_text().split()[-1]
+    assert saved.state.is_file() and saved.initrd.is_file() and saved.host_key.endswith(cold_key)
+    assert gone(fake_qemu["pidfile"])
+    entropy = []
+    for k in range(2):
+        run_dir = tmp_path / f"restored{k}"
+        with Machine(dataclasses.replace(request(fake_qemu), restore=saved), run_dir) as m:
+            assert "-incoming" in m.argv and m.times.restored
+            assert m.run("cat mark.txt").stdout == "state of the saved guest\n"
+            entropy.append(m.run("cat /dev/urandom").stdout)
+        assert (run_dir / "known_hosts").read_text().split()[-1] == cold_key
+        assert (run_dir / "ssh_key").read_bytes() == saved.key_pem
+        console = (run_dir / "console.log").read_text()
+        assert "restored from a saved one" in console and "HARNESS-READY" in console
+        assert json.loads((run_dir / "machine.json").read_text())["boot"]["restored"] is True
+    assert len(entropy[0]) > 400 and entropy[0] != entropy[1]  # (512 random bytes, read back as text)
+
+
+def test_a_guest_that_cannot_be_saved_is_an_infra_error(fake_qemu, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_QEMU_MODE", "save-fails")
+    with Machine(request(fake_qemu), tmp_path / "saved") as m:
+        with pytest.raises(InfraError, match="could not save the guest.*failed: fake: the stream"):
+            m.save(tmp_path / "state")
+    assert gone(fake_qemu["pidfile"])
+
+
+def test_a_saved_guest_whose_state_is_gone_says_so(fake_qemu, monkeypatch, tmp_path):
+    import dataclasses
+
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    with Machine(request(fake_qemu), tmp_path / "saved") as m:
+        saved = m.save(tmp_path / "state")
+    saved.state.unlink()
+    with pytest.raises(InfraError, match="saved guest's state .* is gone"):
+        with Machine(dataclasses.replace(request(fake_qemu), restore=saved), tmp_path / "restored"):
+            pass
