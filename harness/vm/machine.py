@@ -444,9 +444,10 @@ class Machine:
         remaining = max(5.0, deadline - time.monotonic())
         self.ssh.connect(min(remaining, self.request.ssh_timeout), alive=lambda: self.child is not None and self.child.isalive())
         # every restored guest starts with the saved one's random pool and
-        # clock: mix in fresh bytes (unaccounted, as any write to
-        # /dev/urandom) and step the clock to now
-        fresh = self.ssh.run(f"cat > /dev/urandom && date -s @{int(time.time())} > /dev/null", timeout=30,
+        # clock: credit fresh bytes and reseed the CRNG from them (a write
+        # alone leaves it on the saved key for up to 300 s: the guests
+        # would read the same bytes), and step the clock to now
+        fresh = self.ssh.run(f"seed --reseed - && date -s @{int(time.time())} > /dev/null", timeout=30,
                              stdin=os.urandom(512))
         if not fresh.ok:
             raise InfraError(f"the restored guest's first SSH command failed (status {fresh.status}): {fresh.stderr.strip()}")
