@@ -44,3 +44,20 @@ def test_boots_are_told_apart_by_the_machine_record(tmp_path):
         (run / where).mkdir(parents=True)
         (run / where / "machine.json").write_text(json.dumps({"boot": boot}))
     assert suite.boots(run, "x86_64") == {"cold": [2.0, 3.5], "restored": [0.5, 0.7]}
+
+
+def test_an_expectation_made_from_what_the_run_saw_is_told_apart(tmp_path):
+    """An exact check that passed in both runs against expectations of
+    their own (how many THPs the run's faults got) varies with the run, not
+    with how its guest started; the same expectation observed otherwise is
+    a difference."""
+    a = materialize("v5.0-x86_64+arm64", tmp_path / "a")
+    b = materialize("v5.0-x86_64+arm64", tmp_path / "b")
+
+    def own(entry):
+        check = next(c for c in entry["checks"] if c.get("kind") == "exact" and c["status"] == "PASS")
+        check["expected"] = check["observed"] = "what this run saw"
+    _edit(b, own)
+    varying: list = []
+    assert suite.exact_differences(suite.comparable(a), suite.comparable(b), varying) == []
+    assert len(varying) == 1 and "what this run saw" in varying[0]
