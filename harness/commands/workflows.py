@@ -60,7 +60,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             print(compare.render(comparison, only_changes=args.changes), end="")
             for pairing in comparison.pairings:
                 rows = perf_collect.perf_rows(comparison.a.doc, comparison.b.doc, pairing.a_arch, pairing.b_arch,
-                                              args.test, args.alpha, args.threshold)
+                                              args.test, args.alpha, args.threshold, args.correction)
                 perf_regressions.extend(r.name for r in rows if r.comparison.regression)
                 print(perf_collect.render(rows, f"A {pairing.a_arch}", f"B {pairing.b_arch}", args.test, args.alpha,
                                           args.threshold), end="")
@@ -81,6 +81,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--test", choices=["welch", "mann-whitney"], default="welch",
                         help="the significance test of the performance metrics (default Welch's t-test)")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--correction", choices=["holm", "none"], default="holm",
+                        help="adjust the metrics' p-values for their number (default holm: the chance of any false alarm "
+                             "among an arch's metrics stays at alpha; none: each metric alone)")
     parser.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
                         help="a performance regression changes its metric by at least this much (default 5 %%)")
     parser.add_argument("--fail-on-perf", action="store_true", help="exit 1 on a performance regression too")

@@ -53,7 +53,7 @@ def render_0day(rows: Sequence[MetricRow], base: str, other: str) -> str:
     for row in rows:
         c = row.comparison
         change = "" if c.change_pct is None else f"{c.change_pct:+.1f}%"
-        p = "" if c.result is None else f"p={c.result.p:.3g}"
+        p = "" if c.result is None else f"p={c.result.p:.3g}" + ("" if c.p_adjusted is None else f" (Holm {c.p_adjusted:.3g})")
         lines.append(f"{_side(c.a.mean, c.a.stddev_pct, c.a.n)} {change:>9} {_side(c.b.mean, c.b.stddev_pct, c.b.n)}"
                      f"  {row.name} ({row.unit}, {row.better} is better; n={c.a.n}/{c.b.n}) {p}  {c.verdict}")
     return "\n".join(lines) + "\n"

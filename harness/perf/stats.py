@@ -219,10 +219,20 @@ class Comparison:
     threshold_pct: float
     #: "higher" or "lower": which way is better.
     better: str
+    #: The p-value adjusted for the other metrics compared with it (Holm),
+    #: which the verdict then uses; None: the test's own.
+    p_adjusted: Optional[float] = None
+
+    @property
+    def p(self) -> Optional[float]:
+        """The p-value the verdict uses."""
+        if self.result is None:
+            return None
+        return self.result.p if self.p_adjusted is None else self.p_adjusted
 
     @property
     def significant(self) -> bool:
-        return self.result is not None and self.result.p < self.alpha
+        return self.p is not None and self.p < self.alpha
 
     @property
     def worse(self) -> bool:
@@ -272,6 +282,21 @@ def compare(a: Sequence[float], b: Sequence[float], better: str = "higher", test
     elif test == "mann-whitney" and sa.n >= 2 and sb.n >= 2:
         result = mann_whitney(a, b)
     return Comparison(sa, sb, change, result, alpha, threshold_pct, better)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (in their
+    order): the k-th smallest is multiplied by (m - k + 1), each at least
+    the one before it, at most 1.  Rejecting where the adjusted p is below
+    alpha keeps the chance of any false alarm in the family at alpha."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def samples_needed(cv: float, change_pct: float, alpha: float = 0.05, power: float = 0.8) -> int:

@@ -350,7 +350,8 @@ def render_html(comparisons: list[tuple[str, Comparison]], title: str) -> str:
             perf = [{"name": r.name, "unit": r.unit, "better": r.better, "verdict": r.comparison.verdict,
                      "a": _mean_spread(r.comparison.a), "b": _mean_spread(r.comparison.b),
                      "change": "" if r.comparison.change_pct is None else f"{r.comparison.change_pct:+.1f}%",
-                     "p": "" if r.comparison.result is None else f"{r.comparison.result.p:.3g}",
+                     "p": "" if r.comparison.result is None else f"{r.comparison.result.p:.3g}" + (
+                         "" if r.comparison.p_adjusted is None else f" (Holm {r.comparison.p_adjusted:.3g})"),
                      "css": "regression" if r.comparison.regression else "fixed" if r.comparison.improvement else "same"}
                     for r in perf_rows(comparison.a.doc, comparison.b.doc, pairing.a_arch, pairing.b_arch)]
             pairings.append({"a_arch": pairing.a_arch, "b_arch": pairing.b_arch, "a": comparison.a.describe(pairing.a_arch),

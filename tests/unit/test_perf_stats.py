@@ -96,3 +96,40 @@ def test_repeats_needed_grow_with_noise_and_shrink_with_the_change():
     assert stats.samples_needed(0.05, 5) > stats.samples_needed(0.05, 10)
     assert stats.samples_needed(0.10, 10) > stats.samples_needed(0.05, 10)
     assert stats.samples_needed(0.0, 10) == 2
+
+
+def test_holm_adjusts_a_family_of_p_values_step_down():
+    """A worked example: sorted 0.005, 0.01, 0.03, 0.04 are multiplied by
+    4, 3, 2, 1 (0.02, 0.03, 0.06, 0.04) and made monotone (0.04 -> 0.06);
+    back in their order.  Never below the raw p, never above 1."""
+    from harness.perf.stats import holm
+
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([0.2]) == [0.2] and holm([]) == []
+
+
+def test_holm_keeps_real_runs_free_of_false_alarms_and_finds_the_regression():
+    """Three recorded --repeat 5 runs of v5.0 x86_64 (saved guests): two
+    pristine (A2, A3) and one whose compaction ignores its skip hints (B2).
+    Each metric alone at alpha 0.05, the two pristine runs differ in one of
+    their 20 metrics; adjusted for the 20 (Holm) in none, while the patch
+    still shows in the metric it degrades, and only there."""
+    import json
+    from pathlib import Path
+
+    from harness.perf.collect import perf_rows
+
+    here = Path(__file__).resolve().parents[1] / "fixtures" / "perf" / "v5.0-x86_64-repeat5"
+    a2, a3, b2 = (json.loads((here / f"{n}.json").read_text()) for n in ("A2", "A3", "B2"))
+
+    def flagged(a, b, correction):
+        rows = perf_rows(a, b, "x86_64", "x86_64", correction=correction)
+        assert len(rows) == 20
+        return sorted(r.name for r in rows if r.comparison.significant)
+
+    assert flagged(a2, a3, "none") == ["page-cache/move.pages_per_s"]
+    assert flagged(a2, a3, "holm") == []
+    for pristine in (a2, a3):
+        assert flagged(pristine, b2, "holm") == ["direct-compaction/direct_compaction.migrated_per_free_scanned"]
+        row = next(r for r in perf_rows(pristine, b2, "x86_64", "x86_64") if r.comparison.significant)
+        assert row.comparison.regression and row.comparison.change_pct < -20
