@@ -68,9 +68,21 @@ def failing(doc: dict) -> list[str]:
     return [c.id for _, _, outcome in outcomes(doc) for c in outcome.checks if c.status is Status.FAIL]
 
 
+def fresh_name(root: Path, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... when a run of that name is
+    already there (a measurement resumed after its pristine runs were
+    dropped to be made again)."""
+    candidate, k = name, 1
+    while (root / candidate).exists() or (root / f"{candidate}-retry").exists():
+        k += 1
+        candidate = f"{name}-{k}"
+    return candidate
+
+
 def run_one(kernel: str, arch: str, patches: tuple, scenarios: tuple, root: Path, name: str, offline: bool,
             fail_fast: bool = True, baseline: frozenset = frozenset()) -> dict:
     started = time.monotonic()
+    name = fresh_name(root, name)
     doc: dict = {}
     for attempt in (1, 2):
         request = RunRequest(source=SourceRequest(kernel, patches=patches, offline=offline), arches=(arch,), scenarios=scenarios,
