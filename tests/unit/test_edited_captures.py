@@ -234,3 +234,29 @@ def test_a_hugetlb_target_taken_from_the_buddy_allocator_fails(run):
     out.write_text("\n".join(lines) + "\n")
     bad = failed(run, "x86_64", "hugetlb")
     assert [(c.step, c.name, c.expected, c.observed) for c in bad] == [("head", "Δhtlb_buddy_alloc_success", 0, 1)]
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_a_failure_left_uncounted_fails_the_enomem_base_page_step(tmp_path, arch):
+    """What 6.12's async-enomem-failures-uncounted writes (the async pass of
+    migrate_pages_sync() ended with -ENOMEM and its failed page is not added
+    to the caller's counts): the event says nr_failed=0 and pgmigrate_fail
+    does not move, on a step where how many pages moved is not known but
+    how many failed is."""
+    run = materialize("6.12-x86_64+arm64", tmp_path)
+    out = run / arch / "enomem" / "workload.out"
+    lines = out.read_text().splitlines()
+    snapshots = [i for i, l in enumerate(lines) if l.startswith('RESULT {"cmd":"vmstat"')]
+    data = json.loads(lines[snapshots[1]][7:])
+    data["values"]["pgmigrate_fail"] -= 1
+    lines[snapshots[1]] = "RESULT " + json.dumps(data, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+    trace = run / arch / "enomem" / "trace.out"
+    text = trace.read_text()
+    first = text.index("mm_migrate_pages:")
+    assert "nr_failed=1 " in text[first:text.index("\n", first)]
+    trace.write_text(text[:first] + text[first:].replace("nr_failed=1 ", "nr_failed=0 ", 1))
+    bad = {(c.step, c.name): c for c in failed(run, arch, "enomem")}
+    assert ("base-pages", "mm_migrate_pages nr_failed (per event)") in bad and ("base-pages", "Δpgmigrate_fail") in bad
+    assert (bad[("base-pages", "Δpgmigrate_fail")].expected, bad[("base-pages", "Δpgmigrate_fail")].observed) == (1, 0)
+    assert all(step == "base-pages" for step, _ in bad)

@@ -127,6 +127,15 @@ def check_step(ck: Checker, step: Step, pred: Prediction, window: StepWindow, ev
     if "event_shape" in step.checks:
         shape = lambda lines: [line.split(" mode=", 1)[1] if " mode=" in line else line for line in lines]  # noqa: E731
         ck.exact("mm_migrate_pages mode and reason", shape(pred.trace_lines()), shape(observed_lines))
+    if "failed" in step.checks:
+        # how many pages moved before the call failed may be unknown (what
+        # the node had left), how many failed is not: the pages that failed
+        # are counted, in the events and in pgmigrate_fail
+        ck.exact("mm_migrate_pages nr_failed (per event)", [e.failed for e in pred.events],
+                 [int(e.fields.get("nr_failed", -1)) for e in migrate])
+        predicted_fail = pred.vmstat_deltas().get("pgmigrate_fail")
+        if predicted_fail is not None and "pgmigrate_fail" in delta:
+            ck.exact("Δpgmigrate_fail", predicted_fail, delta["pgmigrate_fail"])
     if "succeeded_at_least" in step.checks:
         predicted = sum(e.succeeded for e in pred.events)
         ck.bounded("pages migrated (at least the model's)", sum(int(e.fields["nr_succeeded"]) for e in migrate), low=predicted,

@@ -27,7 +27,7 @@ from harness.scenarios.plan.derive import PlanError
 DEFAULT_CHECKS = ("ret", "status", "query", "trace", "vmstat")
 
 
-KNOWN_CHECKS = DEFAULT_CHECKS + ("event_shape", "succeeded_at_least", "thp", "split_counters")
+KNOWN_CHECKS = DEFAULT_CHECKS + ("event_shape", "succeeded_at_least", "thp", "split_counters", "failed")
 
 
 TOP_KEYS = ("name", "experiment", "title", "requires", "setup", "pages", "steps", "require_thp", "prepare", "targets", "logs")
