@@ -549,10 +549,13 @@ def _boots(outcome, arch="x86_64"):
 
 
 @pytest.mark.parametrize("vms", [1, 2])
-def test_guests_of_a_shape_used_again_start_from_one_saved_guest(fake_run, vms):
+def test_guests_of_a_shape_used_again_start_from_one_saved_guest(fake_run, vms, tmp_path, monkeypatch):
     """Three guests of one shape: one boot, saved, three restored guests; a
     shape of one guest (more memory) and a scenario that asks for a cold
     boot boot their own; the verdicts are those of a cold run."""
+    scratch = tmp_path / "scratch"  # this test's temporary files alone (other runs keep theirs in /tmp)
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     outcome = fake_run(Passing(), Failing(), Roomy(), ColdPassing(), repeat=1, vms=vms)
     assert _boots(outcome) == {"passing": True, "failing": True, "roomy": False, "cold-passing": False}
     saved = outcome.run_dir / "x86_64" / "saved-guests"
@@ -564,7 +567,7 @@ def test_guests_of_a_shape_used_again_start_from_one_saved_guest(fake_run, vms):
     statuses = lambda o: {k: v["status"] for k, v in json.loads((o.run_dir / "results.json").read_text())["arches"]["x86_64"]["scenarios"].items()}  # noqa: E731
     assert statuses(outcome) == statuses(cold)
     # the states themselves are gone with the run
-    assert not list(Path(tempfile.gettempdir()).glob("harness-saved-*/x86_64/1/state"))
+    assert not list(scratch.glob("harness-saved-*"))
 
 
 def test_a_guest_that_cannot_be_saved_leaves_its_scenarios_booting(fake_run, monkeypatch):
