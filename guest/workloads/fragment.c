@@ -5,10 +5,14 @@
  *       mkdir -p DIR, write FILES files of SIZE_KB each (rounded up to whole
  *       pages), unlink the odd-numbered ones; the kept files' page-cache
  *       pages stay after exit.
- *   fragment anon MB [node=N] [hold]
+ *   fragment anon MB [node=N] [hold] [mlock]
  *       MB MiB anonymous (MADV_NOHUGEPAGE, mbind to node N if given),
- *       touch every page, MADV_DONTNEED every odd page; with hold, print
- *       the RESULT and stay in the background holding the memory.
+ *       touch every page, MADV_DONTNEED every odd page; with mlock, then
+ *       mlock2(MLOCK_ONFAULT) the region (the kept pages become
+ *       unevictable, the holes stay free: with compact_unevictable_allowed
+ *       0 compaction cannot move the kept pages to merge the holes); with
+ *       hold, print the RESULT and stay in the background holding the
+ *       memory.
  *   fragment hog MB [node=N] lowfree=LOW
  *       MB MiB anonymous as above, every page touched, then the LOW MiB of
  *       it at the lowest physical addresses (pagemap) freed again: the
@@ -37,9 +41,9 @@ static void usage_exit(void)
 {
     fprintf(stderr,
             "usage: fragment tmpfs DIR FILES SIZE_KB\n"
-            "       fragment anon MB [node=N] [hold]\n"
+            "       fragment anon MB [node=N] [hold] [mlock]\n"
             "       fragment hog MB [node=N] lowfree=LOW\n");
-    wl_fail(2, cmd, 0, "usage: fragment tmpfs DIR FILES SIZE_KB | fragment anon MB [node=N] [hold] | fragment hog MB [node=N] lowfree=LOW");
+    wl_fail(2, cmd, 0, "usage: fragment tmpfs DIR FILES SIZE_KB | fragment anon MB [node=N] [hold] [mlock] | fragment hog MB [node=N] lowfree=LOW");
 }
 
 /* mkdir -p */
@@ -182,13 +186,15 @@ static void do_anon(int argc, char **argv)
     if (mb_to_bytes(argv[2], &bytes, &mb))
         wl_fail(2, cmd, 0, "bad MB '%s'", argv[2]);
     long node = -1;
-    int hold = 0;
+    int hold = 0, lock = 0;
     for (int i = 3; i < argc; i++) {
         if (!strncmp(argv[i], "node=", 5)) {
             if (parse_long(argv[i] + 5, &node) || node < 0 || node >= WL_NODEMASK_BITS)
                 wl_fail(2, cmd, 0, "bad node in '%s'", argv[i]);
         } else if (!strcmp(argv[i], "hold")) {
             hold = 1;
+        } else if (!strcmp(argv[i], "mlock")) {
+            lock = 1;
         } else {
             wl_fail(2, cmd, 0, "unknown option '%s'", argv[i]);
         }
@@ -214,6 +220,9 @@ static void do_anon(int argc, char **argv)
             wl_fail(3, cmd, errno, "madvise(MADV_DONTNEED) of page %zu failed", i);
         freed++;
     }
+    /* MLOCK_ONFAULT: the pages present are locked, the holes not faulted in */
+    if (lock && syscall(SYS_mlock2, mem, bytes, 1 /* MLOCK_ONFAULT */))
+        wl_fail(3, cmd, errno, "mlock2(MLOCK_ONFAULT) failed");
     struct jbuf j = {0};
     jo_begin(&j);
     jo_str(&j, "cmd", "anon");
@@ -221,6 +230,7 @@ static void do_anon(int argc, char **argv)
     jo_u64(&j, "pages", (uint64_t)pages);
     jo_u64(&j, "kept", (uint64_t)(pages - freed));
     jo_u64(&j, "freed", (uint64_t)freed);
+    jo_bool(&j, "mlocked", lock);
     if (node >= 0)
         jo_int(&j, "node", node);
     else
@@ -406,7 +416,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "hog"))
         do_hog(argc, argv);
     else if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: fragment tmpfs DIR FILES SIZE_KB\n       fragment anon MB [node=N] [hold]\n"
+        fprintf(stderr, "usage: fragment tmpfs DIR FILES SIZE_KB\n       fragment anon MB [node=N] [hold] [mlock]\n"
                         "       fragment hog MB [node=N] lowfree=LOW\n");
         return 0;
     } else

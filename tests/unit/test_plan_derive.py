@@ -57,6 +57,8 @@ DERIVED_PAGES = {
     "writeback": ("file+private+dirty*24",),
     # 1024 base pages and one THP, all on node 0
     "enomem": ("anon*1024", "thp"),
+    # one THP on node 0 (node 1's holder is made by the prepare, outside the model)
+    "split-moves": ("thp",),
     # plain's 16 pages, then sc's 64 read back from swap: in the swap cache
     "swap-cache": ("anon*16", "anon_swapcache*64"),
     # dup's 12 and many's 20 anonymous pages
