@@ -3,6 +3,7 @@ directory exists from the start, crashes still leave evidence, skipped and
 check-less scenarios are reported as such, reports are written."""
 import io
 import json
+import shutil
 import tempfile
 import re
 import sys
@@ -549,13 +550,15 @@ def _boots(outcome, arch="x86_64"):
 
 
 @pytest.mark.parametrize("vms", [1, 2])
-def test_guests_of_a_shape_used_again_start_from_one_saved_guest(fake_run, vms, tmp_path, monkeypatch):
+def test_guests_of_a_shape_used_again_start_from_one_saved_guest(fake_run, vms, monkeypatch, request):
     """Three guests of one shape: one boot, saved, three restored guests; a
     shape of one guest (more memory) and a scenario that asks for a cold
     boot boot their own; the verdicts are those of a cold run."""
-    scratch = tmp_path / "scratch"  # this test's temporary files alone (other runs keep theirs in /tmp)
-    scratch.mkdir()
+    # this test's temporary files alone (other runs keep theirs in the same
+    # place), in a short path: the guests' QMP sockets live there too
+    scratch = Path(tempfile.mkdtemp(prefix="saved-test-"))
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     outcome = fake_run(Passing(), Failing(), Roomy(), ColdPassing(), repeat=1, vms=vms)
     assert _boots(outcome) == {"passing": True, "failing": True, "roomy": False, "cold-passing": False}
     saved = outcome.run_dir / "x86_64" / "saved-guests"
