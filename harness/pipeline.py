@@ -166,6 +166,7 @@ class Pipeline:
         #: the run has, and where the states are kept (gone with the run).
         self._saved: dict = {}
         self._shape_uses: Counter = Counter()
+        self._saved_numbers: Counter = Counter()
         self._saved_lock = threading.Lock()
         self._shape_locks: dict = {}
         self._saved_root: Optional[Path] = None
@@ -328,8 +329,9 @@ class Pipeline:
         with lock:
             if shape in self._saved:
                 return self._saved[shape]
-            with self._saved_lock:
-                number = sum(1 for other in self._saved if other.arch == request.arch) + 1
+            with self._saved_lock:  # (two shapes may be saved at once with --vms 2)
+                self._saved_numbers[request.arch] += 1
+                number = self._saved_numbers[request.arch]
                 if self._saved_root is None:
                     self._saved_root = Path(tempfile.mkdtemp(prefix="harness-saved-"))
             where = arch_dir / "saved-guests" / str(number)

@@ -581,3 +581,20 @@ def test_a_guest_that_cannot_be_saved_leaves_its_scenarios_booting(fake_run, mon
     assert "could not save the guest" in error
     doc = json.loads((outcome.run_dir / "results.json").read_text())
     assert doc["arches"]["x86_64"]["scenarios"]["passing"]["status"] == "PASS"
+
+
+class RoomyToo(Roomy):
+    name = "roomy-too"
+
+
+def test_two_shapes_saved_at_once_get_a_guest_each(fake_run, monkeypatch, request):
+    """With two guests at once the first scenarios of two shapes save their
+    guests at the same time: each gets its own number and directory."""
+    scratch = Path(tempfile.mkdtemp(prefix="saved-test-"))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    outcome = fake_run(Passing(), Roomy(), Failing(), RoomyToo(), vms=2)
+    assert all(_boots(outcome).values()), _boots(outcome)
+    saved = outcome.run_dir / "x86_64" / "saved-guests"
+    assert sorted(p.name for p in saved.iterdir()) == ["1", "2"]
+    assert not list(saved.glob("*/error.txt"))
