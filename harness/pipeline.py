@@ -11,8 +11,8 @@ import json
 import platform
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -349,6 +349,7 @@ class Pipeline:
                          f"{self._shape_uses[shape]} scenarios start from it")
             except HarnessError as exc:
                 self.say(f"[{request.arch}] saved guest {number}: could not be made ({exc.message}); its scenarios boot")
+                where.mkdir(parents=True, exist_ok=True)  # (an error before the machine made it)
                 (where / "error.txt").write_text(exc.render() + "\n")
             self._saved[shape] = saved
             return saved

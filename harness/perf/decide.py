@@ -44,6 +44,13 @@ def _side(mean: float, stddev_pct: float, n: int) -> str:
     return f"{_mean_cell(mean):>12} {spread}"
 
 
+def p_text(c: Comparison) -> str:
+    """The test's p-value, and the adjusted one the verdict used (if any)."""
+    if c.result is None:
+        return ""
+    return f"{c.result.p:.3g}" + ("" if c.p_adjusted is None else f" (Holm {c.p_adjusted:.3g})")
+
+
 def render_0day(rows: Sequence[MetricRow], base: str, other: str) -> str:
     """The comparison in 0-day's layout, one metric per line."""
     lines = [f"{base[:27]:>27}   {other[:36]:>36}",
@@ -53,7 +60,7 @@ def render_0day(rows: Sequence[MetricRow], base: str, other: str) -> str:
     for row in rows:
         c = row.comparison
         change = "" if c.change_pct is None else f"{c.change_pct:+.1f}%"
-        p = "" if c.result is None else f"p={c.result.p:.3g}" + ("" if c.p_adjusted is None else f" (Holm {c.p_adjusted:.3g})")
+        p = f"p={p_text(c)}" if c.result is not None else ""
         lines.append(f"{_side(c.a.mean, c.a.stddev_pct, c.a.n)} {change:>9} {_side(c.b.mean, c.b.stddev_pct, c.b.n)}"
                      f"  {row.name} ({row.unit}, {row.better} is better; n={c.a.n}/{c.b.n}) {p}  {c.verdict}")
     return "\n".join(lines) + "\n"

@@ -55,6 +55,7 @@ def percentile(values: list, pct: float) -> float:
     ordered = sorted(values)
     return float(ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)])
 
+
 def fill(numa: bool) -> str:
     """Fragment about 90% of node 0's free memory (all memory without NUMA)."""
     if numa:

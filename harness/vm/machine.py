@@ -93,8 +93,6 @@ class SavedGuest:
     #: The cold boot's console log (copied to the top of every restored
     #: guest's own).
     boot_console: Path
-    #: The cold boot's times (BootTimes.as_dict()).
-    boot: Tuple[Tuple[str, Optional[float]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -489,8 +487,7 @@ class Machine:
         if status != "completed":
             raise InfraError(f"QEMU could not save the guest to {state}: migration {status}")
         return SavedGuest(state=state, initrd=initrd, key_pem=self._private_pem, host_key=hostkey,
-                          accel=self.accel.accel, accel_reason=self.accel.reason, boot_console=self.console_log,
-                          boot=tuple(self.times.as_dict().items()))
+                          accel=self.accel.accel, accel_reason=self.accel.reason, boot_console=self.console_log)
 
     def _raise_launch_failure(self) -> None:
         """QEMU exited (or never connected): say why from its output."""

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from harness.errors import HarnessError, UserError
 from harness.perf.collect import perf_rows
+from harness.perf.decide import p_text
 from harness.report.html import _show, template
 from harness.result import ScenarioOutcome, Status
 from harness.scenarios.base import Target
@@ -350,8 +351,7 @@ def render_html(comparisons: list[tuple[str, Comparison]], title: str) -> str:
             perf = [{"name": r.name, "unit": r.unit, "better": r.better, "verdict": r.comparison.verdict,
                      "a": _mean_spread(r.comparison.a), "b": _mean_spread(r.comparison.b),
                      "change": "" if r.comparison.change_pct is None else f"{r.comparison.change_pct:+.1f}%",
-                     "p": "" if r.comparison.result is None else f"{r.comparison.result.p:.3g}" + (
-                         "" if r.comparison.p_adjusted is None else f" (Holm {r.comparison.p_adjusted:.3g})"),
+                     "p": p_text(r.comparison),
                      "css": "regression" if r.comparison.regression else "fixed" if r.comparison.improvement else "same"}
                     for r in perf_rows(comparison.a.doc, comparison.b.doc, pairing.a_arch, pairing.b_arch)]
             pairings.append({"a_arch": pairing.a_arch, "b_arch": pairing.b_arch, "a": comparison.a.describe(pairing.a_arch),

@@ -212,7 +212,8 @@ class PlanScenario(Scenario):
                          if not target.rules.counts_in_base_pages(hugetlb))
             if moved > 0:
                 out.append(Metric(f"{step.name}.pages_per_s", moved / (took / 1e9), "pages/s", "higher",
-                                  f"Δpgmigrate_success / the {window.result.get('cmd')} call's own time in the guest"))
+                                  f"base pages moved (Δpgmigrate_success, whole large folios counted in base pages) / the "
+                                  f"{window.result.get('cmd')} call's own time in the guest"))
         return out
 
 
