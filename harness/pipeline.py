@@ -49,6 +49,7 @@ from harness.report.model import run_exit_code, run_status
 from harness.result import (
     CONSOLE_CHECK,
     KERNEL_LOG_CHECK,
+    KERNEL_WARN_CHECK,
     CheckKind,
     CheckResult,
     ScenarioOutcome,
@@ -658,13 +659,15 @@ def check_outcome(scenario: Scenario, target: Target, sdir: Path, observation: O
     log = sdir / kmsg_mod.CAPTURE
     if log.exists():
         allowed = ambient_messages(target.rules.name) + list(scenario.expected_messages(target))
-        logged = kmsg_mod.errors(kmsg_mod.parse(log.read_text(errors="replace")), allowed)
-        results.append(CheckResult(
-            scenario.name, "kernel", KERNEL_LOG_CHECK, CheckKind.EXACT, Status.FAIL if logged else Status.PASS,
-            expected=[], observed=[f"{entry.record}" + (f" (during {entry.step})" if entry.step else "") for entry in logged],
-            message="" if not logged else f"the kernel logged an error: {kmsg_mod.first_line(logged)}",
-            evidence=[str(log)],
-        ))
+        records = kmsg_mod.parse(log.read_text(errors="replace"))
+        for name, found, what in ((KERNEL_LOG_CHECK, kmsg_mod.errors(records, allowed), "an error"),
+                                  (KERNEL_WARN_CHECK, kmsg_mod.warnings(records, allowed), "a warning")):
+            results.append(CheckResult(
+                scenario.name, "kernel", name, CheckKind.EXACT, Status.FAIL if found else Status.PASS,
+                expected=[], observed=[f"{entry.record}" + (f" (during {entry.step})" if entry.step else "") for entry in found],
+                message="" if not found else f"the kernel logged {what}: {kmsg_mod.first_line(found)}",
+                evidence=[str(log)],
+            ))
     outcome.checks = results
     account = getattr(scenario, "model_account", None)
     if account is not None:

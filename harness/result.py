@@ -89,6 +89,8 @@ def _short(value: Any, limit: int = 400) -> str:
 CONSOLE_CHECK = "console clean (no panic, BUG, oops, WARN, lockup)"
 #: ... and the kernel's log check: no error-level message during the scenario.
 KERNEL_LOG_CHECK = "kernel log clean (no error-level message during the scenario)"
+#: ... and no warning the scenario does not expect (nor the version logs anyway).
+KERNEL_WARN_CHECK = "kernel log without unexpected warnings (warning level, during the scenario)"
 
 
 class Blame(str, enum.Enum):

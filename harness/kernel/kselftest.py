@@ -64,6 +64,9 @@ class SelfTest:
     kernels: str = ""
     #: vCPUs the test needs to do its work (it skips itself with fewer).
     min_cpus: int = 0
+    #: Patterns (regexes) of kernel messages the test makes the kernel log
+    #: on purpose (each with its why in the recipe).
+    messages: tuple = ()
 
     def applies(self, version: Optional[tuple]) -> bool:
         return not self.kernels or version is None or kconfig.version_in(self.kernels, version, f"kselftest-vm.yaml: {self.name}")
@@ -176,8 +179,17 @@ def load_tests(path: Path = RECIPE) -> list[SelfTest]:
                      timeout=float(t.get("timeout", 300)), user=t.get("user", ""),
                      needs_config=tuple((k, tuple(v)) for k, v in (t.get("needs_config") or {}).items()),
                      known_failures=tuple(_known(t["name"], str(k), v) for k, v in (t.get("known_failures") or {}).items()),
-                     kernels=str(t.get("kernels", "")), min_cpus=int(t.get("min_cpus", 0)))
+                     kernels=str(t.get("kernels", "")), min_cpus=int(t.get("min_cpus", 0)),
+                     messages=tuple(_message(t["name"], m) for m in t.get("messages") or ()))
             for t in data["tests"]]
+
+
+def _message(test: str, entry) -> str:
+    """A messages entry: {pattern: REGEX, why: ...}."""
+    if not isinstance(entry, dict) or not entry.get("pattern") or not entry.get("why"):
+        raise ValueError(f"kselftest-vm.yaml: {test}: a messages entry needs 'pattern' (a regular expression) and 'why'")
+    re.compile(entry["pattern"])
+    return str(entry["pattern"])
 
 
 def tests_for(version: Optional[tuple], path: Path = RECIPE) -> list[SelfTest]:

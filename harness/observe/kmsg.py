@@ -15,8 +15,14 @@ CAPTURE = "kmsg.out"
 #: the scenario's start).
 MARK = "harness: "
 SCENARIO_BEGINS = "harness: scenario begins"
-#: Levels (include/linux/kern_levels.h): 3 is KERN_ERR.
+#: Levels (include/linux/kern_levels.h): 3 is KERN_ERR, 4 KERN_WARNING
+#: (also a printk without a level: MESSAGE_LOGLEVEL_DEFAULT).
 ERR = 3
+WARNING = 4
+#: A report (warn_alloc()'s, an oops, show_mem()) is logged as many records
+#: one after another, each printed to the serial console before the next
+#: (loglevel=7): the records of one report come less than this apart.
+REPORT_GAP_USEC = 1_000_000
 #: Reports logged below error level that are failures all the same (an
 #: allocation the caller did not expect to fail: warn_alloc()).
 ALSO_ERRORS = (re.compile(r"page allocation failure"),)
@@ -79,6 +85,44 @@ def errors(records: Sequence[Record], allowed: Iterable[re.Pattern] = ()) -> lis
             continue
         serious = record.level <= ERR or any(p.search(record.text) for p in ALSO_ERRORS)
         if serious and not any(p.search(record.text) for p in allowed):
+            out.append(Logged(record, step))
+    return out
+
+
+def warnings(records: Sequence[Record], allowed: Iterable[re.Pattern] = ()) -> list[Logged]:
+    """Kernel messages at warning level logged after the scenario began,
+    with the step each fell in: a kernel that warns where it did not
+    before (on a path that succeeded, say) does something else than the
+    one the checks know.  Left out: those an ``allowed`` pattern matches
+    (predicted by the scenario, or ambient for the version), error-level
+    ones (``errors`` reports them), and the rest of a report whose first
+    record was one of those (warn_alloc()'s call trace and Mem-Info: the
+    records that follow with no harness marker and less than
+    ``REPORT_GAP_USEC`` between them)."""
+    allowed = list(allowed)
+    start = next((i for i, r in enumerate(records) if r.text == SCENARIO_BEGINS), None)
+    if start is None:
+        return []
+    out, step, in_report, last_usec = [], "", False, None
+    for record in records[start + 1:]:
+        found = _STEP.match(record.text)
+        if found or record.text.startswith(MARK):
+            if found:
+                step = found.group(1) if found.group(2) == "begin" else ""
+            in_report = False
+            continue
+        if not record.kernel:
+            continue
+        within = last_usec is not None and record.usec - last_usec < REPORT_GAP_USEC
+        last_usec = record.usec
+        serious = record.level <= ERR or any(p.search(record.text) for p in ALSO_ERRORS)
+        if serious or any(p.search(record.text) for p in allowed):
+            in_report = True
+            continue
+        if in_report and within:
+            continue
+        in_report = False
+        if record.level == WARNING:
             out.append(Logged(record, step))
     return out
 

@@ -36,6 +36,11 @@ class KselftestVm(Scenario):
         needed = max((t.min_cpus for t in tests_for(_version(target))), default=0)
         return max(0, needed - MachineSpec.cpus)
 
+    def expected_messages(self, target: Target) -> list:
+        """The kernel messages the tests that run on this version make the
+        kernel log on purpose (``messages:`` in the recipe)."""
+        return [re.compile(pattern) for test in tests_for(_version(target)) for pattern in test.messages]
+
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
         built = target.assets.get("kselftest-vm")
