@@ -12,7 +12,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -27,7 +26,7 @@ from harness.arches import arch as lookup_arch
 from harness.check.closed_world import ambient_messages
 from harness.errors import HarnessError, UserError
 from harness.host import proc
-from harness.host.cache import Cache, disk_full, is_disk_full
+from harness.host.cache import Cache, disk_full, drop_scratch, is_disk_full, owned_scratch
 from harness.host.progress import Steps
 from harness.host.rundir import (
     mark_abandoned,
@@ -263,7 +262,7 @@ class Pipeline:
         finally:
             self.steps.close()
             if self._saved_root is not None:
-                shutil.rmtree(self._saved_root, ignore_errors=True)
+                drop_scratch(self._saved_root)
             # A second Ctrl-C (or a SIGTERM) must not cut the reports short:
             # the signals wait until they are written.
             with proc.signals_deferred():
@@ -334,7 +333,10 @@ class Pipeline:
                 self._saved_numbers[request.arch] += 1
                 number = self._saved_numbers[request.arch]
                 if self._saved_root is None:
-                    self._saved_root = Path(tempfile.mkdtemp(prefix="harness-saved-"))
+                    # under the cache, owned by this run: a run killed with
+                    # SIGKILL leaves its states (~80 MiB a shape) to the
+                    # next run's sweep, not to /tmp for ever
+                    self._saved_root = owned_scratch(Cache().dir("saved-guests"), "run")
             where = arch_dir / "saved-guests" / str(number)
             started = time.monotonic()
             saved: Optional[SavedGuest] = None

@@ -111,6 +111,23 @@ class Cache:
             raise
 
 
+def owned_scratch(parent: Path, name: str) -> Path:
+    """A ``.tmp-NAME-*`` directory under ``parent`` owned by this process
+    (its owner file says so), for files that live as long as one run: a
+    run killed with SIGKILL leaves it behind, and the next ``sweep_stale``
+    of ``parent`` removes it.  ``drop_scratch`` removes it at the end."""
+    parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=parent))
+    _owner_file(tmp).write_text(f"{os.getpid()} {_boot_id()}\n")
+    return tmp
+
+
+def drop_scratch(tmp: Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    _owner_file(tmp).unlink(missing_ok=True)
+
+
 def _owner_file(tmp: Path) -> Path:
     """Beside a staging directory (not in it: its contents are the entry):
     "PID BOOT_ID" of the process filling it."""

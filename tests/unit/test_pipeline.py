@@ -3,10 +3,12 @@ directory exists from the start, crashes still leave evidence, skipped and
 check-less scenarios are reported as such, reports are written."""
 import io
 import json
-import shutil
-import tempfile
+import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from harness import pipeline as pipeline_mod
 from harness.check import Checker
 from harness.errors import InfraError, UserError
+from harness.host.cache import Cache
 from harness.image.initramfs import ImageResult
 from harness.kernel.build import BuildResult
 from harness.kernel.source import SourceRequest
@@ -74,6 +77,7 @@ def fake_run(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
     monkeypatch.setenv("FAKE_QEMU_CONSOLE", str(ROOT / "tests" / "fixtures" / "console" / "v5.0-x86_64-clean-boot.log"))
     monkeypatch.setenv("HARNESS_ACCEL", "tcg")
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))  # (saved guests' states go there)
     kernel = tmp_path / "bzImage"
     kernel.write_bytes(b"k")
     import gzip
@@ -570,7 +574,26 @@ def test_guests_of_a_shape_used_again_start_from_one_saved_guest(fake_run, vms, 
     statuses = lambda o: {k: v["status"] for k, v in json.loads((o.run_dir / "results.json").read_text())["arches"]["x86_64"]["scenarios"].items()}  # noqa: E731
     assert statuses(outcome) == statuses(cold)
     # the states themselves are gone with the run
-    assert not list(scratch.glob("harness-saved-*"))
+    assert not list(Cache().dir("saved-guests").iterdir())
+
+
+def test_states_a_killed_run_left_are_swept_by_the_next_run(fake_run):
+    """A run killed with SIGKILL cannot delete its saved guests' states
+    (~80 MiB a shape): they are the cache's ``.tmp-*`` entries of a dead
+    owner, and the next run that saves a guest removes them."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    parent = Cache().dir("saved-guests")
+    left = parent / ".tmp-run-killed"
+    (left / "x86_64" / "1").mkdir(parents=True)
+    (left / "x86_64" / "1" / "state").write_bytes(b"s" * 4096)
+    left.with_name(left.name + ".owner").write_text(f"{dead.pid} {Path('/proc/sys/kernel/random/boot_id').read_text().strip()}\n")
+    alive = parent / ".tmp-run-alive"  # another run's, still going (this process)
+    alive.mkdir()
+    alive.with_name(alive.name + ".owner").write_text(f"{os.getpid()} {Path('/proc/sys/kernel/random/boot_id').read_text().strip()}\n")
+    outcome = fake_run(Passing(), Failing())
+    assert all(_boots(outcome).values())
+    assert sorted(p.name for p in parent.iterdir()) == [".tmp-run-alive", ".tmp-run-alive.owner"]
 
 
 def test_a_guest_that_cannot_be_saved_leaves_its_scenarios_booting(fake_run, monkeypatch):
