@@ -46,9 +46,8 @@ def main(run_dir: str, name: str, kind: str = "runs", extra_rewrites=()) -> None
         out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         data = path.read_bytes()
-        if kind != "runs":
-            for old, new in rewrite:
-                data = data.replace(old, new)
+        for old, new in rewrite:  # (no path of the recording machine in the repo)
+            data = data.replace(old, new)
         if len(data) > limit:
             out = out.with_name(out.name + ".gz")
             out.write_bytes(gzip.compress(data, 9, mtime=0))

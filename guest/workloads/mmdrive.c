@@ -35,6 +35,7 @@ struct region {
     int mapped, thp, shared, dontfork;
     uint64_t seed;    /* from the name: patterns differ between regions */
     uint8_t *written; /* per page: holds its pattern (verify checks it) */
+    uint64_t *seen_pfn; /* per page: its PFN at the last pageflags read (0: none) */
     int fd;           /* a file region's file, kept open (writeback); else -1 */
 };
 
@@ -913,6 +914,8 @@ static void cmd_unmap(int argc, char **argv)
     if (munmap((void *)r->map_lo, r->map_len))
         sys_fail(errno, "munmap failed");
     r->mapped = 0;
+    if (r->seen_pfn)
+        memset(r->seen_pfn, 0, r->pages * sizeof *r->seen_pfn);
     result_begin("unmap");
     jo_str(&out, "name", r->name);
     jo_hex(&out, "addr", (uint64_t)r->addr);
@@ -1650,7 +1653,10 @@ static void cmd_vmstat(int argc, char **argv)
 /* pageflags NAME RANGES: per page, the PFN (/proc/self/pagemap, 0 when not
  * present) and that PFN's /proc/kpageflags word (0 when not present), so a
  * check can compare the flags a page had before a migration with those of
- * the page that replaced it. */
+ * the page that replaced it.  And for each page now at another PFN than at
+ * this region's previous read, the frame it left: [old PFN, /proc/kpagecount,
+ * /proc/kpageflags] in "left", so a check can tell whether the old page was
+ * freed (or reused) or is still held. */
 static void cmd_pageflags(int argc, char **argv)
 {
     if (argc != 3)
@@ -1663,8 +1669,17 @@ static void cmd_pageflags(int argc, char **argv)
     int kpf = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
     if (kpf < 0)
         sys_fail(errno, "cannot open /proc/kpageflags");
-    struct jbuf kflags = {0};
+    int kpc = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
+    if (kpc < 0)
+        sys_fail(errno, "cannot open /proc/kpagecount");
+    if (!r->seen_pfn) {
+        r->seen_pfn = calloc(r->pages ? r->pages : 1, sizeof *r->seen_pfn);
+        if (!r->seen_pfn)
+            sys_fail(ENOMEM, "calloc");
+    }
+    struct jbuf kflags = {0}, left = {0};
     kflags.first = 1;
+    left.first = 1;
     result_begin("pageflags");
     jo_str(&out, "name", r->name);
     jo_key(&out, "pfns");
@@ -1682,9 +1697,27 @@ static void cmd_pageflags(int argc, char **argv)
             jb_u64(&out, pfn);
             ja_sep(&kflags);
             jb_u64(&kflags, word);
+            uint64_t old = r->seen_pfn[i];
+            if (old && pfn && old != pfn) {
+                uint64_t count = 0, oword = 0;
+                if (pread(kpc, &count, 8, (off_t)(old * 8)) != 8)
+                    count = 0;
+                if (pread(kpf, &oword, 8, (off_t)(old * 8)) != 8)
+                    oword = 0;
+                ja_sep(&left);
+                jb_raw(&left, "[");
+                jb_u64(&left, old);
+                jb_raw(&left, ",");
+                jb_u64(&left, count);
+                jb_raw(&left, ",");
+                jb_u64(&left, oword);
+                jb_raw(&left, "]");
+            }
+            r->seen_pfn[i] = pfn;
         }
     close(map);
     close(kpf);
+    close(kpc);
     ja_end(&out);
     jo_key(&out, "kflags");
     jb_raw(&out, "[");
@@ -1692,6 +1725,12 @@ static void cmd_pageflags(int argc, char **argv)
         jb_raw(&out, kflags.p);
     jb_raw(&out, "]");
     free(kflags.p);
+    jo_key(&out, "left");
+    jb_raw(&out, "[");
+    if (left.p)
+        jb_raw(&out, left.p);
+    jb_raw(&out, "]");
+    free(left.p);
     emit_result(&out);
 }
 

@@ -3,6 +3,7 @@ offline: the checks that must kill each one do, with messages that name
 what went wrong (and pristine recordings pass the same checks: see
 test_replay)."""
 import json
+import re
 from pathlib import Path
 
 from harness.pipeline import recheck
@@ -103,3 +104,44 @@ def test_a_hugetlb_target_that_skips_the_pool_fails_the_hugetlb_scenario(tmp_pat
     failed = failures("hugetlb-no-pool", tmp_path, "hugetlb")["x86_64"]
     assert [(c.step, c.name, c.expected, c.observed) for c in failed] == [("head", "Δhtlb_buddy_alloc_success", 0, 1)]
     assert "made fresh from the buddy allocator" in failed[0].message
+
+
+LEFT = "frames the moved pages left are freed or reused (kpagecount, kpageflags)"
+
+
+def test_an_old_page_never_freed_fails_where_pages_moved(tmp_path):
+    """6.12's moved-old-folio-kept: migrate_folio_done() keeps the old
+    folio's last reference after a move_pages or migrate_pages(2) move.
+    Nothing else notices (the counters, trace and contents are right);
+    the frames the pages left still hold them: anonymous, unmapped, off
+    the LRU."""
+    for scenario, steps in (("move-pages-basic", ["move-64", "alternating"]), ("thp", ["head", "all-subpages"]),
+                            ("migrate-pages", ["migrate"])):
+        failed = failures("moved-old-folio-kept", tmp_path / scenario, scenario)["x86_64"]
+        assert [(c.step, c.name) for c in failed] == [(step, LEFT) for step in steps], scenario
+        first = failed[0]
+        assert first.expected == [] and first.observed and all("kpageflags 0x" in o for o in first.observed)
+        assert "still hold their page unmapped and off the LRU" in first.message
+    # mbind moves with MR_MEMPOLICY_MBIND: the mutant leaves it alone
+    assert failures("moved-old-folio-kept", tmp_path / "mbind", "mbind")["x86_64"] == []
+
+
+def test_the_pristine_kernel_frees_every_frame_it_moves_from(tmp_path):
+    from .test_replay import RUNS
+
+    doc = recheck(materialize("6.12-left-frames-x86_64", tmp_path, RUNS), reports=False)
+    checks = [c for entry in doc["arches"]["x86_64"]["scenarios"].values()
+              for c in ScenarioOutcome.from_dict(entry).checks if c.name == LEFT]
+    assert len(checks) >= 6 and all(c.status.name == "PASS" for c in checks)
+    assert all(re.match(r"\d+ frames left, all free or in use again", c.message) for c in checks)
+    assert sum(int(c.message.split()[0]) for c in checks) >= 64 + 512 + 64
+
+
+def test_a_warning_on_a_path_that_succeeded_fails_the_warning_check(tmp_path):
+    """6.12's move-pages-logs-success: every fully successful move_pages
+    batch logs a pr_warn; everything else is as the model says."""
+    from harness.result import KERNEL_WARN_CHECK
+
+    failed = failures("move-pages-logs-success", tmp_path, "move-pages-basic")["x86_64"]
+    assert [(c.step, c.name) for c in failed] == [("kernel", KERNEL_WARN_CHECK)]
+    assert failed[0].message == "the kernel logged a warning: 'migrate: move_pages moved every page to node 1' during step 1"

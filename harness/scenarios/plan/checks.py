@@ -74,6 +74,38 @@ def page_state_check(ck: Checker, pre: dict, post: dict) -> None:
                  f"{compared} moved base pages compared")
 
 
+#: kpageflags bits of a frame in use as something (include/uapi/linux/kernel-page-flags.h):
+#: lru, slab, buddy (free), huge (a hugetlb pool's page), hwpoison (soft
+#: offline keeps the frame it moved a page from, poisoned).
+KPF_IN_USE = (1 << 5) | (1 << 7) | (1 << 10) | (1 << 17) | (1 << 19)
+#: ... and the states of a page that still holds what it held: anonymous,
+#: uptodate (file or swap-backed data), swapbacked, dirty, swapcache,
+#: unevictable, mlocked.  free_pages_prepare() clears them all.
+KPF_HELD = (1 << 12) | (1 << 3) | (1 << 14) | (1 << 4) | (1 << 13) | (1 << 18) | (1 << 33)
+
+
+def left_frames_check(ck: Checker, left: dict) -> None:
+    """Every frame a page left when it moved is given back: free (a buddy
+    page, or on a per-CPU list with no flags at all), or in use again
+    (mapped, on an LRU list, a slab, a hugetlb pool's page).  A frame that
+    nobody maps, off every list, still carrying its page's states (anon,
+    uptodate, swapbacked, dirty, ...) is the old page never freed: the
+    migration kept a reference to it (the whole page leaks on every move).
+    The step's drain (lru_add_drain_all) comes before the read, so a frame
+    reused by another page is on an LRU list by then.  No check when no
+    page moved, or in runs recorded before mmdrive reported the frames."""
+    frames, held = 0, []
+    for name, entries in sorted(left.items()):
+        for pfn, count, flags in entries:
+            frames += 1
+            if count == 0 and not flags & KPF_IN_USE and flags & KPF_HELD:
+                held.append(f"{name}: pfn {pfn} (kpageflags {flags:#x})")
+    if frames:
+        ck.exact("frames the moved pages left are freed or reused (kpagecount, kpageflags)", [], held[:8],
+                 message=f"{frames} frames left, {len(held)} still hold their page unmapped and off the LRU"
+                 if held else f"{frames} frames left, all free or in use again")
+
+
 def swapcache_check(ck: Checker, swapcache: tuple, pre: dict) -> None:
     """The pages the model takes for swap-cache pages (read back after a
     swapout) are in the swap cache before the first step: else the steps

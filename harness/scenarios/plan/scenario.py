@@ -27,7 +27,7 @@ from harness.scenarios.base import (
     trace_overran,
 )
 from harness.scenarios.plan import explain
-from harness.scenarios.plan.checks import check_step, page_state_check, swapcache_check
+from harness.scenarios.plan.checks import check_step, left_frames_check, page_state_check, swapcache_check
 from harness.scenarios.plan.schema import Plan
 from harness.scenarios.plan.script import guest_script
 from harness.scenarios.plan.windows import step_events, step_windows
@@ -181,6 +181,7 @@ class PlanScenario(Scenario):
                 continue
             check_step(ck, step, prediction, window, step_events(events, window.index), drained=drained, ambient=ambient)
             page_state_check(ck, window.flags_before, window.flags_after)
+            left_frames_check(ck, window.left)
             out += ck.results
         if not out:
             top.error("checks", "no checks ran")

@@ -39,6 +39,10 @@ class StepWindow:
     #: {region: (pfns, kpageflags)} read before the opening snapshot and after the verify.
     flags_before: dict = field(default_factory=dict)
     flags_after: dict = field(default_factory=dict)
+    #: {region: [[old PFN, kpagecount, kpageflags], ...]}: the frames its
+    #: pages left between the read before the step and the one after it
+    #: (absent in runs recorded before mmdrive read them).
+    left: dict = field(default_factory=dict)
     problem: str = ""
 
     @property
@@ -89,6 +93,7 @@ def _window(results: list[dict], marks: dict, index: int, after_count: int) -> S
     if position < len(results) and results[position].get("cmd") == "verify":
         window.verify = results[position]
         window.flags_after = _flags(results, position + 1, +1)
+        window.left = _left(results, position + 1)
     if window.vmstat_before is None or window.vmstat_after is None:
         window.problem = f"step {index} has no /proc/vmstat snapshot {'before' if window.vmstat_before is None else 'after'} it"
     return window
@@ -109,6 +114,17 @@ def _flags(results: list[dict], position: int, direction: int) -> dict:
     while 0 <= position < len(results) and results[position].get("cmd") == "pageflags":
         out.setdefault(results[position]["name"], (results[position]["pfns"], results[position]["kflags"]))
         position += direction
+    return out
+
+
+def _left(results: list[dict], position: int) -> dict:
+    """The frames left, per region, in the run of ``pageflags`` results from
+    ``position`` on (regions read by an mmdrive that reports them)."""
+    out: dict = {}
+    while 0 <= position < len(results) and results[position].get("cmd") == "pageflags":
+        if "left" in results[position]:
+            out.setdefault(results[position]["name"], results[position]["left"])
+        position += 1
     return out
 
 
