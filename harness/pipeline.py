@@ -58,7 +58,7 @@ from harness.scenarios import Scenario, Target, scenarios_for_run, select
 from harness.scenarios.base import Captures
 from harness.scenarios.plan.scenario import load_plan_file
 from harness.vm.console import scan
-from harness.vm.machine import Machine, MachineRequest, SavedGuest, kill_all
+from harness.vm.machine import BuildOverlap, Machine, MachineRequest, SavedGuest, build_overlap, kill_all
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,10 @@ class RunRequest:
     #: an arch's run start from one saved guest of that shape (QEMU
     #: migration to a file, -incoming), each still fresh and identical.
     cold_boot: bool = False
+    #: Build the next arch's kernel while the guests of the arches before
+    #: it run: None decides by the CPUs the guests leave (build_overlap),
+    #: True asks for it (still refused where no CPU is spare), False never.
+    overlap_builds: Optional[bool] = None
 
 
 def repeat_key(name: str, repeat: int) -> str:
@@ -170,6 +174,9 @@ class Pipeline:
         self._saved_lock = threading.Lock()
         self._shape_locks: dict = {}
         self._saved_root: Optional[Path] = None
+        #: The results and run records, written by the guests' threads while
+        #: the main thread builds the next arch (overlapped builds).
+        self._doc_lock = threading.RLock()
 
     def say(self, text: str) -> None:
         self.steps.line(text)
@@ -234,9 +241,13 @@ class Pipeline:
         self.say(f"[run] {run_dir}")
         if req.vms > 1:
             self.say(f"[run] up to {req.vms} guests at once")
+        overlap = build_overlap(len(req.arches), req.vms, asked=req.overlap_builds)
+        info["builds"] = {"overlap": overlap.overlap, "jobs": overlap.jobs or None, "why": overlap.why}
+        if len(req.arches) > 1:
+            self.say(f"[run] builds: {overlap.why}")
         try:
-            if req.vms > 1:
-                self._run_parallel(scenarios, run_dir, info)
+            if req.vms > 1 or overlap.overlap:
+                self._run_parallel(scenarios, run_dir, info, overlap)
             else:
                 for arch_name in req.arches:
                     info["arches"][arch_name] = self._run_arch(arch_name, scenarios, run_dir / arch_name)
@@ -369,17 +380,25 @@ class Pipeline:
                 break
         return self._finish_arch(ctx)
 
-    def _prepare_arch(self, arch_name: str, scenarios: Sequence[Scenario], arch_dir: Path) -> "_ArchRun":
+    def _prepare_arch(self, arch_name: str, scenarios: Sequence[Scenario], arch_dir: Path,
+                      beside_guests: Optional[BuildOverlap] = None) -> "_ArchRun":
         """Build the kernel and the image, find the target and build the
-        scenarios' assets: what every scenario of the arch runs on."""
+        scenarios' assets: what every scenario of the arch runs on.
+        ``beside_guests``: guests of other arches run meanwhile, so the build
+        takes only the CPUs they leave, and says its progress in lines."""
         req = self.request
         arch_dir.mkdir(parents=True, exist_ok=True)
         arch_doc: dict = {"target": {"arch": arch_name}, "scenarios": {}}
-        self.doc["arches"][arch_name] = arch_doc
+        with self._doc_lock:
+            self.doc["arches"][arch_name] = arch_doc
         started = time.monotonic()
         self.stage, self.where = "build", arch_name
-        build = Builder(echo=self.echo, stream=self.stream).build(
-            BuildRequest(req.source, arch_name, req.fragments, req.options, req.debug, jobs=req.jobs, quiet=req.quiet)
+        jobs = req.jobs
+        if beside_guests is not None:
+            jobs = min(jobs or beside_guests.jobs, beside_guests.jobs)
+            self.say(f"[build {arch_name}] beside the running guests, -j{jobs}")
+        build = Builder(echo=self.echo, stream=self.stream if beside_guests is None else self.steps.writer()).build(
+            BuildRequest(req.source, arch_name, req.fragments, req.options, req.debug, jobs=jobs, quiet=req.quiet)
         )
         self.stage = "image"
         self.steps.start(f"image {arch_name}", f"[image {arch_name}] building the guest image")
@@ -396,7 +415,8 @@ class Pipeline:
         config = kconfig.parse_dotconfig(build.config.read_text())
         the_arch = lookup_arch(arch_name)
         target = Target(the_arch, rules, build.kernel_version, config, 2 if the_arch.numa and config.get("NUMA") == "y" else 0)
-        arch_doc["target"] = dict(target.as_dict(), kernel=str(build.image), initrd=str(image.path), build_key=build.key)
+        with self._doc_lock:
+            arch_doc["target"] = dict(target.as_dict(), kernel=str(build.image), initrd=str(image.path), build_key=build.key)
         if rules.version != (int(version[0]), int(version[1])):
             arch_doc["target"]["model_note"] = (
                 f"the model has no data for Linux {version[0]}.{version[1]}: predictions use its {rules.name} rules, "
@@ -412,6 +432,10 @@ class Pipeline:
     def _record(self, ctx: "_ArchRun", name: str, outcome: ScenarioOutcome, order: Sequence[str]) -> None:
         """A finished scenario into the results, in the suite's order
         whichever order the scenarios finished in."""
+        with self._doc_lock:
+            self._record_locked(ctx, name, outcome, order)
+
+    def _record_locked(self, ctx: "_ArchRun", name: str, outcome: ScenarioOutcome, order: Sequence[str]) -> None:
         arch_doc = self.doc["arches"][ctx.name]
         scenarios = dict(arch_doc["scenarios"], **{name: outcome.as_dict()})
         arch_doc["scenarios"] = {n: scenarios[n] for n in order if n in scenarios}
@@ -427,27 +451,23 @@ class Pipeline:
         arch_doc["elapsed_s"] = ctx.info["elapsed_s"]
         return ctx.info
 
-    def _run_parallel(self, scenarios: Sequence[Scenario], run_dir: Path, info: dict) -> None:
+    def _run_parallel(self, scenarios: Sequence[Scenario], run_dir: Path, info: dict,
+                      overlap: Optional[BuildOverlap] = None) -> None:
         """Every arch's kernel and image first, then the scenarios of all
-        arches in up to ``vms`` fresh guests at once.  Results, reports and
-        the run directory are those of a serial run; Ctrl-C kills every
-        guest (the workers then unwind through their own shutdown) and the
-        scenarios that were running say they were interrupted."""
-
-
+        arches in up to ``vms`` fresh guests at once; with ``overlap``, the
+        first arch's guests start as soon as it is built, and each next
+        arch builds meanwhile on the CPUs the guests leave.  Results,
+        reports and the run directory are those of a serial run; Ctrl-C
+        kills every guest (the workers then unwind through their own
+        shutdown) and the scenarios that were running say they were
+        interrupted."""
         req = self.request
-        contexts = []
-        for arch_name in req.arches:
-            contexts.append(self._prepare_arch(arch_name, scenarios, run_dir / arch_name))
-            info["arches"][arch_name] = contexts[-1].info
-            write_json(run_dir / "run.json", info)
         instances = self._instances(scenarios)
-        for ctx in contexts:
-            self._count_shapes(ctx, instances)
         order = [key for _, key in instances]
-        lock = threading.Lock()
+        lock = self._doc_lock
         stop = threading.Event()
         running: dict = {}
+        contexts: list = []
 
         def work(ctx: _ArchRun, scenario: Scenario, key: str) -> Optional[ScenarioOutcome]:
             if stop.is_set():
@@ -465,9 +485,33 @@ class Pipeline:
                 stop.set()
             return outcome
 
+        def prepare(arch_name: str, beside_guests: Optional[BuildOverlap]) -> _ArchRun:
+            ctx = self._prepare_arch(arch_name, scenarios, run_dir / arch_name, beside_guests)
+            contexts.append(ctx)
+            with lock:
+                info["arches"][arch_name] = ctx.info
+                write_json(run_dir / "run.json", info)
+            self._count_shapes(ctx, instances)
+            return ctx
+
         pool = ThreadPoolExecutor(max_workers=req.vms, thread_name_prefix="guest")
-        futures = [pool.submit(work, ctx, scenario, key) for ctx in contexts for scenario, key in instances]
+        futures: list = []
         try:
+            if overlap is not None and overlap.overlap:
+                for arch_name in req.arches:
+                    if stop.is_set():  # (--fail-fast: an earlier arch failed)
+                        break
+                    try:
+                        ctx = prepare(arch_name, overlap if futures and not all(f.done() for f in futures) else None)
+                    except Exception:
+                        # as a serial run would: the arches before it finish first
+                        wait(futures)
+                        raise
+                    futures += [pool.submit(work, ctx, scenario, key) for scenario, key in instances]
+            else:
+                for arch_name in req.arches:
+                    prepare(arch_name, None)
+                futures = [pool.submit(work, ctx, scenario, key) for ctx in contexts for scenario, key in instances]
             pending = set(futures)
             while pending:
                 _, pending = wait(pending, timeout=0.5)

@@ -42,6 +42,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         plans=plans,
         only_plans=args.only_plans,
         vms=args.vms,
+        overlap_builds={"auto": None, "yes": True, "no": False}[args.overlap_builds],
         repeat=args.repeat,
         cold_boot=args.cold_boot,
     )
@@ -72,6 +73,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         help="guests at once: run the scenarios of every arch in up to N fresh guests in parallel "
                              "(default auto: as many as the CPUs run without sharing, two each, and the free memory holds; "
                              "1 on a 2-CPU host)")
+    parser.add_argument("--overlap-builds", choices=["auto", "yes", "no"], default="auto",
+                        help="build each next arch's kernel while the guests of the arches before it run (default auto: "
+                             "only on the CPUs the guests leave, at least 2; never on a 2-CPU host, where one guest takes both)")
     parser.add_argument("--repeat", type=repeats, default=1, metavar="N",
                         help="run the suite N times, every scenario in a fresh guest each time: the performance "
                              "metrics' samples (repeat k of S is S@k in the results; compare two such runs)")

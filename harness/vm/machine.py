@@ -171,6 +171,51 @@ def kill_all() -> int:
     return killed
 
 
+def host_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+#: A build beside the guests gets at least this many CPUs of its own, or none.
+MIN_BUILD_CPUS = 2
+
+
+@dataclass(frozen=True)
+class BuildOverlap:
+    """Whether the next arch's kernel builds while the scenarios of the
+    arches before it run, with how many make jobs, and why."""
+
+    overlap: bool
+    jobs: int
+    why: str
+
+
+def build_overlap(arches: int, vms: int, cpus: Optional[int] = None, guest_cpus: int = MachineRequest.cpus,
+                  asked: Optional[bool] = None) -> BuildOverlap:
+    """Build the next arch beside the running guests only on CPUs the
+    guests do not use: each guest's vCPUs are busy host threads under TCG,
+    and a guest starved by a parallel make outlives the timeouts inside
+    it.  So the build gets the CPUs left after ``vms`` guests of
+    ``guest_cpus`` each, if that is at least ``MIN_BUILD_CPUS``; else the
+    arches build one after another with every CPU (on 2 CPUs, one guest
+    takes both).  ``asked``: the user's --overlap-builds (None: auto);
+    asking for it where no CPU is spare is refused in ``why``."""
+    cpus = cpus if cpus is not None else host_cpus()
+    busy = vms * guest_cpus
+    spare = cpus - busy
+    if arches < 2:
+        return BuildOverlap(False, 0, "one arch: nothing to build beside its guests")
+    if asked is False:
+        return BuildOverlap(False, 0, "arches build one after another (--overlap-builds no)")
+    if spare >= MIN_BUILD_CPUS:
+        return BuildOverlap(True, spare, f"{cpus} CPUs, {vms} guest{'s' if vms > 1 else ''} of {guest_cpus} vCPUs take {busy}: "
+                                         f"each next arch builds with -j{spare} while the guests run")
+    return BuildOverlap(False, 0, f"{cpus} CPUs, {vms} guest{'s' if vms > 1 else ''} of {guest_cpus} vCPUs take {min(busy, cpus)}: "
+                                  f"{'no CPU is' if spare <= 0 else 'one CPU is'} left for a build beside them (a starved "
+                                  "guest outlives its timeouts under TCG), so each arch builds with every CPU before its guests"
+                                  + (" (--overlap-builds yes needs " + str(busy + MIN_BUILD_CPUS) + " CPUs)" if asked else ""))
+
+
 def auto_guests(guest_mb: int = 2048, cpus: Optional[int] = None, available_mb: Optional[int] = None,
                 guest_cpus: int = MachineRequest.cpus) -> int:
     """Guests to run at once on this host: as many as its CPUs run without
@@ -178,7 +223,7 @@ def auto_guests(guest_mb: int = 2048, cpus: Optional[int] = None, available_mb: 
     time: a guest starved of CPU outlives the timeouts inside it) and its
     available memory holds (``guest_mb`` each, the largest a scenario asks
     for, plus QEMU's own); at least 1."""
-    cpus = cpus if cpus is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cpus = cpus if cpus is not None else host_cpus()
     if available_mb is None:
         available_mb = 0
         try:

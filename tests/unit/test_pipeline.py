@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -108,10 +110,10 @@ def fake_run(tmp_path, monkeypatch):
     patched = {name: dataclasses.replace(arches_mod.ARCHES[name], qemu_binary=str(wrapper)) for name in ("x86_64", "arm64")}
     monkeypatch.setattr(arches_mod, "ARCHES", {**arches_mod.ARCHES, **patched})
 
-    def run(*scenarios, vms=1, arches=("x86_64",), runs_root=None, stream=None, repeat=1, cold_boot=False):
+    def run(*scenarios, vms=1, arches=("x86_64",), runs_root=None, stream=None, repeat=1, cold_boot=False, fail_fast=False):
         monkeypatch.setattr(pipeline_mod, "select", lambda names, plans=(), only_plans=False: list(scenarios))
         request = RunRequest(SourceRequest(str(tmp_path)), arches, quiet=stream is None, runs_root=runs_root or tmp_path / "runs",
-                             vms=vms, repeat=repeat, cold_boot=cold_boot)
+                             vms=vms, repeat=repeat, cold_boot=cold_boot, fail_fast=fail_fast)
         return Pipeline(request, stream=stream).run()
 
     run.runs_root = tmp_path / "runs"
@@ -621,3 +623,115 @@ def test_two_shapes_saved_at_once_get_a_guest_each(fake_run, monkeypatch, reques
     saved = outcome.run_dir / "x86_64" / "saved-guests"
     assert sorted(p.name for p in saved.iterdir()) == ["1", "2"]
     assert not list(saved.glob("*/error.txt"))
+
+
+# --- builds beside the guests (bigger machines) ---
+
+def test_the_next_arch_builds_beside_the_guests_only_on_cpus_they_leave():
+    from harness.vm.machine import build_overlap
+
+    two = build_overlap(2, 1, cpus=2)  # this machine: one guest takes both CPUs
+    assert not two.overlap and "2 CPUs, 1 guest of 2 vCPUs take 2: no CPU is left" in two.why
+    three = build_overlap(2, 1, cpus=3)
+    assert not three.overlap and "one CPU is left" in three.why
+    assert build_overlap(2, 1, cpus=8) == build_overlap(2, 1, cpus=8, asked=True)
+    eight = build_overlap(2, 2, cpus=8)
+    assert eight.overlap and eight.jobs == 4 and "builds with -j4 while the guests run" in eight.why
+    assert not build_overlap(2, 4, cpus=8).overlap  # auto's guests on 8 CPUs take them all
+    assert not build_overlap(1, 1, cpus=64).overlap  # one arch
+    assert not build_overlap(3, 1, cpus=64, asked=False).overlap
+    refused = build_overlap(2, 1, cpus=2, asked=True)
+    assert not refused.overlap and "--overlap-builds yes needs 4 CPUs" in refused.why
+
+
+class BuildLog:
+    """A fake Builder that records each build (arch, make jobs, whether a
+    guest of an earlier arch was running meanwhile); ``fail`` arches fail."""
+
+    def __init__(self, kernel, fail=()):
+        self.kernel, self.fail, self.builds = kernel, fail, []
+        self.guest_running = threading.Event()
+        self.running = []  # the slow scenarios under way
+
+    def builder(self):
+        log = self
+
+        class Built:
+            def __init__(self, *a, **k):
+                pass
+
+            def build(self, request):
+                # a guest of the first arch starts while the second builds,
+                # if they overlap (and the test would wait in vain if not)
+                beside = request.arch != "x86_64" and log.guest_running.wait(20) and bool(log.running)
+                log.builds.append((request.arch, request.jobs, beside))
+                if request.arch in log.fail:
+                    raise UserError(f"the {request.arch} build failed", hint="(test)")
+                return BuildResult("key", log.kernel.parent, log.kernel, CONFIG, request.arch, {}, "5.0.0", True, 0.0, {"key": "key"})
+        return Built
+
+
+class Slow(Passing):
+    """A scenario that says it is running, then takes a moment."""
+    name = "slow"
+    log = None
+
+    def drive(self, guest, target, captures, qmp=None):
+        if target.arch.name == "x86_64" and Slow.log is not None:
+            Slow.log.running.append(self)
+            Slow.log.guest_running.set()
+            time.sleep(1.0)
+            Slow.log.running.remove(self)
+        return super().drive(guest, target, captures, qmp)
+
+
+def _statuses(outcome):
+    doc = json.loads((outcome.run_dir / "results.json").read_text())
+    return {arch: {k: v["status"] for k, v in a["scenarios"].items()} for arch, a in doc["arches"].items()}
+
+
+def test_builds_overlap_the_guests_where_cpus_are_spare(fake_run, monkeypatch, tmp_path):
+    from harness.vm.machine import BuildOverlap
+
+    log = BuildLog(tmp_path / "bzImage")
+    monkeypatch.setattr(pipeline_mod, "Builder", log.builder())
+    monkeypatch.setattr(pipeline_mod, "build_overlap", lambda arches, vms, asked=None: BuildOverlap(True, 3, "(test) 8 CPUs"))
+    Slow.log = log
+    try:
+        outcome = fake_run(Slow(), Passing(), Failing(), arches=("x86_64", "arm64"))
+    finally:
+        Slow.log = None
+    # the first arch with every CPU (nothing runs yet), the second beside its guests
+    assert log.builds == [("x86_64", None, False), ("arm64", 3, True)]
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    assert run["builds"] == {"overlap": True, "jobs": 3, "why": "(test) 8 CPUs"}
+    # the same results, in the same order, as one arch after the other
+    serial = BuildLog(tmp_path / "bzImage")
+    monkeypatch.setattr(pipeline_mod, "Builder", serial.builder())
+    monkeypatch.setattr(pipeline_mod, "build_overlap", lambda arches, vms, asked=None: BuildOverlap(False, 0, "(test) 2 CPUs"))
+    Slow.log = serial
+    try:
+        plain = fake_run(Slow(), Passing(), Failing(), arches=("x86_64", "arm64"))
+    finally:
+        Slow.log = None
+    assert serial.builds == [("x86_64", None, False), ("arm64", None, False)]
+    assert _statuses(outcome) == _statuses(plain)
+    assert list(_statuses(outcome)["x86_64"]) == ["slow", "passing", "failing"]
+
+
+def test_a_build_that_fails_beside_the_guests_lets_the_arch_before_it_finish(fake_run, monkeypatch, tmp_path):
+    from harness.vm.machine import BuildOverlap
+
+    log = BuildLog(tmp_path / "bzImage", fail=("arm64",))
+    monkeypatch.setattr(pipeline_mod, "Builder", log.builder())
+    monkeypatch.setattr(pipeline_mod, "build_overlap", lambda arches, vms, asked=None: BuildOverlap(True, 3, "(test) 8 CPUs"))
+    Slow.log = log
+    try:
+        with pytest.raises(UserError, match="the arm64 build failed"):
+            fake_run(Slow(), Passing(), arches=("x86_64", "arm64"))
+    finally:
+        Slow.log = None
+    run_dir = max(fake_run.runs_root.iterdir())
+    doc = json.loads((run_dir / "results.json").read_text())
+    assert {k: v["status"] for k, v in doc["arches"]["x86_64"]["scenarios"].items()} == {"slow": "PASS", "passing": "PASS"}
+    assert "the arm64 build failed" in json.loads((run_dir / "run.json").read_text())["error"]
