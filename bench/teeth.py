@@ -23,6 +23,10 @@ kill rate of their own; a kselftest that fails on the pristine kernel
 already kills nothing (``--no-kselftest`` leaves the anchor out; a
 ``--resume`` of such a measurement without it adds the anchor to every row,
 running kselftest alone: the anchor can be measured in a later session).
+``--resume FILE`` takes a table kept from an earlier session (its
+teeth.json, e.g. ``bench/results/``) into a new teeth directory: its
+mutant rows are kept, each with the harness commit it was measured at,
+and the pristine kernel is measured again with the code of today.
 
     python bench/teeth.py --kernel v5.0 --arch x86_64,arm64 [--mutant ID ...] [--scenario S ...] [--full] [--resume DIR] [--json FILE]
 """
@@ -102,6 +106,22 @@ def run_one(kernel: str, arch: str, patches: tuple, scenarios: tuple, root: Path
             "failing": failing(doc)}
 
 
+def harness_commit() -> str:
+    """The harness's commit (and "+changes" when its tree has any): what a
+    row was measured with, for a table kept across sessions."""
+    import subprocess
+
+    here = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+changes" if dirty and head else "")
+
+
 def harness_scenarios(chosen: tuple) -> tuple:
     """The harness's own scenarios (kselftest vm is measured apart)."""
     names = chosen or tuple(s.name for s in builtin_scenarios())
@@ -124,7 +144,8 @@ def main() -> int:
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--full", action="store_true", help="run every scenario of a mutant, not up to its first failure")
     parser.add_argument("--no-kselftest", action="store_true", help="do not measure kselftest vm beside the harness")
-    parser.add_argument("--resume", type=Path, help="a teeth directory of an interrupted measurement to go on with")
+    parser.add_argument("--resume", type=Path, help="a teeth directory of an interrupted measurement to go on with, "
+                                                    "or a kept teeth.json (its pristine runs made again)")
     args = parser.parse_args()
     arches = [a for part in args.arch.split(",") for a in [part.strip()] if a]
     chosen = tuple(s for part in args.scenario for s in part.split(",") if s)
@@ -134,11 +155,18 @@ def main() -> int:
     tree, name = source.tree, catalogue_name(args.kernel, source.version.short)
     catalogue = select(load_catalogue(name), args.mutant)
     if args.resume:
-        root = args.resume
-        table = json.loads((root / "teeth.json").read_text())
+        kept = args.resume.is_file()
+        table = json.loads((args.resume if kept else args.resume / "teeth.json").read_text())
         if table["arches"] != arches or table["kernel"] != args.kernel:
-            print(f"--resume {root}: that measurement is of {table['kernel']} {','.join(table['arches'])}", file=sys.stderr)
+            print(f"--resume {args.resume}: that measurement is of {table['kernel']} {','.join(table['arches'])}", file=sys.stderr)
             return 2
+        root = args.resume
+        if kept:
+            # a table kept from an earlier session: its rows, a new
+            # directory, the pristine kernel measured again with today's code
+            table["pristine"] = {}
+            root = new_run_dir("teeth", "+".join(arches), args.runs)
+            write_json(root / "teeth.json", table)
     else:
         root = new_run_dir("teeth", "+".join(arches), args.runs)
         table = {"kernel": args.kernel, "arches": arches, "scenarios": list(ours), "kselftest": anchor, "pristine": {},
@@ -177,7 +205,7 @@ def main() -> int:
         adding = row is not None
         if row is None:
             row = {"id": mutation.id, "category": mutation.category, "file": mutation.file, "function": mutation.function,
-                   "what": mutation.what, "equivalent": mutation.equivalent}
+                   "what": mutation.what, "equivalent": mutation.equivalent, "harness_commit": harness_commit()}
         patch = mutation.patch(tree)
         for arch in arches:
             if not adding:

@@ -208,3 +208,51 @@ def test_teeth_resumed_with_the_anchor_adds_kselftest_to_every_row_without_rerun
     assert [r["id"] for r in table["mutants"]] == ["m1", "m2"]
     assert table["mutants"][0]["x86_64"]["harness"]["result"] == "killed"
     assert all("kselftest" in r["x86_64"] for r in table["mutants"]) and table["kselftest"]
+
+
+def test_teeth_resumed_from_a_kept_table_measures_pristine_again_and_only_the_rows_it_lacks(tmp_path, monkeypatch):
+    """A teeth.json kept from an earlier session (bench/results/): its
+    rows stay, with the commit each was measured at; the pristine kernel
+    runs again with today's code, then the mutants the table lacks."""
+    import importlib.util
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("teeth", Path(__file__).resolve().parents[2] / "bench" / "teeth.py")
+    teeth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teeth)
+    calls = []
+
+    def run_one(kernel, arch, patches, scenarios, root, label, offline, fail_fast=True, baseline=frozenset()):
+        calls.append(label)
+        return {"result": "killed" if label.startswith("m") else "survived", "by": "x/y/z", "seconds": 1.0, "failing": []}
+
+    mutants = [SimpleNamespace(id=i, category="accounting", file="mm/migrate.c", function="f", what="w", equivalent=None,
+                               patch=lambda tree: "patch") for i in ("m1", "m2", "m3")]
+    monkeypatch.setattr(teeth, "run_one", run_one)
+    monkeypatch.setattr(teeth, "harness_scenarios", lambda chosen: ("a", "b"))
+    monkeypatch.setattr(teeth, "load_catalogue", lambda name: mutants)
+    monkeypatch.setattr(teeth, "select", lambda catalogue, ids: [m for m in catalogue if not ids or m.id in ids])
+    source = SimpleNamespace(tree=tmp_path, version=SimpleNamespace(short=(6, 12)))
+    monkeypatch.setattr(teeth, "SourceResolver", lambda cache: SimpleNamespace(resolve=lambda request: source))
+    monkeypatch.setattr(teeth, "Cache", lambda: None)
+    monkeypatch.setattr(teeth, "harness_commit", lambda: "aaaaaaaaaaaa")
+    argv = ["teeth", "--kernel", "debian-6.12", "--arch", "x86_64", "--no-kselftest", "--runs", str(tmp_path / "runs")]
+    monkeypatch.setattr(sys, "argv", argv + ["--mutant", "m2", "--json", str(tmp_path / "kept.json")])
+    assert teeth.main() == 0
+    assert calls == ["pristine-x86_64", "m2-x86_64"]
+    calls.clear()
+    monkeypatch.setattr(teeth, "harness_commit", lambda: "bbbbbbbbbbbb")
+    monkeypatch.setattr(sys, "argv", argv + ["--resume", str(tmp_path / "kept.json"), "--json", str(tmp_path / "all.json")])
+    assert teeth.main() == 0
+    assert calls == ["pristine-x86_64", "m1-x86_64", "m3-x86_64"]  # m2 kept
+    table = json.loads((tmp_path / "all.json").read_text())
+    assert {r["id"]: r["harness_commit"] for r in table["mutants"]} == {"m2": "aaaaaaaaaaaa", "m1": "bbbbbbbbbbbb",
+                                                                         "m3": "bbbbbbbbbbbb"}
+    assert len(list((tmp_path / "runs").iterdir())) == 2  # a directory of its own; the kept file untouched
+    assert [r["id"] for r in json.loads((tmp_path / "kept.json").read_text())["mutants"]] == ["m2"]
+    # a table of another kernel is refused
+    monkeypatch.setattr(sys, "argv", ["teeth", "--kernel", "v5.0", "--arch", "x86_64", "--no-kselftest",
+                                      "--resume", str(tmp_path / "kept.json")])
+    assert teeth.main() == 2
