@@ -116,7 +116,8 @@ class ScenarioOutcome:
     skip_reason: Optional[str] = None
     error: Optional[str] = None
     error_blame: Optional[str] = None
-    #: Timings (s): from its start to its checks, and QEMU start to SSH.
+    #: Timings (s): from its start to its checks (not counting the making
+    #: of the saved guest its shape starts from), and QEMU start to SSH.
     elapsed_s: Optional[float] = None
     boot_s: Optional[float] = None
     #: The guest: accelerator, why, and QEMU's argv.
