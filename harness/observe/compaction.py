@@ -150,6 +150,20 @@ def scanned_ranges(events: Sequence[TraceEvent]) -> list:
     return out
 
 
+_TAKEN = re.compile(r"nr_taken=(\d+)")
+
+
+def isolations(events: Sequence[TraceEvent]) -> list:
+    """[(start_pfn, end_pfn, nr_taken)] of every mm_compaction_isolate_migratepages."""
+    out = []
+    for event in events:
+        if event.name == "mm_compaction_isolate_migratepages":
+            span, taken = _RANGE.search(event.body), _TAKEN.search(event.body)
+            if span and taken:
+                out.append((int(span.group(1), 0), int(span.group(2), 0), int(taken.group(1))))
+    return out
+
+
 def in_ranges(pfns: Sequence[int], ranges: Sequence) -> list:
     """The PFNs that lie in one of ``ranges`` (each one scan, so at most
     SPAN_MAX long)."""

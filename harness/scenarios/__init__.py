@@ -16,13 +16,14 @@ from harness.scenarios.kcompactd import Kcompactd
 from harness.scenarios.kselftest_vm import KselftestVm
 from harness.scenarios.numa_balancing import NumaBalancing
 from harness.scenarios.offline import MemoryOffline
+from harness.scenarios.pinned import CompactPinned
 from harness.scenarios.plan.scenario import PlanScenario, load_plan_file, load_plans
 from harness.scenarios.unevictable import CompactUnevictable
 from harness.scenarios.zram import Zram
 
 
 def builtin_scenarios() -> list[Scenario]:
-    return [*load_plans(), CompactMemory(), CompactUnevictable(), DirectCompaction(), Kcompactd(), NumaBalancing(), Balloon(), Zram(), Cma(), MemoryOffline(), KselftestVm()]
+    return [*load_plans(), CompactMemory(), CompactUnevictable(), CompactPinned(), DirectCompaction(), Kcompactd(), NumaBalancing(), Balloon(), Zram(), Cma(), MemoryOffline(), KselftestVm()]
 
 
 def all_scenarios(plans: Sequence[PlanScenario] = (), only_plans: bool = False) -> list[Scenario]:

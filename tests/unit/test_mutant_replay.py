@@ -145,3 +145,30 @@ def test_a_warning_on_a_path_that_succeeded_fails_the_warning_check(tmp_path):
     failed = failures("move-pages-logs-success", tmp_path, "move-pages-basic")["x86_64"]
     assert [(c.step, c.name) for c in failed] == [("kernel", KERNEL_WARN_CHECK)]
     assert failed[0].message == "the kernel logged a warning: 'migrate: move_pages moved every page to node 1' during step 1"
+
+
+PINNED_RUNS = "isolation runs over pinned pages took none of them (trace: nr_taken at most the range's other pages)"
+
+
+def test_compaction_that_isolates_pinned_pages_fails_compact_pinned(tmp_path):
+    """6.12's compaction-isolates-pinned: isolate_migratepages_block() no
+    longer passes over anonymous pages with extra references; compaction
+    takes the vmsplice-pinned pages, fails every one and puts it back.
+    They stay where they were, so only the isolation runs show it."""
+    failed = failures("compaction-isolates-pinned", tmp_path, "compact-pinned")["x86_64"]
+    assert [c.name for c in failed] == [PINNED_RUNS]
+    assert failed[0].message.startswith("63 of ") and "compaction isolated pinned pages it knows must fail" in failed[0].message
+    assert failed[0].observed[0] == "range 0x199d-0x1a00: took 99, 99 of its 99 PFNs pinned"
+
+
+def test_the_pristine_kernel_passes_over_pinned_pages(tmp_path):
+    from .test_replay import RUNS
+
+    doc = recheck(materialize("6.12-compact-pinned-x86_64", tmp_path, RUNS), reports=False)
+    outcome = ScenarioOutcome.from_dict(doc["arches"]["x86_64"]["scenarios"]["compact-pinned"])
+    assert outcome.status.name == "PASS", [c.message for c in outcome.checks if c.status.name != "PASS"]
+    runs = next(c for c in outcome.checks if c.name == PINNED_RUNS)
+    assert re.match(r"(\d+) isolation runs over pinned pages, each took only unpinned pages", runs.message)
+    assert int(runs.message.split()[0]) >= 10
+    stayed = next(c for c in outcome.checks if c.name.startswith("pinned pages compaction passed over stayed"))
+    assert "none moved" in stayed.message
