@@ -102,6 +102,15 @@ class KernelRules:
     #: tracepoints, so compact_*_scanned and compact_isolated are at least
     #: the traced sums (5.10 mm/compaction.c:1400, 1446, 1753).
     compaction_fast_scanners_untraced: bool = False
+    #: ... but 6.12's fast_isolate_freepages() traces what it scanned and
+    #: isolated (mm_compaction_fast_isolate_freepages, 6.12
+    #: mm/compaction.c:1667, include/trace/events/compaction.h:67; 6.1 has
+    #: no such event; the upstream commit is not named here, neither tree
+    #: has its history), so compact_isolated and compact_free_scanned are
+    #: exactly the traced sums again; fast_find_migrateblock() still adds
+    #: its scans untraced (6.12 mm/compaction.c:1859), so
+    #: compact_migrate_scanned stays at least the traced sum.
+    compaction_fast_free_traced: bool = False
     #: migrate_pages() itself: "v5.0" (v5.0 to 6.0: one list, ten passes,
     #: lock and writeback forced from pass 3, -ENOMEM splits a THP in place
     #: or aborts, a THP that failed counts its subpages in the return value);
@@ -404,6 +413,7 @@ V6_12 = replace(
     mlock_migrate_events="v5.18-no-large",
     mthp_anon=True,
     mthp_migration_marks_partially_mapped=True,
+    compaction_fast_free_traced=True,
 )
 
 KERNELS: Mapping[str, KernelRules] = MappingProxyType({k.name: k for k in (V5_0, V5_10, V6_1, V6_12)})

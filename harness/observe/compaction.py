@@ -58,7 +58,7 @@ def runs(events: Sequence[TraceEvent]) -> list[ZoneRun]:
             run.migrate_scanned += event.int("nr_scanned")
             run.migrate_taken += event.int("nr_taken")
             batch[event.pid] = batch.get(event.pid, 0) + event.int("nr_taken")
-        elif name == "mm_compaction_isolate_freepages":
+        elif name in ("mm_compaction_isolate_freepages", "mm_compaction_fast_isolate_freepages"):
             run.free_scanned += event.int("nr_scanned")
             run.free_taken += event.int("nr_taken")
         elif name == "mm_migrate_pages":

@@ -131,7 +131,7 @@ def fragmented_node(guest: Guest, target: Target, captures: Captures, observatio
 
 
 class DirectCompaction(Scenario):
-    rule_fields = ("compact_node_cumulative_scanned", "compaction_fast_scanners_untraced", "deferred_split_full_unmap")
+    rule_fields = ("compact_node_cumulative_scanned", "compaction_fast_scanners_untraced", "compaction_fast_free_traced", "deferred_split_full_unmap")
     name = "direct-compaction"
     experiment = "direct"
     title = "direct compaction from THP faults on a fragmented node"

@@ -79,7 +79,7 @@ def wait_quiet(daemons=DAEMONS, seconds: int = QUIET_S) -> str:
 
 
 class Kcompactd(Scenario):
-    rule_fields = ("compact_node_cumulative_scanned", "compaction_fast_scanners_untraced")
+    rule_fields = ("compact_node_cumulative_scanned", "compaction_fast_scanners_untraced", "compaction_fast_free_traced")
     name = "kcompactd"
     experiment = "kcompactd"
     title = "kcompactd woken by THP faults with defrag=defer on a fragmented node"
@@ -128,14 +128,17 @@ class Kcompactd(Scenario):
         ck.bounded("pages kcompactd migrated", sum(int(e.fields["nr_succeeded"]) for e in daemon if e.name == "mm_migrate_pages"),
                    low=1, message="node 0 was fragmented on purpose and kcompactd woke for order 9: it must move something")
         untraced = target.rules.compaction_fast_scanners_untraced
-        relation = ">=" if untraced else "=="
-        for counter, event in (("compact_daemon_migrate_scanned", "mm_compaction_isolate_migratepages"),
-                               ("compact_daemon_free_scanned", "mm_compaction_isolate_freepages")):
-            scanned = sum(e.int("nr_scanned") for e in daemon if e.name == event)
+        fast_free = ("mm_compaction_fast_isolate_freepages",) if target.rules.compaction_fast_free_traced else ()
+        for counter, names, bound in (
+                ("compact_daemon_migrate_scanned", ("mm_compaction_isolate_migratepages",), untraced),
+                ("compact_daemon_free_scanned", ("mm_compaction_isolate_freepages", *fast_free), untraced and not fast_free)):
+            relation = ">=" if bound else "=="
+            scanned = sum(e.int("nr_scanned") for e in daemon if e.name in names)
             ck.invariant(f"{counter}: kcompactd's own scans", f"Δ{counter}", delta.get(counter, 0),
-                         f"Σ nr_scanned of kcompactd's {event.split('_', 2)[2]} events", scanned, relation=relation,
+                         f"Σ nr_scanned of kcompactd's {names[0].split('_', 2)[2]} events", scanned, relation=relation,
                          message=f"Δ{counter} {relation} Σ nr_scanned of kcompactd's isolate events"
-                         + (" (5.1's fast scanners count without the tracepoints)" if untraced else ""))
+                         + (" (5.1's fast scanners count without the tracepoints)" if bound else
+                            " (the fast free scanner's events counted)" if fast_free and "free" in counter else ""))
             # nothing else compacts in the step (no stall, no write): kcompactd's are all the scans
             ck.invariant(f"{counter} = compact_{counter.split('_', 2)[2]} (kcompactd the only compaction)", f"Δ{counter}",
                          delta.get(counter, 0), f"Δcompact_{counter.split('_', 2)[2]}",

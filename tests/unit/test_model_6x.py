@@ -45,7 +45,8 @@ def test_6x_rules_differ_from_510_only_in_named_fields():
     for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred",
                                                                   "compact_memory_suitable_event", "zspage_kpageflags_mmap",
                                                                   "move_pages_folio_walk", "mthp_anon",
-                                                                  "mthp_migration_marks_partially_mapped"})):
+                                                                  "mthp_migration_marks_partially_mapped",
+                                                                  "compaction_fast_free_traced"})):
         rules = kernel(name).as_dict()
         assert {k for k in base if base[k] != rules[k]} - {"name", "version", "description"} == expected
 

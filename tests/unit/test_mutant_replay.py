@@ -172,3 +172,28 @@ def test_the_pristine_kernel_passes_over_pinned_pages(tmp_path):
     assert int(runs.message.split()[0]) >= 10
     stayed = next(c for c in outcome.checks if c.name.startswith("pinned pages compaction passed over stayed"))
     assert "none moved" in stayed.message
+
+
+def test_free_pages_the_fast_scanner_took_uncounted_fail_i6_on_612(tmp_path, monkeypatch):
+    """6.12's fast-free-isolated-uncounted: fast_isolate_freepages() no
+    longer counts its pages in compact_isolated.  6.12 traces that scanner
+    (compaction_fast_free_traced), so compact_isolated is exactly the
+    traced sum again; with the rule off it is a bound (as on 5.10 and
+    6.1, whose fast free scanner has no event), which the mutant's count,
+    below even the traced sum, still fails."""
+    from dataclasses import replace
+
+    import harness.scenarios.base as base_mod
+    from harness.model import kernels
+    from harness.scenarios.kcompactd import Kcompactd
+
+    assert "compaction_fast_free_traced" in Kcompactd.rule_fields
+    failed = failures("fast-free-isolated-uncounted", tmp_path / "a", "kcompactd")["x86_64"]
+    assert [c.name for c in failed] == ["I6 compact_isolated"]
+    assert failed[0].observed["Δcompact_isolated"] < failed[0].expected["Σ nr_taken"]
+    assert "6.12 traces the fast free scanner" in failed[0].message
+    untraced = replace(kernels.kernel("6.12"), compaction_fast_free_traced=False)
+    monkeypatch.setattr(base_mod, "model_kernel", lambda name: untraced if name == "6.12" else kernels.kernel(name))
+    (bound,) = failures("fast-free-isolated-uncounted", tmp_path / "b", "kcompactd")["x86_64"]
+    assert bound.name == "I6 compact_isolated" and "Δcompact_isolated >= Σ nr_taken" in bound.message
+    assert "without the isolate tracepoints" in bound.message and "==" in failed[0].message
