@@ -27,6 +27,10 @@ running kselftest alone: the anchor can be measured in a later session).
 teeth.json, e.g. ``bench/results/``) into a new teeth directory: its
 mutant rows are kept, each with the harness commit it was measured at,
 and the pristine kernel is measured again with the code of today.
+``--resume DIR --recheck`` builds and boots nothing: every run of the
+measurement (pristine and mutants) is judged again from its captures by
+today's checks (``harness check``), so a check added since shows which
+survivors it kills (a scenario added since is not in those captures).
 
     python bench/teeth.py --kernel v5.0 --arch x86_64,arm64 [--mutant ID ...] [--scenario S ...] [--full] [--resume DIR] [--json FILE]
 """
@@ -106,6 +110,31 @@ def run_one(kernel: str, arch: str, patches: tuple, scenarios: tuple, root: Path
             "failing": failing(doc)}
 
 
+def recheck_table(table: dict, arches: list) -> bool:
+    """Every run of the table judged again from its captures (no VM);
+    False (said on stderr) when a pristine run now fails: a false alarm."""
+    from harness.pipeline import recheck
+
+    commit = harness_commit()
+    for arch in arches:
+        pristine = table["pristine"].get(arch, {}).get("harness", {})
+        if pristine.get("run") and Path(pristine["run"]).is_dir():
+            pristine["result"], pristine["by"] = verdict(recheck(Path(pristine["run"]), reports=False))
+            pristine["rechecked"] = commit
+            if pristine["result"] != "survived":
+                print(f"false alarm: the pristine kernel's {arch} run now fails ({pristine['by']})", file=sys.stderr)
+                return False
+    for row in table["mutants"]:
+        for arch in arches:
+            cell = row.get(arch, {}).get("harness", {})
+            if cell.get("run") and Path(cell["run"]).is_dir() and cell.get("result") in ("killed", "survived"):
+                doc = recheck(Path(cell["run"]), reports=False)
+                cell["result"], cell["by"] = verdict(doc)
+                cell["failing"] = failing(doc)
+                cell["rechecked"] = commit
+    return True
+
+
 def harness_commit() -> str:
     """The harness's commit (and "+changes" when its tree has any): what a
     row was measured with, for a table kept across sessions."""
@@ -144,13 +173,15 @@ def main() -> int:
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--full", action="store_true", help="run every scenario of a mutant, not up to its first failure")
     parser.add_argument("--no-kselftest", action="store_true", help="do not measure kselftest vm beside the harness")
+    parser.add_argument("--recheck", action="store_true",
+                        help="with --resume DIR: judge every run again from its captures with today's checks, run nothing")
     parser.add_argument("--resume", type=Path, help="a teeth directory of an interrupted measurement to go on with, "
                                                     "or a kept teeth.json (its pristine runs made again)")
     args = parser.parse_args()
     arches = [a for part in args.arch.split(",") for a in [part.strip()] if a]
     chosen = tuple(s for part in args.scenario for s in part.split(",") if s)
     ours = harness_scenarios(chosen)
-    anchor = not args.no_kselftest
+    anchor = not args.no_kselftest and not args.recheck  # (a recheck judges the harness's runs only)
     source = SourceResolver(Cache()).resolve(SourceRequest(args.kernel, offline=args.offline))
     tree, name = source.tree, catalogue_name(args.kernel, source.version.short)
     catalogue = select(load_catalogue(name), args.mutant)
@@ -171,6 +202,15 @@ def main() -> int:
         root = new_run_dir("teeth", "+".join(arches), args.runs)
         table = {"kernel": args.kernel, "arches": arches, "scenarios": list(ours), "kselftest": anchor, "pristine": {},
                  "mutants": []}
+    if args.recheck:
+        if not args.resume or args.resume.is_file():
+            print("--recheck needs --resume DIR: a teeth directory whose runs are there", file=sys.stderr)
+            return 2
+        if not recheck_table(table, arches):
+            write_json(root / "teeth.json", table)
+            return 1
+        catalogue = []
+        write_json(root / "teeth.json", table)
     table["fail_fast"] = not args.full
     print(f"teeth: {len(catalogue)} mutants of {args.kernel}, {', '.join(arches)}; runs in {root}", flush=True)
     for arch in arches:

@@ -256,3 +256,56 @@ def test_teeth_resumed_from_a_kept_table_measures_pristine_again_and_only_the_ro
     monkeypatch.setattr(sys, "argv", ["teeth", "--kernel", "v5.0", "--arch", "x86_64", "--no-kselftest",
                                       "--resume", str(tmp_path / "kept.json")])
     assert teeth.main() == 2
+
+
+def test_teeth_recheck_judges_every_run_again_and_runs_nothing(tmp_path, monkeypatch):
+    """--resume DIR --recheck: each run of the table judged again from its
+    captures by today's checks; a survivor a new check kills becomes
+    killed; nothing is built or booted; a pristine run that now fails
+    stops it as a false alarm."""
+    import importlib.util
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    import harness.pipeline as pipeline_mod
+
+    spec = importlib.util.spec_from_file_location("teeth", Path(__file__).resolve().parents[2] / "bench" / "teeth.py")
+    teeth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teeth)
+    root = tmp_path / "teeth"
+    runs = {name: root / name for name in ("pristine-x86_64", "m1-x86_64", "m2-x86_64")}
+    for run in runs.values():
+        run.mkdir(parents=True)
+    cell = lambda result, run: {"result": result, "by": "", "seconds": 1.0, "run": str(run), "failing": []}  # noqa: E731
+    table = {"kernel": "debian-6.12", "arches": ["x86_64"], "scenarios": ["a"], "kselftest": False,
+             "pristine": {"x86_64": {"harness": cell("survived", runs["pristine-x86_64"])}},
+             "mutants": [{"id": m, "category": "accounting", "file": "f", "function": "g", "what": "w", "equivalent": None,
+                          "x86_64": {"harness": cell(result, runs[f"{m}-x86_64"])}} for m, result in (("m1", "killed"), ("m2", "survived"))]}
+    (root / "teeth.json").write_text(json.dumps(table))
+    judged = {"m2-x86_64": "FAIL"}
+
+    def recheck(run_dir, reports=True, only=None):
+        return {"run": Path(run_dir).name, "status": judged.get(Path(run_dir).name, "PASS")}
+
+    def verdict(doc, baseline=frozenset()):
+        return ("killed", "s/step/a new check") if doc["status"] == "FAIL" else ("survived", "")
+
+    monkeypatch.setattr(pipeline_mod, "recheck", recheck)
+    monkeypatch.setattr(teeth, "verdict", verdict)
+    monkeypatch.setattr(teeth, "failing", lambda doc: ["s/step/a new check"] if doc["status"] == "FAIL" else [])
+    monkeypatch.setattr(teeth, "run_one", lambda *a, **k: pytest.fail("a recheck runs nothing"))
+    monkeypatch.setattr(teeth, "load_catalogue", lambda name: [])
+    monkeypatch.setattr(teeth, "select", lambda catalogue, ids: catalogue)
+    source = SimpleNamespace(tree=tmp_path, version=SimpleNamespace(short=(6, 12)))
+    monkeypatch.setattr(teeth, "SourceResolver", lambda cache: SimpleNamespace(resolve=lambda request: source))
+    monkeypatch.setattr(teeth, "Cache", lambda: None)
+    monkeypatch.setattr(teeth, "harness_commit", lambda: "cccccccccccc")
+    argv = ["teeth", "--kernel", "debian-6.12", "--arch", "x86_64", "--resume", str(root), "--recheck"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert teeth.main() == 0
+    rows = {r["id"]: r["x86_64"]["harness"] for r in json.loads((root / "teeth.json").read_text())["mutants"]}
+    assert (rows["m1"]["result"], rows["m2"]["result"]) == ("survived", "killed")  # m1's recorded kill: judged PASS here
+    assert rows["m2"]["by"] == "s/step/a new check" and rows["m2"]["rechecked"] == "cccccccccccc"
+    judged["pristine-x86_64"] = "FAIL"
+    assert teeth.main() == 1
