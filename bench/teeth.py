@@ -110,9 +110,10 @@ def run_one(kernel: str, arch: str, patches: tuple, scenarios: tuple, root: Path
             "failing": failing(doc)}
 
 
-def recheck_table(table: dict, arches: list) -> bool:
-    """Every run of the table judged again from its captures (no VM);
-    False (said on stderr) when a pristine run now fails: a false alarm."""
+def recheck_table(table: dict, arches: list, only: tuple = ()) -> bool:
+    """Every run of the table (of the ``only`` mutants, if given, and the
+    pristine kernel's) judged again from its captures (no VM); False (said
+    on stderr) when a pristine run now fails: a false alarm."""
     from harness.pipeline import recheck
 
     commit = harness_commit()
@@ -125,6 +126,8 @@ def recheck_table(table: dict, arches: list) -> bool:
                 print(f"false alarm: the pristine kernel's {arch} run now fails ({pristine['by']})", file=sys.stderr)
                 return False
     for row in table["mutants"]:
+        if only and row["id"] not in only:
+            continue
         for arch in arches:
             cell = row.get(arch, {}).get("harness", {})
             if cell.get("run") and Path(cell["run"]).is_dir() and cell.get("result") in ("killed", "survived"):
@@ -206,7 +209,7 @@ def main() -> int:
         if not args.resume or args.resume.is_file():
             print("--recheck needs --resume DIR: a teeth directory whose runs are there", file=sys.stderr)
             return 2
-        if not recheck_table(table, arches):
+        if not recheck_table(table, arches, tuple(args.mutant)):
             write_json(root / "teeth.json", table)
             return 1
         catalogue = []

@@ -307,5 +307,11 @@ def test_teeth_recheck_judges_every_run_again_and_runs_nothing(tmp_path, monkeyp
     rows = {r["id"]: r["x86_64"]["harness"] for r in json.loads((root / "teeth.json").read_text())["mutants"]}
     assert (rows["m1"]["result"], rows["m2"]["result"]) == ("survived", "killed")  # m1's recorded kill: judged PASS here
     assert rows["m2"]["by"] == "s/step/a new check" and rows["m2"]["rechecked"] == "cccccccccccc"
+    # only the mutants named (and the pristine runs)
+    (root / "teeth.json").write_text(json.dumps(table))
+    monkeypatch.setattr(sys, "argv", argv + ["--mutant", "m2"])
+    assert teeth.main() == 0
+    rows = {r["id"]: r["x86_64"]["harness"] for r in json.loads((root / "teeth.json").read_text())["mutants"]}
+    assert "rechecked" not in rows["m1"] and rows["m1"]["result"] == "killed" and rows["m2"]["result"] == "killed"
     judged["pristine-x86_64"] = "FAIL"
     assert teeth.main() == 1
