@@ -154,7 +154,9 @@ def test_compaction_that_isolates_pinned_pages_fails_compact_pinned(tmp_path):
     """6.12's compaction-isolates-pinned: isolate_migratepages_block() no
     longer passes over anonymous pages with extra references; compaction
     takes the vmsplice-pinned pages, fails every one and puts it back.
-    They stay where they were, so only the isolation runs show it."""
+    They stay where they were, so only the isolation runs show it.  (The
+    recorded trace is kept without its set_migration_pte and
+    remove_migration_pte events, 15 MB that no check reads.)"""
     failed = failures("compaction-isolates-pinned", tmp_path, "compact-pinned")["x86_64"]
     assert [c.name for c in failed] == [PINNED_RUNS]
     assert failed[0].message.startswith("63 of ") and "compaction isolated pinned pages it knows must fail" in failed[0].message
