@@ -143,6 +143,19 @@ def collect_trace(guest: Guest, captures: Captures) -> None:
     guest_command(guest, captures, "trace-stats", trace_mod.STATS)
 
 
+def workload_results(ck, captures: "Captures") -> Optional[list]:
+    """The results of the scenario's mmdrive script (``workload.out``), or
+    None with the reason an ERROR on ``ck``: the workload failed, or the
+    trace ring buffer lost events (every event-based check would be wrong)."""
+    results, errors = workload_mod.parse(captures.load("workload.out"))
+    if errors:
+        ck.error("workload", f"the workload failed: {errors[0].get('message')} (command {errors[0].get('cmd')})")
+        return None
+    if trace_overran(ck, captures):
+        return None
+    return results
+
+
 def trace_overran(ck, captures: Captures) -> bool:
     """An ERROR result, and True, when the ring buffer lost events: every
     event-based check of the scenario would be wrong."""

@@ -20,7 +20,6 @@ from harness.errors import InfraError
 from harness.model.scenario import simulate
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
-from harness.observe import workload as workload_mod
 from harness.observe.snapshot import GLOBAL, Field
 from harness.result import CheckResult
 from harness.scenarios import shell_world
@@ -31,7 +30,7 @@ from harness.scenarios.base import (
     Target,
     collect_trace,
     guest_command,
-    trace_overran,
+    workload_results,
 )
 
 AREA_MB = 64
@@ -80,11 +79,8 @@ class Cma(Scenario):
         assert captures is not None
         evidence = [str(captures.directory / "workload.out"), str(captures.directory / "trace.out")]
         top = Checker(self.name, "setup", evidence=evidence)
-        results, errors = workload_mod.parse(captures.load("workload.out"))
-        if errors:
-            top.error("workload", f"the workload failed: {errors[0].get('message')} (command {errors[0].get('cmd')})")
-            return top.results
-        if trace_overran(top, captures):
+        results = workload_results(top, captures)
+        if results is None:
             return top.results
         events = trace_mod.parse(captures.load("trace.out"))
         snapshots = [r["values"] for r in results if r.get("cmd") == "vmstat"]

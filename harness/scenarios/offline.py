@@ -15,7 +15,6 @@ from harness.model.callers import caller
 from harness.model.scenario import simulate
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
-from harness.observe import workload as workload_mod
 from harness.observe.snapshot import GLOBAL, Field
 from harness.result import CheckResult
 from harness.scenarios import shell_world
@@ -27,7 +26,7 @@ from harness.scenarios.base import (
     collect_trace,
     guest_command,
     pattern_check,
-    trace_overran,
+    workload_results,
 )
 
 #: More than one 128 MiB block of node 1's movable zone: the workload's
@@ -140,11 +139,8 @@ class MemoryOffline(Scenario):
         assert captures is not None
         evidence = [str(captures.directory / "workload.out"), str(captures.directory / "trace.out")]
         ck = Checker(self.name, "offline", evidence=evidence)
-        results, errors = workload_mod.parse(captures.load("workload.out"))
-        if errors:
-            ck.error("workload", f"the workload failed: {errors[0].get('message')} (command {errors[0].get('cmd')})")
-            return ck.results
-        if trace_overran(ck, captures):
+        results = workload_results(ck, captures)
+        if results is None:
             return ck.results
         pages_per_block = observation["block_bytes"] // 4096
         first = observation["block_index"] * pages_per_block

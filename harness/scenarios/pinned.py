@@ -21,12 +21,11 @@ from harness.check import Checker, migration_invariants
 from harness.model.scenario import simulate
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
-from harness.observe import workload as workload_mod
 from harness.observe import zoneinfo
 from harness.observe.compaction import in_ranges, isolations, scanned_ranges
 from harness.result import CheckResult
 from harness.scenarios import shell_world
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, pattern_check, trace_overran
+from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, pattern_check, workload_results
 from harness.scenarios.compaction import FREE_MEMORY, HOG_MARGIN_MB, check_compaction_window, free_mb
 
 PAGES = 16384  # 64 MiB: four pipes of 4096 pinned pages
@@ -82,11 +81,8 @@ class CompactPinned(Scenario):
         assert captures is not None
         evidence = [str(captures.directory / "workload.out"), str(captures.directory / "trace.out")]
         top = Checker(self.name, "setup", evidence=evidence)
-        results, errors = workload_mod.parse(captures.load("workload.out"))
-        if errors:
-            top.error("workload", f"the workload failed: {errors[0].get('message')} (command {errors[0].get('cmd')})")
-            return top.results
-        if trace_overran(top, captures):
+        results = workload_results(top, captures)
+        if results is None:
             return top.results
         pin = next((r for r in results if r.get("cmd") == "pin"), {})
         if pin.get("pinned") != PAGES:

@@ -17,7 +17,6 @@ from harness.check import Checker, migration_invariants
 from harness.model.scenario import simulate
 from harness.observe import trace as trace_mod
 from harness.observe import vmstat as vmstat_mod
-from harness.observe import workload as workload_mod
 from harness.observe import zoneinfo
 from harness.observe.compaction import fate, in_ranges, scanned_ranges
 from harness.result import CheckResult
@@ -30,7 +29,7 @@ from harness.scenarios.base import (
     collect_trace,
     guest_command,
     pattern_check,
-    trace_overran,
+    workload_results,
 )
 from harness.scenarios.compaction import (
     FREE_MEMORY,
@@ -99,11 +98,8 @@ class CompactUnevictable(Scenario):
         assert captures is not None
         evidence = [str(captures.directory / "workload.out"), str(captures.directory / "trace.out")]
         top = Checker(self.name, "setup", evidence=evidence)
-        results, errors = workload_mod.parse(captures.load("workload.out"))
-        if errors:
-            top.error("workload", f"the workload failed: {errors[0].get('message')} (command {errors[0].get('cmd')})")
-            return top.results
-        if trace_overran(top, captures):
+        results = workload_results(top, captures)
+        if results is None:
             return top.results
         zones = zoneinfo.parse(captures.load("zoneinfo.out"))
         events = trace_mod.parse(captures.load("trace.out"))
