@@ -19,6 +19,11 @@
 #include <sys/resource.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <linux/io_uring.h>
+
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425 /* the same on every arch (5.1) */
+#endif
 
 #define PAGE WL_PAGE_SIZE
 #define HPAGE WL_HPAGE_SIZE
@@ -344,10 +349,45 @@ static void add_region(const char *name, uintptr_t start, size_t pages, uintptr_
 /* the mthp= size of the region being allocated (0: none), for its RESULT */
 static uint64_t alloc_mthp_kb;
 
+/* A region of kernel memory: an io_uring's SQ/CQ ring (one page), which
+ * the kernel allocates at io_uring_setup() under the task's mempolicy
+ * (bound to node= for that call) and maps at mmap(IORING_OFF_SQ_RING).
+ * Never on an LRU list: migration cannot isolate it.  The ring's fd stays
+ * open (the ring lives as long as the mapping or the fd). */
+static void alloc_uring(const char *name, int node, int dontfork)
+{
+    if (node >= 0) {
+        unsigned long mask[WL_NODEMASK_LONGS];
+        memset(mask, 0, sizeof mask);
+        mask[(unsigned)node / WL_BITS_PER_LONG] |= 1UL << ((unsigned)node % WL_BITS_PER_LONG);
+        if (syscall(SYS_set_mempolicy, (unsigned long)WL_MPOL_BIND, mask, WL_MAXNODE))
+            sys_fail(errno, "set_mempolicy(MPOL_BIND, node %d) failed", node);
+    }
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    int fd = (int)syscall(__NR_io_uring_setup, 4u, &params);
+    int setup_errno = errno;
+    if (node >= 0 && syscall(SYS_set_mempolicy, 0UL /* MPOL_DEFAULT */, NULL, 0UL))
+        sys_fail(errno, "set_mempolicy(MPOL_DEFAULT) failed");
+    if (fd < 0)
+        sys_fail(setup_errno, "io_uring_setup failed (CONFIG_IO_URING, kernel.io_uring_disabled?)");
+    size_t sq = params.sq_off.array + params.sq_entries * sizeof(unsigned);
+    size_t cq = params.cq_off.cqes + params.cq_entries * sizeof(struct io_uring_cqe);
+    if (!(params.features & IORING_FEAT_SINGLE_MMAP) || sq > PAGE || cq > PAGE)
+        sys_fail(EINVAL, "the io_uring's SQ/CQ ring is not one page (features 0x%x, %zu and %zu bytes)", params.features, sq,
+                 cq);
+    void *ring = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+    if (ring == MAP_FAILED)
+        sys_fail(errno, "mmap of the io_uring's SQ/CQ ring failed");
+    if (dontfork && madvise(ring, PAGE, MADV_DONTFORK))
+        sys_fail(errno, "madvise(MADV_DONTFORK) failed");
+    add_region(name, (uintptr_t)ring, 1, (uintptr_t)ring, PAGE, node, 0, 1, dontfork, 1, "uring", fd, 0);
+}
+
 static void cmd_alloc(int argc, char **argv)
 {
     if (argc < 3)
-        usage_fail("usage: alloc NAME PAGES [node=N] [thp] [mthp=SIZE] [nothp] [hugetlb] [shared] [file=PATH [sync]] [notouch] [dontfork] [align=2M]");
+        usage_fail("usage: alloc NAME PAGES [node=N] [thp] [mthp=SIZE] [nothp] [hugetlb] [shared] [file=PATH [sync]] [uring] [notouch] [dontfork] [align=2M]");
     const char *name = argv[1];
     check_name(name);
     if (find_region(name))
@@ -358,7 +398,7 @@ static void cmd_alloc(int argc, char **argv)
     if (pages > (uint64_t)((SIZE_MAX - 4 * HPAGE) / PAGE))
         usage_fail("page count %" PRIu64 " too large for this address space", pages);
     long node = -1;
-    int thp = 0, nothp = 0, shared = 0, notouch = 0, dontfork = 0, hugetlb = 0, sync = 0;
+    int thp = 0, nothp = 0, shared = 0, notouch = 0, dontfork = 0, hugetlb = 0, sync = 0, uring = 0;
     uint64_t mthp_kb = 0;
     const char *file = NULL;
     size_t align = PAGE;
@@ -384,6 +424,8 @@ static void cmd_alloc(int argc, char **argv)
             nothp = 1;
         } else if (!strcmp(o, "hugetlb")) {
             hugetlb = 1;
+        } else if (!strcmp(o, "uring")) {
+            uring = 1;
         } else if (!strcmp(o, "shared")) {
             shared = 1;
         } else if (!strcmp(o, "notouch")) {
@@ -416,7 +458,13 @@ static void cmd_alloc(int argc, char **argv)
         usage_fail("an mthp=%" PRIu64 "K region takes a multiple of %" PRIu64 " pages", mthp_kb, mthp_kb * 1024 / PAGE);
     alloc_mthp_kb = mthp_kb;
 
+    if (uring && (pages != 1 || thp || nothp || hugetlb || shared || file || notouch || align != PAGE))
+        usage_fail("a uring region is one page (an io_uring's SQ/CQ ring) and takes only node=N and dontfork");
     size_t len = (size_t)pages * PAGE;
+    if (uring) {
+        alloc_uring(name, (int)node, dontfork);
+        return;
+    }
     if (hugetlb) {
         /* hugetlbfs pages from the pool (vm.nr_hugepages), default size:
          * the kernel aligns the mapping; no guards (it never merges). */

@@ -215,6 +215,25 @@ class KernelRules:
     #: use a proper page type" [from memory]), folio_mapcount() reads 0 and
     #: fs/proc/page.c:132 leaves KPF_MMAP clear.  What the zram scenario selects by.
     zspage_kpageflags_mmap: bool = True
+    #: io_uring's SQ/CQ ring reaches the process through vm_insert_pages()
+    #: onto normal PTEs of a VMA that vma_migratable() accepts (6.1
+    #: io_uring/io_uring.c:3211-3218, 6.12 io_uring/memmap.c:237-245: the
+    #: upstream "io_uring: use vmap() for ring mapping" of 6.10 [from
+    #: memory], which Debian's 6.1.176 carries as a stable backport), so
+    #: queue_pages_range() meets the ring's pages and fails to isolate
+    #: them (no LRU).  5.10 maps it with remap_pfn_range() (5.10
+    #: io_uring/io_uring.c:9782): a VM_PFNMAP VMA, which
+    #: queue_pages_test_walk() skips whole.
+    uring_ring_inserted: bool = False
+    #: migrate_pages(2) counts among the pages it did not move the folios
+    #: queue_pages_range() met but could not isolate: migrate_to_node()
+    #: adds its nr_failed (6.12 mm/mempolicy.c:1094-1107; 6.7's
+    #: "mempolicy: fix migrate_pages(2) syscall return nr_failed" [from
+    #: memory]).  5.10 and 6.1 migrate_page_add()/migrate_folio_add()
+    #: skip such a page silently unless MPOL_MF_STRICT (5.10 and 6.1
+    #: mm/mempolicy.c, "} else if (flags & MPOL_MF_STRICT) return -EIO"),
+    #: and migrate_pages(2) never passes STRICT.
+    migrate_to_node_counts_unisolated: bool = False
     #: Where NUMA balancing's scan tunables are: "sysctl"
     #: (kernel.numa_balancing_scan_*) or "debugfs"
     #: (/sys/kernel/debug/sched/numa_balancing/*, 5.13's "sched,debug:
@@ -388,6 +407,7 @@ V6_1 = replace(
     numa_thp_via_migrate_pages=True,
     numa_scan_knobs="debugfs",
     compaction_migratepages_from_succeeded=True,
+    uring_ring_inserted=True,
     mlock_migrate_events="v5.18",
     hugetlb_pud_lookup="page",
     swapcache_counter=True,
@@ -414,6 +434,7 @@ V6_12 = replace(
     mthp_anon=True,
     mthp_migration_marks_partially_mapped=True,
     compaction_fast_free_traced=True,
+    migrate_to_node_counts_unisolated=True,
 )
 
 KERNELS: Mapping[str, KernelRules] = MappingProxyType({k.name: k for k in (V5_0, V5_10, V6_1, V6_12)})

@@ -47,6 +47,13 @@ class PageKind(enum.Enum):
     BALLOON = "balloon"
     #: zsmalloc subpage (zram): non-LRU movable, zs_page_migrate().
     ZSMALLOC = "zsmalloc"
+    #: An io_uring SQ/CQ ring page the process maps (io_uring_setup(),
+    #: then mmap() of IORING_OFF_SQ_RING): kernel memory, never on an LRU
+    #: list, with no movable ops, so it cannot be isolated.  Whether a
+    #: migration walk meets it at all is the kernel's
+    #: (``KernelRules.uring_ring_inserted``); the model follows it through
+    #: migrate_pages(2) only.
+    URING = "uring"
 
     @classmethod
     def parse(cls, text: str) -> "PageKind":
@@ -58,7 +65,7 @@ class PageKind(enum.Enum):
     # Properties of a kind, as the kernel sees it.
     @property
     def is_lru(self) -> bool:
-        return self not in (PageKind.BALLOON, PageKind.ZSMALLOC)
+        return self not in (PageKind.BALLOON, PageKind.ZSMALLOC, PageKind.URING)
 
     @property
     def is_hugetlb(self) -> bool:

@@ -381,6 +381,12 @@ def simulate(data: Mapping, rules: Optional[KernelRules] = None) -> list[Predict
             raise UserError(f"a page is on node {page.node} but the scenario has {nodes} node(s)")
         if page.kind.is_large and not arch.thp:
             raise UserError(f"arch {arch_name} has no THP in this configuration")
+        if page.kind is PageKind.URING and rules.version < (5, 1):
+            raise UserError(f"kernel {rules.name} has no io_uring (it came in 5.1): no uring page on it",
+                            hint="use kernel 5.10 or later")
+        if page.kind is PageKind.URING and set(calls) - {"migrate_pages"}:
+            raise UserError("the model follows an io_uring ring page through migrate_pages(2) only",
+                            hint="drop the uring page, or call migrate_pages")
         if page.kind is PageKind.MTHP and not rules.mthp_anon:
             raise UserError(f"kernel {rules.name} has no anonymous mTHP (it came in 6.8): an mthp page cannot be",
                             hint="use kernel 6.12, or thp pages")

@@ -334,16 +334,23 @@ def move_pages(ctx: Context, entries: Sequence[Entry], flags: int = MPOL_MF_MOVE
 
 def _queue_pages(
     ctx: Context, wanted: Callable[[int], bool], move_all: bool, indices: Sequence[int]
-) -> tuple[list[PageRun], int]:
+) -> tuple[list[PageRun], int, int]:
     """queue_pages_range(): isolate every page (or THP head) whose node is
     wanted; shared pages only with MPOL_MF_MOVE_ALL.  Also returns how many
     wanted pages sit where they cannot be migrated (a VMA that is not
-    vma_migratable)."""
+    vma_migratable), and how many it met but could not isolate (off every
+    LRU list: an io_uring ring page)."""
     runs: list[PageRun] = []
-    unmovable = 0
+    unmovable = unisolated = 0
     for index in indices:
         obj = ctx.memory[index]
         kind = obj.page.kind
+        if kind is PageKind.URING:
+            # a VM_PFNMAP ring is skipped whole by queue_pages_test_walk();
+            # an inserted one's page fails folio_isolate_lru()
+            if ctx.rules.uring_ring_inserted and wanted(obj.node) and (move_all or obj.page.mapcount == 1):
+                unisolated += 1
+            continue
         if not kind.is_lru:
             continue
         if kind.is_hugetlb and not ctx.arch.hugetlb_migration:
@@ -355,7 +362,7 @@ def _queue_pages(
             runs.extend(obj.entry(index, sub) for sub, node in enumerate(obj.sub_nodes) if wanted(node))
         elif wanted(obj.node):
             runs.append(obj.entry(index))
-    return runs, unmovable
+    return runs, unmovable, unisolated
 
 
 def mbind(ctx: Context, nodes: Sequence[int], flags: int, indices: Optional[Sequence[int]] = None,
@@ -374,7 +381,7 @@ def mbind(ctx: Context, nodes: Sequence[int], flags: int, indices: Optional[Sequ
     strict = bool(flags & MPOL_MF_STRICT)
     moving = bool(flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL))
     misplaced = lambda node: node not in allowed  # noqa: E731
-    runs, unmovable = _queue_pages(ctx, misplaced, bool(flags & MPOL_MF_MOVE_ALL), indices)
+    runs, unmovable, _ = _queue_pages(ctx, misplaced, bool(flags & MPOL_MF_MOVE_ALL), indices)
     reports = ctx.rules.mbind_strict_reports_unmovable
     if not moving:
         if strict and reports and (runs or unmovable):
@@ -430,10 +437,16 @@ def migrate_pages_syscall(ctx: Context, from_nodes: Sequence[int], to_nodes: Seq
         if source is None:
             break
         tmp.remove(source)
-        runs, _ = _queue_pages(ctx, lambda node, s=source: node == s, move_all, range(len(ctx.memory)))
+        runs, _, unisolated = _queue_pages(ctx, lambda node, s=source: node == s, move_all, range(len(ctx.memory)))
         err = 0
         if runs:
             err = ctx.run(runs, caller("migrate_pages"), dest, pred).rc
+        if unisolated and err >= 0:
+            if ctx.rules.migrate_to_node_counts_unisolated:
+                err += unisolated  # migrate_to_node(): err += nr_failed
+                pred.notes.append(f"{unisolated} page(s) of node {source} could not be isolated: counted as not moved")
+            else:
+                pred.notes.append(f"{unisolated} page(s) of node {source} could not be isolated: skipped silently, not counted")
         if err > 0:
             busy += err
         if err < 0:

@@ -41,12 +41,13 @@ def test_6x_rules_differ_from_510_only_in_named_fields():
     base = kernel("5.10").as_dict()
     common = {"reason_names", "migrate_loop", "lru_cache_disabled_in_syscalls", "move_pages_untried_exact",
               "numa_thp_via_migrate_pages", "numa_scan_knobs", "compaction_migratepages_from_succeeded",
-              "mlock_migrate_events", "hugetlb_pud_lookup", "swapcache_counter"}
+              "mlock_migrate_events", "hugetlb_pud_lookup", "swapcache_counter", "uring_ring_inserted"}
     for name, expected in (("6.1", common), ("6.12", common | {"trace_format", "split_mapped_thp_counts_deferred",
                                                                   "compact_memory_suitable_event", "zspage_kpageflags_mmap",
                                                                   "move_pages_folio_walk", "mthp_anon",
                                                                   "mthp_migration_marks_partially_mapped",
-                                                                  "compaction_fast_free_traced"})):
+                                                                  "compaction_fast_free_traced",
+                                                                  "migrate_to_node_counts_unisolated"})):
         rules = kernel(name).as_dict()
         assert {k for k in base if base[k] != rules[k]} - {"name", "version", "description"} == expected
 
@@ -515,3 +516,44 @@ def test_compare_takes_one_run_per_kernel_version_each_against_the_one_before(tm
     first, second = out.split(f"== {runs[1]} -> {runs[2]}")
     assert "numa_thp_via_migrate_pages (False on 5.10, True on 6.1)" in first
     assert "compact_memory_suitable_event (True on 6.1, False on 6.12)" in second
+
+
+# --- uring_ring_inserted, migrate_to_node_counts_unisolated ---------------
+
+RING = {"arch": "x86_64", "pages": ["anon*16", "uring"], "call": "migrate_pages", "from": [0], "to": [1]}
+
+
+def test_migrate_pages_counts_the_ring_page_it_cannot_isolate_on_612_only(monkeypatch):
+    """6.12's migrate_to_node() adds queue_pages_range()'s nr_failed: the
+    io_uring ring's page (met, never isolated) is one page not moved."""
+    rules = kernel("6.12")
+    pred = run(RING, rules, monkeypatch)
+    assert pred.ret == 1 and events(pred) == [(16, 0, 0, 0, 0)]
+    assert run(RING, replace(rules, migrate_to_node_counts_unisolated=False), monkeypatch).ret == 0
+    # a VM_PFNMAP ring (5.10's remap_pfn_range) is never walked: nothing to count
+    assert run(RING, replace(rules, uring_ring_inserted=False), monkeypatch).ret == 0
+
+
+@pytest.mark.parametrize("name", ["5.10", "6.1"])
+def test_migrate_pages_skips_the_ring_page_silently_before_67(name, monkeypatch):
+    rules = kernel(name)
+    pred = run(RING, rules, monkeypatch)
+    assert pred.ret == 0 and events(pred) == [(16, 0, 0, 0, 0)]
+    assert any("skipped silently" in n for n in pred.notes) == rules.uring_ring_inserted
+    assert run(RING, replace(rules, migrate_to_node_counts_unisolated=True), monkeypatch).ret == \
+        (1 if rules.uring_ring_inserted else 0)
+
+
+def test_a_ring_page_on_another_node_or_a_ring_elsewhere_is_not_counted(monkeypatch):
+    rules = kernel("6.12")
+    assert run(dict(RING, pages=["anon*16", "uring@1"]), rules, monkeypatch).ret == 0
+    (pred,) = simulate({**RING, "kernel": "6.12", "pages": ["uring"]})
+    assert pred.ret == 1 and pred.events == []  # nothing isolated: migrate_pages() never runs, nr_failed still counts
+
+
+def test_the_model_refuses_a_ring_page_where_it_does_not_follow_one():
+    from harness.errors import UserError
+    with pytest.raises(UserError, match="migrate_pages"):
+        simulate({"kernel": "6.12", "pages": ["uring"], "call": "move_pages", "entries": MOVE_ALL})
+    with pytest.raises(UserError, match="io_uring"):
+        simulate({"kernel": "v5.0", "pages": ["uring"], "call": "migrate_pages"})

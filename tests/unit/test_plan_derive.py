@@ -51,6 +51,8 @@ STATED = [p for p in BUILTIN if hand_written(yaml.safe_load(p.read_text()))]
 #: the model's pages to be (written here from the plan's commands, not
 #: from the code's output).
 DERIVED_PAGES = {
+    # 16 anonymous pages and an io_uring's SQ/CQ ring (one page of kernel memory)
+    "uring-ring": ("anon*16", "uring"),
     # 32 pages written through the mapping (dirty, with buffer heads), 32 written back by sync
     "page-cache": ("file+private+dirty*32", "file+private*32"),
     # pad and w written through their mappings: dirty until a step's before: starts their writeback

@@ -32,7 +32,8 @@ COMMANDS: dict[str, tuple[int, Optional[int]]] = {
 #: Where a plan's files are on ramfs (its prepare: mounts it there): a
 #: file system with neither ->migratepage nor ->writepage.
 RAMFS = "/mnt/ramfs/"
-ALLOC_OPTIONS = ("thp", "nothp", "hugetlb", "shared", "notouch", "dontfork", "align=2M", "align=2m", "align=4K", "align=4k")
+ALLOC_OPTIONS = ("thp", "nothp", "hugetlb", "shared", "notouch", "dontfork", "uring", "align=2M", "align=2m", "align=4K",
+                 "align=4k")
 HUGE = 512
 
 
@@ -192,6 +193,9 @@ class Layout:
             region = self.region(args[0], where)
             if not region.mapped:
                 raise PlanError(f"{where}: region {region.name!r} is unmapped")
+            if region.kind == "uring":
+                raise PlanError(f"{where}: {name} of {region.name!r}, an io_uring ring: the plan follows a ring page as "
+                                "it was mapped, nothing else")
             indices = parse_ranges(args[1], region.pages, where)
             self._touching(name, region, indices, where)
         elif name == "unpin":
@@ -254,7 +258,7 @@ class Layout:
             raise PlanError(f"{where}: release: bad page count {count_text!r}") from None
         if count > region.pages:
             raise PlanError(f"{where}: release: {region.name!r} has {region.pages} pages, not {count}")
-        if region.kind in ("thp", "mthp", "hugetlb") or region.mlocked:
+        if region.kind in ("thp", "mthp", "hugetlb", "uring") or region.mlocked:
             raise PlanError(f"{where}: release of {region.name!r}: MADV_DONTNEED " +
                             ("fails on an mlocked range (EINVAL)" if region.mlocked else
                              f"of part of a {region.kind} region splits or refuses it"), hint="release a base-page region")
@@ -304,7 +308,7 @@ class Layout:
                 opts.add(option)
             else:
                 raise PlanError(f"{where}: unknown alloc option {option!r}",
-                                hint=f"alloc takes node=N, file=PATH [sync], mthp=SIZE and {', '.join(ALLOC_OPTIONS[:6])}")
+                                hint=f"alloc takes node=N, file=PATH [sync], mthp=SIZE and {', '.join(ALLOC_OPTIONS[:7])}")
         if self.mems is not None and (node not in self.mems or not any(o.startswith("node=") for o in args[2:])):
             raise PlanError(f"{where}: alloc {name} after cpuset {','.join(map(str, self.mems))}: give it node=N inside the "
                             "cpuset (a bind outside it is -EINVAL, and where an unbound region lands the plan cannot say)")
@@ -314,7 +318,10 @@ class Layout:
             raise PlanError(f"{where}: a file= region takes no thp, mthp, hugetlb or shared (a file mapping is shared)")
         if "mthp" in opts and opts & {"thp", "nothp", "hugetlb", "shared"}:
             raise PlanError(f"{where}: an mthp= region is private anonymous memory: no thp, nothp, hugetlb or shared")
-        kind = "file" if file else "hugetlb" if "hugetlb" in opts else "thp" if "thp" in opts else "mthp" if folio else "anon"
+        if "uring" in opts and (pages != 1 or file is not None or opts - {"uring", "dontfork"}):
+            raise PlanError(f"{where}: a uring region is one page (an io_uring's SQ/CQ ring): alloc NAME 1 uring [node=N] [dontfork]")
+        kind = "file" if file else "hugetlb" if "hugetlb" in opts else "thp" if "thp" in opts else "mthp" if folio \
+            else "uring" if "uring" in opts else "anon"
         block = folio or HUGE
         if kind in ("thp", "mthp", "hugetlb") and pages % block:
             raise PlanError(f"{where}: a {kind} region takes a multiple of {block} pages, not {pages}")

@@ -113,6 +113,9 @@ class PlanScenario(Scenario):
         if reason is None and self.plan.mthp and not target.rules.mthp_anon:
             reason = (f"anonymous multi-size THP came in 6.8 (19eaf44954df): kernel {target.rules.name} has none "
                       f"(hugepages-{self.plan.mthp[0][1]}kB)")
+        if reason is None and target.rules.version < (5, 1) and any(p.split("+")[0].split("*")[0].split("@")[0] == "uring"
+                                                                     for p in self.plan.pages):
+            reason = f"io_uring came in 5.1: kernel {target.rules.name} has none"
         return reason
 
     # ------------------------------------------------------------------
