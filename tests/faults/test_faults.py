@@ -138,10 +138,14 @@ def test_hard_lockup_mid_scenario(tmp_path, arch, quiet_host):
 
 def test_a_guest_that_hangs_in_silence(tmp_path, arch, quiet_host):
     # Every detector off, then both CPUs spin with interrupts off: no console
-    # line ever comes.  The liveness probe (every 10 s here) finds it.
+    # line ever comes.  The liveness probe (every 10 s here) finds it.  A
+    # shell on CPU 1 starts CPU 0's locker and then locks CPU 1 itself (a
+    # loop that started both from CPU 0 could lock CPU 0 before it started
+    # CPU 1's, leaving a guest that still answers on CPU 1).
+    lock = "echo HARDLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT"
     quiet = ("echo 0 > /proc/sys/kernel/watchdog; echo 1 > /sys/module/rcupdate/parameters/rcu_cpu_stall_suppress; "
              "echo 0 > /proc/sys/kernel/hung_task_timeout_secs; sleep 1; "
-             "for cpu in 0 1; do taskset -c $cpu sh -c 'echo HARDLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT' & done")
+             f"taskset -c 1 sh -c 'taskset -c 0 sh -c \"{lock}\" & sleep 1; {lock}' &")
     info = kernel_fault(tmp_path, arch, quiet, ("stopped responding",), env={"HARNESS_LIVENESS_S": "10"})
     assert info["status"] in ("ERROR", "FAIL")
 
