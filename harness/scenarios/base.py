@@ -143,6 +143,24 @@ def collect_trace(guest: Guest, captures: Captures) -> None:
     guest_command(guest, captures, "trace-stats", trace_mod.STATS)
 
 
+def run_mmdrive(guest: Guest, captures: Captures, text: str, timeout: float, after: Sequence[tuple[str, str]] = ()) -> dict:
+    """A class scenario's workload: one mmdrive script (kept as
+    workload.script, its output workload.out; its failure is judged by
+    ``workload_results``), then the ``after`` commands (name, command),
+    then the trace.  The observation keys it adds."""
+    captures.save("workload.script", text)
+    guest_command(guest, captures, "workload", "mmdrive", stdin=text.encode(), timeout=timeout, check=False)
+    for name, command in after:
+        guest_command(guest, captures, name, command)
+    collect_trace(guest, captures)
+    return {"workload": "workload.out"}
+
+
+def workload_evidence(captures: Captures) -> list[str]:
+    """What a class scenario's checks are read from: the workload's output and the trace."""
+    return [str(captures.directory / "workload.out"), str(captures.directory / "trace.out")]
+
+
 def workload_results(ck, captures: "Captures") -> Optional[list]:
     """The results of the scenario's mmdrive script (``workload.out``), or
     None with the reason an ERROR on ``ck``: the workload failed, or the

@@ -28,8 +28,9 @@ from harness.scenarios.base import (
     Guest,
     Scenario,
     Target,
-    collect_trace,
     guest_command,
+    run_mmdrive,
+    workload_evidence,
     workload_results,
 )
 
@@ -68,16 +69,12 @@ class Cma(Scenario):
         area, base, count = parse_area(guest_command(guest, captures, "cma-area", AREA).stdout)
         observation.update(area=area, base_pfn=base, count=count)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
-        body = script(area)
-        captures.save("workload.script", body)
-        guest_command(guest, captures, "workload", "mmdrive", stdin=body.encode(), timeout=self.timeout, check=False)
-        collect_trace(guest, captures)
-        observation.update(workload="workload.out")
+        observation.update(run_mmdrive(guest, captures, script(area), self.timeout))
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None
-        evidence = [str(captures.directory / "workload.out"), str(captures.directory / "trace.out")]
+        evidence = workload_evidence(captures)
         top = Checker(self.name, "setup", evidence=evidence)
         results = workload_results(top, captures)
         if results is None:

@@ -23,9 +23,10 @@ from harness.scenarios.base import (
     Guest,
     Scenario,
     Target,
-    collect_trace,
     guest_command,
     pattern_check,
+    run_mmdrive,
+    workload_evidence,
     workload_results,
 )
 
@@ -127,17 +128,12 @@ class MemoryOffline(Scenario):
                              log_path=captures.directory / "memory-blocks.out")
         observation.update(block=block.name, block_index=block.index, block_bytes=size)
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
-        text = script(block.name)
-        captures.save("workload.script", text)
-        guest_command(guest, captures, "workload", "mmdrive", stdin=text.encode(), timeout=self.timeout, check=False)
-        guest_command(guest, captures, "memory-blocks-after", BLOCKS)
-        collect_trace(guest, captures)
-        observation.update(workload="workload.out")
+        observation.update(run_mmdrive(guest, captures, script(block.name), self.timeout, after=[("memory-blocks-after", BLOCKS)]))
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None
-        evidence = [str(captures.directory / "workload.out"), str(captures.directory / "trace.out")]
+        evidence = workload_evidence(captures)
         ck = Checker(self.name, "offline", evidence=evidence)
         results = workload_results(ck, captures)
         if results is None:

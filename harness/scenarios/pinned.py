@@ -25,7 +25,17 @@ from harness.observe import zoneinfo
 from harness.observe.compaction import in_ranges, isolations, scanned_ranges
 from harness.result import CheckResult
 from harness.scenarios import shell_world
-from harness.scenarios.base import Captures, Guest, Scenario, Target, collect_trace, guest_command, pattern_check, workload_results
+from harness.scenarios.base import (
+    Captures,
+    Guest,
+    Scenario,
+    Target,
+    guest_command,
+    pattern_check,
+    run_mmdrive,
+    workload_evidence,
+    workload_results,
+)
 from harness.scenarios.compaction import FREE_MEMORY, HOG_MARGIN_MB, check_compaction_window, free_mb
 
 PAGES = 16384  # 64 MiB: four pipes of 4096 pinned pages
@@ -70,16 +80,12 @@ class CompactPinned(Scenario):
         guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
         free = free_mb(guest_command(guest, captures, "free-memory", FREE_MEMORY).stdout)
-        text = script(free)
-        captures.save("workload.script", text)
-        guest_command(guest, captures, "workload", "mmdrive", stdin=text.encode(), timeout=self.timeout, check=False)
-        collect_trace(guest, captures)
-        observation.update(workload="workload.out")
+        observation.update(run_mmdrive(guest, captures, script(free), self.timeout))
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None
-        evidence = [str(captures.directory / "workload.out"), str(captures.directory / "trace.out")]
+        evidence = workload_evidence(captures)
         top = Checker(self.name, "setup", evidence=evidence)
         results = workload_results(top, captures)
         if results is None:

@@ -26,9 +26,10 @@ from harness.scenarios.base import (
     Guest,
     Scenario,
     Target,
-    collect_trace,
     guest_command,
     pattern_check,
+    run_mmdrive,
+    workload_evidence,
     workload_results,
 )
 from harness.scenarios.compaction import (
@@ -86,17 +87,13 @@ class CompactUnevictable(Scenario):
         guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")
         guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
         free = free_mb(guest_command(guest, captures, "free-memory", FREE_MEMORY).stdout)
-        text = script(free)
-        captures.save("workload.script", text)
-        guest_command(guest, captures, "workload", "mmdrive", stdin=text.encode(), timeout=self.timeout, check=False)
-        guest_command(guest, captures, "sysctl-restore", f"echo 1 > {SYSCTL}")
-        collect_trace(guest, captures)
-        observation.update(workload="workload.out")
+        observation.update(run_mmdrive(guest, captures, script(free), self.timeout,
+                                       after=[("sysctl-restore", f"echo 1 > {SYSCTL}")]))
         return observation
 
     def check(self, observation: Mapping[str, Any], target: Target, captures: Optional[Captures] = None) -> list[CheckResult]:
         assert captures is not None
-        evidence = [str(captures.directory / "workload.out"), str(captures.directory / "trace.out")]
+        evidence = workload_evidence(captures)
         top = Checker(self.name, "setup", evidence=evidence)
         results = workload_results(top, captures)
         if results is None:
