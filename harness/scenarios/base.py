@@ -3,8 +3,10 @@ captures saved, an observation (JSON) that ``check`` turns into results
 without the VM (so ``harness check RUN_DIR`` can redo it offline)."""
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
@@ -78,6 +80,10 @@ class Guest(Protocol):
     def upload(self, data: bytes, remote: str, mode: str = ...) -> None: ...
 
 
+#: Each guest command's name, wall time and exit status, one JSON line per command.
+TIMINGS = "commands.jsonl"
+
+
 class Captures:
     """Raw captures of one scenario, saved as files in its directory."""
 
@@ -100,11 +106,22 @@ class Captures:
     def load(self, name: str) -> str:
         return (self.directory / name).read_text()
 
+    def timed(self, name: str, seconds: float, status: Optional[int]) -> None:
+        """One guest command's wall time, as a line of commands.jsonl: where
+        a scenario's time goes."""
+        with (self.directory / TIMINGS).open("a") as out:
+            out.write(json.dumps({"name": name, "seconds": round(seconds, 3), "status": status}) + "\n")
+        if TIMINGS not in self.files:
+            self.files.append(TIMINGS)
+
 
 def guest_command(guest: Guest, captures: Captures, name: str, command: str, timeout: float = 600.0, stdin: Optional[bytes] = None,
                   check: bool = True) -> CommandResult:
-    """Run a command, keep its output as ``name``.out (and .err)."""
+    """Run a command, keep its output as ``name``.out (and .err) and its
+    wall time in commands.jsonl."""
+    start = time.monotonic()
     result = guest.run(command, timeout=timeout, stdin=stdin)
+    captures.timed(name, time.monotonic() - start, result.status)
     captures.save(f"{name}.out", result.stdout)
     if result.stderr:
         captures.save(f"{name}.err", result.stderr)

@@ -735,3 +735,31 @@ def test_a_build_that_fails_beside_the_guests_lets_the_arch_before_it_finish(fak
     doc = json.loads((run_dir / "results.json").read_text())
     assert {k: v["status"] for k, v in doc["arches"]["x86_64"]["scenarios"].items()} == {"slow": "PASS", "passing": "PASS"}
     assert "the arm64 build failed" in json.loads((run_dir / "run.json").read_text())["error"]
+
+
+def test_each_guest_command_leaves_its_wall_time(tmp_path):
+    """commands.jsonl: per guest command its name, wall time and status
+    (where a scenario's time goes), also for a command that failed."""
+    import json as json_mod
+
+    from harness.errors import InfraError
+    from harness.scenarios.base import TIMINGS, Captures, guest_command
+    from harness.vm.command import CommandResult
+
+    class Slow:
+        def run(self, command, timeout=0, stdin=None, check=False):
+            import time as time_mod
+
+            time_mod.sleep(0.05 if command == "sleep" else 0)
+            if command == "mmdrive -c kmsg":
+                return CommandResult(command, 0, 'RESULT {"cmd":"kmsg","records":[]}\n', "", 0.0)
+            return CommandResult(command, 0 if command != "false" else 1, "", "", 0.0)
+
+    captures = Captures(tmp_path)
+    guest_command(Slow(), captures, "first", "sleep")
+    with pytest.raises(InfraError):
+        guest_command(Slow(), captures, "second", "false")
+    lines = [json_mod.loads(line) for line in (tmp_path / TIMINGS).read_text().splitlines()]
+    assert [(t["name"], t["status"]) for t in lines] == [("first", 0), ("second", 1)]
+    assert lines[0]["seconds"] >= 0.05 > lines[1]["seconds"]
+    assert TIMINGS in captures.files
