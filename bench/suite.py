@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.scenarios.base import TIMINGS  # noqa: E402
+
 
 def comparable(run_dir: Path) -> dict:
     """results.json without timings, with the run directory written as RUN,
@@ -151,6 +153,15 @@ def report(diffs: list, varying: list) -> None:
             print(f"    {line}")
 
 
+def slowest(run_dir: Path, arch: str, scenario: str, n: int = 2) -> str:
+    """The scenario's slowest guest commands in that run (its commands.jsonl)."""
+    path = run_dir / arch / scenario / TIMINGS
+    if not path.exists():
+        return ""
+    rows = sorted((json.loads(line) for line in path.read_text().splitlines() if line.strip()), key=lambda t: -t["seconds"])
+    return ", ".join(f"{t['name']} {t['seconds']:.1f}" for t in rows[:n])
+
+
 def fmt(values: list) -> str:
     return f"{statistics.median(values):5.2f} {max(values):5.2f} (n={len(values)})" if values else "    -     -       "
 
@@ -197,11 +208,12 @@ def main() -> int:
         print(f"\n  {arch}: suite {wall_a:.1f} s -> {wall_b:.1f} s (ratio {wall_b / wall_a if wall_a else 0:.2f})")
         print(f"    boots, median max:  cold mode: booted {fmt(boots_a['cold'])}")
         print(f"                        new mode:  booted {fmt(boots_b['cold'])}  restored {fmt(boots_b['restored'])}")
-        print(f"    {'scenario':28} {'cold':>7} {'saved':>7}")
+        print(f"    {'scenario':28} {'cold':>7} {'saved':>7}  status  (saved: slowest guest commands, s)")
         for name, entry in a.get("scenarios", {}).items():
             other = b.get("scenarios", {}).get(name, {})
-            print(f"    {name:28} {entry.get('elapsed_s') or 0:7.1f} {other.get('elapsed_s') or 0:7.1f}  "
-                  f"{entry.get('status')}{'' if entry.get('status') == other.get('status') else ' vs ' + str(other.get('status'))}")
+            status = f"{entry.get('status')}{'' if entry.get('status') == other.get('status') else ' vs ' + str(other.get('status'))}"
+            print(f"    {name:28} {entry.get('elapsed_s') or 0:7.1f} {other.get('elapsed_s') or 0:7.1f}  {status:6}  "
+                  f"{slowest(new_dir, arch, name)}")
     print()
     report(diffs, varying)
     if args.patch_to_verdict:
