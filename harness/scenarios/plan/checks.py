@@ -255,9 +255,11 @@ def node_accounting_check(ck: Checker, pred: Prediction, window: StepWindow, fie
             # events do: no counter moves by more pages than they moved
             bound = migrated * (512 if any(p.kind.is_thp for p in pred.pages_before) else 1)
             bound += max((abs(v) for v in expected.values()), default=0)  # and what the model knows moves (a split)
-            ck.bounded(name + f", at most the {migrated} pages the events say moved and the model's own",
+            # (the name stays the same from run to run: the count is in the bound and the message)
+            moved = ", ".join(f"{k} {v:+d}" for k, v in observed.items() if v) or "nothing moved"
+            ck.bounded(name + ", at most the pages the events say moved and the model's own",
                        max((abs(v) for v in observed.values()), default=0), low=0, high=bound,
-                       message=", ".join(f"{k} {v:+d}" for k, v in observed.items() if v) or "nothing moved", covers=covers)
+                       message=f"{moved} (the events say {migrated} pages moved)", covers=covers)
         # the LRU lists themselves: only their totals are predicted
         ck.cover([Field("vmstat", node, c) for name in LRU_FIELDS for c in LRU_FIELDS[name]], CheckKind.BOUNDED)
         for name in WRITEBACK_COUNTERS:
