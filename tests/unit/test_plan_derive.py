@@ -529,3 +529,20 @@ def test_a_region_of_mthp_folios_is_checked_head_and_tails_from_its_page_flags()
     knobs = mthp_knobs([64, 16, 64])
     assert knobs.index("hugepages-16kB/enabled") < knobs.index("hugepages-64kB/enabled") < knobs.index("echo never > ")
     assert "echo never > /sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled" in knobs
+
+
+@pytest.mark.parametrize("setup,run,words", [
+    ("alloc r 2 uring node=0\n", "migrate_pages 0 1", "a uring region is one page"),
+    ("alloc r 1 uring thp node=0\n", "migrate_pages 0 1", "a uring region is one page"),
+    ("alloc r 1 uring node=0\nmlock r 0\n", "migrate_pages 0 1", "an io_uring ring"),
+    ("alloc r 1 uring node=0\nrelease r 1\n", "migrate_pages 0 1", "release of 'r'"),
+    ("alloc r 1 uring node=0\n", "move r:0=1", "through migrate_pages"),
+])
+def test_what_the_plan_does_not_follow_on_a_ring_page_is_refused(setup, run, words):
+    with pytest.raises(UserError, match=words):
+        plan = _derive(setup, run)
+        simulate(plan.model_scenario(target("x86_64", "6.12")))
+
+
+def test_a_ring_page_is_derived_as_one_uring_page_on_its_node():
+    assert _derive("alloc a 2 node=0\nalloc r 1 uring node=1\n", "migrate_pages 1 0").pages == ("anon*2", "uring@1")
