@@ -199,6 +199,7 @@ def main() -> int:
             # a table kept from an earlier session: its rows, a new
             # directory, the pristine kernel measured again with today's code
             table["pristine"] = {}
+            table["scenarios"] = list(ours)  # (each row keeps its harness_commit)
             root = new_run_dir("teeth", "+".join(arches), args.runs)
             write_json(root / "teeth.json", table)
     else:

@@ -657,18 +657,35 @@ static WL_UNUSED __attribute__((noreturn)) void hold_verifying(const char *cmd, 
     hold_serving(cmd, check, ctx, NULL, NULL);
 }
 
-/* mbind(addr, len, MPOL_BIND, {node}, maxnode, flags). */
-static WL_UNUSED long wl_mbind_node(void *addr, size_t len, int node, unsigned flags)
+/* mask = {node}; -1 (EINVAL) for a node out of range. */
+static WL_UNUSED int wl_node_mask(unsigned long mask[WL_NODEMASK_LONGS], int node)
 {
-    unsigned long mask[WL_NODEMASK_LONGS];
-    memset(mask, 0, sizeof mask);
+    memset(mask, 0, WL_NODEMASK_LONGS * sizeof mask[0]);
     if (node < 0 || node >= WL_NODEMASK_BITS) {
         errno = EINVAL;
         return -1;
     }
     mask[(unsigned)node / WL_BITS_PER_LONG] |= 1UL << ((unsigned)node % WL_BITS_PER_LONG);
+    return 0;
+}
+
+/* mbind(addr, len, MPOL_BIND, {node}, maxnode, flags). */
+static WL_UNUSED long wl_mbind_node(void *addr, size_t len, int node, unsigned flags)
+{
+    unsigned long mask[WL_NODEMASK_LONGS];
+    if (wl_node_mask(mask, node))
+        return -1;
     return syscall(SYS_mbind, addr, (unsigned long)len, (unsigned long)WL_MPOL_BIND, mask, WL_MAXNODE,
                    (unsigned long)flags);
+}
+
+/* set_mempolicy(MPOL_BIND, {node}) for the task. */
+static WL_UNUSED long wl_bind_task(int node)
+{
+    unsigned long mask[WL_NODEMASK_LONGS];
+    if (wl_node_mask(mask, node))
+        return -1;
+    return syscall(SYS_set_mempolicy, (unsigned long)WL_MPOL_BIND, mask, WL_MAXNODE);
 }
 
 #endif /* WORKLOADS_COMMON_H */

@@ -356,13 +356,8 @@ static uint64_t alloc_mthp_kb;
  * open (the ring lives as long as the mapping or the fd). */
 static void alloc_uring(const char *name, int node, int dontfork)
 {
-    if (node >= 0) {
-        unsigned long mask[WL_NODEMASK_LONGS];
-        memset(mask, 0, sizeof mask);
-        mask[(unsigned)node / WL_BITS_PER_LONG] |= 1UL << ((unsigned)node % WL_BITS_PER_LONG);
-        if (syscall(SYS_set_mempolicy, (unsigned long)WL_MPOL_BIND, mask, WL_MAXNODE))
-            sys_fail(errno, "set_mempolicy(MPOL_BIND, node %d) failed", node);
-    }
+    if (node >= 0 && wl_bind_task(node))
+        sys_fail(errno, "set_mempolicy(MPOL_BIND, node %d) failed", node);
     struct io_uring_params params;
     memset(&params, 0, sizeof params);
     int fd = (int)syscall(__NR_io_uring_setup, 4u, &params);

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 from harness.check import Checker
 from harness.check.closed_world import ambient_list
 from harness.errors import InfraError
+from harness.model.page import PageKind, parse_page_spec
 from harness.model.prediction import Prediction
 from harness.observe import trace as trace_mod
 from harness.observe import workload as workload_mod
@@ -113,8 +114,8 @@ class PlanScenario(Scenario):
         if reason is None and self.plan.mthp and not target.rules.mthp_anon:
             reason = (f"anonymous multi-size THP came in 6.8 (19eaf44954df): kernel {target.rules.name} has none "
                       f"(hugepages-{self.plan.mthp[0][1]}kB)")
-        if reason is None and target.rules.version < (5, 1) and any(p.split("+")[0].split("*")[0].split("@")[0] == "uring"
-                                                                     for p in self.plan.pages):
+        if reason is None and target.rules.version < (5, 1) and any(page.kind is PageKind.URING for spec in self.plan.pages
+                                                                     for page in parse_page_spec(spec)):
             reason = f"io_uring came in 5.1: kernel {target.rules.name} has none"
         return reason
 
