@@ -67,6 +67,9 @@ class SelfTest:
     #: Patterns (regexes) of kernel messages the test makes the kernel log
     #: on purpose (each with its why in the recipe).
     messages: tuple = ()
+    #: The arches whose run_vmtests runs it (empty: every arch), and why.
+    arches: tuple = ()
+    arches_why: str = ""
 
     def applies(self, version: Optional[tuple]) -> bool:
         return not self.kernels or version is None or kconfig.version_in(self.kernels, version, f"kselftest-vm.yaml: {self.name}")
@@ -86,6 +89,12 @@ class SelfTest:
         if not why or status in TIMED_OUT or not re.search(signature, output, re.M):
             return ""
         return why
+
+    def not_run_on(self, arch: str) -> str:
+        """Why run_vmtests does not run this test on ``arch``, or ""."""
+        if not self.arches or arch in self.arches:
+            return ""
+        return f"run_vmtests runs it on {', '.join(self.arches)} only: {self.arches_why}"
 
     def missing_config(self, arch: str, has) -> list[str]:
         """The options this test needs on ``arch`` that the kernel lacks."""
@@ -180,8 +189,24 @@ def load_tests(path: Path = RECIPE) -> list[SelfTest]:
                      needs_config=tuple((k, tuple(v)) for k, v in (t.get("needs_config") or {}).items()),
                      known_failures=tuple(_known(t["name"], str(k), v) for k, v in (t.get("known_failures") or {}).items()),
                      kernels=str(t.get("kernels", "")), min_cpus=int(t.get("min_cpus", 0)),
-                     messages=tuple(_message(t["name"], m) for m in t.get("messages") or ()))
+                     messages=tuple(_message(t["name"], m) for m in t.get("messages") or ()),
+                     arches=_arches(t), arches_why=str((t.get("arches") or {}).get("why", "")))
             for t in data["tests"]]
+
+
+def _arches(test: dict) -> tuple:
+    """An arches entry: {only: [arch, ...], why: ...}; each arch one the harness knows."""
+    entry = test.get("arches")
+    if entry is None:
+        return ()
+    from harness.arches import ARCHES
+
+    if not isinstance(entry, dict) or not entry.get("only") or not entry.get("why"):
+        raise ValueError(f"kselftest-vm.yaml: {test['name']}: an arches entry needs 'only' (a list of arches) and 'why'")
+    unknown = [a for a in entry["only"] if a not in ARCHES]
+    if unknown:
+        raise ValueError(f"kselftest-vm.yaml: {test['name']}: unknown arch {', '.join(unknown)} (known: {', '.join(ARCHES)})")
+    return tuple(entry["only"])
 
 
 def _message(test: str, entry) -> str:

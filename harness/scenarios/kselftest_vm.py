@@ -57,6 +57,10 @@ class KselftestVm(Scenario):
             guest_command(guest, captures, "ksft-prepare", f"cd {GUEST_DIR}; {prepare}", timeout=300, check=False)
         ran = []
         for test in tests:
+            elsewhere = test.not_run_on(target.arch.name)
+            if elsewhere:
+                ran.append({"name": test.name, "status": None, "not_on_arch": elsewhere})
+                continue
             missing = test.missing_config(target.arch.name, target.has)
             if missing:
                 ran.append({"name": test.name, "status": None, "missing_config": missing})
@@ -84,7 +88,9 @@ class KselftestVm(Scenario):
             if test.get("output"):  # the status as the raw capture has it (harness check redoes it from there)
                 found = _STATUS.findall(captures.load(test["output"]))
                 test = dict(test, status=int(found[-1]) if found else None)
-            if test.get("missing_config"):
+            if test.get("not_on_arch"):
+                ck.skip(test["name"], test["not_on_arch"])
+            elif test.get("missing_config"):
                 ck.skip(test["name"], "kernel lacks " + ", ".join(f"CONFIG_{o}" for o in test["missing_config"]))
             elif test.get("not_built"):
                 ck.skip(test["name"], f"not built for {target.arch.name}: {' '.join(test['not_built'])[-200:]}")

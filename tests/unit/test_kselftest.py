@@ -288,3 +288,21 @@ def test_migrations_shared_anon_giving_up_alone_is_the_known_tcg_failure():
     assert not migration.excused("6.12.117", 1, out.replace("FAIL  migration.shared_anon", "FAIL  migration.private_anon"))
     assert not migration.excused("5.10.223", 1, out)
     assert not migration.excused("6.12.117", 124, out)  # a timeout is never excused
+
+
+def test_tests_of_a_64_bit_address_space_are_not_run_on_32_bit_arm_as_run_vmtests_does():
+    by_name = {t.name: t for t in load_tests()}
+    for name in ("virtual_address_range", "va_128TBswitch"):
+        assert by_name[name].not_run_on("x86_64") == "" and by_name[name].not_run_on("arm64") == ""
+        assert "VADDR64" in by_name[name].not_run_on("arm")
+    assert by_name["compaction_test"].not_run_on("arm") == ""
+
+
+def test_an_arches_entry_names_known_arches_and_says_why(tmp_path):
+    recipe = tmp_path / "k.yaml"
+    recipe.write_text("tests:\n  - {name: t, program: t, arches: {only: [x86_64]}}\n")
+    with pytest.raises(ValueError, match="'only'.*'why'"):
+        load_tests(recipe)
+    recipe.write_text("tests:\n  - {name: t, program: t, arches: {only: [riscv64], why: w}}\n")
+    with pytest.raises(ValueError, match="unknown arch riscv64"):
+        load_tests(recipe)
