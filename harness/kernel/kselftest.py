@@ -67,6 +67,10 @@ class SelfTest:
     #: Patterns (regexes) of kernel messages the test makes the kernel log
     #: on purpose (each with its why in the recipe).
     messages: tuple = ()
+    #: (Flaky, ...): kernel versions on which the test can lose a race of
+    #: its own now and then (under TCG): a failure that shows the signature
+    #: is run again, and passes only when a run again passes.
+    flaky: tuple = ()
     #: The arches whose run_vmtests runs it (empty: every arch), and why.
     arches: tuple = ()
     arches_why: str = ""
@@ -96,15 +100,32 @@ class SelfTest:
             return ""
         return f"run_vmtests runs it on {', '.join(self.arches)} only: {self.arches_why}"
 
+    def flake(self, kernel_version: str, status: Optional[int], output: str) -> Optional["Rerun"]:
+        """How to run this failure (exit ``status``, ``output``) again when
+        it is this version's known flake, or None: only with the flake's
+        signature in the output, never a pass, a skip, a timeout or a kill."""
+        short = ".".join(kernel_version.split("-")[0].split(".")[:2])
+        entry = next((f for f in self.flaky if f.version == short), None)
+        if entry is None or not status or status == 4 or status in TIMED_OUT:
+            return None
+        found = re.search(entry.signature, output, re.M)
+        if not found:
+            return None
+        groups = {k: v for k, v in found.groupdict().items() if v is not None}
+        args = tuple(a.format(**groups) for a in entry.rerun) if entry.rerun else self.args
+        return Rerun(entry.why, args, re.compile(entry.passes.format(**{k: re.escape(v) for k, v in groups.items()}), re.M),
+                     entry.attempts)
+
     def missing_config(self, arch: str, has) -> list[str]:
         """The options this test needs on ``arch`` that the kernel lacks."""
         wanted = [o for key, options in self.needs_config if key in ("any", arch) for o in options]
         return [o for o in wanted if not has(o)]
 
-    def command(self, directory: str) -> str:
-        """Guest shell: set up, run (as ``user``), clean up; prints the exit
-        status on its own last line."""
-        run = " ".join([f"./{self.program}", *self.args])
+    def command(self, directory: str, args: Optional[tuple] = None) -> str:
+        """Guest shell: set up, run (as ``user``; with ``args`` instead of
+        the test's own, for a run again), clean up; prints the exit status
+        on its own last line."""
+        run = proc.quote([f"./{self.program}", *(self.args if args is None else args)])
         if self.user:
             run = f"su -s /bin/sh {self.user} -c {proc.quote([run])}"
         parts = [f"cd {directory}"]
@@ -115,6 +136,38 @@ class SelfTest:
             parts.append(self.cleanup)
         parts.append("printf '\\nKSFT-STATUS %d\\n' $status")
         return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Flaky:
+    """A flaky entry of the recipe, for one kernel version."""
+
+    version: str
+    why: str
+    #: A regular expression the failing output shows (its named groups,
+    #: e.g. the failing case, fill ``rerun`` and ``passes``).
+    signature: str
+    #: The program's arguments for the run again ("{case}" from the
+    #: signature); empty: the test's own (the whole program).
+    rerun: tuple
+    #: A regular expression the run again must show to pass (with its exit
+    #: status 0): that the failing case did run, and passed.
+    passes: str
+    #: Runs again at most.
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """How to run a flaky failure again."""
+
+    why: str
+    args: tuple
+    passes: "re.Pattern"
+    attempts: int
+
+    def passed(self, status: Optional[int], output: str) -> bool:
+        return status == 0 and bool(self.passes.search(output))
 
 
 @dataclass(frozen=True)
@@ -190,8 +243,28 @@ def load_tests(path: Path = RECIPE) -> list[SelfTest]:
                      known_failures=tuple(_known(t["name"], str(k), v) for k, v in (t.get("known_failures") or {}).items()),
                      kernels=str(t.get("kernels", "")), min_cpus=int(t.get("min_cpus", 0)),
                      messages=tuple(_message(t["name"], m) for m in t.get("messages") or ()),
-                     arches=_arches(t), arches_why=str((t.get("arches") or {}).get("why", "")))
+                     arches=_arches(t), arches_why=str((t.get("arches") or {}).get("why", "")),
+                     flaky=tuple(_flaky(t["name"], str(k), v) for k, v in (t.get("flaky") or {}).items()))
             for t in data["tests"]]
+
+
+def _flaky(test: str, version: str, entry) -> Flaky:
+    """A flaky entry: {why, signature: REGEX, passes: REGEX, rerun: [args], attempts: N}."""
+    if not isinstance(entry, dict) or not all(entry.get(k) for k in ("why", "signature", "passes")):
+        raise ValueError(f"kselftest-vm.yaml: {test}: flaky {version!r} needs 'why', 'signature' (a regular expression the "
+                         "failing output shows) and 'passes' (one a run again that passed shows)")
+    signature = re.compile(entry["signature"])
+    names = set(signature.groupindex)
+    for text in [*entry.get("rerun", ()), entry["passes"]]:
+        used = set(re.findall(r"(?<!\{)\{(\w+)\}", str(text)))
+        if used - names:
+            raise ValueError(f"kselftest-vm.yaml: {test}: flaky {version!r}: {text!r} names {', '.join(sorted(used - names))},"
+                             " not a named group of the signature")
+    attempts = int(entry.get("attempts", 1))
+    if not 1 <= attempts <= 5:
+        raise ValueError(f"kselftest-vm.yaml: {test}: flaky {version!r}: attempts must be 1 to 5, not {attempts}")
+    return Flaky(version, str(entry["why"]), str(entry["signature"]), tuple(str(a) for a in entry.get("rerun", ())),
+                 str(entry["passes"]), attempts)
 
 
 def _arches(test: dict) -> tuple:
@@ -332,15 +405,24 @@ class SelftestBuilder:
         rules = link_rules((directory / "Makefile").read_text())
         programs = sorted({t.program for t in tests} & set(programs_in(tree)))
         sources = {p: (directory / f"{p}.c").read_bytes() for p in programs if (directory / f"{p}.c").exists()}
-        sources, applied = fixed_sources(sources, load_source_fixes())
         extras = sorted({c for p in programs for c in rules.extra_sources(p)})
+        # a fix may also be of a shared source the Makefile links (vm_util.c: "program: vm_util")
+        shared = {c[:-2]: (directory / c).read_bytes() for c in extras if c.endswith(".c") and (directory / c).exists()}
+        fixed, applied = fixed_sources({**shared, **sources}, load_source_fixes())
+        sources = {p: fixed[p] for p in sources}
+        for program in programs:  # a program linking a fixed shared source is built with its fixes
+            for name in (c[:-2] for c in rules.extra_sources(program) if c.endswith(".c")):
+                if name in applied and name not in programs:
+                    applied.setdefault(program, []).extend(applied[name])
+        shared = {f"{name}.c": fixed[name] for name in shared if fixed[name] != (directory / f"{name}.c").read_bytes()}
         libs = sorted({lib for p in programs for lib in rules.extra_libs(p) if lib in LIB_PACKAGES})
         debs = {lib: self._lib_deb(the_arch, LIB_PACKAGES[lib]) for lib in libs}
         inputs = {"recipe": RECIPE_VERSION, "arch": the_arch.name, "compiler": cc.version,
                   "sources": {p: hashlib.sha256(data).hexdigest() for p, data in sources.items()},
                   "tree": source_id}
         if extras:
-            inputs["extras"] = {c: hashlib.sha256((directory / c).read_bytes()).hexdigest() for c in extras if (directory / c).exists()}
+            inputs["extras"] = {c: hashlib.sha256(shared.get(c) or (directory / c).read_bytes()).hexdigest()
+                                for c in extras if (directory / c).exists()}
         if debs:
             inputs["libs"] = {lib: sha256_file(deb) if isinstance(deb, Path) else deb for lib, deb in debs.items()}
         key = key_of(inputs)
@@ -366,7 +448,8 @@ class SelftestBuilder:
                         continue
                     flags = [f for lib, fl in lib_flags.items() if lib in rules.extra_libs(program) for f in fl]
                     outcome[program] = self._compile(the_arch, tree, program, headers, tmp, sources.get(program),
-                                                     extras=rules.extra_sources(program), flags=flags + [f"-I{tmp / 'hdr' / 'local'}"],
+                                                     extras=rules.extra_sources(program), fixed_extras=shared,
+                                                     flags=flags + [f"-I{tmp / 'hdr' / 'local'}"],
                                                      libs=[lib for lib in rules.extra_libs(program) if lib in LIB_PACKAGES])
                 (tmp / "manifest.json").write_text(json.dumps({"programs": outcome, "arch": the_arch.name, "tree": str(tree),
                                                                "compiler": cc.version, "built": time.time(),
@@ -408,7 +491,7 @@ class SelftestBuilder:
 
     def _compile(self, the_arch: Arch, tree: Path, program: str, headers: Path, out: Path,
                  text: Optional[bytes] = None, extras: Sequence[str] = (), flags: Sequence[str] = (),
-                 libs: Sequence[str] = ()) -> Optional[list]:
+                 libs: Sequence[str] = (), fixed_extras: Optional[dict] = None) -> Optional[list]:
         source = tree / selftests_dir(tree) / f"{program}.c"
         if not source.exists():
             return [f"{source} is missing"]
@@ -420,11 +503,20 @@ class SelftestBuilder:
             compiled = fixed
         else:
             compiled = source
+        linked = []
+        for extra in extras:  # a shared source with a fix: its fixed copy, beside the program's
+            if extra in (fixed_extras or {}):
+                copy = out / "src" / extra
+                copy.parent.mkdir(exist_ok=True)
+                copy.write_bytes(fixed_extras[extra])
+                linked.append(copy)
+            else:
+                linked.append(source.parent / extra)
         # the Makefile's CFLAGS may have -I $(top_srcdir) (gup_test.c: <mm/gup_test.h>)
         makefile = (source.parent / "Makefile").read_text()
         top = [f"-I{tree}"] if re.search(r"-I\s*\$\(top_srcdir\)(\s|$)", makefile, re.M) else []
         argv = [f"{the_arch.user_cross}gcc", "-static", "-O2", "-Wall", f"-I{headers}", f"-I{source.parent}", *top, *flags,
-                "-o", str(out / program), str(compiled), *[str(source.parent / c) for c in extras], *libs, "-lrt", "-lpthread"]
+                "-o", str(out / program), str(compiled), *map(str, linked), *libs, "-lrt", "-lpthread"]
         result = proc.run(argv, cwd=source.parent, echo=self.echo)
         if result.returncode != 0:
             raise_if_disk_full(out, f"compiling {program}", result.stdout)

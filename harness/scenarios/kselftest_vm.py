@@ -69,11 +69,8 @@ class KselftestVm(Scenario):
                 ran.append({"name": test.name, "status": None,
                             "not_built": programs.get(test.program) or ["not in this tree's selftests/vm"]})
                 continue
-            result = guest_command(guest, captures, f"ksft-{test.name}", test.command(GUEST_DIR),
-                                   timeout=test.timeout + 60, check=False)
-            found = _STATUS.findall(result.stdout)
-            ran.append({"name": test.name, "status": int(found[-1]) if found else None, "seconds": round(result.elapsed, 1),
-                        "output": f"ksft-{test.name}.out"})
+            entry = run_test(guest, captures, test, target.kernel_version)
+            ran.append(entry)
         observation["kselftest"] = ran
         # the selftests' own bugs the harness fixed in its copy of their source
         observation["source_fixes"] = built.get("source_fixes", {})
@@ -100,6 +97,9 @@ class KselftestVm(Scenario):
                 ck.error(test["name"], "no exit status came back", evidence=evidence)
             else:
                 recipe = tests.get(test["name"])
+                if recipe and test.get("reruns"):
+                    _judge_reruns(ck, recipe, test, target, captures, evidence)
+                    continue
                 why = recipe.excused(target.kernel_version, test["status"], _output(captures, test)) \
                     if test["status"] and recipe else ""
                 if why:
@@ -115,6 +115,57 @@ class KselftestVm(Scenario):
                     message += f" (not the known failure of this version: {known})"
                 ck.exact(test["name"], 0, test["status"], message, evidence=evidence)
         return ck.results
+
+
+def run_test(guest: Guest, captures: Captures, test, kernel_version: str) -> dict:
+    """Run one test; a failure that is this version's known flake runs
+    again (the failing case where the program can be told), until a run
+    again passes or the flake's attempts are spent.  Its observation entry."""
+    result = guest_command(guest, captures, f"ksft-{test.name}", test.command(GUEST_DIR), timeout=test.timeout + 60, check=False)
+    entry = {"name": test.name, "status": _status(result.stdout), "seconds": round(result.elapsed, 1),
+             "output": f"ksft-{test.name}.out"}
+    rerun = test.flake(kernel_version, entry["status"], _output(captures, entry))
+    if rerun is None:
+        return entry
+    entry["reruns"] = []
+    while len(entry["reruns"]) < rerun.attempts:
+        name = f"ksft-{test.name}-again{len(entry['reruns']) + 1}"
+        again = guest_command(guest, captures, name, test.command(GUEST_DIR, rerun.args), timeout=test.timeout + 60, check=False)
+        entry["reruns"].append({"args": list(rerun.args), "status": _status(again.stdout), "output": f"{name}.out",
+                                "seconds": round(again.elapsed, 1)})
+        if rerun.passed(entry["reruns"][-1]["status"], _output(captures, entry["reruns"][-1])):
+            break
+    return entry
+
+
+def _judge_reruns(ck: Checker, recipe, test: dict, target: Target, captures: Captures, evidence: list) -> None:
+    """A test that failed as its version's known flake and was run again:
+    it passes only when the first failure is the flake (its signature, from
+    the capture) and a run again passed (exit 0, and its output shows the
+    failing case passing); else it fails with every run's status."""
+    rerun = recipe.flake(target.kernel_version, test["status"], _output(captures, test))
+    runs = []
+    for again in test["reruns"]:
+        found = _STATUS.findall(captures.load(again["output"])) if again.get("output") else []
+        runs.append((again, int(found[-1]) if found else None))
+        evidence.append(str(captures.directory / again["output"]))
+    first = f"exit status {test['status']}: " + _last_line(captures, test)
+    passed = [k for k, (again, status) in enumerate(runs, 1)
+              if rerun is not None and rerun.passed(status, _output(captures, again))]
+    if rerun is not None and passed:
+        k = passed[0]
+        ck.exact(test["name"], 0, runs[k - 1][1], f"failed as this version's known flake ({rerun.why}): {first}; passed when run again"
+                 f" ({' '.join(runs[k - 1][0].get('args') or []) or 'the whole program'}, run {k} of {len(runs)})",
+                 evidence=evidence)
+        return
+    statuses = ", ".join("none" if s is None else str(s) for _, s in runs)
+    why = "not its version's known flake" if rerun is None else f"run again {len(runs)} times, exit statuses {statuses}"
+    ck.exact(test["name"], 0, test["status"], f"{first} ({why})", evidence=evidence)
+
+
+def _status(stdout: str) -> Optional[int]:
+    found = _STATUS.findall(stdout)
+    return int(found[-1]) if found else None
 
 
 def _version(target: Target) -> Optional[tuple]:

@@ -315,3 +315,51 @@ def test_teeth_recheck_judges_every_run_again_and_runs_nothing(tmp_path, monkeyp
     assert "rechecked" not in rows["m1"] and rows["m1"]["result"] == "killed" and rows["m2"]["result"] == "killed"
     judged["pristine-x86_64"] = "FAIL"
     assert teeth.main() == 1
+
+
+def test_a_kselftest_kill_stands_only_when_a_second_run_kills_too(tmp_path, monkeypatch):
+    """kselftest's own races under TCG fail a test now and then: its kill
+    of a mutant is run a second time; one kill of two is "flaky" and counts
+    as a survivor.  A kept row with an unconfirmed kill gets only the
+    second run."""
+    import importlib.util
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("teeth", Path(__file__).resolve().parents[2] / "bench" / "teeth.py")
+    teeth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teeth)
+    calls = []
+    kills = {"m1-x86_64-kselftest", "m1-x86_64-kselftest-again", "m2-x86_64-kselftest", "m4-x86_64-kselftest-again"}
+
+    def run_one(kernel, arch, patches, scenarios, root, label, offline, fail_fast=True, baseline=frozenset()):
+        calls.append(label)
+        killed = label in kills or ("kselftest" not in label and label.startswith("m"))
+        return {"result": "killed" if killed else "survived", "by": "kselftest-vm/run_vmtests/migration" if killed else "",
+                "seconds": 1.0, "failing": ["kselftest-vm/run_vmtests/migration"] if killed else []}
+
+    mutants = [SimpleNamespace(id=i, category="accounting", file="mm/migrate.c", function="f", what="w", equivalent=None,
+                               patch=lambda tree: "patch") for i in ("m1", "m2", "m3", "m4")]
+    monkeypatch.setattr(teeth, "run_one", run_one)
+    monkeypatch.setattr(teeth, "harness_scenarios", lambda chosen: ("a",))
+    monkeypatch.setattr(teeth, "load_catalogue", lambda name: mutants)
+    monkeypatch.setattr(teeth, "select", lambda catalogue, ids: catalogue)
+    source = SimpleNamespace(tree=tmp_path, version=SimpleNamespace(short=(6, 12)))
+    monkeypatch.setattr(teeth, "SourceResolver", lambda cache: SimpleNamespace(resolve=lambda request: source))
+    monkeypatch.setattr(teeth, "Cache", lambda: None)
+    kept = {"kernel": "debian-6.12", "arches": ["x86_64"], "scenarios": ["a"], "kselftest": True, "pristine": {},
+            "mutants": [{"id": "m4", "category": "accounting", "equivalent": None, "harness_commit": "c",
+                         "x86_64": {"harness": {"result": "killed", "by": "a/b"},
+                                    "kselftest": {"result": "killed", "by": "kselftest-vm/run_vmtests/migration"}}}]}
+    (tmp_path / "kept.json").write_text(json.dumps(kept))
+    monkeypatch.setattr(sys, "argv", ["teeth", "--kernel", "debian-6.12", "--arch", "x86_64", "--runs", str(tmp_path / "runs"),
+                                      "--resume", str(tmp_path / "kept.json"), "--json", str(tmp_path / "out.json")])
+    assert teeth.main() == 0
+    assert calls == ["pristine-x86_64", "pristine-x86_64-kselftest", "m1-x86_64", "m1-x86_64-kselftest",
+                     "m1-x86_64-kselftest-again", "m2-x86_64", "m2-x86_64-kselftest", "m2-x86_64-kselftest-again",
+                     "m3-x86_64", "m3-x86_64-kselftest", "m4-x86_64-kselftest-again"]
+    table = json.loads((tmp_path / "out.json").read_text())
+    ksft = {r["id"]: r["x86_64"]["kselftest"]["result"] for r in table["mutants"]}
+    assert ksft == {"m1": "killed", "m2": "flaky", "m3": "survived", "m4": "killed"}
+    assert table["kselftest_kill_rate"]["x86_64"] == 2 / 4
