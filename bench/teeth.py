@@ -177,7 +177,7 @@ def confirm(first: dict, again: dict) -> dict:
 def rate(rows: list, arch: str, key: str) -> tuple[int, int]:
     """(killed, counted): a flaky kill (one run of two) counts as a survivor."""
     counted = [r for r in rows if not equivalent_on(r["equivalent"], arch)
-               and r[arch][key]["result"] in ("killed", "survived", "flaky")]
+               and r[arch].get(key, {}).get("result") in ("killed", "survived", "flaky")]
     return sum(r[arch][key]["result"] == "killed" for r in counted), len(counted)
 
 
@@ -316,7 +316,10 @@ def main() -> int:
         if anchor:
             k2, c2 = rate(table["mutants"], arch, "kselftest")
             table.setdefault("kselftest_kill_rate", {})[arch] = k2 / c2 if c2 else 0.0
-            line += f"; kselftest vm alone {k2}/{c2} = {k2 / c2 if c2 else 0:.0%}"
+            flaky = sum(1 for r in table["mutants"] if r[arch].get("kselftest", {}).get("result") == "flaky")
+            measured = sum(1 for r in table["mutants"] if "kselftest" in r[arch])
+            line += (f"; kselftest vm alone {k2}/{c2} = {k2 / c2 if c2 else 0:.0%} ({measured} rows measured,"
+                     f" {flaky} flaky: killed in one run of two)")
         equivalent = sum(1 for r in table["mutants"] if equivalent_on(r["equivalent"], arch))
         uncounted = sum(1 for r in table["mutants"] if r[arch]["harness"]["result"] not in ("killed", "survived"))
         print(line + f" ({equivalent} equivalent, {uncounted} not counted: did not build or infrastructure)")
