@@ -304,7 +304,7 @@ def main() -> int:
     header = " ".join(f"{a:>10}" + (f" {'ksft ' + a:>14}" if anchor else "") for a in arches)
     print(f"{'mutant':38} {'category':12} {header}  first killing check")
     for row in table["mutants"]:
-        cells = " ".join(f"{row[a]['harness']['result']:>10}" + (f" {row[a]['kselftest']['result']:>14}" if anchor else "")
+        cells = " ".join(f"{row[a]['harness']['result']:>10}" + (f" {row[a].get('kselftest', {}).get('result', '-'):>14}" if anchor else "")
                          for a in arches)
         by = next((row[a]["harness"]["by"] for a in arches if row[a]["harness"]["result"] == "killed"), "")
         on = [a for a in arches if equivalent_on(row["equivalent"], a)]
