@@ -98,7 +98,9 @@ class KselftestVm(Scenario):
             else:
                 recipe = tests.get(test["name"])
                 if recipe and test.get("reruns"):
-                    _judge_reruns(ck, recipe, test, target, captures, evidence)
+                    fixes = observation.get("source_fixes", {}).get(recipe.program, [])
+                    _judge_reruns(ck, recipe, test, target, captures, evidence,
+                                  f"; {recipe.program} built with the harness's source fixes: {', '.join(fixes)}" if fixes else "")
                     continue
                 why = recipe.excused(target.kernel_version, test["status"], _output(captures, test)) \
                     if test["status"] and recipe else ""
@@ -138,7 +140,7 @@ def run_test(guest: Guest, captures: Captures, test, kernel_version: str) -> dic
     return entry
 
 
-def _judge_reruns(ck: Checker, recipe, test: dict, target: Target, captures: Captures, evidence: list) -> None:
+def _judge_reruns(ck: Checker, recipe, test: dict, target: Target, captures: Captures, evidence: list, fixed: str = "") -> None:
     """A test that failed as its version's known flake and was run again:
     it passes only when the first failure is the flake (its signature, from
     the capture) and a run again passed (exit 0, and its output shows the
@@ -155,12 +157,12 @@ def _judge_reruns(ck: Checker, recipe, test: dict, target: Target, captures: Cap
     if rerun is not None and passed:
         k = passed[0]
         ck.exact(test["name"], 0, runs[k - 1][1], f"failed as this version's known flake ({rerun.why}): {first}; passed when run again"
-                 f" ({' '.join(runs[k - 1][0].get('args') or []) or 'the whole program'}, run {k} of {len(runs)})",
+                 f" ({' '.join(runs[k - 1][0].get('args') or []) or 'the whole program'}, run {k} of {len(runs)}){fixed}",
                  evidence=evidence)
         return
     statuses = ", ".join("none" if s is None else str(s) for _, s in runs)
     why = "not its version's known flake" if rerun is None else f"run again {len(runs)} times, exit statuses {statuses}"
-    ck.exact(test["name"], 0, test["status"], f"{first} ({why})", evidence=evidence)
+    ck.exact(test["name"], 0, test["status"], f"{first} ({why}){fixed}", evidence=evidence)
 
 
 def _status(stdout: str) -> Optional[int]:
