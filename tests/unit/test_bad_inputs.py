@@ -141,3 +141,18 @@ def test_a_guest_without_numa_skips_a_numa_scenario_with_the_reason():
 #       test_deps_sources.py::test_missing_packages_named_when_not_installing
 #   busy port: test_vm.py::test_busy_port_is_retried_on_another; unreadable kernel (Machine): test_vm.py
 #   compare, series, bisect and plan inputs: test_compare.py, test_series.py, test_bisect.py, test_plan_derive.py
+
+
+def test_memory_offline_on_arm64_says_why_the_guests_memory_cannot_go_offline():
+    """Not "kernel lacks CONFIG_MEMORY_HOTREMOVE" (a config we could pick):
+    arm64 refuses to offline boot memory, the only memory its guest has."""
+    from harness.arches import arch
+    from harness.model.kernels import V5_0
+    from harness.scenarios import builtin_scenarios
+    from harness.scenarios.base import Target
+
+    offline = next(s for s in builtin_scenarios() if s.name == "memory-offline")
+    with_option = {"NUMA": "y", "MEMORY_HOTREMOVE": "y"}
+    assert "prevent_bootmem_remove_notifier" in offline.skip_reason(Target(arch("arm64"), V5_0, "6.12.117", with_option, numa_nodes=2))
+    assert offline.skip_reason(Target(arch("x86_64"), V5_0, "5.0.0", with_option, numa_nodes=2)) is None
+    assert "CONFIG_MEMORY_HOTREMOVE" in offline.skip_reason(Target(arch("x86_64"), V5_0, "5.0.0", {"NUMA": "y"}, numa_nodes=2))
