@@ -418,3 +418,23 @@ def test_a_fixed_shared_source_is_linked_as_its_fixed_copy_and_named_for_each_pr
     assert built.programs == {"compaction_test": None}, built.programs
     assert built.source_fixes == {"vm_util": ["vm-util-check-huge-32-bit"], "compaction_test": ["vm-util-check-huge-32-bit"]}
     assert (vm / "vm_util.c").read_text() == original
+
+
+@pytest.mark.parametrize("version,defines", [
+    ("6.12", '#define PID_FMT "%d,0x%lx,0x%lx,%d"\n#define PATH_FMT "%s,0x%lx,0x%lx,%d"\n'),
+    ("6.1", '#define PID_FMT "%d,0x%lx,0x%lx"\n#define PATH_FMT "%s,0x%lx,0x%lx"\n'),
+])
+def test_split_huge_page_tests_requests_and_mask_are_64_bit_on_every_arch(version, defines):
+    """Its uint64_t arguments formatted with %lx (on 32-bit arm the kernel
+    was asked to split [start, 0)), and a 1UL<<55 mask: PRIx64 and 1ULL,
+    the same text as before on a 64-bit arch once PRIx64 is "lx"."""
+    from harness.kernel.kselftest import fixed_sources, load_source_fixes
+
+    source = (defines + "\n#define PFN_MASK     ((1UL<<55)-1)\n#define KPF_THP      (1UL<<22)\n").encode()
+    fixed, applied = fixed_sources({"split_huge_page_test": source}, load_source_fixes())
+    text = fixed["split_huge_page_test"].decode()
+    assert "%lx" not in text and text.count('" PRIx64') == 4 and "1ULL<<55" in text and "1ULL<<22" in text, text
+    as_on_64_bit = text.replace('" PRIx64 "', "lx").replace('" PRIx64', 'lx"')
+    for line in defines.splitlines():
+        assert line.split('"')[1] in as_on_64_bit
+    assert {f for names in applied.values() for f in names} >= {"split-huge-page-test-pfn-mask-32-bit"}
