@@ -438,3 +438,21 @@ def test_split_huge_page_tests_requests_and_mask_are_64_bit_on_every_arch(versio
     for line in defines.splitlines():
         assert line.split('"')[1] in as_on_64_bit
     assert {f for names in applied.values() for f in names} >= {"split-huge-page-test-pfn-mask-32-bit"}
+
+
+def test_the_recorded_612_arm_run_passes_split_huge_page_test_and_skips_the_64_bit_address_space_tests(tmp_path):
+    """Recorded: 6.12 on 32-bit arm (2026-12-06), kselftest mm with the
+    32-bit source fixes: split_huge_page_test passes (its fixes named),
+    virtual_address_range and va_128TBswitch are skips with run_vmtests'
+    reason, and rechecking gives the same."""
+    from harness.pipeline import recheck
+
+    from .test_replay import materialize
+
+    doc = recheck(materialize("6.12-arm-kselftest", tmp_path))
+    checks = {c["name"]: c for c in doc["arches"]["arm"]["scenarios"]["kselftest-vm"]["checks"]}
+    split = checks["split_huge_page_test"]
+    assert split["status"] == "PASS" and "split-huge-page-test-request-formats-32-bit" in split["message"]
+    assert "vm-util-check-huge-32-bit" in split["message"]
+    for name in ("virtual_address_range", "va_128TBswitch"):
+        assert checks[name]["status"] == "SKIP" and "VADDR64" in checks[name]["message"], checks[name]
