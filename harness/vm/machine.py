@@ -424,7 +424,7 @@ class Machine:
         try:
             self.qmp.connect(timeout=15.0, alive=self.child.isalive)
         except InfraError:
-            self.watcher.wait_for(lambda: False, 0.3)  # let the last console lines in
+            self._drain_console()
             self._raise_launch_failure()
             raise
         deadline = self.times.spawned + self.request.boot_timeout
@@ -446,6 +446,7 @@ class Machine:
         ready = self.watcher.find(Kind.READY)
         if ready is None:
             if not self.child.isalive():
+                self._drain_console()
                 self._raise_launch_failure()
             reached_init = self.watcher.find(Kind.INIT) is not None
             what = "the guest's init did not finish (no READY line)" if reached_init else "the kernel never reached init"
@@ -533,6 +534,14 @@ class Machine:
             raise InfraError(f"QEMU could not save the guest to {state}: migration {status}")
         return SavedGuest(state=state, initrd=initrd, key_pem=self._private_pem, host_key=hostkey,
                           accel=self.accel.accel, accel_reason=self.accel.reason, boot_console=self.console_log)
+
+    def _drain_console(self) -> None:
+        """Let QEMU's last console lines into the log before reading its
+        tail: up to the console's end when QEMU has exited (on a loaded
+        host its reader thread may be a while behind), a moment otherwise."""
+        assert self.watcher is not None
+        dead = self.child is not None and not self.child.isalive()
+        self.watcher.wait_for(self.watcher.eof.is_set, 5.0 if dead else 0.3)
 
     def _raise_launch_failure(self) -> None:
         """QEMU exited (or never connected): say why from its output."""
