@@ -40,6 +40,15 @@ def selftests_dir(tree: Path) -> str:
     return SELFTESTS_MM if (Path(tree) / SELFTESTS_MM / "Makefile").is_file() else SELFTESTS
 
 
+#: kselftest's exit status for a test that skipped itself
+KSFT_SKIP = 4
+
+
+def short_version(kernel_version: str) -> str:
+    """"6.12" of "6.12.117-..." (the recipe's per-version keys)."""
+    return ".".join(kernel_version.split("-")[0].split(".")[:2])
+
+
 @dataclass(frozen=True)
 class SelfTest:
     """One test of run_vmtests: a program with its arguments, the guest
@@ -81,7 +90,7 @@ class SelfTest:
     def known_failure(self, kernel_version: str) -> tuple:
         """(why, signature) of the way this test fails on ``kernel_version``
         (e.g. 5.0.0) whatever the kernel does, or ("", "")."""
-        short = ".".join(kernel_version.split("-")[0].split(".")[:2])
+        short = short_version(kernel_version)
         return next(((why, sig) for version, why, sig in self.known_failures if version == short), ("", ""))
 
     def excused(self, kernel_version: str, status: int, output: str) -> str:
@@ -104,9 +113,9 @@ class SelfTest:
         """How to run this failure (exit ``status``, ``output``) again when
         it is this version's known flake, or None: only with the flake's
         signature in the output, never a pass, a skip, a timeout or a kill."""
-        short = ".".join(kernel_version.split("-")[0].split(".")[:2])
+        short = short_version(kernel_version)
         entry = next((f for f in self.flaky if f.version == short), None)
-        if entry is None or not status or status == 4 or status in TIMED_OUT:
+        if entry is None or not status or status == KSFT_SKIP or status in TIMED_OUT:
             return None
         found = re.search(entry.signature, output, re.M)
         if not found:

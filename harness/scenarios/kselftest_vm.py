@@ -12,13 +12,12 @@ from typing import Any, Mapping, Optional
 
 from harness.check import Checker
 from harness.errors import InfraError
-from harness.kernel.kselftest import load_prepare, tests_for
+from harness.kernel.kselftest import KSFT_SKIP, load_prepare, tests_for
 from harness.result import CheckResult
 from harness.scenarios.base import Captures, Guest, Scenario, Target, guest_command
 from harness.vm.cmdline import MachineSpec
 
 GUEST_DIR = "/tmp/ksft"  # world-readable: on-fault-limit runs as nobody
-KSFT_SKIP = 4
 _STATUS = re.compile(r"^KSFT-STATUS (\d+)$", re.M)
 
 

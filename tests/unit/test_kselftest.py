@@ -308,14 +308,17 @@ def test_migrations_shared_case_giving_up_alone_is_run_again(case):
     assert not rerun.passed(0, "ok 1 migration.shared_anon_thp\n") or case == "shared_anon_thp"
 
 
-def test_a_flaky_entry_names_only_groups_its_signature_has(tmp_path):
+def refused(tmp_path, test_yaml: str, match: str) -> None:
+    """A recipe with this one test is refused, saying ``match``."""
     recipe = tmp_path / "k.yaml"
-    recipe.write_text("tests:\n  - name: t\n    program: t\n    flaky:\n      '6.12': {why: w, signature: 'FAIL (?P<c>x)', passes: 'ok {case}'}\n")
-    with pytest.raises(ValueError, match="names case"):
+    recipe.write_text("tests:\n  - " + test_yaml + "\n")
+    with pytest.raises(ValueError, match=match):
         load_tests(recipe)
-    recipe.write_text("tests:\n  - name: t\n    program: t\n    flaky:\n      '6.12': {why: w, signature: 'FAIL'}\n")
-    with pytest.raises(ValueError, match="'passes'"):
-        load_tests(recipe)
+
+
+def test_a_flaky_entry_names_only_groups_its_signature_has(tmp_path):
+    refused(tmp_path, "{name: t, program: t, flaky: {'6.12': {why: w, signature: 'FAIL (?P<c>x)', passes: 'ok {case}'}}}", "names case")
+    refused(tmp_path, "{name: t, program: t, flaky: {'6.12': {why: w, signature: 'FAIL'}}}", "'passes'")
 
 
 class _KsftGuest:
@@ -378,13 +381,8 @@ def test_tests_of_a_64_bit_address_space_are_not_run_on_32_bit_arm_as_run_vmtest
 
 
 def test_an_arches_entry_names_known_arches_and_says_why(tmp_path):
-    recipe = tmp_path / "k.yaml"
-    recipe.write_text("tests:\n  - {name: t, program: t, arches: {only: [x86_64]}}\n")
-    with pytest.raises(ValueError, match="'only'.*'why'"):
-        load_tests(recipe)
-    recipe.write_text("tests:\n  - {name: t, program: t, arches: {only: [riscv64], why: w}}\n")
-    with pytest.raises(ValueError, match="unknown arch riscv64"):
-        load_tests(recipe)
+    refused(tmp_path, "{name: t, program: t, arches: {only: [x86_64]}}", "'only'.*'why'")
+    refused(tmp_path, "{name: t, program: t, arches: {only: [riscv64], why: w}}", "unknown arch riscv64")
 
 
 def test_the_shared_vm_util_fix_reads_the_thp_count_into_the_long_its_format_writes():
