@@ -29,6 +29,7 @@ from harness.host import proc
 from harness.host.cache import Cache, disk_full, drop_scratch, is_disk_full, owned_scratch
 from harness.host.progress import Steps
 from harness.host.rundir import (
+    EncodedParts,
     mark_abandoned,
     new_run_dir,
     runs_root,
@@ -208,6 +209,10 @@ class Pipeline:
         run_dir = self._run_dir()
         self.run_dir = run_dir
         self.doc = {"run_id": run_dir.name, "arches": {}, "differences": {}}
+        # results.json is written again after each scenario: each
+        # scenario's entry (a new object each time it is recorded) is
+        # encoded once
+        self._results_parts = EncodedParts(("arches", "*", "scenarios", "*"))
         info = {
             "schema": 1,
             "status": "running",
@@ -442,7 +447,7 @@ class Pipeline:
         ctx.info["scenarios"][name] = {"status": outcome.status.name, "elapsed_s": outcome.elapsed_s, "accel": outcome.accel,
                                        "qemu_argv": outcome.qemu_argv}
         ctx.info["scenarios"] = {n: ctx.info["scenarios"][n] for n in order if n in ctx.info["scenarios"]}
-        write_json(self.run_dir / "results.json", self.doc)
+        write_json(self.run_dir / "results.json", self.doc, self._results_parts)
 
     def _finish_arch(self, ctx: "_ArchRun") -> dict:
         arch_doc = self.doc["arches"][ctx.name]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
+import secrets
 from pathlib import Path
 from typing import Optional
 
@@ -40,10 +42,52 @@ def unusable_runs_root(base: Path, exc: OSError) -> UserError:
                      hint=f"give --runs (or ${ENV}) a directory you can write")
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict, parts: Optional["EncodedParts"] = None) -> None:
+    """``data`` as indented JSON, atomically; with ``parts``, the values it
+    names are encoded once and reused (the same text as without)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.write_text((parts.dumps(data) if parts is not None else json.dumps(data, indent=2, default=str)) + "\n")
     os.replace(tmp, path)
+
+
+class EncodedParts:
+    """json.dumps(data, indent=2) for a document written again after each
+    of many additions (results.json after each scenario: 2.7 MB by the end
+    of a suite, encoded 35 times was 6 s of an arm64 run): the values at
+    ``pattern`` (keys, "*" for any) are encoded once, while they are the
+    same object, and pasted in at their depth.  A value replaced by a new
+    object is encoded again; one changed in place is not, so the parts
+    must be replaced, not edited."""
+
+    def __init__(self, pattern: tuple):
+        self.pattern = tuple(pattern)
+        self._texts: dict = {}
+
+    def dumps(self, data: dict) -> str:
+        texts: list = []
+        used: dict = {}
+        # a part's place in the skeleton: a string with a fresh nonce, so
+        # that no string of the document's own is taken for one
+        nonce = secrets.token_hex(8)
+        skeleton = self._skeleton(data, self.pattern, texts, used, nonce)
+        self._texts = used  # a part no longer in the document is forgotten
+        out = json.dumps(skeleton, indent=2, default=str)
+        prefix = "\n" + "  " * len(self.pattern)
+        place = re.compile(r'"\\u0000' + nonce + r'-(\d+)\\u0000"')
+        return place.sub(lambda m: texts[int(m.group(1))].replace("\n", prefix), out)
+
+    def _skeleton(self, node, pattern: tuple, texts: list, used: dict, nonce: str):
+        if not pattern:
+            cached = self._texts.get(id(node))
+            if cached is None or cached[0] is not node:
+                cached = (node, json.dumps(node, indent=2, default=str))
+            used[id(node)] = cached
+            texts.append(cached[1])
+            return f"\x00{nonce}-{len(texts) - 1}\x00"
+        if not isinstance(node, dict):
+            return node
+        key = pattern[0]
+        return {k: (self._skeleton(v, pattern[1:], texts, used, nonce) if key in ("*", k) else v) for k, v in node.items()}
 
 
 # --------------------------------------------------------------------------
