@@ -319,7 +319,7 @@ class Pipeline:
 
     def _machine_request(self, scenario: Scenario, target: Target, kernel: Path, initrd: Path) -> MachineRequest:
         return MachineRequest(
-            arch=target.arch.name, kernel=kernel, initrd=initrd, memory_mb=scenario.memory_mb,
+            arch=target.arch.name, kernel=kernel, initrd=initrd, memory_mb=scenario.guest_memory_mb(target),
             numa_nodes=target.numa_nodes, append=tuple(scenario.append), accel=self.request.accel, disk_mb=scenario.disk_mb,
             memoryless_nodes=scenario.memoryless_nodes,
             cpus=MachineRequest.cpus + scenario.memoryless_nodes + scenario.extra_cpus(target),

@@ -286,13 +286,14 @@ static void hog_holes(void *ctx, struct jbuf *j)
     struct hog *h = ctx;
     uint64_t freed = 0, kept = 0, odd = 0, by_pfn = 0;
     int map = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    uint64_t *ents = calloc(h->pages ? h->pages : 1, sizeof *ents);
+    int have = map >= 0 && ents && !wl_pagemap(map, (uintptr_t)h->mem, h->pages, ents);
     for (size_t i = 0; i < h->pages; i++) {
         if (!h->kept[i])
             continue;
         int hole = odd++ % 2;
-        uint64_t ent = 0;
-        if (map >= 0 && pread(map, &ent, 8, (off_t)((uint64_t)(uintptr_t)(h->mem + i * PAGE) / PAGE * 8)) == 8
-            && (ent >> 63) & 1) {
+        uint64_t ent = have ? ents[i] : 0;
+        if ((ent >> 63) & 1) {
             hole = !((ent & ((1ULL << 55) - 1)) & 1);
             by_pfn++;
         }
@@ -305,6 +306,7 @@ static void hog_holes(void *ctx, struct jbuf *j)
     }
     if (map >= 0)
         close(map);
+    free(ents);
     jo_u64(j, "freed", freed);
     jo_u64(j, "kept", kept);
     jo_u64(j, "by_pfn", by_pfn);
@@ -361,10 +363,10 @@ static void do_hog(int argc, char **argv)
     int map = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (map < 0)
         wl_fail(3, cmd, errno, "cannot open /proc/self/pagemap");
+    if (wl_pagemap(map, (uintptr_t)mem, pages, pfn))
+        wl_fail(3, cmd, errno, "pread of /proc/self/pagemap failed");
     for (size_t i = 0; i < pages; i++) {
-        uint64_t ent = 0;
-        if (pread(map, &ent, 8, (off_t)((uint64_t)(uintptr_t)(mem + i * PAGE) / PAGE * 8)) != 8)
-            wl_fail(3, cmd, errno, "pread of /proc/self/pagemap failed");
+        uint64_t ent = pfn[i];
         pfn[i] = (ent >> 63) & 1 ? ent & ((1ULL << 55) - 1) : UINT64_MAX;
         order[i] = i;
         kept[i] = 1;

@@ -849,10 +849,12 @@ static void cmd_holes(int argc, char **argv)
     struct region *r = need_mapped(argv[1]);
     int map = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     size_t freed = 0, by_pfn = 0;
+    uint64_t *ents = calloc(r->pages ? r->pages : 1, sizeof *ents);
+    int have = map >= 0 && ents && !wl_pagemap(map, page_addr(r, 0), r->pages, ents);
     for (size_t i = 0; i < r->pages; i++) {
         int hole = i % 2;
-        uint64_t ent = 0;
-        if (map >= 0 && pread(map, &ent, 8, (off_t)(page_addr(r, i) / PAGE * 8)) == 8) {
+        if (have) {
+            uint64_t ent = ents[i];
             if (!((ent >> 63) & 1))
                 continue;
             hole = !((ent & ((1ULL << 55) - 1)) & 1);
@@ -867,6 +869,7 @@ static void cmd_holes(int argc, char **argv)
     }
     if (map >= 0)
         close(map);
+    free(ents);
     result_begin("holes");
     jo_str(&out, "name", r->name);
     jo_u64(&out, "freed", (uint64_t)freed);
@@ -899,10 +902,10 @@ static void cmd_release(int argc, char **argv)
     int map = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (map < 0)
         sys_fail(errno, "cannot open /proc/self/pagemap");
+    if (wl_pagemap(map, page_addr(r, 0), r->pages, pfn))
+        sys_fail(errno, "pread of /proc/self/pagemap failed");
     for (size_t i = 0; i < r->pages; i++) {
-        uint64_t ent = 0;
-        if (pread(map, &ent, 8, (off_t)((uint64_t)(page_addr(r, i) / PAGE) * 8)) != 8)
-            sys_fail(errno, "pread of /proc/self/pagemap failed");
+        uint64_t ent = pfn[i];
         pfn[i] = (ent >> 63) & 1 ? ent & ((1ULL << 55) - 1) : UINT64_MAX;
         order[i] = i;
     }

@@ -283,6 +283,10 @@ class Scenario:
     #: ``Target.assets``), e.g. "kselftest-vm".
     assets: Sequence[str] = ()
 
+    def guest_memory_mb(self, target: Target) -> int:
+        """The guest memory (MiB) this scenario wants on ``target``."""
+        return self.memory_mb
+
     def extra_cpus(self, target: Target) -> int:
         """vCPUs this scenario wants on ``target`` beyond the usual two
         (and a memoryless node's own)."""

@@ -79,7 +79,8 @@ class CompactUnevictable(Scenario):
     needs_config = ("COMPACTION",)
 
     #: 1 GiB is room enough: the hogs then touch, and compaction moves,
-    #: half of what a 2 GiB guest would make them (TCG time).
+    #: half of what a 2 GiB guest would make them (TCG time).  It is the
+    #: least MODEL-SPEC's P0 allows (two nodes of at least 512 MiB).
     memory_mb = 1024
 
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:

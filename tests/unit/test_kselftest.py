@@ -274,6 +274,18 @@ def test_the_kselftest_guest_gets_a_third_cpu_where_the_migration_test_runs():
     assert KselftestVm().extra_cpus(T("5.10.223")) == 0 and KselftestVm().extra_cpus(T("5.0.0")) == 0
 
 
+def test_the_kselftest_guest_is_1_gib_only_where_its_programs_were_seen_to_pass_so():
+    from harness.scenarios.kselftest_vm import KselftestVm
+
+    class T:
+        def __init__(self, version):
+            self.kernel_version = version
+
+    assert KselftestVm().guest_memory_mb(T("5.0.0")) == 1024
+    for version in ("5.10.223", "6.1.158", "6.12.117", "garbage"):
+        assert KselftestVm().guest_memory_mb(T(version)) == 2048, version
+
+
 MIGRATION_FLAKES = {
     # recorded: 6.12 arm64 (r612-1), shared_anon's 100 failed moves in a row
     "shared_anon": "6.12-arm64-migration-shared-anon-retries.out",

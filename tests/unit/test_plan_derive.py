@@ -56,7 +56,7 @@ DERIVED_PAGES = {
     # 32 pages written through the mapping (dirty, with buffer heads), 32 written back by sync
     "page-cache": ("file+private+dirty*32", "file+private*32"),
     # pad and w written through their mappings: dirty until a step's before: starts their writeback
-    "writeback": ("file+private+dirty*24",),
+    "writeback": ("file+private+dirty*16",),
     # 1024 base pages and one THP, all on node 0
     "enomem": ("anon*1024", "thp"),
     # one THP on node 0 (node 1's holder is made by the prepare, outside the model)
