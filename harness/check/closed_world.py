@@ -54,7 +54,7 @@ class Ambient:
 def ambient_list(kernel: str, path: Optional[Path] = None) -> list[Ambient]:
     """The ambient entries for a kernel version (the model's rules name)."""
     path = path or AMBIENT_FILE
-    data = yaml.safe_load(path.read_text())
+    data = _load(path)
     entries = data.get("kernels", {}).get(kernel)
     if entries is None:
         raise UserError(f"{path} lists no ambient fields for kernel {kernel}",
@@ -66,6 +66,20 @@ def ambient_list(kernel: str, path: Optional[Path] = None) -> list[Ambient]:
             continue
         out.append(_entry(entry, path))
     return out
+
+
+_LOADED: dict = {}
+
+
+def _load(path: Path) -> dict:
+    """The ambient file, parsed once while its text is the same: every
+    scenario of a run reads it twice, 20 ms of YAML each.  (Callers only
+    read what it returns.)"""
+    text = path.read_text()
+    if text not in _LOADED:
+        _LOADED.clear()
+        _LOADED[text] = yaml.safe_load(text)
+    return _LOADED[text]
 
 
 def ambient_from(data: dict, name: str, path: Path) -> list[Ambient]:
@@ -87,7 +101,7 @@ def ambient_messages(kernel: str, path: Optional[Path] = None) -> list[re.Patter
     """Error-level kernel messages a quiet guest of this version logs
     whatever a scenario does (``messages:`` in the ambient file)."""
     path = path or AMBIENT_FILE
-    data = yaml.safe_load(path.read_text())
+    data = _load(path)
     out = []
     for entry in data.get("messages", {}).get(kernel, []) or []:
         if not isinstance(entry, dict) or not entry.get("pattern") or not entry.get("why"):
