@@ -26,7 +26,7 @@ from harness.arches import arch as lookup_arch
 from harness.check.closed_world import ambient_messages
 from harness.errors import HarnessError, UserError
 from harness.host import proc
-from harness.host.cache import Cache, disk_full, drop_scratch, is_disk_full, owned_scratch
+from harness.host.cache import Cache, disk_full, drop_scratch, is_disk_full, owned_scratch, sweep_stale
 from harness.host.progress import Steps
 from harness.host.rundir import (
     EncodedParts,
@@ -213,6 +213,10 @@ class Pipeline:
         # scenario's entry (a new object each time it is recorded) is
         # encoded once
         self._results_parts = EncodedParts(("arches", "*", "scenarios", "*"))
+        # the saved-guest states of a run killed with SIGKILL (~80 MiB a
+        # shape) go now, not at the next run that saves a guest: a run of
+        # one scenario may never save one
+        sweep_stale(Cache().root / "saved-guests")
         info = {
             "schema": 1,
             "status": "running",

@@ -579,10 +579,9 @@ def test_guests_of_a_shape_used_again_start_from_one_saved_guest(fake_run, vms, 
     assert not list(Cache().dir("saved-guests").iterdir())
 
 
-def test_states_a_killed_run_left_are_swept_by_the_next_run(fake_run):
-    """A run killed with SIGKILL cannot delete its saved guests' states
-    (~80 MiB a shape): they are the cache's ``.tmp-*`` entries of a dead
-    owner, and the next run that saves a guest removes them."""
+def _killed_and_alive_states() -> Path:
+    """The saved-guest states of a run killed with SIGKILL (a dead owner)
+    and of a run still going (this process), in the cache."""
     dead = subprocess.Popen(["true"])
     dead.wait()
     parent = Cache().dir("saved-guests")
@@ -593,8 +592,26 @@ def test_states_a_killed_run_left_are_swept_by_the_next_run(fake_run):
     alive = parent / ".tmp-run-alive"  # another run's, still going (this process)
     alive.mkdir()
     alive.with_name(alive.name + ".owner").write_text(f"{os.getpid()} {Path('/proc/sys/kernel/random/boot_id').read_text().strip()}\n")
+    return parent
+
+
+def test_states_a_killed_run_left_are_swept_by_the_next_run(fake_run):
+    """A run killed with SIGKILL cannot delete its saved guests' states
+    (~80 MiB a shape): they are the cache's ``.tmp-*`` entries of a dead
+    owner, and the next run removes them."""
+    parent = _killed_and_alive_states()
     outcome = fake_run(Passing(), Failing())
     assert all(_boots(outcome).values())
+    assert sorted(p.name for p in parent.iterdir()) == [".tmp-run-alive", ".tmp-run-alive.owner"]
+
+
+def test_states_a_killed_run_left_are_swept_by_a_run_that_saves_no_guest(fake_run):
+    """A run of one scenario boots its guest and saves none: it sweeps
+    the dead run's states all the same (make test-faults found them left
+    for the next test after a SIGKILLed run and its one-scenario rerun)."""
+    parent = _killed_and_alive_states()
+    outcome = fake_run(Passing())
+    assert not any(_boots(outcome).values())
     assert sorted(p.name for p in parent.iterdir()) == [".tmp-run-alive", ".tmp-run-alive.owner"]
 
 
