@@ -591,8 +591,9 @@ class Pipeline:
             # making the saved guest (the first scenario of its shape) is the
             # shape's cost, not this scenario's: its time is left out
             started += time.monotonic() - before
-            if saved is not None:
-                request = replace(request, restore=saved)
+            # what the kernel logs from the guest's first command on is the
+            # scenario's
+            request = replace(request, restore=saved, ready_command=f"echo '<7>{kmsg_mod.SCENARIO_BEGINS}' > /dev/kmsg")
             with Machine(request, sdir, echo=None) as machine:
                 self.stage = "scenario"
                 outcome.accel = machine.accel.accel if machine.accel else None
@@ -603,8 +604,6 @@ class Pipeline:
                     how = "restored" if machine.times.restored else "booted"
                     self.say(f"[{target.arch.name}] {scenario.name}: {how} in {outcome.boot_s:.1f}s ({outcome.accel})")
                 self.steps.start(step, f"[{target.arch.name}] {scenario.name}: running")
-                # what the kernel logs from here on is the scenario's
-                machine.run(f"echo '<7>{kmsg_mod.SCENARIO_BEGINS}' > /dev/kmsg", timeout=60, check=True)
                 # a long command still running after the kernel logged an
                 # error it was not allowed ends at the next liveness check
                 allowed = captures.allowed_messages

@@ -30,6 +30,7 @@ from harness.host.apt import Apt
 from harness.host.cache import Cache, key_of, raise_if_disk_full, sha256_file
 from harness.host.paths import guest_dir
 from harness.image import cpio, elf
+from harness.image.boot_state import TRACE_BUFFER_KB
 
 RECIPE_VERSION = 2  # 2: a nobody user (kselftest on-fault-limit)
 MARKER = "HARNESS-"
@@ -85,6 +86,7 @@ def render_init(template: str, image_id: str) -> str:
         netdev=NETDEV,
         guest_ip=GUEST_IP,
         gateway_ip=GATEWAY_IP,
+        trace_buffer_kb=TRACE_BUFFER_KB,
     )
 
 
@@ -207,6 +209,7 @@ class ImageBuilder:
                 "debs": {name: sha256_file(path) for name, path in debs.items()},
                 "guest": sources,
                 "compiler": cc.version,
+                "trace_buffer_kb": TRACE_BUFFER_KB,
             }
         )
         final = self.cache.dir("images") / key

@@ -13,12 +13,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
+from harness.image.boot_state import TRACE_BUFFER_KB
+
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENTS = ("migrate", "compaction", "oom/compact_retry")
 
 
-def setup_command(buffer_kb: int = 8192, events: Sequence[str] = EVENTS) -> str:
-    """Guest shell: pick tracefs, size the buffer, enable the events, clear."""
+#: The per-CPU ring buffer (KiB) every guest's init sizes while booting:
+#: trace-setup asks for the same (see harness.image.boot_state).
+BUFFER_KB = TRACE_BUFFER_KB
+
+
+def setup_command(buffer_kb: int = BUFFER_KB, events: Sequence[str] = EVENTS) -> str:
+    """Guest shell: pick tracefs, size the buffer, enable the events, and
+    empty the buffer if anything is in it (a fresh guest's is empty: the
+    reset waits for an RCU grace period, 0.06 s under TCG)."""
     enables = " ".join(f"$T/events/{e}/enable" for e in events)
     return (
         "for d in " + " ".join(TRACEFS) + "; do [ -e $d/trace ] && T=$d && break; done; "
@@ -26,7 +35,8 @@ def setup_command(buffer_kb: int = 8192, events: Sequence[str] = EVENTS) -> str:
         "echo 0 > $T/tracing_on; "
         f"echo {buffer_kb} > $T/buffer_size_kb; "
         f"for f in {enables}; do [ -e $f ] && echo 1 > $f; done; "
-        "echo > $T/trace; echo 1 > $T/tracing_on; echo $T"
+        "if grep -q '^entries: [1-9]' $T/per_cpu/cpu*/stats; then echo > $T/trace; fi; "
+        "echo 1 > $T/tracing_on; echo $T"
     )
 
 
@@ -34,11 +44,28 @@ READ = (
     "for d in " + " ".join(TRACEFS) + "; do [ -e $d/trace ] && T=$d && break; done; "
     "cat $T/trace"
 )
-#: Per-CPU buffer statistics (overruns mean lost events).
-STATS = (
-    "for d in " + " ".join(TRACEFS) + "; do [ -e $d/trace ] && T=$d && break; done; "
+#: The line between the trace and the stats in READ_WITH_STATS's output.
+STATS_MARK = "#### harness: per-CPU buffer stats ####"
+#: The trace and then its per-CPU buffer stats (overruns mean lost
+#: events) in one guest command, one SSH round trip, not two;
+#: ``split_stats`` parts them.  The stats are read after the trace, as
+#: they were by two commands.
+READ_WITH_STATS = (
+    READ + " || exit; "
+    f"echo '{STATS_MARK}'; "
     "for c in $T/per_cpu/cpu*; do echo \"== ${c##*/}\"; cat $c/stats; done"
 )
+
+
+def split_stats(text: str) -> tuple[str, str]:
+    """READ_WITH_STATS's output as (trace text, stats text).  The last mark
+    is the one the command echoed: an event's text can only come before
+    it.  Without a mark (a truncated output), all of it is trace."""
+    trace_text, mark, stats = text.rpartition(STATS_MARK + "\n")
+    if not mark:
+        return text, ""
+    return trace_text, stats
+
 
 _LINE = re.compile(
     r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?:(?P<flags>[^\s\d][^\s]*)\s+)?"

@@ -85,7 +85,7 @@ class Balloon(Scenario):
         guest_command(guest, captures, "meminfo-inflated", "cat /proc/meminfo")
         make_holes(guest, captures, "holes", held)
         guest_command(guest, captures, "kpf-before", f"mmdrive -c 'kpageflags {KPF_BALLOON}'")
-        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
         guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")
         guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
                       timeout=self.timeout)

@@ -154,10 +154,12 @@ def kernel_errors(guest: Guest, allowed: Iterable[re.Pattern] = ()) -> list:
 
 
 def collect_trace(guest: Guest, captures: Captures) -> None:
-    """Read the trace buffer (trace.out) and its per-CPU stats (trace-stats.out)."""
-
-    guest_command(guest, captures, "trace", trace_mod.READ, timeout=300)
-    guest_command(guest, captures, "trace-stats", trace_mod.STATS)
+    """Read the trace buffer (trace.out) and then its per-CPU stats
+    (trace-stats.out), in one guest command."""
+    result = guest_command(guest, captures, "trace", trace_mod.READ_WITH_STATS, timeout=300)
+    trace_text, stats = trace_mod.split_stats(result.stdout)
+    captures.save("trace.out", trace_text)
+    captures.save("trace-stats.out", stats)
 
 
 def run_mmdrive(guest: Guest, captures: Captures, text: str, timeout: float, after: Sequence[tuple[str, str]] = ()) -> dict:

@@ -68,7 +68,7 @@ class Cma(Scenario):
         observation = self.prepare(guest, captures)
         area, base, count = parse_area(guest_command(guest, captures, "cma-area", AREA).stdout)
         observation.update(area=area, base_pfn=base, count=count)
-        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
         observation.update(run_mmdrive(guest, captures, script(area), self.timeout))
         return observation
 

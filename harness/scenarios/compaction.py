@@ -287,7 +287,7 @@ class CompactMemory(Scenario):
         observation["held"] = len(held)
         guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")
         guest_command(guest, captures, "buddyinfo-before", "cat /proc/buddyinfo")
-        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
         guest_command(guest, captures, "compact-memory", snapshot_around("compact_memory", "echo 1 > /proc/sys/vm/compact_memory"),
                       timeout=self.timeout)
         observation["per_node"] = target.numa_nodes >= 2

@@ -126,7 +126,7 @@ def fragmented_node(guest: Guest, target: Target, captures: Captures, observatio
     numa = target.numa_nodes >= 2
     held = held_pids(guest_command(guest, captures, "fragment", fill(numa), timeout=300).stdout, "anon")
     observation["held"] = len(held)
-    guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+    guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
     return held, f"mmdrive -c 'alloc big {THP_MB * 256}{' node=0' if numa else ''} thp' -c 'smaps big'"
 
 

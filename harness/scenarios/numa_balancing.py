@@ -111,7 +111,7 @@ class NumaBalancing(Scenario):
 
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
-        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
         guest_command(guest, captures, "sysctls", knob_writes(target.rules.numa_scan_knobs))
         script = workload_script()
         captures.save("workload.script", script)

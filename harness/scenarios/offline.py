@@ -139,7 +139,7 @@ class MemoryOffline(Scenario):
                              hint="the scenario boots with movablecore=512M; see memory-blocks.out",
                              log_path=captures.directory / "memory-blocks.out")
         observation.update(block=block.name, block_index=block.index, block_bytes=size)
-        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
         observation.update(run_mmdrive(guest, captures, script(block.name), self.timeout, after=[("memory-blocks-after", BLOCKS)]))
         return observation
 

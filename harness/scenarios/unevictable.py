@@ -86,7 +86,7 @@ class CompactUnevictable(Scenario):
     def drive(self, guest: Guest, target: Target, captures: Captures, qmp=None) -> dict:
         observation = self.prepare(guest, captures)
         guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")
-        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
         free = free_mb(guest_command(guest, captures, "free-memory", FREE_MEMORY).stdout)
         observation.update(run_mmdrive(guest, captures, script(free), self.timeout,
                                        after=[("sysctl-restore", f"echo 1 > {SYSCTL}")]))

@@ -112,7 +112,7 @@ class Zram(Scenario):
         pids = held_pids(guest_command(guest, captures, "fill", SETUP, timeout=self.timeout).stdout, "zfill")
         guest_command(guest, captures, "vmstat-after-fill", snapshot_mod.SNAPSHOT)
         make_holes(guest, captures, "holes", hogs)
-        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(buffer_kb=16384), timeout=60)
+        guest_command(guest, captures, "trace-setup", trace_mod.setup_command(), timeout=60)
         guest_command(guest, captures, "mm-stat-before", "cat /sys/block/zram0/mm_stat")
         guest_command(guest, captures, "zspages-before", f"mmdrive -c '{zspage_selector(target.rules)}'")
         guest_command(guest, captures, "zoneinfo", "cat /proc/zoneinfo")

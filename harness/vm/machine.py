@@ -121,11 +121,17 @@ class MachineRequest:
     #: Start from this saved guest (QEMU -incoming) instead of booting;
     #: every other field must be those of the request it was saved from.
     restore: Optional[SavedGuest] = None
+    #: A guest command run with the first SSH command, once the guest is
+    #: ready (booted or restored): the pipeline's mark that its scenario
+    #: begins, without a round trip of its own.  It fails the start as
+    #: that command would.
+    ready_command: Optional[str] = None
 
     def shape(self) -> "MachineRequest":
-        """The request without its saved guest: requests of one shape can
-        share one."""
-        return dataclasses.replace(self, restore=None)
+        """The request without its saved guest and its ready command:
+        requests of one shape can share one saved guest (which is saved
+        before any ready command runs)."""
+        return dataclasses.replace(self, restore=None, ready_command=None)
 
 
 @dataclass
@@ -463,7 +469,7 @@ class Machine:
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {hostkey.detail}\n")
         remaining = max(5.0, deadline - time.monotonic(), self.request.ssh_timeout)
         self.ssh.connect(min(remaining, self.request.ssh_timeout), alive=lambda: self.child is not None and self.child.isalive())
-        first = self.ssh.run("true", timeout=30)
+        first = self.ssh.run(self.request.ready_command or "true", timeout=30)
         if not first.ok:
             raise InfraError(f"the first SSH command failed (status {first.status}): {first.stderr.strip()}")
         self.times.ssh = time.monotonic()
@@ -491,8 +497,9 @@ class Machine:
         # clock: credit fresh bytes and reseed the CRNG from them (a write
         # alone leaves it on the saved key for up to 300 s: the guests
         # would read the same bytes), and step the clock to now
-        fresh = self.ssh.run(f"seed --reseed - && date -s @{int(time.time())} > /dev/null", timeout=30,
-                             stdin=os.urandom(512))
+        fresh = self.ssh.run(f"seed --reseed - && date -s @{int(time.time())} > /dev/null"
+                             + (f" && {self.request.ready_command}" if self.request.ready_command else ""),
+                             timeout=30, stdin=os.urandom(512))
         if not fresh.ok:
             raise InfraError(f"the restored guest's first SSH command failed (status {fresh.status}): {fresh.stderr.strip()}")
         self.times.ssh = time.monotonic()
@@ -512,7 +519,7 @@ class Machine:
                 raise InfraError(f"QEMU exited while {doing}", log_path=self.console_log, log_tail=tail_of(self.console_log, 10))
             if time.monotonic() > deadline:
                 raise InfraError(f"{doing} did not finish in time (migration {status})")
-            time.sleep(0.02)
+            time.sleep(0.01)
 
     def save(self, directory: Path, timeout: float = 120.0) -> SavedGuest:
         """Save this guest as it is now (booted, its first SSH command
@@ -729,7 +736,7 @@ class Machine:
     def _wait_exit(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while self.child is not None and self.child.isalive() and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.005)
 
     def _kill(self) -> None:
         if self.ssh is not None:
@@ -742,6 +749,15 @@ class Machine:
                     self.child.kill(signal.SIGKILL)
                 except OSError:
                     pass
+            self._wait_exit(2.0)
+            if self.watcher is not None:
+                # the console's last lines are read before its pty is closed
+                self.watcher.eof.wait(timeout=1.0)
+            # pexpect sleeps delayafterclose (0.1 s) after closing the pty
+            # "to give the kernel time" to end the child: QEMU was reaped
+            # above (or is killed by close's own terminate), so it is not
+            # waited for again, 0.1 s of every guest
+            self.child.ptyproc.delayafterclose = 0.0
             try:
                 self.child.close(force=True)
             except (OSError, pexpect.ExceptionPexpect):

@@ -40,7 +40,7 @@ class Qmp:
                     self._open = True
                     self._record("greeting", greeting)
                     return
-            time.sleep(0.02)
+            time.sleep(0.005)
         raise InfraError(f"no QMP connection at {self.socket_path} within {timeout:.0f}s: {last}")
 
     def command(self, name: str, **args: Any) -> Any:

@@ -126,7 +126,9 @@ class Ssh:
                 raise InfraError(f"command {command!r} did not finish within {timeout:.0f}s")
             if not transport.is_active():
                 raise InfraError(f"the SSH connection dropped while running {command!r}")
-            time.sleep(0.01)
+            # wakes as soon as the exit status arrives (a guest command ends
+            # every 10 ms on average 5 ms sooner than with a plain sleep)
+            channel.status_event.wait(0.01)
         status = channel.recv_exit_status() if channel.status_event.is_set() else -1
         if status == -1:
             # closed without an exit status (paramiko's -1): the connection, the

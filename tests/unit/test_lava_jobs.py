@@ -17,6 +17,7 @@ import yaml
 
 from harness.errors import UserError
 from harness.image import cpio
+from harness.observe import trace as trace_mod
 from harness.pipeline import recheck
 from harness.workflows.lava import collect as collect_mod
 from harness.workflows.lava import jobs as jobs_mod
@@ -110,6 +111,8 @@ def test_collect_turns_a_jobs_console_into_a_run_that_checks_like_the_local_one(
     names = ["preconditions", "trace-setup", "workload", "trace", "trace-stats"]
     outputs = [(recorded / f"{n}.out").read_text() if (recorded / f"{n}.out").exists() else
                gzip.decompress((recorded / f"{n}.out.gz").read_bytes()).decode() for n in names]
+    # the trace and its stats are one command's output since they are read together
+    outputs[3:] = [outputs[3] + trace_mod.STATS_MARK + "\n" + outputs[4]]
     log = [{"dt": "2026-12-04T00:00:00", "lvl": "info", "msg": "start: 1 tmpfs-deploy"}]
     log += [{"dt": "2026-12-04T00:00:01", "lvl": "target", "msg": line} for line in console_from_captures(commands, outputs)]
     (jdir / collect_mod.LOG).write_text(yaml.safe_dump(log))

@@ -11,6 +11,7 @@ import pytest
 
 from harness.errors import InfraError
 from harness.kernel import kconfig
+from harness.observe import trace as trace_mod
 from harness.scenarios import Target, select
 from harness.scenarios.base import Captures
 from harness.scenarios.plan.script import guest_script
@@ -67,11 +68,11 @@ def test_a_job_cut_short_or_garbled_is_infrastructure_trouble_naming_the_command
 
 def test_plan_scenarios_transcribe_and_scenarios_that_read_the_guest_do_not():
     commands = tr.transcribe(scenario("move-pages-basic"), target())
-    # preconditions, trace setup, the workload, the trace and its stats
-    assert [c.index for c in commands] == [0, 1, 2, 3, 4]
+    # preconditions, trace setup, the workload, the trace with its stats
+    assert [c.index for c in commands] == [0, 1, 2, 3]
     assert commands[0].command.startswith("echo 0 > /proc/sys/kernel/numa_balancing")
     assert commands[2].command == "taskset 1 mmdrive 2>&1 || mmdrive" and commands[2].timeout == 600.0
-    assert [c.stdin is not None for c in commands] == [False, False, True, False, False]
+    assert [c.stdin is not None for c in commands] == [False, False, True, False]
     assert commands[2].stdin.decode() == guest_script(scenario("move-pages-basic").plan)  # the plan's mmdrive script as stdin
     with pytest.raises(tr.NotTranscribable, match="reads the live guest"):
         tr.transcribe(scenario("compact-memory"), target())
@@ -92,9 +93,11 @@ def test_replaying_a_recorded_run_through_the_driver_writes_the_same_captures(tm
                 return (gzip.decompress(data) if path.suffix == ".gz" else data).decode()
         return ""
 
-    names = ["preconditions", "trace-setup", "workload", "trace", "trace-stats"]
+    names = ["preconditions", "trace-setup", "workload", "trace"]
     assert len(names) == len(commands)
-    results = [tr.CommandResult(c.command, 0, capture(n), "", 0.0) for c, n in zip(commands, names)]
+    outputs = [capture(n) for n in names]
+    outputs[3] += trace_mod.STATS_MARK + "\n" + capture("trace-stats")  # (read in one command)
+    results = [tr.CommandResult(c.command, 0, out, "", 0.0) for c, out in zip(commands, outputs)]
     guest = tr.Replayer(commands, results)
     observation = scenario("move-pages-basic").drive(guest, target(), Captures(tmp_path / "replayed"), qmp=None)
     assert observation == {k: v for k, v in json.loads((recorded / "observation.json").read_text()).items() if k != "captures"}
