@@ -6,9 +6,7 @@ and messages as that kernel's local run."""
 import json
 from pathlib import Path
 
-from harness.check.closed_world import CHECK_NAME
 from harness.pipeline import recheck
-from harness.scenarios.shell_world import RESTING_NAME
 from harness.workflows.lava.collect import collect, console_lines
 
 from .test_replay import materialize
@@ -24,11 +22,13 @@ def collected(name, tmp_path):
     return recheck(collect(root / "jobs", tmp_path / "runs"), reports=False), local
 
 
-#: Checks every step has had since the local runs were recorded (the
-#: closed world, the resting state, the per-node accounting and the counters
-#: the model learnt since): the LAVA run has them, the record not.
-SINCE = (CHECK_NAME, RESTING_NAME)
-SINCE_PREFIXES = ("node0: ", "node1: ", "Δthp_deferred_split_page", "Δnr_written", "ΔHardwareCorrupted")
+#: Checks added after the local runs were recorded (the LAVA run,
+#: rechecked by today's code, has them; the record not): none, both were
+#: recorded again when the plan scenarios' commands changed (the trace and
+#: its stats read in one command).  A check added later goes here until
+#: the next recording.
+SINCE: tuple = ()
+SINCE_PREFIXES: tuple = ()
 
 
 def since(name):
@@ -90,6 +90,6 @@ def test_a_job_the_kernel_cut_short_is_the_kernels_failure(tmp_path):
             (other / "job.log.yaml").unlink()
     doc = recheck(collect(root / "jobs", tmp_path / "runs"), reports=False)
     entry = doc["arches"]["arm64"]["scenarios"]["entry-errors"]
-    assert entry["error_blame"] == "kernel" and "no result for 3 of 5 commands" in entry["error"]
+    assert entry["error_blame"] == "kernel" and "no result for 2 of 4 commands" in entry["error"]
     assert "Kernel panic - not syncing" in entry["error"]
     assert run_exit_code(doc) == 4
