@@ -19,21 +19,18 @@ TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENTS = ("migrate", "compaction", "oom/compact_retry")
 
 
-#: The per-CPU ring buffer (KiB) every guest's init sizes while booting:
-#: trace-setup asks for the same (see harness.image.boot_state).
-BUFFER_KB = TRACE_BUFFER_KB
-
-
-def setup_command(buffer_kb: int = BUFFER_KB, events: Sequence[str] = EVENTS) -> str:
-    """Guest shell: pick tracefs, size the buffer, enable the events, and
-    empty the buffer if anything is in it (a fresh guest's is empty: the
-    reset waits for an RCU grace period, 0.06 s under TCG)."""
+def setup_command(events: Sequence[str] = EVENTS) -> str:
+    """Guest shell: pick tracefs, ask for the ring buffer size every
+    guest's init gave it while booting (harness.image.boot_state: a no-op
+    in the kernel), enable the events, and empty the buffer if anything is
+    in it (a fresh guest's is empty: the reset waits for an RCU grace
+    period, 0.06 s under TCG)."""
     enables = " ".join(f"$T/events/{e}/enable" for e in events)
     return (
         "for d in " + " ".join(TRACEFS) + "; do [ -e $d/trace ] && T=$d && break; done; "
         '[ -n "$T" ] || { echo "no tracefs" >&2; exit 1; }; '
         "echo 0 > $T/tracing_on; "
-        f"echo {buffer_kb} > $T/buffer_size_kb; "
+        f"echo {TRACE_BUFFER_KB} > $T/buffer_size_kb; "
         f"for f in {enables}; do [ -e $f ] && echo 1 > $f; done; "
         "if grep -q '^entries: [1-9]' $T/per_cpu/cpu*/stats; then echo > $T/trace; fi; "
         "echo 1 > $T/tracing_on; echo $T"

@@ -5,6 +5,7 @@ should, and the guest's init sizes the buffer as trace-setup asks."""
 import subprocess
 from pathlib import Path
 
+from harness.image.boot_state import TRACE_BUFFER_KB
 from harness.image.initramfs import render_init
 from harness.observe import trace as trace_mod
 from harness.host.paths import guest_dir
@@ -40,7 +41,7 @@ def test_setup_leaves_a_fresh_buffer_alone_and_empties_a_used_one(tmp_path):
     done = sh(trace_mod.setup_command(), fresh)
     assert done.returncode == 0 and done.stdout.strip() == str(fresh)
     assert (fresh / "trace").read_text() == TRACE  # nothing to empty: no reset (it waits for RCU)
-    assert (fresh / "buffer_size_kb").read_text().strip() == str(trace_mod.BUFFER_KB)
+    assert (fresh / "buffer_size_kb").read_text().strip() == str(TRACE_BUFFER_KB)
     assert all((fresh / "events" / e / "enable").read_text().strip() == "1" for e in trace_mod.EVENTS)
     assert (fresh / "tracing_on").read_text().strip() == "1"
     used = fake_tracefs(tmp_path / "used", entries=(0, 3))
@@ -81,7 +82,7 @@ def test_the_guest_init_sizes_the_buffer_trace_setup_asks_for(tmp_path):
     start = init.index("for t in /sys/kernel/tracing")
     loop = init[start:init.index("done\n", start) + 4]
     assert sh(loop, t).returncode == 0
-    assert (t / "buffer_size_kb").read_text().strip() == str(trace_mod.BUFFER_KB)
+    assert (t / "buffer_size_kb").read_text().strip() == str(TRACE_BUFFER_KB)
     # before the LAVA branch: a LAVA guest's buffer is sized at boot too
     assert start < init.index("harness.lava")
-    assert f"echo {trace_mod.BUFFER_KB} > $T/buffer_size_kb" in trace_mod.setup_command()
+    assert f"echo {TRACE_BUFFER_KB} > $T/buffer_size_kb" in trace_mod.setup_command()
