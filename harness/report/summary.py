@@ -1,5 +1,5 @@
-"""The human summary: a table per arch, the failures in detail, and the
-cross-arch view with the model's account of each difference."""
+"""The human summary: a table per arch, the cross-arch view with the
+model's account of each difference, and then the failures in detail."""
 from __future__ import annotations
 
 from harness.report.model import outcomes, run_status
@@ -26,6 +26,9 @@ def summary_text(doc: dict) -> str:
                 first = next(c for c in checks if c.status is Status.FAIL)
                 note = f"{first.step}: {first.name}"
             lines.append(f"{name:22} {status.name:6} {counts[Status.PASS]:5} {counts[Status.FAIL]:5} {counts[Status.ERROR]:5}  {note}")
+    # the failures come last, after the across-arches table: a log's tail
+    # (CI shows only the end of what a run printed) says what failed
+    lines += cross_arch_lines(doc)
     failures = [(arch, check) for arch, _, outcome in outcomes(doc) for check in outcome.checks
                 if check.status in (Status.FAIL, Status.ERROR)]
     if failures:
@@ -37,7 +40,6 @@ def summary_text(doc: dict) -> str:
         lines += ["", "== scenario errors"]
         for arch, name, error in errors:
             lines.append(f"[{arch}] {name}: " + error.replace("\n", "\n    "))
-    lines += cross_arch_lines(doc)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -1,4 +1,5 @@
 """Checker semantics, statuses, and the report formats."""
+import copy
 import xml.etree.ElementTree as ET
 
 from harness.check import Checker
@@ -71,6 +72,19 @@ def test_ktap_and_junit_and_summary(tmp_path):
     assert suite.find("testcase/failure").get("message") == "first difference at index 1"
     summary = summary_text(doc)
     assert "FAIL s/st/bad (exact)" in summary and "expected: [1, 2]" in summary and "observed: [1, 3]" in summary
+
+
+def test_summary_ends_with_the_failures_after_the_across_arches_table():
+    """CI shows a run's last lines: with two arches the failures come after
+    the across-arches table, so the tail says what failed and why."""
+    doc = doc_with(PASS, FAIL)
+    doc["arches"]["arm64"] = copy.deepcopy(doc["arches"]["x86_64"])
+    doc["arches"]["arm64"]["scenarios"]["t"] = {"error": "guest never booted", "checks": []}
+    summary = summary_text(doc)
+    across, failures, errors = (summary.index(h) for h in ("== across arches", "== failures", "== scenario errors"))
+    assert across < failures < errors
+    assert summary.rstrip().endswith("[arm64] t: guest never booted")
+    assert summary.count("[arm64] FAIL s/st/bad (exact)") == 1
 
 
 def test_skip_in_ktap_and_junit(tmp_path):
