@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from harness.image import cpio  # noqa: E402
+from harness.vm import stuck  # noqa: E402
 
 PANIC_LINES = [
     "[   12.345678] sysrq: SysRq : Trigger a crash",
@@ -235,11 +236,31 @@ class Fake:
                 time.sleep(0.005)
         while channel.recv_ready():
             stdin += channel.recv(65536)
-        status, stdout, stderr = self.interpret(command, stdin)
+        if command == stuck.PROBE:  # the harness asks what the tasks are doing
+            status, stdout, stderr = 0, self.proc_samples(), b""
+        else:
+            status, stdout, stderr = self.interpret(command, stdin)
         channel.sendall(stdout)
         channel.sendall_stderr(stderr)
         channel.send_exit_status(status)
         channel.close()
+
+    def proc_samples(self):
+        """The probe's answer as this fake's /proc would give it: sshd
+        asleep, and a wedged command's task asleep in D state, never run."""
+        def stat(tid, comm, state):
+            return f"{tid} ({comm}) {state} 1 1 1 0 -1 4194560 0 0 0 0 2 3 0 0 20 0 1 0 50 0"
+        tasks = [(90, "sshd", "S")] + ([(101, "wedge", "D")] if getattr(self, "wedged", False) else [])
+        lines = ["S 200"]
+        for tag, up in (("A", "30.00"), ("B", "32.00")):
+            lines.append(f"{tag} uptime {up} 50.00")
+            lines += [f"{tag} {stat(*task)}" for task in tasks]
+            lines += [f"{tag}s {tid} 1000 10 7" for tid, _, _ in tasks]
+        for tid, comm, _ in tasks:
+            lines += [f"W {tid} {'folio_wait_bit_common' if comm == 'wedge' else 'do_select'}", f"C {tid} {comm}"]
+        if getattr(self, "wedged", False):
+            lines.append("K 101 [<0>] folio_wait_bit_common+0x1a4/0x2f0")
+        return ("\n".join(lines) + "\n").encode()
 
     def interpret(self, command, stdin):
         """(status, stdout, stderr) of one guest command line: ``&&``-joined
@@ -272,6 +293,9 @@ class Fake:
         if name == "freeze":  # sshd stops answering requests: a new channel's exec never gets a reply
             self.frozen = True
             self.hung = True
+            time.sleep(3600)
+        if name == "wedge":  # the kernel holds the command's task (D state); the guest answers others
+            self.wedged = True
             time.sleep(3600)
         if name == "hang":  # the kernel stops scheduling anything: nothing answers any more
             self.hung = True

@@ -20,7 +20,7 @@ from harness.observe import kmsg as kmsg_mod
 from harness.observe import trace as trace_mod
 from harness.observe import workload as workload_mod
 from harness.result import CheckResult
-from harness.vm.command import CommandResult
+from harness.vm.command import CommandResult, partial_output
 
 #: Common preconditions (MODEL-SPEC section 7, P0), applied before each
 #: scenario; each line tolerates a knob this kernel does not have.
@@ -120,7 +120,16 @@ def guest_command(guest: Guest, captures: Captures, name: str, command: str, tim
     """Run a command, keep its output as ``name``.out (and .err) and its
     wall time in commands.jsonl."""
     start = time.monotonic()
-    result = guest.run(command, timeout=timeout, stdin=stdin)
+    try:
+        result = guest.run(command, timeout=timeout, stdin=stdin)
+    except HarnessError as exc:
+        partial = partial_output(exc)
+        if partial is not None:  # evidence: what it printed before its time ran out
+            captures.timed(name, time.monotonic() - start, None)
+            captures.save(f"{name}.out", partial[0])
+            if partial[1]:
+                captures.save(f"{name}.err", partial[1])
+        raise
     captures.timed(name, time.monotonic() - start, result.status)
     captures.save(f"{name}.out", result.stdout)
     if result.stderr:

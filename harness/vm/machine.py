@@ -34,7 +34,8 @@ from harness.host.proc import quote
 from harness.image.initramfs import overlay
 from harness.vm import accel as accel_mod
 from harness.vm.cmdline import MachineSpec, qemu_argv
-from harness.vm.command import CommandResult
+from harness.vm import stuck
+from harness.vm.command import CommandResult, CommandTimeout
 from harness.vm.console import ConsoleEvent, ConsoleWatcher, Kind
 from harness.vm.qmp import Qmp
 from harness.vm.ssh import Ssh, free_port, new_key
@@ -613,7 +614,8 @@ class Machine:
             fatal = self.wait_fatal(2.0)
             if fatal:
                 raise self._kernel_error(f"the kernel died while running {command!r}: {fatal.line.strip()}") from exc
-            if not hung and "did not finish within" in exc.message:
+            timed_out = isinstance(exc, CommandTimeout)
+            if not hung and timed_out:
                 why = self._unresponsive()
                 if why:
                     hung.append(why)
@@ -621,6 +623,8 @@ class Machine:
                 raise self._kernel_error(f"the guest stopped responding while running {command!r}: {hung[0]}") from exc
             if logged:
                 raise self._kernel_error(f"{command!r} was still running after the kernel logged {logged[0]}") from exc
+            if timed_out:
+                self._judge_timeout(command, exc)
             if self.child is not None and not self.child.isalive():
                 self._wait_exit(0.5)
                 raise InfraError(f"QEMU exited while running {command!r} ({self._exit_text()}): {exc.message}",
@@ -640,6 +644,33 @@ class Machine:
         return result
 
     hang_probe_s = 15.0  # how long a fresh command may take before the guest counts as hung
+
+    def _judge_timeout(self, command: str, exc: CommandTimeout) -> None:
+        """A command ran past its timeout in a guest that still answers: if
+        the kernel holds one of the guest's user tasks (asleep in D state or
+        spinning in a system call, harness.vm.stuck), it is the kernel's
+        fault, raised as such with the tasks and their kernel stacks; else
+        the timeout stands, told what the busy tasks were doing."""
+        try:
+            answer = self.ssh.run(stuck.PROBE, timeout=60) if self.ssh is not None else None
+        except InfraError:
+            return
+        if answer is None or not answer.ok:
+            return
+        if self.console_log is not None:  # evidence: what every task was doing
+            try:
+                self.console_log.with_name(stuck.CAPTURE).write_text(answer.stdout)
+            except OSError:
+                pass
+        held = stuck.held(answer.stdout)
+        if held:
+            error = self._kernel_error(f"{command!r} did not finish within its time, and the kernel holds "
+                                       + "; ".join(task.describe() for task in held))
+            error.log_tail = [f"{task.tid} {task.comm}: {line}" for task in held for line in task.stack[:12]] or error.log_tail
+            raise error from exc
+        busy = stuck.busy(answer.stdout)
+        if busy:
+            exc.message += "; the guest's busy tasks: " + "; ".join(task.describe() for task in busy[:4])
 
     def _logged(self) -> Optional[str]:
         """The log probe's verdict now (None without a probe, or when the

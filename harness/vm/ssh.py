@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.errors import InfraError
-from harness.vm.command import CommandResult
+from harness.vm.command import CommandResult, CommandTimeout
 
 # paramiko's transport thread logs what the harness already handles (a
 # connection reset while dropbear starts, which the connect loop retries)
@@ -123,7 +123,8 @@ class Ssh:
                 raise InfraError(f"command {command!r} interrupted: {reason}")
             if time.monotonic() > deadline:
                 channel.close()
-                raise InfraError(f"command {command!r} did not finish within {timeout:.0f}s")
+                raise CommandTimeout(f"command {command!r} did not finish within {timeout:.0f}s",
+                                     stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
             if not transport.is_active():
                 raise InfraError(f"the SSH connection dropped while running {command!r}")
             # wakes as soon as the exit status arrives: a plain 10 ms sleep
@@ -168,7 +169,7 @@ class Ssh:
             if reason:
                 raise InfraError(f"command {command!r} interrupted: {reason}")
             if time.monotonic() > deadline:
-                raise InfraError(f"command {command!r} did not finish within {timeout:.0f}s (the guest never opened its channel)")
+                raise CommandTimeout(f"command {command!r} did not finish within {timeout:.0f}s (the guest never opened its channel)")
         if "error" in opened:
             raise InfraError(f"could not start {command!r} over SSH: {opened['error']}")
         return opened["channel"]

@@ -368,3 +368,34 @@ def test_a_view_with_an_ambient_part_that_moved_alone_is_ambient_in_every_step_k
     if kind == "plan":
         acc = closed_world.account({active_anon: 8}, {}, ambient_list("v5.0"), fields + [active_anon], step_kind=kind)
         assert acc.unexplained == [active_anon]
+
+
+def test_a_command_that_times_out_keeps_what_it_printed(tmp_path):
+    """Evidence survives a timeout: the capture holds what the command
+    printed before its time ran out, also when the machine judged the
+    timeout the kernel's (the timeout is the error's cause)."""
+    import json as json_mod
+
+    from harness.errors import KernelError
+    from harness.scenarios.base import Captures, guest_command
+    from harness.vm.command import CommandTimeout
+
+    class Stalls:
+        def __init__(self, blame_kernel):
+            self.blame_kernel = blame_kernel
+
+        def run(self, command, timeout=0, stdin=None, check=False):
+            timeout_error = CommandTimeout(f"command {command!r} did not finish within 1s",
+                                           stdout="# Starting 5 tests\nok 1 split_pmd_thp\n", stderr="half a line")
+            if not self.blame_kernel:
+                raise timeout_error
+            raise KernelError("the kernel holds split_huge_page (task 350)") from timeout_error
+
+    for blame_kernel, expected in ((False, CommandTimeout), (True, KernelError)):
+        captures = Captures(tmp_path / str(blame_kernel))
+        with pytest.raises(expected):
+            guest_command(Stalls(blame_kernel), captures, "ksft-split", "./split_huge_page_test", timeout=1)
+        assert captures.load("ksft-split.out").endswith("ok 1 split_pmd_thp\n")
+        assert captures.load("ksft-split.err") == "half a line"
+        timing = json_mod.loads((captures.directory / "commands.jsonl").read_text())
+        assert timing["name"] == "ksft-split" and timing["status"] is None

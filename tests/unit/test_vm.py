@@ -450,6 +450,23 @@ def test_a_command_that_is_only_slow_stays_infrastructure(fake_qemu, monkeypatch
         assert m.run("echo still here").stdout == "still here\n"
 
 
+def test_a_command_whose_task_the_kernel_holds_is_the_kernels_fault(fake_qemu, monkeypatch):
+    # The guest answers, but the timed-out command's task sleeps in the
+    # kernel (D state, never put on a CPU between the probe's samples): the
+    # kernel's fault, with the task's kernel stack; the probe's output kept.
+    monkeypatch.setenv("FAKE_QEMU_MODE", "boot")
+    run_dir = fake_qemu["tmp"] / "run"
+    with Machine(request(fake_qemu), run_dir) as m:
+        m.hang_probe_s = 2.0
+        with pytest.raises(KernelError) as err:
+            m.run("wedge", timeout=1.0)
+        assert "'wedge' did not finish within its time, and the kernel holds wedge (task 101" in err.value.message
+        assert "asleep in the kernel (D state) in folio_wait_bit_common" in err.value.message
+        assert err.value.log_tail == ["101 wedge: [<0>] folio_wait_bit_common+0x1a4/0x2f0"]
+        assert "A 101 (wedge) D" in (run_dir / "stuck-tasks.txt").read_text()
+    assert gone(fake_qemu["pidfile"])
+
+
 def test_a_hang_is_found_by_the_liveness_probe_long_before_the_commands_timeout(fake_qemu, monkeypatch):
     # A scenario command may be given ten minutes; a guest that hangs in
     # silence is found after liveness_s, not at the end of them.
