@@ -588,7 +588,8 @@ class Machine:
             raise InfraError("the machine is not running")
         hung: list[str] = []
         logged: list[str] = []
-        next_probe = time.monotonic() + self.liveness_s
+        started = time.monotonic()
+        next_probe = started + self.liveness_s
 
         def abort() -> Optional[str]:
             # A kernel that died says so on the console; one that hangs in
@@ -624,7 +625,7 @@ class Machine:
             if logged:
                 raise self._kernel_error(f"{command!r} was still running after the kernel logged {logged[0]}") from exc
             if timed_out:
-                self._judge_timeout(command, exc)
+                self._judge_timeout(command, exc, started)
             if self.child is not None and not self.child.isalive():
                 self._wait_exit(0.5)
                 raise InfraError(f"QEMU exited while running {command!r} ({self._exit_text()}): {exc.message}",
@@ -645,7 +646,7 @@ class Machine:
 
     hang_probe_s = 15.0  # how long a fresh command may take before the guest counts as hung
 
-    def _judge_timeout(self, command: str, exc: CommandTimeout) -> None:
+    def _judge_timeout(self, command: str, exc: CommandTimeout, started: float) -> None:
         """A command ran past its timeout in a guest that still answers: if
         the kernel holds one of the guest's user tasks (asleep in D state or
         spinning in a system call, harness.vm.stuck), it is the kernel's
@@ -662,13 +663,14 @@ class Machine:
                 self.console_log.with_name(stuck.CAPTURE).write_text(answer.stdout)
             except OSError:
                 pass
-        held = stuck.held(answer.stdout)
+        ran_for = time.monotonic() - started
+        held = stuck.held(answer.stdout, ran_for)
         if held:
             error = self._kernel_error(f"{command!r} did not finish within its time, and the kernel holds "
                                        + "; ".join(task.describe() for task in held))
             error.log_tail = [f"{task.tid} {task.comm}: {line}" for task in held for line in task.stack[:12]] or error.log_tail
             raise error from exc
-        busy = stuck.busy(answer.stdout)
+        busy = stuck.busy(answer.stdout, ran_for)
         if busy:
             exc.message += "; the guest's busy tasks: " + "; ".join(task.describe() for task in busy[:4])
 

@@ -6,11 +6,13 @@ either slow (the host was loaded, the program is busy in user space) or
 held by the kernel: a task asleep in D state (waiting in the kernel
 without end) or spinning in a system call (a livelock, e.g. compaction
 that never finishes because pages stay isolated).  The probe samples every
-task's /proc stat and schedstat twice, two seconds apart, and the judge
-tells the two apart from what a user task did in between: asleep in D
-state the whole interval (never put on a CPU), or at least half of it in
-system time with not one tick of user time, is the kernel's; anything else
-is the program's own.  Pure parsing, tested on a real /proc.
+task's /proc stat, schedstat and wchan twice, two seconds apart, and the
+judge tells the two apart from what a user task did: asleep in D state the
+whole interval (never put on a CPU); at least half of it in system time
+with not one tick of user time; or in D state at the first sample after
+waiting through the command's whole time (almost no CPU time in its life):
+the kernel's.  Anything else is the program's own.  Pure parsing, tested
+on a real /proc and on a probe recorded when a mutant kernel held a task.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ PROBE = (
     "echo \"S $$\"; sample() { read -r u < /proc/uptime; echo \"$1 uptime $u\"; "
     "for t in /proc/[0-9]*/task/[0-9]*; do "
     "read -r l < $t/stat && echo \"$1 $l\"; s=; read -r s < $t/schedstat && echo \"${1}s ${t##*/} $s\"; "
+    "w=; read -r w < $t/wchan; echo \"${1}w ${t##*/} $w\"; "
     "done 2>/dev/null; }; "
     "sample A; sleep 2; sample B; "
     "for t in /proc/[0-9]*/task/[0-9]*; do c=; read -r c < $t/cmdline; [ -n \"$c\" ] || continue; "
@@ -47,6 +50,11 @@ TICKS = 100
 #: the share of the interval in system time that, with no user time at
 #: all, counts as spinning in one system call
 KERNEL_SHARE = 0.5
+#: a task that has been there for this share of the command's time (or
+#: more), in D state when the time ran out and on a CPU for at most
+#: WAITING_CPU_SHARE of its life, waited in the kernel all along
+ALIVE_SHARE = 0.9
+WAITING_CPU_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,14 @@ class Task:
     cmdline: str = ""
     wchan: str = ""
     stack: list[str] = field(default_factory=list)
+    #: at the first sample: its state and wchan, how long it had been
+    #: there, and its CPU time (user and system) in that time
+    state_before: str = ""
+    wchan_before: str = ""
+    age_s: float = 0.0
+    cpu_s: float = 0.0
+    #: how long the command had run when it was sampled (None: unknown)
+    ran_for: Optional[float] = None
 
     @property
     def asleep(self) -> bool:
@@ -90,9 +106,23 @@ class Task:
         return self.user_s == 0 and self.system_s >= KERNEL_SHARE * self.interval_s
 
     @property
+    def waited(self) -> bool:
+        """It waited in the kernel through the command's time: in D state
+        when the time ran out, there since the command began (or nearly),
+        and almost never on a CPU.  It may have moved on while it was
+        sampled: the probe's own SSH session and processes add pages to
+        the LRU lists, which can end a compaction throttled on too many
+        isolated pages (seen: a kernel that never put isolated pages back,
+        whose `echo 1 > compact_memory` waited 660 s and went on 2 s after
+        the harness's timeout)."""
+        return (self.ran_for is not None and self.state_before == "D" and self.age_s >= ALIVE_SHARE * self.ran_for
+                and self.cpu_s <= WAITING_CPU_SHARE * self.age_s)
+
+    @property
     def held(self) -> bool:
-        """The kernel holds it: asleep in it or spinning in it."""
-        return self.asleep or self.spinning
+        """The kernel holds it: asleep in it, spinning in it, or it waited
+        in it all along."""
+        return self.asleep or self.spinning or self.waited
 
     @property
     def busy(self) -> bool:
@@ -106,6 +136,10 @@ class Task:
                    f"not once on a CPU in {self.interval_s:.1f} s")
         elif self.spinning:
             how = f"spinning in the kernel: {self.system_s:.2f} s of system time and no user time in {self.interval_s:.1f} s"
+        elif self.waited:
+            how = (f"in D state in {self.wchan_before or 'an unknown function'} when the time ran out, "
+                   f"on a CPU for {self.cpu_s:.1f} s of its {self.age_s:.0f} s: it waited in the kernel all along"
+                   + ("" if self.state.endswith("D") else f", and went on while it was sampled (state {self.state})"))
         else:
             how = f"{self.user_s:.2f} s of user time and {self.system_s:.2f} s of system time in {self.interval_s:.1f} s"
         return f"{what} (task {self.tid}, state {self.state}): {how}"
@@ -124,11 +158,13 @@ def parse_stat(line: str) -> Optional[tuple[int, Sample]]:
         return None
 
 
-def tasks(text: str) -> list[Task]:
-    """The tasks in both samples of the probe's output (same tid, same start
-    time), with what they did between the two."""
+def tasks(text: str, ran_for: Optional[float] = None) -> list[Task]:
+    """The user tasks of the probe's first sample, with what they did until
+    the second (nothing when they were gone by then, or their tid was
+    reused: state "X->gone").  ``ran_for``: how long the command had run."""
     samples: dict[str, dict[int, Sample]] = {"A": {}, "B": {}}
     slices: dict[str, dict[int, int]] = {"As": {}, "Bs": {}}
+    wchans: dict[str, dict[int, str]] = {"Aw": {}, "Bw": {}}
     uptime: dict[str, float] = {}
     wchan: dict[int, str] = {}
     cmdline: dict[int, str] = {}
@@ -147,6 +183,10 @@ def tasks(text: str) -> list[Task]:
             parsed = parse_stat(rest)
             if parsed:
                 samples[tag][parsed[0]] = parsed[1]
+        elif tag in wchans:
+            tid_text, _, value = rest.partition(" ")
+            if tid_text.isdigit():
+                wchans[tag][int(tid_text)] = "" if value.strip() == "0" else value.strip()
         elif tag in slices:
             parts = rest.split()
             if len(parts) == 4 and all(p.isdigit() for p in parts):
@@ -167,22 +207,28 @@ def tasks(text: str) -> list[Task]:
         interval = 1.0
     found = []
     for tid, before in samples["A"].items():
+        if tid == probe or before.kthread:
+            continue
         after = samples["B"].get(tid)
-        if after is None or after.start != before.start or tid == probe or after.kthread:
+        age = max(0.0, uptime.get("A", 0.0) - before.start / TICKS)
+        common = dict(cmdline=cmdline.get(tid, ""), wchan=wchan.get(tid, wchans["Bw"].get(tid, "")), stack=stack.get(tid, []),
+                      state_before=before.state, wchan_before=wchans["Aw"].get(tid, ""), age_s=age,
+                      cpu_s=(before.utime + before.stime) / TICKS, ran_for=ran_for)
+        if after is None or after.start != before.start:
+            found.append(Task(tid, before.comm, f"{before.state}->gone", 0.0, 0.0, interval, None, **common))
             continue
         state = after.state if before.state == after.state else f"{before.state}->{after.state}"
         ran = slices["Bs"][tid] - slices["As"][tid] if tid in slices["As"] and tid in slices["Bs"] else None
         found.append(Task(tid, after.comm, state, (after.utime - before.utime) / TICKS,
-                          (after.stime - before.stime) / TICKS, interval, ran,
-                          cmdline.get(tid, ""), wchan.get(tid, ""), stack.get(tid, [])))
+                          (after.stime - before.stime) / TICKS, interval, ran, **common))
     return found
 
 
-def held(text: str) -> list[Task]:
+def held(text: str, ran_for: Optional[float] = None) -> list[Task]:
     """The tasks the kernel holds, from the probe's output."""
-    return [t for t in tasks(text) if t.held]
+    return [t for t in tasks(text, ran_for) if t.held]
 
 
-def busy(text: str) -> list[Task]:
+def busy(text: str, ran_for: Optional[float] = None) -> list[Task]:
     """The tasks that used the CPU and are not held."""
-    return [t for t in tasks(text) if t.busy and not t.held]
+    return [t for t in tasks(text, ran_for) if t.busy and not t.held]

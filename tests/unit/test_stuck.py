@@ -3,6 +3,7 @@ command outlives its timeout.  The probe runs here with a real sh on this
 host's /proc; the judge's edge cases use stat lines written for the test
 (their fields as proc(5) lays them out), not recorded ones."""
 import subprocess
+from pathlib import Path
 import sys
 import time
 
@@ -59,14 +60,15 @@ def test_asleep_in_d_state_is_held_only_when_it_never_ran():
     assert [t.tid for t in stuck.held(no_schedstat)] == [8]
 
 
-def test_kernel_threads_the_probe_itself_and_reused_tids_are_left_out():
+def test_kernel_threads_and_the_probe_itself_are_left_out_and_a_reused_tid_is_gone():
     kthread = 0x00208040  # PF_KTHREAD set
     text = probe_output(
         [stat_line(30, "kcompactd0", "R", 0, 0, flags=kthread), stat_line(999, "sh", "R", 0, 0),
          stat_line(40, "old", "R", 0, 0, start=5)],
         [stat_line(30, "kcompactd0", "R", 0, 200, flags=kthread), stat_line(999, "sh", "R", 0, 200),
          stat_line(40, "new", "R", 0, 200, start=6)])
-    assert stuck.tasks(text) == []
+    [task] = stuck.tasks(text)
+    assert (task.tid, task.comm, task.state, task.system_s) == (40, "old", "R->gone", 0.0) and not task.held
 
 
 def test_a_comm_with_parentheses_and_spaces_is_parsed():
@@ -97,3 +99,38 @@ def test_the_probe_on_a_real_proc_sees_a_busy_program_and_holds_nothing(tmp_path
         nap.kill()
         spin.wait()
         nap.wait()
+
+
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "stuck" / "putback-stays-isolated-arm64-6.12.txt"
+
+
+def test_a_recorded_compaction_that_waited_out_the_timeout_is_the_kernels():
+    """Recorded: a mutant kernel that never put isolated pages back kept
+    `echo 1 > compact_memory` waiting in D state through the command's 660 s
+    (2.4 s of CPU); it went on while the probe sampled (its SSH session and
+    forks add LRU pages, so too_many_isolated() let compaction go)."""
+    text = RECORDED.read_text()
+    [task] = stuck.held(text, ran_for=662.0)
+    assert task.tid == 348 and task.waited and not task.asleep and not task.spinning
+    assert task.state_before == "D" and task.state == "D->S" and 660 < task.age_s < 665
+    assert "compact_memory" in task.cmdline
+    assert "in D state in an unknown function when the time ran out, on a CPU for 2.4 s of its 662 s" in task.describe()
+    assert "went on while it was sampled (state D->S)" in task.describe()
+    # without the command's time nothing tells a long wait from a short one
+    assert stuck.held(text) == []
+    # a task in D that has not been there through the command's time is not held
+    assert stuck.held(text, ran_for=1000.0) == []
+    # split_huge_page_test started during the probe: not in the first sample, not judged
+    assert 373 not in {t.tid for t in stuck.tasks(text, 662.0)}
+
+
+def test_waiting_needs_d_state_at_the_first_sample_and_almost_no_cpu():
+    busy_io = probe_output([stat_line(9, "dd", "D", 100, 1900, start=100)], [stat_line(9, "dd", "D", 100, 1905, start=100)],
+                           uptime=(700.0, 702.0))
+    assert stuck.held(busy_io, ran_for=590.0) == []  # 20 s of CPU in 699 s: more than 2 %
+    quiet = probe_output([stat_line(9, "sh", "D", 1, 230, start=100)], [stat_line(9, "sh", "S", 1, 231, start=100)],
+                         uptime=(700.0, 702.0))
+    assert [t.tid for t in stuck.held(quiet, ran_for=590.0)] == [9]
+    running = probe_output([stat_line(9, "sh", "R", 1, 230, start=100)], [stat_line(9, "sh", "D", 1, 231, start=100)],
+                           uptime=(700.0, 702.0))
+    assert stuck.held(running, ran_for=590.0) == []
