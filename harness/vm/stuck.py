@@ -137,7 +137,8 @@ class Task:
         elif self.spinning:
             how = f"spinning in the kernel: {self.system_s:.2f} s of system time and no user time in {self.interval_s:.1f} s"
         elif self.waited:
-            how = (f"in D state in {self.wchan_before or 'an unknown function'} when the time ran out, "
+            where = self.wchan_before or (self.wchan if self.state == "D" else "")
+            how = (f"in D state in {where or 'an unknown function'} when the time ran out, "
                    f"on a CPU for {self.cpu_s:.1f} s of its {self.age_s:.0f} s: it waited in the kernel all along"
                    + ("" if self.state.endswith("D") else f", and went on while it was sampled (state {self.state})"))
         else:

@@ -134,3 +134,16 @@ def test_waiting_needs_d_state_at_the_first_sample_and_almost_no_cpu():
     running = probe_output([stat_line(9, "sh", "R", 1, 230, start=100)], [stat_line(9, "sh", "D", 1, 231, start=100)],
                            uptime=(700.0, 702.0))
     assert stuck.held(running, ran_for=590.0) == []
+
+
+def test_recorded_again_compaction_throttled_on_too_many_isolated_pages():
+    """Recorded, the same mutant run again: still in D state through the
+    probe, woken now and then by reclaim_throttle() (one tick of system
+    time in 2 s, so not "asleep" without a CPU), held as having waited."""
+    text = RECORDED.with_name("putback-stays-isolated-arm64-6.12-again.txt").read_text()
+    [task] = stuck.held(text, ran_for=662.0)
+    assert task.tid == 351 and task.state == "D" and task.waited and not task.asleep
+    assert task.system_s == pytest.approx(0.01)
+    assert "in D state in reclaim_throttle when the time ran out" in task.describe()
+    assert "went on" not in task.describe()
+    assert task.stack[:2] == ["[<0>] reclaim_throttle+0x224/0x2f8", "[<0>] isolate_migratepages_block+0xd8/0xec0"]
