@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness.errors import KernelError
+from harness.errors import InfraError, KernelError
 from harness.vm.console import Kind
 from harness.vm.machine import Machine, MachineRequest
 
@@ -68,6 +68,34 @@ def test_lkdtm_oops_ends_the_run(guest_inputs, tmp_path):
         with pytest.raises(KernelError) as err:
             m.run("echo EXCEPTION > /sys/kernel/debug/provoke-crash/DIRECT", timeout=60)
         assert err.value.log_tail
+
+
+def test_a_command_whose_task_the_kernel_holds_is_the_kernels_failure(guest_inputs, tmp_path):
+    # LKDTM's HUNG_TASK puts the writing task to sleep in D state for good:
+    # the guest answers, the command times out, the probe finds the task
+    # asleep in the kernel and names it with its kernel stack.
+    arch, kernel, initrd = guest_inputs
+    with machine(arch, kernel, initrd, tmp_path / "run") as m:
+        start = time.monotonic()
+        with pytest.raises(KernelError) as err:
+            m.run("echo HUNG_TASK > /sys/kernel/debug/provoke-crash/DIRECT", timeout=5)
+        assert time.monotonic() - start < 30
+        assert "the kernel holds sh" in err.value.message and "D state" in err.value.message, err.value.message
+        # LKDTM's crash point, or its debugfs handler where the compiler inlined it (5.10 x86_64)
+        assert any("lkdtm_HUNG_TASK" in line or "direct_entry" in line for line in err.value.log_tail), err.value.log_tail
+        assert (tmp_path / "run" / "stuck-tasks.txt").read_text().startswith("S ")
+        assert m.run("echo alive").stdout == "alive\n"
+
+
+def test_a_command_busy_in_user_space_past_its_timeout_stays_infrastructure(guest_inputs, tmp_path):
+    # A shell loop that never ends: the guest answers and no task is held by
+    # the kernel, so the timeout is the harness's, naming the busy task.
+    arch, kernel, initrd = guest_inputs
+    with machine(arch, kernel, initrd, tmp_path / "run") as m:
+        with pytest.raises(InfraError) as err:
+            m.run("while :; do :; done", timeout=3)
+        assert not isinstance(err.value, KernelError)
+        assert "did not finish within 3s; the guest's busy tasks: sh -c while :; do :; done" in err.value.message, err.value.message
 
 
 def test_kernel_that_never_reaches_init_is_a_boot_failure(guest_inputs, tmp_path):
