@@ -648,10 +648,12 @@ class Machine:
 
     def _judge_timeout(self, command: str, exc: CommandTimeout, started: float) -> None:
         """A command ran past its timeout in a guest that still answers: if
-        the kernel holds one of the guest's user tasks (asleep in D state or
-        spinning in a system call, harness.vm.stuck), it is the kernel's
-        fault, raised as such with the tasks and their kernel stacks; else
-        the timeout stands, told what the busy tasks were doing."""
+        the kernel holds one of the guest's user tasks (asleep in D state,
+        spinning in a system call, or waiting in the kernel through the
+        command's time: harness.vm.stuck), it is the kernel's fault, raised
+        as such with the tasks and their kernel stacks; else the timeout
+        stands, told what the busy tasks were doing."""
+        ran_for = time.monotonic() - started  # when the probe begins: its first sample is of then
         try:
             answer = self.ssh.run(stuck.PROBE, timeout=60) if self.ssh is not None else None
         except InfraError:
@@ -663,7 +665,6 @@ class Machine:
                 self.console_log.with_name(stuck.CAPTURE).write_text(answer.stdout)
             except OSError:
                 pass
-        ran_for = time.monotonic() - started
         held = stuck.held(answer.stdout, ran_for)
         if held:
             error = self._kernel_error(f"{command!r} did not finish within its time, and the kernel holds "
