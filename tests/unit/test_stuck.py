@@ -2,6 +2,8 @@
 command outlives its timeout.  The probe runs here with a real sh on this
 host's /proc; the judge's edge cases use stat lines written for the test
 (their fields as proc(5) lays them out), not recorded ones."""
+import os
+import signal
 import subprocess
 from pathlib import Path
 import sys
@@ -82,21 +84,26 @@ def test_the_probe_on_a_real_proc_sees_a_busy_program_and_holds_nothing(tmp_path
     """The probe's shell text runs with sh on this host: a spinning user-space
     program is busy and not held, a sleeping one neither."""
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    nap = subprocess.Popen(["sleep", "30"])
+    # a sleeping shell whose command line is not UTF-8
+    nap = subprocess.Popen([b"sh", b"-c", b"sleep 30; exit 0", b"nap\x80\xff"], start_new_session=True)
     try:
         time.sleep(0.3)
-        answer = subprocess.run(["sh", "-c", stuck.PROBE], capture_output=True, text=True, timeout=60)
+        answer = subprocess.run(["sh", "-c", stuck.PROBE], capture_output=True, timeout=60)
         assert answer.returncode == 0, answer.stderr
-        found = {t.tid: t for t in stuck.tasks(answer.stdout)}
+        # decoded as the SSH runner decodes it: another task's cmdline may hold
+        # any bytes (CI met one that was not UTF-8)
+        text = answer.stdout.decode("utf-8", "replace")
+        found = {t.tid: t for t in stuck.tasks(text)}
         assert spin.pid in found and nap.pid in found
-        assert found[spin.pid] in stuck.busy(answer.stdout) and not found[spin.pid].held
+        assert found[spin.pid] in stuck.busy(text) and not found[spin.pid].held
         assert found[spin.pid].user_s > 0.3 and 1.5 < found[spin.pid].interval_s < 10
         assert not found[nap.pid].held and not found[nap.pid].busy
         assert "while True: pass" in found[spin.pid].cmdline
-        assert not stuck.held(answer.stdout) or all(t.tid not in (spin.pid, nap.pid) for t in stuck.held(answer.stdout))
+        assert "nap\ufffd" in found[nap.pid].cmdline
+        assert not stuck.held(text) or all(t.tid not in (spin.pid, nap.pid) for t in stuck.held(text))
     finally:
         spin.kill()
-        nap.kill()
+        os.killpg(nap.pid, signal.SIGKILL)  # the shell and its sleep
         spin.wait()
         nap.wait()
 
