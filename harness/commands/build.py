@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from harness.errors import ExitCode
 from harness.host import deps, proc
 from harness.host.cache import Cache
 from harness.image.initramfs import ImageBuilder, ImageRequest
-from harness.kernel.build import Builder
+from harness.arches import arch as lookup_arch
+from harness.kernel.build import Builder, NotBuilt
 from harness.kernel.source import PRESETS, SourceRequest, SourceResolver
 from harness.workflows.mutation import catalogue_name, is_catalogue, load_catalogue, select
 
@@ -59,6 +62,8 @@ def _add_sources(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check_build(args)
     result = Builder(echo=proc.stderr_echo(args.quiet)).build(build_request(args, args.quiet))
     if args.json:
         print(json.dumps(result.metadata, indent=2))
@@ -68,12 +73,44 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return ExitCode.PASS
 
 
+def _check_build(args: argparse.Namespace) -> int:
+    """``harness build --check``: is this build in the cache?  Builds,
+    fetches and unpacks nothing new: exit 0 with the image when it is, 1
+    with the reason when it is not (the source not available offline, the
+    compiler whose version is part of the key missing, or no build with
+    these inputs).  Bad input stays bad input (exit 2)."""
+    request = build_request(args, True)
+    request = dataclasses.replace(request, cache_only=True,
+                                  source=dataclasses.replace(request.source, offline=True))
+    the_arch = lookup_arch(request.arch)
+    resolver = SourceResolver(Cache())
+    resolver.check_spec(request.source)
+    name = request.source.spec
+    if name in PRESETS and not request.source.tarball and not resolver.available_offline(name):
+        print(f"not cached: the {name} source is not available offline (the first build fetches it)")
+        return ExitCode.CHECKS_FAILED
+    compiler = f"{the_arch.kernel_cross}gcc"
+    if shutil.which(compiler) is None:
+        print(f"not cached: {compiler} is missing, and its version is part of the build's key "
+              f"(apt-get install {the_arch.kernel_cross_package})")
+        return ExitCode.CHECKS_FAILED
+    try:
+        result = Builder(echo=proc.stderr_echo(True)).build(request)
+    except NotBuilt as exc:
+        print(f"not cached: {exc.message}")
+        return ExitCode.CHECKS_FAILED
+    print(f"{result.image}  ({result.arch}, Linux {result.kernel_version}, cached)")
+    return ExitCode.PASS
+
+
 def _add_build(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("build", help="build a kernel (cached by its inputs)")
     add_source_options(parser)
     parser.add_argument("--base", default="allnoconfig", choices=["allnoconfig", "defconfig"],
                         help="config to start from before the fragments (default allnoconfig)")
     parser.add_argument("--json", action="store_true", help="print build.json")
+    parser.add_argument("--check", action="store_true",
+                        help="build nothing: exit 0 when this build is in the cache, 1 when it is not (CI's time budget)")
     parser.set_defaults(handler=_cmd_build)
 
 

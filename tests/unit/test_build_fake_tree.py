@@ -258,3 +258,24 @@ def test_a_full_disk_during_make_is_infrastructure_not_the_kernel(tmp_path, fake
     assert f"cache disk full: {cache_dir}" in done.stderr and "free" in done.stderr
     assert "kernel error" not in done.stderr
     assert ".tmp-" not in done.stdout  # no half-written build entry left
+
+
+def test_build_check_says_cached_or_not_and_builds_nothing(tmp_path, fake_tree, capsys, monkeypatch):
+    from harness.host.cache import Cache
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "c"))
+    # nothing built yet: not cached (1), and the check made nothing
+    assert main(["build", "--kernel", str(fake_tree), "--check"]) == 1
+    assert capsys.readouterr().out.startswith("not cached: no cached x86_64 build of ")
+    assert calls(fake_tree) == []
+    built = builder(Cache(tmp_path / "c")).build(request(fake_tree))
+    assert main(["build", "--kernel", str(fake_tree), "--check"]) == 0
+    assert capsys.readouterr().out.startswith(f"{built.image}  (x86_64, ")
+    # other inputs are another key
+    assert main(["build", "--kernel", str(fake_tree), "--check", "--option", "CONFIG_KSM=y"]) == 1
+    # a preset whose source the machine does not have: not cached, nothing fetched
+    assert main(["build", "--kernel", "debian-6.1", "--check"]) == 1
+    assert "debian-6.1 source is not available offline" in capsys.readouterr().out
+    assert not (tmp_path / "c" / "sources").exists() or not any((tmp_path / "c" / "sources").iterdir())
+    # bad input stays bad input
+    assert main(["build", "--kernel", str(fake_tree), "--arch", "sparc", "--check"]) == 2
