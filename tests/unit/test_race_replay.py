@@ -108,3 +108,44 @@ def test_a_stack_freed_beside_a_page_table_freed_still_fails(tmp_path):
     checks, outcome = page_cache_closed_checks(run_dir)
     assert checks["move-back"].status.name == "FAIL"
     assert checks["move-back"].observed == ["node1 vmstat nr_page_table_pages -1"]
+
+
+SCAN_BEFORE = "5.10-numa-scan-before-window-arm64"
+PMDS = "Δnuma_huge_pte_updates (the THPs' PMDs made protnone)"
+
+
+def thp_checks(run_dir):
+    doc = recheck(run_dir, reports=False)
+    checks = ScenarioOutcome.from_dict(doc["arches"]["arm64"]["scenarios"]["numa-balancing"]).checks
+    return {c.name: c for c in checks if c.step == "thp-touch-loop"}, doc
+
+
+def test_thp_pmds_the_scanner_changed_before_the_window_count(tmp_path):
+    # 5.10 arm64, CI 2026-12-07: the scanner made the 4 THPs' PMDs protnone
+    # between their fault and the window's opening snapshot; the window saw
+    # their 4 migrations and not one PMD update
+    run_dir = materialize(SCAN_BEFORE, tmp_path, RACES)
+    lines, at = snapshots(run_dir / "arm64" / "numa-balancing" / "workload.out")
+    values = [json.loads(lines[i][7:])["values"]["numa_huge_pte_updates"] for i in at]
+    assert len(values) == 4 and values[3] - values[2] == 0 and values[2] - values[1] == 4  # none in the window
+    recorded = json.loads((run_dir / "results.json").read_text())
+    assert recorded["arches"]["arm64"]["scenarios"]["numa-balancing"]["status"] == "FAIL"
+    checks, doc = thp_checks(run_dir)
+    assert doc["arches"]["arm64"]["scenarios"]["numa-balancing"]["status"] == "PASS"
+    assert checks[PMDS].observed == 4 and checks["THPs moved to node 0"].observed == 4
+
+
+def test_a_kernel_that_never_counts_a_thps_pmd_still_fails(tmp_path):
+    # the same capture with no PMD update counted since the THPs were faulted
+    # (numa_huge_pte_updates never moving): the THPs' migrations had no
+    # protnone PMD to fault on, as far as the counters say
+    run_dir = materialize(SCAN_BEFORE, tmp_path, RACES)
+    out = run_dir / "arm64" / "numa-balancing" / "workload.out"
+    lines, at = snapshots(out)
+    for i in at:
+        snap = json.loads(lines[i][7:])
+        snap["values"]["numa_huge_pte_updates"] = 0
+        lines[i] = "RESULT " + json.dumps(snap, separators=(",", ":"))
+    out.write_text("\n".join(lines) + "\n")
+    checks, _ = thp_checks(run_dir)
+    assert checks[PMDS].status.name == "FAIL" and checks[PMDS].observed == 0
