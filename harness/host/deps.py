@@ -57,6 +57,16 @@ def ensure(arches: Iterable[str], install: bool, echo=print) -> list[str]:
     echo("+ apt-get update && " + " ".join(command))
     for argv in (["apt-get", "update", "-q"], command):
         result = proc.run(argv, env=env, separate_stderr=True)
+        if result.returncode != 0 and INTERRUPTED in result.stdout + result.stderr:
+            # an install killed half-way (a CI timeout, Ctrl-C) left dpkg
+            # "interrupted" and apt refuses everything until it is finished
+            echo("+ dpkg --configure -a   (an earlier package install was interrupted)")
+            proc.run(["dpkg", "--configure", "-a"], env=env, separate_stderr=True)
+            result = proc.run(argv, env=env, separate_stderr=True)
         if result.returncode != 0:
             raise InfraError(f"{' '.join(argv[:2])} failed", log_tail=(result.stdout + result.stderr).splitlines()[-10:])
     return absent
+
+
+#: What apt says while dpkg has an unfinished install (tests/fixtures/apt).
+INTERRUPTED = "dpkg was interrupted"

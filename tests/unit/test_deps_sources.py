@@ -27,6 +27,40 @@ def test_missing_packages_named_when_not_installing(monkeypatch):
     assert err.value.hint == "run: sudo apt-get install -y qemu-system-arm"
 
 
+def test_an_interrupted_dpkg_is_finished_before_installing_again(monkeypatch):
+    """apt's words after stop 36's CI was killed inside an apt-get install
+    (recorded): dpkg --configure -a first, then the install once more."""
+    import subprocess
+    from pathlib import Path
+
+    from harness.errors import InfraError
+
+    said = (Path(__file__).resolve().parents[1] / "fixtures" / "apt" / "install-dpkg-interrupted.txt").read_text()
+    calls, state = [], {"interrupted": True}
+
+    def run(argv, **kw):
+        calls.append(" ".join(argv[:3]))
+        if argv[:2] == ["dpkg", "--configure"]:
+            state["interrupted"] = False
+        if argv[:2] == ["apt-get", "install"] and state["interrupted"]:
+            return subprocess.CompletedProcess(argv, 100, "", said)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(deps, "missing", lambda pkgs: ["qemu-system-arm"])
+    monkeypatch.setattr(deps.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(deps.proc, "run", run)
+    said_lines = []
+    assert deps.ensure(["arm64"], install=True, echo=said_lines.append) == ["qemu-system-arm"]
+    assert calls == ["apt-get update -q", "apt-get install -y", "dpkg --configure -a", "apt-get install -y"]
+    assert any("interrupted" in line for line in said_lines)
+    # a dpkg that stays broken: the install's failure, with apt's words
+    monkeypatch.setattr(deps.proc, "run", lambda argv, **kw: subprocess.CompletedProcess(
+        argv, 100 if argv[0] == "apt-get" and argv[1] == "install" else 0, "", said))
+    with pytest.raises(InfraError) as err:
+        deps.ensure(["arm64"], install=True, echo=lambda line: None)
+    assert err.value.message == "apt-get install failed" and "dpkg was interrupted" in err.value.log_tail[-1]
+
+
 @pytest.fixture
 def fingerprinted(fake_tree, monkeypatch):
     prints = {rel: hashlib.sha256((fake_tree / rel).read_bytes()).hexdigest() for rel in ("Makefile", "Kconfig")}
