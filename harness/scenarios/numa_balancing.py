@@ -99,8 +99,8 @@ def balancing_counters(ck: Checker, delta: dict, pages: int, huge: int, since_fa
         span = since_faulted if since_faulted is not None else delta
         huge_updates, span_updates = span.get("numa_huge_pte_updates", 0), span.get("numa_pte_updates", 0)
         ck.bounded("Δnuma_huge_pte_updates (the THPs' PMDs made protnone)", huge_updates, low=1,
-                   message=f"{huge} THPs were migrated by hinting faults on their PMDs; counted from before their fault"
-                           if since_faulted is not None else f"{huge} THPs were migrated by hinting faults on their PMDs",
+                   message=f"{huge} THPs were migrated by hinting faults on their PMDs"
+                           + ("; counted from before their fault" if since_faulted is not None else ""),
                    covers=[Field("vmstat", GLOBAL, "numa_huge_pte_updates")])
         ck.invariant("Δnuma_pte_updates >= 512 x Δnuma_huge_pte_updates", "Δnuma_pte_updates", span_updates,
                      "512 x Δnuma_huge_pte_updates", HPAGE_PMD_NR * huge_updates, relation=">=")
