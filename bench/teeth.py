@@ -329,5 +329,16 @@ def main() -> int:
     return 0
 
 
+def cli() -> int:
+    """main(), and Ctrl-C said as what it leaves: every row printed so far
+    is kept (teeth.json is written after each), and --resume goes on."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("\nteeth: interrupted. The rows printed above are kept in teeth.json of the directory named at the start;"
+              " go on with the same command and --resume DIR (the row under way is measured again)", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -363,3 +363,19 @@ def test_a_kselftest_kill_stands_only_when_a_second_run_kills_too(tmp_path, monk
     ksft = {r["id"]: r["x86_64"]["kselftest"]["result"] for r in table["mutants"]}
     assert ksft == {"m1": "killed", "m2": "flaky", "m3": "survived", "m4": "killed"}
     assert table["kselftest_kill_rate"]["x86_64"] == 2 / 4
+
+
+def test_teeth_interrupted_says_how_to_go_on_and_exits_130(monkeypatch, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("teeth", Path(__file__).resolve().parents[2] / "bench" / "teeth.py")
+    teeth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teeth)
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teeth, "main", interrupted)
+    assert teeth.cli() == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume DIR" in err and "Traceback" not in err
