@@ -8,6 +8,7 @@
 # test-guest knobs:
 #   KERNEL=v5.0 (default; kernel.org tarball, cached tarball or registered tree)
 #   KERNEL=debian-5.10 (Debian's linux-source-5.10; no kernel.org needed)
+#   KERNEL=debian-6.1, KERNEL=debian-6.12 (Debian's linux-source-6.1 / -6.12)
 #   KERNEL_SRC=/path/to/linux (a developer's tree; overrides KERNEL)
 #   TARBALL=/path/to/linux-5.0.tar.xz (supplies v5.0 from disk)
 #   ARCH=x86_64,arm64 (default) or one of them; SCENARIO=name,...; RUN_ARGS=...
