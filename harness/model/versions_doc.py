@@ -34,6 +34,17 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+#: A sentence ends at a full stop followed by a space, not at one of an
+#: ellipsis ("... target" in a commit title, "... but" continuing a comment).
+_SENTENCE_END = re.compile(r"(?<!\.)\.(?!\.)\s")
+
+
+def first_sentence(text: str, limit: int = 200) -> str:
+    """The first sentence of a field's comment, at most ``limit`` characters."""
+    cut = _SENTENCE_END.split(text, maxsplit=1)[0]
+    return cut if len(cut) <= limit else cut[: limit - 3] + "..."
+
+
 def _cell(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"

@@ -347,16 +347,15 @@ class Scenario:
         if target.rules.name == other.rules.name:
             return []
         from harness.model.kernels import KernelRules
-        from harness.model.versions_doc import field_docs
+        from harness.model.versions_doc import field_docs, first_sentence
 
         docs = field_docs(KernelRules)
         notes = []
         for name in self.rule_fields:
             mine, theirs = getattr(target.rules, name), getattr(other.rules, name)
             if mine != theirs:
-                doc = docs.get(name, "").split(". ")[0]
                 notes.append(f"{name} ({_short(mine)} on {target.rules.name}, {_short(theirs)} on {other.rules.name}): "
-                             + (doc if len(doc) <= 200 else doc[:197] + "..."))
+                             + first_sentence(docs.get(name, "")))
         return notes
 
 

@@ -312,6 +312,24 @@ def test_the_versions_document_is_generated_from_the_rules():
     assert doc.read_text() == versions_doc.markdown(), "run: harness model kernels --markdown > docs/kernel-versions.md"
 
 
+def test_an_account_quotes_a_whole_first_sentence_not_a_cut_at_an_ellipsis():
+    """compare's and plan check's account quote a field's first sentence; an
+    ellipsis inside a commit title ("... target") or opening a comment that
+    continues the one before ("... but 6.12's") does not end it (it did: the
+    6.1 -> 6.12 compaction account read "..")."""
+    from harness.model import versions_doc
+
+    assert versions_doc.first_sentence('"a source" and "... target" (70b44595eafe): scans untraced. More.') == \
+        '"a source" and "... target" (70b44595eafe): scans untraced'
+    assert versions_doc.first_sentence("x " * 150, 40).endswith("...") and len(versions_doc.first_sentence("x " * 150, 40)) == 40
+    docs = versions_doc.field_docs(type(kernel("6.12")))
+    for field_name, text in docs.items():
+        first = versions_doc.first_sentence(text, limit=10**6)
+        assert len(first) >= 25 and not first.endswith(".."), (field_name, first)
+    assert "fast_isolate_freepages() traces" in versions_doc.first_sentence(docs["compaction_fast_free_traced"])
+    assert "70b44595eafe" in versions_doc.first_sentence(docs["compaction_fast_scanners_untraced"])
+
+
 def test_every_field_that_changes_after_510_says_which_upstream_change():
     """A 6.x difference names the tree lines it was read from or the change:
     a version or file reference in the field's comment."""

@@ -15,7 +15,7 @@ from harness.model.kernels import KernelRules
 from harness.model.page import PageKind
 from harness.model.prediction import Prediction
 from harness.model.scenario import parse_entries, parse_pages
-from harness.model.versions_doc import field_docs
+from harness.model.versions_doc import field_docs, first_sentence
 from harness.scenarios.base import Target
 from harness.scenarios.plan.schema import Plan
 
@@ -140,13 +140,8 @@ def rule_causes(plan: Plan, target: Target, other: Target, mine: Sequence[Predic
             continue
         for index, (a, b) in enumerate(zip(mine, changed)):
             if prediction_differences(a, b):
-                out.setdefault(index, []).append((f.name, _first_sentence(docs.get(f.name, ""))))
+                out.setdefault(index, []).append((f.name, first_sentence(docs.get(f.name, ""), 160)))
     return out
-
-
-def _first_sentence(text: str, limit: int = 160) -> str:
-    cut = text.split(". ")[0]
-    return cut if len(cut) <= limit else cut[: limit - 3] + "..."
 
 
 def plan_check(plan: Plan, targets: Sequence[Target], skip: Callable[[Target], Optional[str]]) -> str:
